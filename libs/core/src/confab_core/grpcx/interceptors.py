@@ -1,0 +1,147 @@
+"""Server and client interceptors: caller identity, trace context, metrics, errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
+
+from confab_core.errors import ERROR_CODE_METADATA_KEY, ConfabError
+from confab_core.grpcx import Ctx
+from confab_core.identity import (
+    CALLER_METADATA_KEY,
+    Caller,
+    maybe_caller,
+    reset_caller,
+    set_caller,
+)
+from confab_core.telemetry import tracer
+
+log = logging.getLogger(__name__)
+
+SERVER_HANDLED = Counter(
+    "confab_grpc_server_handled_total",
+    "gRPC calls handled, by method and status code",
+    ["grpc_method", "grpc_code"],
+)
+SERVER_SECONDS = Histogram(
+    "confab_grpc_server_handling_seconds",
+    "gRPC handling time, by method",
+    ["grpc_method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+Handler = Callable[[Any, Ctx], Awaitable[Any]]
+MethodHandler = grpc.RpcMethodHandler[Any, Any]
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Restores the caller and trace context, records metrics, maps errors.
+
+    Only unary-unary methods carry business calls; health and reflection
+    streams pass through untouched.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> MethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = handler_call_details.method
+        inner = cast(Handler, handler.unary_unary)
+
+        async def wrapper(request: Any, context: Ctx) -> Any:
+            return await _handle(method, inner, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapper,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> Any:
+    metadata = tuple(context.invocation_metadata() or ())
+    carrier = {k: v for k, v in metadata if isinstance(v, str)}
+    caller: Caller | None = None
+    for key, value in metadata:
+        if key == CALLER_METADATA_KEY and isinstance(value, bytes):
+            caller = Caller.from_bytes(value)
+    token = set_caller(caller)
+    started = time.perf_counter()
+    code = "OK"
+    span_name = method.lstrip("/")
+    try:
+        with tracer().start_as_current_span(
+            span_name,
+            context=propagate.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": method},
+        ) as span:
+            if caller is not None:
+                span.set_attribute("confab.tenant_id", caller.tenant_id)
+                span.set_attribute("confab.user_id", caller.user_id)
+            try:
+                return await inner(request, context)
+            except ConfabError as exc:
+                code = exc.grpc_status.name
+                span.set_attribute("confab.error_code", exc.code)
+                context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, exc.code),))
+                await context.abort(exc.grpc_status, exc.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                code = "INTERNAL"
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.exception("unhandled error in %s", method)
+                context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "internal"),))
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    finally:
+        reset_caller(token)
+        SERVER_HANDLED.labels(method, code).inc()
+        SERVER_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+
+class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Sends the current caller and trace context with every outgoing call."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        metadata = list(client_call_details.metadata or ())
+        caller = maybe_caller()
+        if caller is not None and not any(k == CALLER_METADATA_KEY for k, _ in metadata):
+            metadata.append((CALLER_METADATA_KEY, caller.to_bytes()))
+        method = client_call_details.method
+        name = method.decode() if isinstance(method, bytes) else str(method)
+        with tracer().start_as_current_span(
+            name.lstrip("/"),
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.method": name},
+        ):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            metadata.extend(carrier.items())
+            details = grpc.aio.ClientCallDetails(
+                client_call_details.method,
+                client_call_details.timeout,
+                grpc.aio.Metadata(*metadata),
+                client_call_details.credentials,
+                client_call_details.wait_for_ready,
+            )
+            call = await continuation(details, request)
+            # Awaiting inside the span makes its duration the real call time.
+            await call
+            return call

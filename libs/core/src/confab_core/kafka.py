@@ -1,0 +1,245 @@
+"""Kafka producer and consumer helpers on aiokafka.
+
+Consumers commit only after their handler succeeded, and a failing handler is
+retried on the same record instead of skipping it: a fault delays work, it
+never loses it. Handlers must therefore be idempotent (events carry ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter, Gauge
+
+from confab_core.telemetry import extract_headers, inject_headers, tracer
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_EVENTS_TOPIC = "confab.conversation.events.v1"
+PRESENCE_EVENTS_TOPIC = "confab.presence.events.v1"
+
+CONSUMED = Counter(
+    "confab_kafka_consumed_total", "Kafka records handled", ["topic", "group", "outcome"]
+)
+CONSUMER_LAG = Gauge("confab_kafka_consumer_lag", "Records behind the log end", ["topic", "group"])
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 8
+
+
+async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(t.name, num_partitions=t.partitions, replication_factor=1)
+            for t in topics
+            if t.name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+async def ensure_topics_with_retry(
+    bootstrap: str, topics: Sequence[TopicSpec], delay: float = 1.0
+) -> None:
+    while True:
+        try:
+            await ensure_topics(bootstrap, topics)
+            return
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka not ready for topic setup: %s", exc)
+            await asyncio.sleep(delay)
+
+
+class Producer:
+    """An idempotent producer that stamps the trace context into headers."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _get(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
+                request_timeout_ms=10_000,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def send_many(
+        self, topic: str, records: Sequence[tuple[bytes, bytes, Sequence[tuple[str, bytes]]]]
+    ) -> None:
+        """Sends (key, value, headers) records and waits for every ack, in order."""
+        producer = await self._get()
+        futures = [
+            await producer.send(topic, value=value, key=key, headers=list(headers))
+            for key, value, headers in records
+        ]
+        try:
+            await asyncio.gather(*futures)
+        except KafkaError:
+            # A producer whose batches failed may hold a fenced sequence; a
+            # fresh one is cheaper than reasoning about its state.
+            await self.reset()
+            raise
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        await self.send_many(topic, [(key, value, inject_headers())])
+
+    async def reset(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except KafkaError:
+                log.warning("error while stopping kafka producer", exc_info=True)
+
+    async def stop(self) -> None:
+        await self.reset()
+
+
+RecordHandler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+
+async def consume_forever(
+    *,
+    bootstrap: str,
+    topics: Sequence[str],
+    group_id: str,
+    handler: RecordHandler,
+    from_latest: bool = False,
+    retry_delay: float = 0.5,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Feeds every record to ``handler`` in partition order, committing after it.
+
+    ``from_latest`` is for consumers that only care about live events (a
+    gateway pod's fan-out); durable consumers start from the earliest offset.
+    """
+    await ensure_topics_with_retry(bootstrap, [TopicSpec(t) for t in topics])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="latest" if from_latest else "earliest",
+        metadata_max_age_ms=30_000,
+        max_poll_records=500,
+    )
+    assigned = asyncio.Event()
+    consumer.subscribe(list(topics), listener=_AssignedListener(assigned))
+    while True:
+        try:
+            await consumer.start()
+            break
+        except KafkaError as exc:
+            log.warning("kafka consumer cannot start yet: %s", exc)
+            await asyncio.sleep(retry_delay)
+    try:
+        if ready is not None:
+            # Waiting for the assignment makes "ready" mean "will see events
+            # published from now on", which start-up ordering relies on.
+            await assigned.wait()
+            for tp in consumer.assignment():
+                await consumer.position(tp)
+            ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                await _handle_partition(consumer, tp, records, group_id, handler, retry_delay)
+            await _record_lag(consumer, group_id)
+    finally:
+        await consumer.stop()
+
+
+class _AssignedListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, assigned: asyncio.Event) -> None:
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self._assigned.set()
+
+
+async def _handle_partition(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    records: list[ConsumerRecord[bytes, bytes]],
+    group_id: str,
+    handler: RecordHandler,
+    retry_delay: float,
+) -> None:
+    for record in records:
+        while True:
+            try:
+                with tracer().start_as_current_span(
+                    f"{record.topic} process",
+                    context=extract_headers(record.headers),
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": record.topic,
+                        "messaging.consumer.group.name": group_id,
+                        "messaging.kafka.offset": record.offset,
+                    },
+                ):
+                    await handler(record)
+                CONSUMED.labels(record.topic, group_id, "ok").inc()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                CONSUMED.labels(record.topic, group_id, "retry").inc()
+                log.exception(
+                    "handler failed; retrying the same record",
+                    extra={"topic": record.topic, "offset": record.offset},
+                )
+                await asyncio.sleep(retry_delay)
+        while True:
+            try:
+                await consumer.commit({tp: record.offset + 1})
+                break
+            except KafkaError as exc:
+                log.warning("commit failed, retrying: %s", exc)
+                await asyncio.sleep(retry_delay)
+
+
+async def _record_lag(consumer: AIOKafkaConsumer, group_id: str) -> None:
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        position = await consumer.position(tp)
+        CONSUMER_LAG.labels(tp.topic, group_id).set(max(0, end - position))

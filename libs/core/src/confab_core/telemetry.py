@@ -1,0 +1,77 @@
+"""OpenTelemetry tracing, configured only through the standard OTEL_* variables.
+
+The SDK's Resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; the
+exporter is chosen by OTEL_TRACES_EXPORTER (otlp, console or none) and the OTLP
+exporter reads its own OTEL_EXPORTER_OTLP_* variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TRACER_NAME = "confab"
+
+
+class OtelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OTEL_", extra="ignore")
+
+    sdk_disabled: bool = False
+    traces_exporter: str = "otlp"
+
+
+def setup_tracing(default_service_name: str) -> TracerProvider | None:
+    cfg = OtelSettings()
+    if cfg.sdk_disabled:
+        return None
+    resource = Resource.create({"service.name": default_service_name}).merge(Resource.create())
+    provider = TracerProvider(resource=resource)
+    for name in (n.strip() for n in cfg.traces_exporter.split(",")):
+        exporter = _exporter(name)
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def _exporter(name: str) -> SpanExporter | None:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter,
+        )
+
+        return OTLPSpanExporter()
+    return None
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def inject_headers() -> list[tuple[str, bytes]]:
+    """Current trace context as Kafka record headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [(k, v.encode()) for k, v in carrier.items()]
+
+
+def extract_headers(headers: Sequence[tuple[str, bytes]] | None) -> Context:
+    carrier = {k: v.decode(errors="replace") for k, v in (headers or ())}
+    return propagate.extract(carrier)
+
+
+def extract_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Context:
+    carrier: Mapping[str, str] = {k: v for k, v in metadata if isinstance(v, str)}
+    return propagate.extract(carrier)

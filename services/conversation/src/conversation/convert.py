@@ -1,0 +1,66 @@
+"""MongoDB documents to protobuf messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from confab.conversation.v1 import conversation_pb2 as pb
+from confab_core.mongo import Doc
+
+
+def ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    out = Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def conversation(doc: Doc, member: Doc | None) -> pb.Conversation:
+    last_read = int(member["last_read_seq"]) if member else 0
+    ctx = doc.get("context")
+    return pb.Conversation(
+        id=doc["_id"],
+        kind=doc["kind"],
+        title=doc.get("title", ""),
+        description=doc.get("description", ""),
+        topic=doc.get("topic", ""),
+        created_by=doc["created_by"],
+        created_at=ts(doc["created_at"]),
+        last_activity_at=ts(doc["last_activity_at"]),
+        last_seq=int(doc["last_seq"]),
+        member_count=int(doc["member_count"]),
+        context=pb.ContextLink(kind=ctx["kind"], id=ctx["id"]) if ctx else None,
+        archived=bool(doc.get("archived", False)),
+        unread_count=max(0, int(doc["last_seq"]) - last_read) if member else 0,
+        my_role=member["role"] if member else pb.MEMBER_ROLE_UNSPECIFIED,
+        last_read_seq=last_read,
+    )
+
+
+def message(doc: Doc) -> pb.Message:
+    return pb.Message(
+        id=doc["_id"],
+        conversation_id=doc["conversation_id"],
+        seq=int(doc["seq"]),
+        sender_id=doc["sender_id"],
+        sender_name=doc.get("sender_name", ""),
+        kind=doc["kind"],
+        text=doc["text"],
+        client_msg_id=doc["client_msg_id"],
+        created_at=ts(doc["created_at"]),
+        thread_root_id=doc.get("thread_root_id", ""),
+    )
+
+
+def member(doc: Doc, profile: Doc | None) -> pb.Member:
+    return pb.Member(
+        user_id=doc["user_id"],
+        role=doc["role"],
+        joined_at=ts(doc["joined_at"]),
+        last_read_seq=int(doc["last_read_seq"]),
+        display_name=(profile or {}).get("display_name", ""),
+        email=(profile or {}).get("email", ""),
+    )

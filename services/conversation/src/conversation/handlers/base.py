@@ -1,0 +1,105 @@
+"""What every handler shares: the store, the clock, transactions, events, access."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from confab.conversation.v1 import conversation_pb2 as pb
+from confab.conversation.v1 import events_pb2
+from confab_core.clock import Clock
+from confab_core.errors import NotFound
+from confab_core.identity import ROLE_SERVICE, Caller
+from confab_core.ids import new_id
+from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
+from confab_core.mongo import Doc
+from confab_core.telemetry import inject_headers
+from conversation.storage.db import Database, TenantStore
+
+T = TypeVar("T")
+
+EVENT_TYPE_HEADER = "confab-event-type"
+EVENT_TYPE = b"confab.conversation.v1.ConversationEvent"
+
+
+class HandlerBase:
+    def __init__(self, db: Database, clock: Clock, relay_wakeup: asyncio.Event) -> None:
+        self.db = db
+        self.clock = clock
+        self._relay_wakeup = relay_wakeup
+        self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def store(self, caller: Caller) -> TenantStore:
+        return self.db.for_tenant(caller.tenant_id)
+
+    async def transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        async with self.db.client.start_session() as session:
+            result: T = await session.with_transaction(fn)
+        # Commit done: wake the relay instead of waiting for its next poll.
+        self._relay_wakeup.set()
+        return result
+
+    async def remember_profile(self, caller: Caller) -> None:
+        """Keeps the users collection current without a write per call."""
+        if ROLE_SERVICE in caller.roles:
+            return
+        key = (caller.tenant_id, caller.user_id)
+        value = (caller.display_name, caller.email)
+        if self._seen_profiles.get(key) == value:
+            return
+        await self.store(caller).users.upsert(
+            caller.user_id, caller.display_name, caller.email, self.clock.now()
+        )
+        if len(self._seen_profiles) > 50_000:
+            self._seen_profiles.clear()
+        self._seen_profiles[key] = value
+
+    async def readable(self, caller: Caller, conversation_id: str) -> tuple[Doc, Doc | None]:
+        """The conversation and the caller's membership, or NotFound.
+
+        Another tenant's conversation, or one the caller may not see, is
+        indistinguishable from one that does not exist.
+        """
+        store = self.store(caller)
+        conv = await store.conversations.get(conversation_id)
+        if conv is None:
+            raise NotFound("conversation not found", "conversation_not_found")
+        member = await store.members.get(conversation_id, caller.user_id)
+        if member is None and not _sees_without_membership(caller, conv):
+            raise NotFound("conversation not found", "conversation_not_found")
+        return conv, member
+
+    async def emit(
+        self,
+        store: TenantStore,
+        session: AsyncClientSession,
+        caller: Caller,
+        conv_after_inc: Doc,
+        event: events_pb2.ConversationEvent,
+    ) -> None:
+        event.event_id = new_id()
+        event.tenant_id = caller.tenant_id
+        event.conversation_id = conv_after_inc["_id"]
+        event.event_seq = int(conv_after_inc["last_event_seq"])
+        event.actor_id = caller.user_id
+        now = self.clock.now()
+        event.occurred_at.FromDatetime(now)
+        await store.outbox.add(
+            event_id=event.event_id,
+            topic=CONVERSATION_EVENTS_TOPIC,
+            conversation_id=event.conversation_id,
+            event_seq=event.event_seq,
+            payload=event.SerializeToString(),
+            headers=[(EVENT_TYPE_HEADER, EVENT_TYPE), *inject_headers()],
+            now=now,
+            session=session,
+        )
+
+
+def _sees_without_membership(caller: Caller, conv: Doc) -> bool:
+    return bool(
+        caller.has_role(ROLE_SERVICE) or conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL
+    )

@@ -1,0 +1,115 @@
+"""Publishes the outbox to Kafka, then deletes what Kafka acknowledged.
+
+One relay at a time holds a lease in MongoDB, so replicas never interleave a
+conversation's events. A crash between publish and delete re-publishes a batch;
+consumers drop event ids they have seen, so that costs a duplicate on the wire,
+never one in a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+from pymongo.errors import PyMongoError
+
+from confab_core.clock import Clock
+from confab_core.ids import new_id
+from confab_core.kafka import Producer
+from confab_core.mongo import Doc
+from conversation.storage.db import Database
+from conversation.storage.outbox import OutboxReader
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = Counter("confab_outbox_published_total", "Outbox records published to Kafka")
+PENDING = Gauge("confab_outbox_pending", "Outbox records seen waiting in the last poll")
+LEASE_ID = "outbox-relay"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        producer: Producer,
+        clock: Clock,
+        wakeup: asyncio.Event,
+        *,
+        batch_size: int,
+        poll_seconds: float,
+        lease_seconds: float,
+    ) -> None:
+        self._db = db
+        self._reader = OutboxReader(db.db["outbox"])
+        self._producer = producer
+        self._clock = clock
+        self._wakeup = wakeup
+        self._batch = batch_size
+        self._poll = poll_seconds
+        self._lease = lease_seconds
+        self._owner = new_id()
+
+    async def run(self) -> None:
+        backoff = self._poll
+        while True:
+            try:
+                if await self._hold_lease():
+                    published = await self.publish_once()
+                    backoff = self._poll
+                    if published:
+                        continue
+            except (KafkaError, PyMongoError, OSError) as exc:
+                log.warning("outbox relay paused: %s", exc)
+                backoff = min(backoff * 2, 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
+            self._wakeup.clear()
+
+    async def _hold_lease(self) -> bool:
+        now = self._clock.now()
+        leases = self._db.db["leases"]
+        try:
+            doc = await leases.find_one_and_update(
+                {"_id": LEASE_ID, "$or": [{"owner": self._owner}, {"expires_at": {"$lt": now}}]},
+                {
+                    "$set": {
+                        "owner": self._owner,
+                        "expires_at": now + timedelta(seconds=self._lease),
+                    }
+                },
+                upsert=True,
+            )
+        except PyMongoError as exc:
+            # The upsert collides with the unique _id while another replica holds it.
+            if "duplicate key" in str(exc).lower() or getattr(exc, "code", None) == 11000:
+                return False
+            raise
+        return doc is None or doc.get("owner") in (None, self._owner)
+
+    async def publish_once(self) -> int:
+        pending = await self._reader.pending(self._batch)
+        PENDING.set(len(pending))
+        if not pending:
+            return 0
+        by_topic: dict[str, list[Doc]] = {}
+        for doc in pending:
+            by_topic.setdefault(doc["topic"], []).append(doc)
+        for topic, docs in by_topic.items():
+            await self._producer.send_many(
+                topic,
+                [
+                    (
+                        doc["conversation_id"].encode(),
+                        bytes(doc["payload"]),
+                        [(str(k), bytes(v)) for k, v in doc["headers"]],
+                    )
+                    for doc in docs
+                ],
+            )
+        await self._reader.remove([doc["_id"] for doc in pending])
+        PUBLISHED.inc(len(pending))
+        return len(pending)

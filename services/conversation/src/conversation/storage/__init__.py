@@ -1,0 +1,1 @@
+"""MongoDB access per entity. Every repository is bound to one tenant."""

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from confab_core.mongo import Doc, TenantCollection
+
+
+class ConversationRepo:
+    def __init__(self, col: TenantCollection) -> None:
+        self._col = col
+
+    async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
+        await self._col.insert_one(doc, session=session)
+
+    async def get(
+        self, conversation_id: str, session: AsyncClientSession | None = None
+    ) -> Doc | None:
+        return await self._col.find_one({"_id": conversation_id}, session=session)
+
+    async def get_direct(self, direct_key: str) -> Doc | None:
+        return await self._col.find_one({"direct_key": direct_key})
+
+    async def get_many_by_activity(self, ids: list[str], limit: int) -> list[Doc]:
+        cursor = self._col.find(
+            {"_id": {"$in": ids}}, sort=[("last_activity_at", -1), ("_id", 1)], limit=limit
+        )
+        return [doc async for doc in cursor]
+
+    async def next_seq(
+        self, conversation_id: str, now: datetime, *, message: bool, session: AsyncClientSession
+    ) -> Doc | None:
+        """Takes the next event seq (and message seq) inside the caller's transaction.
+
+        The write on the conversation document makes concurrent sends to one
+        conversation conflict, so seqs are committed in the order they are taken.
+        """
+        inc: dict[str, Any] = {"last_event_seq": 1}
+        if message:
+            inc["last_seq"] = 1
+        return await self._col.find_one_and_update(
+            {"_id": conversation_id},
+            {"$inc": inc, "$set": {"last_activity_at": now}},
+            session=session,
+        )

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from confab_core.mongo import Doc, TenantCollection
+
+
+def member_id(conversation_id: str, user_id: str) -> str:
+    return f"{conversation_id}:{user_id}"
+
+
+class MemberRepo:
+    def __init__(self, col: TenantCollection) -> None:
+        self._col = col
+
+    async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
+        await self._col.insert_one(doc, session=session)
+
+    async def get(self, conversation_id: str, user_id: str) -> Doc | None:
+        return await self._col.find_one({"_id": member_id(conversation_id, user_id)})
+
+    async def list_for_conversation(self, conversation_id: str, limit: int = 0) -> list[Doc]:
+        cursor = self._col.find(
+            {"conversation_id": conversation_id},
+            sort=[("joined_at", 1), ("user_id", 1)],
+            limit=limit,
+        )
+        return [doc async for doc in cursor]
+
+    async def list_for_user(self, user_id: str) -> list[Doc]:
+        cursor = self._col.find({"user_id": user_id})
+        return [doc async for doc in cursor]
+
+    async def advance_read(
+        self,
+        conversation_id: str,
+        user_id: str,
+        seq: int,
+        session: AsyncClientSession | None = None,
+    ) -> Doc | None:
+        """Moves the read marker forward only; a stale mark never moves it back."""
+        return await self._col.find_one_and_update(
+            {"_id": member_id(conversation_id, user_id)},
+            {"$max": {"last_read_seq": seq}},
+            session=session,
+        )
