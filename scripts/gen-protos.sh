@@ -8,7 +8,7 @@ cd "$root"
 mapfile -t files < <(cd protos && find confab -name '*.proto' | sort)
 rm -rf "$out/confab"
 mkdir -p "$out"
-uv run --frozen python -m grpc_tools.protoc -I protos \
+${UV:-uv} run --frozen python -m grpc_tools.protoc -I protos \
   --python_out="$out" --mypy_out="$out" \
   --grpc_python_out="$out" --mypy_grpc_out="$out" \
   "${files[@]}" >/dev/null

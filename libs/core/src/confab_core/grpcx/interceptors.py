@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import grpc
 from opentelemetry import propagate
@@ -38,7 +38,8 @@ SERVER_SECONDS = Histogram(
 )
 
 Handler = Callable[[Any, Ctx], Awaitable[Any]]
-MethodHandler = grpc.RpcMethodHandler[Any, Any]
+# grpc stubs make it generic; the runtime class is not subscriptable.
+MethodHandler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):

@@ -1,0 +1,82 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION ?= 0.13.8
+UV := $(PYTHON) -m uv
+export UV
+# Never download an interpreter: the machine's Python 3.11 is the one.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+PY_PACKAGES := -p confab_core -p confab_devservers -p confab_devfleet \
+	-p conversation -p presence -p bot -p notification -p gateway
+BUF := tools/buf/node_modules/.bin/buf
+PYTEST := $(UV) run --frozen pytest
+
+.PHONY: help install run test lint proto-lint proto-check protos test-unit test-e2e openapi clean
+
+help:
+	@echo "make run    - start the whole fleet on local Kafka, MongoDB-wire and Redis, with a demo tenant"
+	@echo "make test   - install what is missing, lint, check protos, run unit, integration and e2e tests"
+
+install: .cache/stamps/uv .cache/stamps/sync .cache/stamps/servers $(BUF)
+
+.cache/stamps/uv:
+	@mkdir -p $(@D)
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	@touch $@
+
+.cache/stamps/sync: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) .cache/stamps/uv
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+.cache/stamps/servers: scripts/install-redis.sh scripts/install-kafka.sh tools/kafka/pom.xml
+	@mkdir -p $(@D)
+	scripts/install-redis.sh
+	scripts/install-kafka.sh
+	@touch $@
+
+$(BUF): tools/buf/package.json tools/buf/package-lock.json
+	npm ci --prefix tools/buf --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: install
+	rm -rf .run/dev
+	$(UV) run --frozen python -m confab_devfleet --workdir .run/dev
+
+test: install lint proto-check test-unit test-e2e
+
+lint: install proto-lint
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy $(PY_PACKAGES)
+
+proto-lint: $(BUF)
+	$(BUF) lint
+
+protos: install
+	scripts/gen-protos.sh
+
+proto-check: install
+	@tmp=$$(mktemp -d); scripts/gen-protos.sh "$$tmp" && \
+	  if diff -r -q "$$tmp/confab" libs/protos/src/confab >/dev/null; then \
+	    echo "proto-check: generated code matches protos/"; rm -rf "$$tmp"; \
+	  else \
+	    diff -r "$$tmp/confab" libs/protos/src/confab | head -40; rm -rf "$$tmp"; \
+	    echo "proto-check: libs/protos is stale; run 'make protos' and commit" >&2; exit 1; \
+	  fi
+
+test-unit: install
+	$(PYTEST) libs services -q
+
+test-e2e: install
+	$(PYTEST) tests/e2e -q
+
+openapi: install
+	$(UV) run --frozen python scripts/export-openapi.py docs/openapi.json
+
+clean:
+	rm -rf .cache/stamps .run

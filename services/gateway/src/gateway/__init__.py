@@ -1,0 +1,1 @@
+"""Confab gateway: the only public service."""

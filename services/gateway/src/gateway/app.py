@@ -1,0 +1,131 @@
+"""Builds the gateway ASGI app (FastAPI + Socket.IO) and serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import socketio
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp
+
+from confab_core import redisx
+from confab_core.auth import JwtVerifier
+from confab_core.clock import Clock, SystemClock
+from confab_core.ids import new_id
+from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC, consume_forever
+from confab_core.logs import setup_logging
+from confab_core.settings import load_settings
+from confab_core.telemetry import setup_tracing
+from gateway import errors
+from gateway.bodylimit import BodyLimitMiddleware
+from gateway.clients.backends import Backends
+from gateway.context import GatewayContext
+from gateway.ops import ChatOps
+from gateway.ratelimit import SendLimiter
+from gateway.realtime.fanout import Fanout
+from gateway.realtime.sockets import SocketGateway
+from gateway.routes import conversations, health, messages, notifications, presence
+from gateway.settings import GatewaySettings
+
+SERVICE = "gateway"
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp:
+    clock = clock or SystemClock()
+    gateway_id = settings.gateway_id or f"{socket.gethostname()}-{new_id()[:8]}"
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=settings.cors_origins,
+        logger=False,
+        engineio_logger=False,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backends = Backends.open(
+            conversation=settings.conversation_addr,
+            presence=settings.presence_addr,
+            notification=settings.notification_addr,
+            bot=settings.bot_addr,
+            timeout=settings.rpc_timeout_seconds,
+        )
+        redis = redisx.connect(settings.redis_url)
+        ops = ChatOps(
+            backends,
+            SendLimiter(redis, clock, settings.user_send_limit, settings.tenant_send_limit),
+        )
+        verifier = JwtVerifier(
+            hs256_secret=settings.jwt_hs256_secret.get_secret_value()
+            if settings.jwt_hs256_secret
+            else None,
+            jwks_url=settings.jwt_jwks_url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        ctx = GatewayContext(settings=settings, verifier=verifier, backends=backends, ops=ops)
+        app.state.gateway = ctx
+        sockets = SocketGateway(sio, ops, verifier, gateway_id)
+        fanout = Fanout(sio)
+        tasks = [
+            asyncio.create_task(
+                consume_forever(
+                    bootstrap=settings.kafka_bootstrap_servers,
+                    topics=[CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC],
+                    group_id=f"gateway-{gateway_id}",
+                    handler=fanout.handle,
+                    from_latest=True,
+                    ready=ctx.fanout_ready,
+                )
+            ),
+            asyncio.create_task(sockets.heartbeat_forever(settings.heartbeat_seconds)),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await backends.close()
+            await redis.aclose()
+
+    api = FastAPI(
+        title="Confab API",
+        version="1.0.0",
+        description="Multi-tenant real-time chat. Socket.IO events: see docs/events.md.",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    v1 = APIRouter(prefix=API_PREFIX)
+    for module in (conversations, messages, presence, notifications):
+        v1.include_router(module.router)
+    api.include_router(v1)
+    api.include_router(health.router)
+    errors.install(api)
+    limited = BodyLimitMiddleware(api, settings.max_body_bytes)
+    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
+    return app
+
+
+async def main() -> None:
+    settings = load_settings(GatewaySettings)
+    setup_logging(SERVICE, settings.log_level)
+    setup_tracing(SERVICE)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    await uvicorn.Server(config).serve()

@@ -1,0 +1,21 @@
+"""What a request needs, built once in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from confab_core.auth import JwtVerifier
+from gateway.clients.backends import Backends
+from gateway.ops import ChatOps
+from gateway.settings import GatewaySettings
+
+
+@dataclass
+class GatewayContext:
+    settings: GatewaySettings
+    verifier: JwtVerifier
+    backends: Backends
+    ops: ChatOps
+    # Set once this pod's fan-out consumer holds its partitions.
+    fanout_ready: asyncio.Event = field(default_factory=asyncio.Event)

@@ -1,0 +1,210 @@
+"""Client connections and the events clients emit.
+
+Every event handler returns an ack: ``{"ok": true, ...}`` or
+``{"ok": false, "error": {"code", "message"}}``, the same codes as REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from prometheus_client import Gauge
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from confab_core.auth import JwtVerifier
+from confab_core.errors import ConfabError, Unauthenticated
+from confab_core.identity import Caller
+from confab_core.ids import new_id
+from gateway import schemas
+from gateway.ops import ChatOps
+from gateway.realtime import rooms
+
+log = logging.getLogger(__name__)
+
+CONNECTIONS = Gauge("confab_gateway_connections", "Open Socket.IO connections on this pod")
+# Conversations a connection joins at connect; more are joined on demand.
+AUTO_JOIN_LIMIT = 100
+# Resume replays at most this many messages per conversation in one ack.
+SYNC_LIMIT = 1000
+
+Ack = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Session:
+    caller: Caller
+    connection_id: str
+
+
+class _ConversationRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversation_id: schemas.Id
+
+
+class _SendIn(schemas.SendMessageIn):
+    conversation_id: schemas.Id
+
+
+class _ReadIn(schemas.MarkReadIn):
+    conversation_id: schemas.Id
+
+
+class _SyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversations: dict[str, int] = Field(max_length=AUTO_JOIN_LIMIT)
+
+
+def _error(code: str, message: str) -> Ack:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+class SocketGateway:
+    def __init__(
+        self, sio: socketio.AsyncServer, ops: ChatOps, verifier: JwtVerifier, gateway_id: str
+    ) -> None:
+        self.sio = sio
+        self._ops = ops
+        self._verifier = verifier
+        self.gateway_id = gateway_id
+        self.sessions: dict[str, Session] = {}
+        sio.on("connect", self.on_connect)
+        sio.on("disconnect", self.on_disconnect)
+        self._event("message:send", _SendIn, self._send)
+        self._event("conversation:join", _ConversationRef, self._join)
+        self._event("conversation:leave", _ConversationRef, self._leave)
+        self._event("conversation:read", _ReadIn, self._read)
+        self._event("sync", _SyncIn, self._sync)
+
+    def _event(
+        self,
+        name: str,
+        model: type[BaseModel],
+        fn: Callable[[Session, str, Any], Awaitable[Ack]],
+    ) -> None:
+        async def handler(sid: str, data: Any = None) -> Ack:
+            session = self.sessions.get(sid)
+            if session is None:
+                return _error("unauthenticated", "not connected")
+            try:
+                parsed = model.model_validate(data if data is not None else {})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                return _error("invalid_request", f"{where}: {first['msg']}")
+            try:
+                return await fn(session, sid, parsed)
+            except ConfabError as exc:
+                if exc.http_status >= 500:
+                    log.error("upstream failure on %s: %s", name, exc.message)
+                    return _error(exc.code, "upstream service error")
+                return _error(exc.code, exc.message)
+
+        self.sio.on(name, handler)
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = _token(environ, auth)
+        try:
+            caller = await self._verifier.verify(token)
+        except Unauthenticated as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": exc.code, "message": exc.message}
+            ) from None
+        session = Session(caller, new_id())
+        self.sessions[sid] = session
+        CONNECTIONS.inc()
+        await self.sio.enter_room(sid, rooms.user(caller.tenant_id, caller.user_id))
+        await self.sio.enter_room(sid, rooms.tenant(caller.tenant_id))
+        try:
+            for conv in await self._ops.list_conversations(caller, AUTO_JOIN_LIMIT):
+                await self.sio.enter_room(sid, rooms.conversation(caller.tenant_id, conv.id))
+        except ConfabError as exc:
+            # Without its rooms the socket would silently miss messages.
+            self.sessions.pop(sid, None)
+            CONNECTIONS.dec()
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "unavailable", "message": "try again shortly"}
+            ) from exc
+        try:
+            await self._ops.connect(caller, session.connection_id, self.gateway_id)
+        except ConfabError as exc:
+            # Presence is best effort: chat keeps working while it is down.
+            log.warning("presence connect failed: %s", exc.message)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        CONNECTIONS.dec()
+        try:
+            await self._ops.disconnect(session.caller, session.connection_id)
+        except ConfabError as exc:
+            log.warning("presence disconnect failed: %s", exc.message)
+
+    async def _send(self, s: Session, sid: str, body: _SendIn) -> Ack:
+        result = await self._ops.send_message(s.caller, body.conversation_id, body)
+        return {"ok": True, **result.model_dump(mode="json")}
+
+    async def _join(self, s: Session, sid: str, body: _ConversationRef) -> Ack:
+        conv = await self._ops.get_conversation(s.caller, body.conversation_id)
+        await self.sio.enter_room(sid, rooms.conversation(s.caller.tenant_id, conv.id))
+        return {"ok": True, "conversation": conv.model_dump(mode="json")}
+
+    async def _leave(self, s: Session, sid: str, body: _ConversationRef) -> Ack:
+        await self.sio.leave_room(sid, rooms.conversation(s.caller.tenant_id, body.conversation_id))
+        return {"ok": True}
+
+    async def _read(self, s: Session, sid: str, body: _ReadIn) -> Ack:
+        state = await self._ops.mark_read(s.caller, body.conversation_id, body.seq)
+        return {"ok": True, **state.model_dump(mode="json")}
+
+    async def _sync(self, s: Session, sid: str, body: _SyncIn) -> Ack:
+        """Replays what the client missed since the last seq it saw per conversation."""
+        missed: dict[str, list[dict[str, Any]]] = {}
+        errors: dict[str, dict[str, str]] = {}
+        for conversation_id, last_seq in body.conversations.items():
+            # Join first: a message sent while we page arrives live and the
+            # client drops it by seq if the page also holds it.
+            room = rooms.conversation(s.caller.tenant_id, conversation_id)
+            await self.sio.enter_room(sid, room)
+            out: list[dict[str, Any]] = []
+            after = max(0, last_seq)
+            try:
+                while len(out) < SYNC_LIMIT:
+                    page = await self._ops.list_messages(s.caller, conversation_id, after, 0, 100)
+                    out.extend(m.model_dump(mode="json") for m in page.messages)
+                    if not page.has_more or not page.messages:
+                        break
+                    after = page.messages[-1].seq
+            except ConfabError as exc:
+                if exc.http_status >= 500:
+                    raise
+                await self.sio.leave_room(sid, room)
+                errors[conversation_id] = {"code": exc.code, "message": exc.message}
+                continue
+            missed[conversation_id] = out
+        return {"ok": True, "messages": missed, "errors": errors}
+
+    async def heartbeat_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            conns = [(s.caller, s.connection_id) for s in self.sessions.values()]
+            if not conns:
+                continue
+            try:
+                await self._ops.heartbeat(self.gateway_id, conns)
+            except Exception as exc:
+                log.warning("presence heartbeat failed: %s", exc)
+
+
+def _token(environ: dict[str, Any], auth: Any) -> str:
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        return str(auth["token"])
+    header = str(environ.get("HTTP_AUTHORIZATION", ""))
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return ""

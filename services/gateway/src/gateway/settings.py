@@ -1,0 +1,37 @@
+from pydantic import SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from confab_core.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    conversation_addr: str
+    presence_addr: str
+    notification_addr: str
+    bot_addr: str
+    kafka_bootstrap_servers: str
+    redis_url: str
+    # Exactly one of the two: HS256 for dev, RS256 from the IdP's JWKS in production.
+    jwt_hs256_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    # Names this process in presence and in its Kafka consumer group.
+    gateway_id: str = ""
+    cors_origins: list[str] = []
+    heartbeat_seconds: float = 20.0
+    rpc_timeout_seconds: float = 10.0
+    # Sends per user and per tenant in a 10 s window.
+    user_send_limit: int = 50
+    tenant_send_limit: int = 5000
+    max_body_bytes: int = 65536
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "GatewaySettings":
+        if not self.jwt_hs256_secret and not self.jwt_jwks_url:
+            raise ValueError("set GATEWAY_JWT_HS256_SECRET or GATEWAY_JWT_JWKS_URL")
+        return self

@@ -1,0 +1,145 @@
+"""The fleet as real processes, once per session, and clients that talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import socketio
+
+from confab_devfleet import Fleet, FleetOptions
+from confab_devservers import FakeOpenAI
+
+TENANT_A = "tenant-a"
+TENANT_B = "tenant-b"
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> Iterator[Fleet]:
+    workdir = Path(os.environ.get("CONFAB_E2E_WORKDIR") or tmp_path_factory.mktemp("fleet"))
+    fleet = Fleet(
+        FleetOptions(
+            workdir=workdir,
+            gateways=1,
+            openai_base_url=fake_openai.base_url,
+            openai_api_key="test-key",
+        )
+    )
+    try:
+        fleet.start()
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+class Api:
+    """A REST client acting as one user."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=f"{base_url}/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=15,
+        )
+
+    async def create(self, kind: str, members: list[str], title: str = "") -> dict[str, Any]:
+        resp = await self.client.post(
+            "/conversations", json={"kind": kind, "member_ids": members, "title": title}
+        )
+        assert resp.status_code in (200, 201), resp.text
+        return dict(resp.json()["conversation"])
+
+    async def send(self, conversation_id: str, text: str, client_msg_id: str) -> httpx.Response:
+        return await self.client.post(
+            f"/conversations/{conversation_id}/messages",
+            json={"text": text, "client_msg_id": client_msg_id},
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class Socket:
+    """A Socket.IO client that keeps every event it receives, in order."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Condition()
+
+        @self.sio.on("*")
+        async def _any(event: str, data: Any) -> None:
+            async with self._changed:
+                self.events.append((event, data))
+                self._changed.notify_all()
+
+    async def connect(self, url: str, token: str, transports: list[str] | None = None) -> None:
+        await self.sio.connect(
+            url, auth={"token": token}, transports=transports or ["websocket"], wait_timeout=10
+        )
+
+    async def wait_for(
+        self, event: str, pred: Callable[[Any], bool] = lambda _: True, timeout: float = 10
+    ) -> Any:
+        async def find() -> Any:
+            async with self._changed:
+                while True:
+                    for name, data in self.events:
+                        if name == event and pred(data):
+                            return data
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+    def received(self, event: str, pred: Callable[[Any], bool] = lambda _: True) -> list[Any]:
+        return [data for name, data in self.events if name == event and pred(data)]
+
+    async def call(self, event: str, data: Any, timeout: float = 10) -> Any:
+        return await self.sio.call(event, data, timeout=timeout)
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def users(fleet: Fleet) -> AsyncIterator[Callable[..., Api]]:
+    made: list[Api] = []
+
+    def make(tenant: str, user: str, **claims: Any) -> Api:
+        api = Api(fleet.gateway_url(), fleet.token(tenant, user, **claims))
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        await api.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sockets(fleet: Fleet) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Socket] = []
+
+    async def make(tenant: str, user: str, gateway: int = 0, **claims: Any) -> Socket:
+        sock = Socket()
+        await sock.connect(fleet.gateway_url(gateway), fleet.token(tenant, user, **claims))
+        made.append(sock)
+        return sock
+
+    yield make
+    for sock in made:
+        await sock.close()
