@@ -12,8 +12,8 @@ import httpx
 import pytest
 import pytest_asyncio
 import socketio
-
 from confab_devfleet import Fleet, FleetOptions
+
 from confab_devservers import FakeOpenAI
 
 TENANT_A = "tenant-a"

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-
 from confab_devfleet import Fleet
+
 from confab_devservers import FakeOpenAI
 
 from .conftest import TENANT_A, TENANT_B
@@ -109,7 +109,8 @@ async def test_bad_input_gets_clear_4xx_and_writes_nothing(fleet: Fleet, users) 
         resp = await anon.get("/conversations")
         assert (resp.status_code, resp.json()["error"]["code"]) == (401, "missing_token")
         forged = jwt.encode(
-            {"sub": alice, "tid": TENANT_A, "exp": int(time.time()) + 600}, "not-the-secret-of-this-deployment-at-all"
+            {"sub": alice, "tid": TENANT_A, "exp": int(time.time()) + 600},
+            "not-the-secret-of-this-deployment-at-all",
         )
         resp = await anon.get("/conversations", headers={"Authorization": f"Bearer {forged}"})
         assert (resp.status_code, resp.json()["error"]["code"]) == (401, "invalid_token")
@@ -118,7 +119,12 @@ async def test_bad_input_gets_clear_4xx_and_writes_nothing(fleet: Fleet, users) 
         assert (resp.status_code, resp.json()["error"]["code"]) == (401, "token_expired")
 
     cases: list[tuple[str, dict[str, Any], int, str]] = [
-        (f"/conversations/{uuid.uuid4().hex}/messages", {"text": "hi"}, 404, "conversation_not_found"),
+        (
+            f"/conversations/{uuid.uuid4().hex}/messages",
+            {"text": "hi"},
+            404,
+            "conversation_not_found",
+        ),
         (f"/conversations/{conv['id']}/messages", {"text": ""}, 422, "invalid_request"),
         (f"/conversations/{conv['id']}/messages", {"text": "   "}, 422, "empty_message"),
         (f"/conversations/{conv['id']}/messages", {"text": "x" * 4001}, 422, "invalid_request"),
@@ -164,7 +170,9 @@ async def test_presence_follows_socket_connect_and_disconnect(users, sockets) ->
     assert later[0]["status"] == "offline"
 
 
-async def test_bot_answers_in_an_assistant_conversation(users, sockets, fake_openai: FakeOpenAI) -> None:
+async def test_bot_answers_in_an_assistant_conversation(
+    users, sockets, fake_openai: FakeOpenAI
+) -> None:
     alice = uid("alice")
     api = users(TENANT_A, alice)
     alice_socket = await sockets(TENANT_A, alice)
@@ -172,7 +180,9 @@ async def test_bot_answers_in_an_assistant_conversation(users, sockets, fake_ope
     resp = await api.send(conv["id"], "what is confab?", uid("m"))
     assert resp.status_code == 201
     reply = await alice_socket.wait_for(
-        "message:new", lambda m: m["conversation_id"] == conv["id"] and m["kind"] == "bot", timeout=20
+        "message:new",
+        lambda m: m["conversation_id"] == conv["id"] and m["kind"] == "bot",
+        timeout=20,
     )
     assert reply["text"] == "echo: what is confab?"
     assert reply["sender_id"] == "confab-bot"

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import pytest
-
 from confab_devfleet import Fleet
 
 from .conftest import TENANT_A

@@ -43,7 +43,11 @@ def seed_demo(fleet: Fleet) -> Demo:
         carol.get("/conversations").raise_for_status()
     with client("alice") as alice:
         specs = {
-            "general": {"kind": "public_channel", "title": "general", "member_ids": ["bob", "carol"]},
+            "general": {
+                "kind": "public_channel",
+                "title": "general",
+                "member_ids": ["bob", "carol"],
+            },
             "team": {"kind": "group", "title": "Team", "member_ids": ["bob"]},
             "alice+carol": {"kind": "direct", "member_ids": ["carol"]},
             "assistant": {"kind": "ai_assistant", "title": "Assistant"},

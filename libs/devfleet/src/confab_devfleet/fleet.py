@@ -215,4 +215,3 @@ class Fleet:
             self.smtp_sink.stop()
         for server in reversed(self.servers):
             server.stop()
-

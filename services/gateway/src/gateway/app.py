@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import socketio
 import uvicorn
@@ -33,6 +33,7 @@ from gateway.routes import conversations, health, messages, notifications, prese
 from gateway.settings import GatewaySettings
 
 SERVICE = "gateway"
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 API_PREFIX = "/api/v1"
 
 
@@ -96,6 +97,13 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             await backends.close()
             await redis.aclose()
 
+    api = build_api(lifespan)
+    limited = BodyLimitMiddleware(api, settings.max_body_bytes)
+    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
+    return app
+
+
+def build_api(lifespan: Lifespan | None = None) -> FastAPI:
     api = FastAPI(
         title="Confab API",
         version="1.0.0",
@@ -111,9 +119,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
     api.include_router(v1)
     api.include_router(health.router)
     errors.install(api)
-    limited = BodyLimitMiddleware(api, settings.max_body_bytes)
-    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
-    return app
+    return api
 
 
 async def main() -> None:

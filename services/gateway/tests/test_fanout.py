@@ -1,0 +1,75 @@
+from typing import Any
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from confab.conversation.v1 import conversation_pb2 as cpb
+from confab.conversation.v1 import events_pb2
+from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
+from gateway.realtime.fanout import Fanout
+
+
+class RecordingServer:
+    """Stands in for socketio.AsyncServer: records emits (pure fan-out logic)."""
+
+    def __init__(self) -> None:
+        self.emits: list[tuple[str, Any, str]] = []
+
+    async def emit(self, event: str, data: Any, room: str) -> None:
+        self.emits.append((event, data, room))
+
+
+def record(event: events_pb2.ConversationEvent, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=CONVERSATION_EVENTS_TOPIC,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=event.conversation_id.encode(),
+        value=event.SerializeToString(),
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=0,
+        headers=(),
+    )
+
+
+def message_event(tenant: str, conv: str, event_seq: int, seq: int) -> events_pb2.ConversationEvent:
+    event = events_pb2.ConversationEvent(
+        event_id=f"e{event_seq}",
+        tenant_id=tenant,
+        conversation_id=conv,
+        event_seq=event_seq,
+        message_created=events_pb2.MessageCreated(
+            message=cpb.Message(
+                id=f"m{seq}", conversation_id=conv, seq=seq, kind=cpb.MESSAGE_KIND_TEXT, text="hi"
+            )
+        ),
+    )
+    event.message_created.message.created_at.GetCurrentTime()
+    return event
+
+
+@pytest.mark.asyncio
+async def test_repeated_events_are_emitted_once_in_order() -> None:
+    server = RecordingServer()
+    fanout = Fanout(server)  # type: ignore[arg-type]
+    events = [message_event("t1", "c1", n + 1, n) for n in range(1, 4)]
+    # The relay re-publishes a batch after a crash: 2, 3, 4 then 2, 3, 4 again.
+    for event in [*events, *events]:
+        await fanout.handle(record(event))
+    assert [(e, d["seq"], r) for e, d, r in server.emits] == [
+        ("message:new", 1, "conv:t1:c1"),
+        ("message:new", 2, "conv:t1:c1"),
+        ("message:new", 3, "conv:t1:c1"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_same_conversation_id_in_two_tenants_is_two_rooms() -> None:
+    server = RecordingServer()
+    fanout = Fanout(server)  # type: ignore[arg-type]
+    await fanout.handle(record(message_event("t1", "c1", 2, 1)))
+    await fanout.handle(record(message_event("t2", "c1", 2, 1)))
+    assert [r for _, _, r in server.emits] == ["conv:t1:c1", "conv:t2:c1"]
