@@ -1,0 +1,84 @@
+"""Ready-made pytest fixtures for the dev servers.
+
+Import the ones you need into a conftest.py (``pytest_plugins`` only works in
+the rootdir conftest)::
+
+    from confab_devservers.pytest_plugin import kafka_server, mongo_server  # noqa: F401
+
+The child servers are started once per test module and shared; each test gets
+them *running* (a test that stopped or killed a server gets it restarted,
+with its data, for the next test). The in-process SMTP sink and fake OpenAI
+server are fresh for every test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .fake_openai import FakeOpenAI
+from .kafka_server import KafkaServer
+from .mongo_server import MongoServer
+from .redis_server import RedisServer
+from .smtp_sink import SmtpSink
+
+
+@pytest.fixture(scope="module")
+def _confab_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    server = KafkaServer(tmp_path_factory.mktemp("kafka"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kafka_server(_confab_kafka: KafkaServer) -> KafkaServer:
+    _confab_kafka.start()
+    return _confab_kafka
+
+
+@pytest.fixture(scope="module")
+def _confab_mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    server = MongoServer(tmp_path_factory.mktemp("mongo"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mongo_server(_confab_mongo: MongoServer) -> MongoServer:
+    _confab_mongo.start()
+    return _confab_mongo
+
+
+@pytest.fixture(scope="module")
+def _confab_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(_confab_redis: RedisServer) -> RedisServer:
+    _confab_redis.start()
+    return _confab_redis
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server

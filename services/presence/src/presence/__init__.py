@@ -1,0 +1,1 @@
+"""Confab presence service: who is online, on how many devices, and since when."""

@@ -1,0 +1,82 @@
+"""Builds the presence service from its settings and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from confab.presence.v1 import presence_pb2, presence_pb2_grpc
+from confab_core import redisx
+from confab_core.clock import SystemClock
+from confab_core.grpcx.server import GrpcServer, run_until_signal
+from confab_core.kafka import (
+    PRESENCE_EVENTS_TOPIC,
+    Producer,
+    TopicSpec,
+    ensure_topics_with_retry,
+)
+from confab_core.logs import setup_logging
+from confab_core.metrics import serve_metrics
+from confab_core.settings import load_settings
+from confab_core.telemetry import setup_tracing
+from presence.events import EventQueue, Publisher
+from presence.handlers.presence import PresenceHandler
+from presence.servicer import PresenceServicer
+from presence.settings import PresenceSettings
+from presence.storage.presence import PresenceDb
+from presence.sweeper import Sweeper
+
+log = logging.getLogger(__name__)
+
+SERVICE = "presence"
+# Seconds spent at shutdown publishing what is still queued.
+DRAIN_SECONDS = 5.0
+
+
+async def main() -> None:
+    settings = load_settings(PresenceSettings)
+    setup_logging(SERVICE, settings.log_level)
+    setup_tracing(SERVICE)
+    serve_metrics(settings.metrics_port)
+
+    clock = SystemClock()
+    redis = redisx.connect(settings.redis_url)
+    db = PresenceDb(redis)
+    queue = EventQueue(settings.event_queue_size)
+    producer = Producer(settings.kafka_bootstrap_servers)
+    publisher = Publisher(queue, producer)
+    sweeper = Sweeper(
+        db,
+        queue,
+        clock,
+        ttl_seconds=settings.connection_ttl_seconds,
+        interval_seconds=settings.sweep_interval_seconds,
+        batch_size=settings.sweep_batch_size,
+    )
+
+    async def publish() -> None:
+        # Connects are served meanwhile; their events wait in the queue.
+        await ensure_topics_with_retry(
+            settings.kafka_bootstrap_servers, [TopicSpec(PRESENCE_EVENTS_TOPIC)]
+        )
+        await publisher.run()
+
+    server = GrpcServer(settings.grpc_port)
+    servicer = PresenceServicer(
+        PresenceHandler(db, queue, clock, ttl_seconds=settings.connection_ttl_seconds)
+    )
+    server.add(
+        lambda s: presence_pb2_grpc.add_PresenceServiceServicer_to_server(servicer, s),
+        presence_pb2.DESCRIPTOR.services_by_name["PresenceService"].full_name,
+    )
+    try:
+        await run_until_signal(server, [publish, sweeper.run], settings.shutdown_grace_seconds)
+    finally:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                await publisher.drain()
+        if len(queue):
+            log.warning("presence events lost at shutdown", extra={"queued": len(queue)})
+        await producer.stop()
+        await redis.aclose()

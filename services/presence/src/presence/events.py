@@ -1,0 +1,195 @@
+"""Presence events: built from a change, queued in memory, published to Kafka.
+
+A Kafka outage must not fail Connect or Disconnect, so changes wait in a
+bounded in-memory queue that a background publisher drains with retries.
+Presence is state, not history: a queued event for a user is replaced by that
+user's newer one, so an outage costs at most one queued event per user, and
+only when more users than the queue holds changed does the oldest get dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka.errors import KafkaError
+
+from confab.presence.v1 import events_pb2
+from confab_core.ids import new_id
+from confab_core.kafka import PRESENCE_EVENTS_TOPIC, Producer
+from confab_core.telemetry import inject_headers
+from presence import convert
+from presence.metrics import (
+    EVENT_QUEUE_DEPTH,
+    EVENTS_COALESCED,
+    EVENTS_DROPPED,
+    EVENTS_PUBLISHED,
+    PUBLISH_FAILURES,
+)
+from presence.storage.presence import Change
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE_HEADER = "confab-event-type"
+EVENT_TYPE = b"confab.presence.v1.PresenceEvent"
+# Per-user change counter: a consumer keeps the highest it saw per user and
+# ignores lower ones, which two pods' queues may deliver out of order.
+SEQ_HEADER = "confab-presence-seq"
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    # (tenant, user): what a newer event replaces. Not the Kafka key, in which
+    # tenant "a:b" user "c" and tenant "a" user "b:c" read the same.
+    user: tuple[str, str]
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def presence_event(tenant_id: str, change: Change) -> PendingEvent:
+    event = events_pb2.PresenceEvent(
+        event_id=new_id(), tenant_id=tenant_id, presence=convert.presence(change.state)
+    )
+    return PendingEvent(
+        user=(tenant_id, change.state.user_id),
+        key=f"{tenant_id}:{change.state.user_id}".encode(),
+        value=event.SerializeToString(),
+        # The trace context is taken now, so the span that made the change
+        # is the parent of delivery even though publishing happens later.
+        headers=(
+            (EVENT_TYPE_HEADER, EVENT_TYPE),
+            (SEQ_HEADER, str(change.seq).encode()),
+            *inject_headers(),
+        ),
+    )
+
+
+class EventQueue:
+    """Bounded, coalescing by key, oldest first."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], PendingEvent] = OrderedDict()
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, event: PendingEvent) -> None:
+        if self._items.pop(event.user, None) is not None:
+            EVENTS_COALESCED.inc()
+        self._items[event.user] = event
+        self._trim()
+
+    def take(self, limit: int) -> list[PendingEvent]:
+        batch: list[PendingEvent] = []
+        while self._items and len(batch) < limit:
+            batch.append(self._items.popitem(last=False)[1])
+        self._changed()
+        return batch
+
+    def requeue(self, batch: Sequence[PendingEvent]) -> None:
+        """Puts back a batch that failed, ahead of what arrived meanwhile."""
+        for event in reversed(batch):
+            if event.user in self._items:
+                # A newer state of the same user is already waiting.
+                EVENTS_COALESCED.inc()
+                continue
+            self._items[event.user] = event
+            self._items.move_to_end(event.user, last=False)
+        self._trim()
+
+    async def wait(self) -> None:
+        """Returns once the queue holds something."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+
+    def _trim(self) -> None:
+        dropped = 0
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+            dropped += 1
+        if dropped:
+            EVENTS_DROPPED.inc(dropped)
+            log.warning(
+                "presence event queue full; dropped the oldest events",
+                extra={"dropped": dropped, "capacity": self.capacity},
+            )
+        self._changed()
+
+    def _changed(self) -> None:
+        EVENT_QUEUE_DEPTH.set(len(self._items))
+        if self._items:
+            self._ready.set()
+
+
+class Publisher:
+    def __init__(
+        self,
+        queue: EventQueue,
+        producer: Producer,
+        *,
+        topic: str = PRESENCE_EVENTS_TOPIC,
+        batch_size: int = 500,
+        send_timeout: float = 30.0,
+        min_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._queue = queue
+        self._producer = producer
+        self._topic = topic
+        self._batch = batch_size
+        self._send_timeout = send_timeout
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+
+    async def publish_once(self) -> int:
+        """Publishes one batch; on failure puts it back and raises."""
+        batch = self._queue.take(self._batch)
+        if not batch:
+            return 0
+        try:
+            await asyncio.wait_for(
+                self._producer.send_many(self._topic, [(e.key, e.value, e.headers) for e in batch]),
+                timeout=self._send_timeout,
+            )
+        except BaseException as exc:
+            self._queue.requeue(batch)
+            if isinstance(exc, TimeoutError):
+                # A send cut short leaves the producer's state unknown.
+                await self._producer.reset()
+            raise
+        EVENTS_PUBLISHED.inc(len(batch))
+        return len(batch)
+
+    async def run(self) -> None:
+        backoff = self._min_backoff
+        while True:
+            await self._queue.wait()
+            try:
+                await self.publish_once()
+                backoff = self._min_backoff
+            except (KafkaError, OSError, TimeoutError) as exc:
+                PUBLISH_FAILURES.inc()
+                log.warning(
+                    "presence events not published, retrying: %s",
+                    exc,
+                    extra={"queued": len(self._queue)},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(max(backoff * 2, 0.01), self._max_backoff)
+
+    async def drain(self) -> None:
+        """Publishes until the queue is empty; the caller bounds it with a timeout."""
+        while len(self._queue):
+            try:
+                await self.publish_once()
+            except (KafkaError, OSError, TimeoutError):
+                await asyncio.sleep(self._min_backoff)

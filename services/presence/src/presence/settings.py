@@ -1,0 +1,17 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from confab_core.settings import ServiceSettings
+
+
+class PresenceSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PRESENCE_", extra="ignore", frozen=True)
+
+    redis_url: str
+    kafka_bootstrap_servers: str
+    grpc_port: int = 50052
+    # Gateways heartbeat every ~20 s, so a connection survives two lost beats.
+    connection_ttl_seconds: float = Field(default=60.0, gt=0)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    sweep_batch_size: int = Field(default=500, gt=0)
+    event_queue_size: int = Field(default=10_000, gt=0)

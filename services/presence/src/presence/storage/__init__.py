@@ -1,0 +1,1 @@
+"""Redis access, scoped by tenant by construction (see keys.py and presence.py)."""

@@ -1,0 +1,129 @@
+"""Presence events reach a real Kafka broker, also after it was down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from prometheus_client import REGISTRY
+
+from confab.presence.v1 import events_pb2
+from confab.presence.v1 import presence_pb2 as pb
+from confab_core.identity import Caller
+from confab_core.kafka import PRESENCE_EVENTS_TOPIC, Producer, TopicSpec, ensure_topics
+from confab_devservers import KafkaServer
+from presence.events import EVENT_TYPE, EVENT_TYPE_HEADER, SEQ_HEADER, EventQueue, Publisher
+from presence.handlers.presence import PresenceHandler
+
+DEADLINE = 60.0
+
+
+async def wait_for_record(bootstrap: str, key: bytes) -> ConsumerRecord[bytes, bytes]:
+    consumer = AIOKafkaConsumer(
+        PRESENCE_EVENTS_TOPIC,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        if record.key == key:
+                            return record
+    finally:
+        await consumer.stop()
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def failures() -> float:
+    return REGISTRY.get_sample_value("confab_presence_publish_failures_total") or 0.0
+
+
+def published() -> float:
+    return REGISTRY.get_sample_value("confab_presence_events_published_total") or 0.0
+
+
+@pytest.mark.asyncio
+async def test_presence_event_arrives_on_the_topic(
+    kafka_server: KafkaServer, handler: PresenceHandler, queue: EventQueue
+) -> None:
+    bootstrap = kafka_server.bootstrap_servers
+    await ensure_topics(bootstrap, [TopicSpec(PRESENCE_EVENTS_TOPIC)])
+    producer = Producer(bootstrap)
+    publisher = Publisher(queue, producer)
+    task = asyncio.create_task(publisher.run())
+    tenant = f"t-{uuid.uuid4().hex}"
+    published_before = published()
+    try:
+        await handler.connect(Caller(tenant_id=tenant, user_id="alice"), "c1", "gw1")
+        record = await wait_for_record(bootstrap, f"{tenant}:alice".encode())
+        # The record can be read before the publisher has seen the broker's ack.
+        await wait_until(lambda: published() > published_before, "the publish ack")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+
+    event = events_pb2.PresenceEvent()
+    event.ParseFromString(record.value or b"")
+    assert event.tenant_id == tenant
+    assert event.event_id
+    assert (event.presence.user_id, event.presence.status) == ("alice", pb.PRESENCE_STATUS_ONLINE)
+    assert event.presence.device_count == 1
+    headers = dict(record.headers)
+    assert headers[EVENT_TYPE_HEADER] == EVENT_TYPE
+    assert headers[SEQ_HEADER] == b"1"
+    assert len(queue) == 0
+
+
+@pytest.mark.asyncio
+async def test_kafka_outage_delays_events_without_failing_connect(
+    kafka_server: KafkaServer, handler: PresenceHandler, queue: EventQueue
+) -> None:
+    bootstrap = kafka_server.bootstrap_servers
+    await ensure_topics(bootstrap, [TopicSpec(PRESENCE_EVENTS_TOPIC)])
+    tenant = f"t-{uuid.uuid4().hex}"
+    await asyncio.to_thread(kafka_server.stop)
+    try:
+        producer = Producer(bootstrap)
+        publisher = Publisher(queue, producer, send_timeout=5.0, max_backoff=0.5)
+        task = asyncio.create_task(publisher.run())
+        try:
+            failed_before = failures()
+            state = await handler.connect(Caller(tenant_id=tenant, user_id="alice"), "c1", "gw1")
+            assert state.status == pb.PRESENCE_STATUS_ONLINE
+            await wait_until(lambda: failures() > failed_before, "a failed publish attempt")
+            assert len(queue) == 1
+
+            published_before = published()
+            # Restarts on the same port and data, as a recovering broker would.
+            await asyncio.to_thread(kafka_server.start, 180)
+            record = await wait_for_record(bootstrap, f"{tenant}:alice".encode())
+            await wait_until(lambda: published() > published_before, "the publish ack")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await producer.stop()
+    finally:
+        # Later tests share this broker.
+        await asyncio.to_thread(kafka_server.start, 180)
+
+    event = events_pb2.PresenceEvent()
+    event.ParseFromString(record.value or b"")
+    assert event.presence.status == pb.PRESENCE_STATUS_ONLINE
+    assert len(queue) == 0
