@@ -40,7 +40,7 @@ install: .cache/stamps/uv .cache/stamps/sync .cache/stamps/servers $(BUF)
 	@touch $@
 
 $(BUF): tools/buf/package.json tools/buf/package-lock.json
-	npm ci --prefix tools/buf --no-audit --no-fund --loglevel=error
+	npm install --prefix tools/buf --no-audit --no-fund --loglevel=error
 	@touch $@
 
 run: install

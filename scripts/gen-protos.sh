@@ -11,7 +11,7 @@ mkdir -p "$out"
 ${UV:-uv} run --frozen python -m grpc_tools.protoc -I protos \
   --python_out="$out" --mypy_out="$out" \
   --grpc_python_out="$out" --mypy_grpc_out="$out" \
-  "${files[@]}" >/dev/null
+  "${files[@]}" 2>&1 | { grep -v '^Writing mypy to' || true; }
 # Regular packages (not namespace ones), so mypy and importers agree.
 find "$out/confab" -type d -exec touch {}/__init__.py \;
 touch "$out/confab/py.typed"

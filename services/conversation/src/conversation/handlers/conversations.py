@@ -167,6 +167,9 @@ class ConversationHandler(HandlerBase):
 
     async def list_for_caller(self, caller: Caller, limit: int) -> list[tuple[Doc, Doc]]:
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
+        # Listing is usually a client's first call: the profile (name, address)
+        # must be known before anyone needs to notify this user.
+        await self.remember_profile(caller)
         store = self.store(caller)
         members = {
             m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)

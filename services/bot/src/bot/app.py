@@ -1,0 +1,72 @@
+"""Builds the bot service from its settings and runs it."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.clients.conversation import ConversationClient
+from bot.handlers.replies import ReplyHandler
+from bot.handlers.summaries import SummaryHandler
+from bot.model import model_from
+from bot.servicer import BotServicer
+from bot.settings import BotSettings
+from confab.bot.v1 import bot_pb2, bot_pb2_grpc
+from confab_core.grpcx.client import channel
+from confab_core.grpcx.server import GrpcServer, run_until_signal
+from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, consume_forever
+from confab_core.logs import setup_logging
+from confab_core.metrics import serve_metrics
+from confab_core.settings import load_settings
+from confab_core.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
+
+SERVICE = "bot"
+CONSUMER_GROUP = "bot"
+
+
+async def main() -> None:
+    settings = load_settings(BotSettings)
+    setup_logging(SERVICE, settings.log_level)
+    setup_tracing(SERVICE)
+    serve_metrics(settings.metrics_port)
+
+    model = model_from(settings)
+    if model is None:
+        # Not fatal: the rest of the fleet works, and users are told in-chat.
+        log.warning(
+            "no AI model configured (BOT_OPENAI_BASE_URL / BOT_OPENAI_API_KEY); "
+            "the bot will reply that it is not configured"
+        )
+    conversation_channel = channel(settings.conversation_addr)
+    conversations = ConversationClient(conversation_channel, settings.peer_timeout_seconds)
+    replies = ReplyHandler(
+        conversations,
+        model,
+        system_prompt=settings.system_prompt,
+        history_messages=settings.history_messages,
+        display_name=settings.display_name,
+    )
+
+    async def consume() -> None:
+        await consume_forever(
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=[CONVERSATION_EVENTS_TOPIC],
+            group_id=CONSUMER_GROUP,
+            handler=replies.handle_record,
+        )
+
+    server = GrpcServer(settings.grpc_port)
+    servicer = BotServicer(
+        SummaryHandler(conversations, model, max_messages=settings.summary_messages)
+    )
+    server.add(
+        lambda s: bot_pb2_grpc.add_BotServiceServicer_to_server(servicer, s),
+        bot_pb2.DESCRIPTOR.services_by_name["BotService"].full_name,
+    )
+    try:
+        await run_until_signal(server, [consume], settings.shutdown_grace_seconds)
+    finally:
+        await conversation_channel.close()
+        if model is not None:
+            await model.close()

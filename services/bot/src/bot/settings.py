@@ -1,0 +1,38 @@
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from confab_core.settings import ServiceSettings
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Confab Assistant, a helpful assistant inside a team chat. "
+    "Answer clearly and concisely, in the language the user writes in. "
+    "If you are not sure about something, say so instead of guessing."
+)
+
+
+class BotSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BOT_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str
+    conversation_addr: str
+    # Both unset (or empty) means no model: the bot says so instead of answering.
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # The conversation service pages at most 100 messages per call.
+    history_messages: int = Field(default=20, ge=1, le=100)
+    summary_messages: int = Field(default=100, ge=1, le=100)
+    request_timeout_seconds: float = 30.0
+    openai_max_retries: int = Field(default=2, ge=0)
+    display_name: str = "Confab Assistant"
+    grpc_port: int = 50053
+    peer_timeout_seconds: float = 10.0
+
+    @property
+    def model_configured(self) -> bool:
+        return bool(
+            self.openai_base_url
+            and self.openai_api_key is not None
+            and self.openai_api_key.get_secret_value()
+        )

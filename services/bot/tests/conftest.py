@@ -1,0 +1,318 @@
+"""Real servers for the bot tests.
+
+MongoDB (SecantusDB) and Kafka run as child processes for the whole session;
+the conversation service runs in-process per test (built like its app.py)
+against a fresh database; the model is the fake OpenAI-compatible server,
+spoken to through the real openai SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import pytest
+import pytest_asyncio
+from aiokafka import ConsumerRecord
+
+from bot.clients.conversation import ConversationClient
+from bot.handlers.replies import ReplyHandler
+from bot.handlers.summaries import SummaryHandler
+from bot.model import OpenAIChat
+from bot.servicer import BotServicer
+from confab.bot.v1 import bot_pb2 as pb
+from confab.bot.v1 import bot_pb2_grpc as pb_grpc
+from confab.conversation.v1 import conversation_pb2 as conv_pb
+from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
+from confab.conversation.v1 import events_pb2
+from confab_core import mongo
+from confab_core.clock import SystemClock
+from confab_core.grpcx.client import channel
+from confab_core.grpcx.server import GrpcServer
+from confab_core.identity import Caller, reset_caller, set_caller
+from confab_core.ids import new_id
+from confab_core.kafka import (
+    CONVERSATION_EVENTS_TOPIC,
+    Producer,
+    TopicSpec,
+    consume_forever,
+    ensure_topics_with_retry,
+)
+from confab_devservers import ChildServer, FakeOpenAI, KafkaServer, MongoServer
+from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.messages import MessageHandler
+from conversation.relay import OutboxRelay
+from conversation.servicer import ConversationServicer
+from conversation.storage.db import Database as ConversationDatabase
+
+HOST = "127.0.0.1"
+SYSTEM_PROMPT = "You are the Confab test assistant."
+
+
+@dataclass(frozen=True)
+class Servers:
+    mongo_url: str
+    kafka: str
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    workdir = tmp_path_factory.mktemp("bot-servers")
+    mongo_server = MongoServer(workdir / "mongo")
+    kafka_server = KafkaServer(workdir / "kafka")
+    started: list[ChildServer] = []
+    try:
+        for server in (mongo_server, kafka_server):
+            server.start()
+            started.append(server)
+        yield Servers(mongo_server.url, kafka_server.bootstrap_servers)
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@contextlib.contextmanager
+def acting_as(caller: Caller) -> Iterator[None]:
+    token = set_caller(caller)
+    try:
+        yield
+    finally:
+        reset_caller(token)
+
+
+@pytest_asyncio.fixture
+async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
+    """The real conversation service, with its outbox relay publishing to Kafka."""
+    clock = SystemClock()
+    client = mongo.connect(servers.mongo_url, "conversation-under-test")
+    db = ConversationDatabase(client, f"conv_{new_id()}")
+    await db.ensure_indexes()
+    wakeup = asyncio.Event()
+    producer = Producer(servers.kafka)
+    relay = OutboxRelay(
+        db, producer, clock, wakeup, batch_size=500, poll_seconds=0.2, lease_seconds=10.0
+    )
+
+    async def publish() -> None:
+        await ensure_topics_with_retry(servers.kafka, [TopicSpec(CONVERSATION_EVENTS_TOPIC)])
+        await relay.run()
+
+    server = GrpcServer(0, host=HOST)
+    servicer = ConversationServicer(
+        ConversationHandler(db, clock, wakeup), MessageHandler(db, clock, wakeup)
+    )
+    server.add(
+        lambda s: conv_grpc.add_ConversationServiceServicer_to_server(servicer, s),
+        conv_pb.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    port = await server.start()
+    relay_task = asyncio.create_task(publish())
+    try:
+        yield f"{HOST}:{port}"
+    finally:
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+        await server.stop(0)
+        await producer.stop()
+        await client.close()
+
+
+async def eventually(
+    probe: Callable[[], Any] | Callable[[], Awaitable[Any]], within: float, what: str
+) -> Any:
+    """Polls ``probe`` until it returns something truthy, or fails after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Stack:
+    """The bot's parts, wired to a real conversation service, plus test helpers."""
+
+    servers: Servers
+    fake: FakeOpenAI
+    conversations: conv_grpc.ConversationServiceStub
+    client: ConversationClient
+    tenant_id: str = "t1"
+    handled: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    system_prompt = SYSTEM_PROMPT
+    acting_as = staticmethod(acting_as)
+
+    def user(self, user_id: str, tenant_id: str = "") -> Caller:
+        return Caller(
+            tenant_id=tenant_id or self.tenant_id,
+            user_id=user_id,
+            roles=frozenset({"member"}),
+            display_name=user_id.capitalize(),
+        )
+
+    def model(self, *, max_retries: int = 2) -> OpenAIChat:
+        client = openai.AsyncOpenAI(
+            base_url=self.fake.base_url, api_key="test-key", timeout=10.0, max_retries=max_retries
+        )
+        self._closers.append(client.close)
+        return OpenAIChat(client, "test-model")
+
+    def replies(self, *, configured: bool = True, max_retries: int = 2) -> ReplyHandler:
+        return ReplyHandler(
+            self.client,
+            self.model(max_retries=max_retries) if configured else None,
+            system_prompt=SYSTEM_PROMPT,
+            history_messages=20,
+            display_name="Confab Assistant",
+        )
+
+    async def serve_bot(self, *, configured: bool = True) -> pb_grpc.BotServiceStub:
+        """BotService on its own port, as app.py serves it."""
+        server = GrpcServer(0, host=HOST)
+        servicer = BotServicer(
+            SummaryHandler(self.client, self.model() if configured else None, max_messages=100)
+        )
+        server.add(
+            lambda s: pb_grpc.add_BotServiceServicer_to_server(servicer, s),
+            pb.DESCRIPTOR.services_by_name["BotService"].full_name,
+        )
+        port = await server.start()
+        ch = channel(f"{HOST}:{port}")
+
+        async def close() -> None:
+            await ch.close()
+            await server.stop(0)
+
+        self._closers.append(close)
+        return pb_grpc.BotServiceStub(ch)
+
+    async def create(
+        self, caller: Caller, kind: int, members: list[str] | None = None, title: str = ""
+    ) -> conv_pb.Conversation:
+        with acting_as(caller):
+            resp = await self.conversations.CreateConversation(
+                conv_pb.CreateConversationRequest(kind=kind, title=title, member_ids=members or [])
+            )
+        return resp.conversation
+
+    async def send(self, caller: Caller, conversation_id: str, text: str) -> conv_pb.Message:
+        with acting_as(caller):
+            resp = await self.conversations.SendMessage(
+                conv_pb.SendMessageRequest(
+                    conversation_id=conversation_id, client_msg_id=new_id(), text=text
+                )
+            )
+        return resp.message
+
+    async def messages(self, caller: Caller, conversation_id: str) -> list[conv_pb.Message]:
+        with acting_as(caller):
+            resp = await self.conversations.ListMessages(
+                conv_pb.ListMessagesRequest(conversation_id=conversation_id, limit=100)
+            )
+        return list(resp.messages)
+
+    async def bot_messages(self, caller: Caller, conversation_id: str) -> list[conv_pb.Message]:
+        return [
+            m
+            for m in await self.messages(caller, conversation_id)
+            if m.kind == conv_pb.MESSAGE_KIND_BOT
+        ]
+
+    async def eventually(
+        self, probe: Callable[[], Any] | Callable[[], Awaitable[Any]], what: str, within: float = 60
+    ) -> Any:
+        return await eventually(probe, within, what)
+
+    def event_for(self, message: conv_pb.Message, kind: int) -> events_pb2.ConversationEvent:
+        """The event the conversation service publishes for ``message``."""
+        return events_pb2.ConversationEvent(
+            event_id=f"evt-{message.id}",
+            tenant_id=self.tenant_id,
+            conversation_id=message.conversation_id,
+            actor_id=message.sender_id,
+            message_created=events_pb2.MessageCreated(message=message, conversation_kind=kind),
+        )
+
+    async def start_consumer(self, handler: ReplyHandler) -> None:
+        """Runs ``handler`` as the service does, in a consumer group of its own."""
+
+        async def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+            await handler.handle_record(record)
+            self.handled.append(record)
+
+        ready = asyncio.Event()
+        task = asyncio.create_task(
+            consume_forever(
+                bootstrap=self.servers.kafka,
+                topics=[CONVERSATION_EVENTS_TOPIC],
+                group_id=f"bot-test-{new_id()}",
+                handler=handle,
+                # From the earliest offset, like the service: a rebalance before
+                # the first commit would otherwise skip to the log end. Older
+                # tests' events name conversations this test's database lacks,
+                # so the handler skips them.
+                ready=ready,
+                retry_delay=0.1,
+            )
+        )
+        self._tasks.append(task)
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait({waiter, task}, timeout=60, return_when="FIRST_COMPLETED")
+        if waiter not in done:
+            waiter.cancel()
+            if task in done:
+                task.result()
+            raise TimeoutError("consumer not ready in time")
+
+    async def handled_message(self, message_id: str) -> ConsumerRecord[bytes, bytes]:
+        """The consumed record of ``message_id``, once the handler has finished it."""
+
+        def find() -> ConsumerRecord[bytes, bytes] | None:
+            for record in self.handled:
+                event = events_pb2.ConversationEvent.FromString(record.value or b"")
+                if event.message_created.message.id == message_id:
+                    return record
+            return None
+
+        return await eventually(find, 60, f"message {message_id} handled")
+
+
+@pytest_asyncio.fixture
+async def stack(
+    servers: Servers, conversation_addr: str, fake_openai: FakeOpenAI
+) -> AsyncIterator[Stack]:
+    conversation_channel = channel(conversation_addr)
+    stack = Stack(
+        servers=servers,
+        fake=fake_openai,
+        conversations=conv_grpc.ConversationServiceStub(conversation_channel),
+        client=ConversationClient(conversation_channel),
+    )
+    try:
+        yield stack
+    finally:
+        for task in stack._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for close in reversed(stack._closers):
+            await close()
+        await conversation_channel.close()

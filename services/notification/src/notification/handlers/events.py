@@ -1,0 +1,241 @@
+"""Turns message events into notifications for members who are away.
+
+Delivery is at most once per (tenant, user, message). The record is inserted
+first as a claim (a unique index rejects a second one), then the email is
+sent, then the record gets its final status. A redelivered event finds the
+claim and sends nothing; a crash between claim and send leaves the record
+PENDING and that email unsent, which is the price of never sending twice.
+
+Retry policy: connecting to the SMTP server is retried a few times (nothing
+was handed over yet, so that cannot duplicate). Any later failure marks the
+record FAILED with the error text and the event counts as handled: retrying
+from the consumer would stall the partition behind a broken mail server, and
+the claim already forbids a second send from here. Re-sending FAILED (or old
+PENDING) records belongs to a sweeper that can apply a backoff and an attempt
+limit per record; it does not exist yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRecord
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter
+
+from confab.conversation.v1 import conversation_pb2 as conv_pb
+from confab.conversation.v1 import events_pb2
+from confab.notification.v1 import notification_pb2 as pb
+from confab.presence.v1 import presence_pb2 as presence_pb
+from confab_core.clock import Clock
+from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from confab_core.identity import ROLE_SERVICE, Caller, reset_caller, set_caller
+from confab_core.telemetry import tracer
+from notification.clients.conversation import ConversationClient
+from notification.clients.presence import PresenceClient
+from notification.mail import Mailer, Notice, build_email, preview
+from notification.mentions import mentioned_user_ids
+from notification.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+NOTIFIER_USER_ID = "confab-notification"
+BOT_USER_ID = "confab-bot"
+
+# Presence that never heard of a user answers UNSPECIFIED: nobody is connected.
+_AWAY = {presence_pb.PRESENCE_STATUS_OFFLINE, presence_pb.PRESENCE_STATUS_UNSPECIFIED}
+# Errors that a retry of the same event cannot fix (the conversation is gone,
+# or the event names something this tenant does not have).
+_PERMANENT = (NotFound, PermissionDenied, InvalidArgument, FailedPrecondition)
+_NOT_RECIPIENTS = {BOT_USER_ID, NOTIFIER_USER_ID}
+
+EMAILS = Counter("confab_notification_emails_total", "Notification emails, by outcome", ["outcome"])
+EVENTS = Counter("confab_notification_events_total", "Message events seen, by outcome", ["outcome"])
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: str
+    display_name: str
+    email: str
+    mentioned: bool
+
+
+def service_caller(tenant_id: str) -> Caller:
+    return Caller(
+        tenant_id=tenant_id,
+        user_id=NOTIFIER_USER_ID,
+        roles=frozenset({ROLE_SERVICE}),
+        display_name="Confab notifications",
+    )
+
+
+def candidates(members: list[conv_pb.Member], sender_id: str) -> list[conv_pb.Member]:
+    """Members who may hear about a message: not its sender, not a service account."""
+    return [m for m in members if m.user_id != sender_id and m.user_id not in _NOT_RECIPIENTS]
+
+
+def recipients(
+    members: list[conv_pb.Member], statuses: dict[str, int], text: str
+) -> list[Recipient]:
+    """The members among ``members`` who are away, and whether the text mentions them."""
+    mentioned = mentioned_user_ids(text)
+    return [
+        Recipient(m.user_id, m.display_name, m.email, m.user_id in mentioned)
+        for m in members
+        if statuses.get(m.user_id, presence_pb.PRESENCE_STATUS_UNSPECIFIED) in _AWAY
+    ]
+
+
+class NotificationHandler:
+    def __init__(
+        self,
+        db: Database,
+        conversations: ConversationClient,
+        presence: PresenceClient,
+        mailer: Mailer,
+        clock: Clock,
+        from_address: str,
+    ) -> None:
+        self._db = db
+        self._conversations = conversations
+        self._presence = presence
+        self._mailer = mailer
+        self._clock = clock
+        self._from = from_address
+
+    async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        event = events_pb2.ConversationEvent()
+        try:
+            event.ParseFromString(record.value or b"")
+        except DecodeError:
+            # Retrying cannot make these bytes parse; holding the partition would.
+            log.error(
+                "dropping undecodable conversation event",
+                extra={"topic": record.topic, "offset": record.offset},
+            )
+            EVENTS.labels("undecodable").inc()
+            return
+        await self.handle(event)
+
+    async def handle(self, event: events_pb2.ConversationEvent) -> None:
+        if event.WhichOneof("payload") != "message_created":
+            return
+        message = event.message_created.message
+        # System messages (joins, renames) are not worth an email.
+        if message.kind == conv_pb.MESSAGE_KIND_SYSTEM:
+            return
+        if not event.tenant_id or not event.conversation_id or not message.id:
+            # No tenant to act in: retrying would hold the partition forever.
+            log.error("dropping malformed message event", extra={"event_id": event.event_id})
+            EVENTS.labels("malformed").inc()
+            return
+        with tracer().start_as_current_span(
+            "confab.notification.handle",
+            attributes={
+                "confab.tenant_id": event.tenant_id,
+                "confab.conversation_id": event.conversation_id,
+                "confab.message_id": message.id,
+            },
+        ) as span:
+            token = set_caller(service_caller(event.tenant_id))
+            try:
+                notified = await self._notify(event, message)
+                span.set_attribute("confab.notification.count", notified)
+                EVENTS.labels("handled").inc()
+            except _PERMANENT as exc:
+                log.warning(
+                    "skipping message event that cannot be handled",
+                    extra={
+                        "tenant_id": event.tenant_id,
+                        "conversation_id": event.conversation_id,
+                        "message_id": message.id,
+                        "error_code": exc.code,
+                    },
+                )
+                span.set_attribute("confab.error_code", exc.code)
+                EVENTS.labels("skipped").inc()
+            finally:
+                reset_caller(token)
+
+    async def _notify(self, event: events_pb2.ConversationEvent, message: conv_pb.Message) -> int:
+        members = candidates(
+            await self._conversations.list_members(event.conversation_id), message.sender_id
+        )
+        if not members:
+            return 0
+        statuses = await self._presence.statuses([m.user_id for m in members])
+        targets = recipients(members, statuses, message.text)
+        if not targets:
+            return 0
+        conversation = await self._conversations.get_conversation(event.conversation_id)
+        for target in targets:
+            await self._notify_one(event, message, conversation.title, target)
+        return len(targets)
+
+    async def _notify_one(
+        self,
+        event: events_pb2.ConversationEvent,
+        message: conv_pb.Message,
+        title: str,
+        target: Recipient,
+    ) -> None:
+        repo = self._db.notifications(event.tenant_id)
+        record = await repo.claim(
+            user_id=target.user_id,
+            conversation_id=event.conversation_id,
+            message_id=message.id,
+            reason=(
+                pb.NOTIFICATION_REASON_MENTION
+                if target.mentioned
+                else pb.NOTIFICATION_REASON_OFFLINE_MESSAGE
+            ),
+            preview=preview(message.text),
+            email=target.email,
+            now=self._clock.now(),
+        )
+        if record is None:
+            EMAILS.labels("duplicate").inc()
+            return
+        where = {
+            "tenant_id": event.tenant_id,
+            "conversation_id": event.conversation_id,
+            "message_id": message.id,
+            "user_id": target.user_id,
+        }
+        if not target.email:
+            await repo.set_status(
+                record["_id"], pb.DELIVERY_STATUS_SKIPPED, "no email address", self._clock.now()
+            )
+            log.info("notification recorded; no email address to send to", extra=where)
+            EMAILS.labels("skipped").inc()
+            return
+        email = build_email(
+            Notice(
+                recipient_email=target.email,
+                recipient_name=target.display_name,
+                sender_name=message.sender_name or message.sender_id,
+                conversation_title=title,
+                text=message.text,
+                mentioned=target.mentioned,
+            ),
+            self._from,
+        )
+        try:
+            await self._mailer.send(email)
+        except Exception as exc:
+            # The claim is taken, so this email is never retried from here;
+            # record why, for the sweeper and for support.
+            log.warning("notification email failed", extra={**where, "error": str(exc)})
+            await repo.set_status(
+                record["_id"],
+                pb.DELIVERY_STATUS_FAILED,
+                f"{type(exc).__name__}: {exc}",
+                self._clock.now(),
+            )
+            EMAILS.labels("failed").inc()
+            return
+        await repo.set_status(record["_id"], pb.DELIVERY_STATUS_SENT, "", self._clock.now())
+        log.info("notification email sent", extra=where)
+        EMAILS.labels("sent").inc()
