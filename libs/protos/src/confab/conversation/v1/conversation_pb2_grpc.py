@@ -72,6 +72,81 @@ class ConversationServiceStub:
                 request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.MarkReadRequest.SerializeToString,
                 response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.MarkReadResponse.FromString,
                 _registered_method=True)
+        self.UpdateConversation = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/UpdateConversation',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateConversationRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateConversationResponse.FromString,
+                _registered_method=True)
+        self.ArchiveConversation = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/ArchiveConversation',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ArchiveConversationRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ArchiveConversationResponse.FromString,
+                _registered_method=True)
+        self.DeleteConversation = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/DeleteConversation',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteConversationRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteConversationResponse.FromString,
+                _registered_method=True)
+        self.BrowseChannels = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/BrowseChannels',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.BrowseChannelsRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.BrowseChannelsResponse.FromString,
+                _registered_method=True)
+        self.JoinConversation = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/JoinConversation',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.JoinConversationRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.JoinConversationResponse.FromString,
+                _registered_method=True)
+        self.LeaveConversation = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/LeaveConversation',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.LeaveConversationRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.LeaveConversationResponse.FromString,
+                _registered_method=True)
+        self.AddMembers = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/AddMembers',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.AddMembersRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.AddMembersResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/RemoveMember',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.UpdateMemberRole = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/UpdateMemberRole',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateMemberRoleRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateMemberRoleResponse.FromString,
+                _registered_method=True)
+        self.EditMessage = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/EditMessage',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.EditMessageRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.EditMessageResponse.FromString,
+                _registered_method=True)
+        self.DeleteMessage = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/DeleteMessage',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteMessageRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteMessageResponse.FromString,
+                _registered_method=True)
+        self.ToggleReaction = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/ToggleReaction',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ToggleReactionRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ToggleReactionResponse.FromString,
+                _registered_method=True)
+        self.ListThread = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/ListThread',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListThreadRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListThreadResponse.FromString,
+                _registered_method=True)
+        self.SearchMessages = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/SearchMessages',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.SearchMessagesRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.SearchMessagesResponse.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/ListEvents',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
@@ -128,6 +203,107 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateConversation(self, request, context):
+        """Changes title, description or topic; fields left unset keep their value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveConversation(self, request, context):
+        """Makes a conversation read-only for everyone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConversation(self, request, context):
+        """Tenant admins only; the conversation is gone for everyone afterwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BrowseChannels(self, request, context):
+        """Public channels of the caller's tenant, optionally filtered by a name query.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinConversation(self, request, context):
+        """Joins a public channel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMemberRole(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditMessage(self, request, context):
+        """Authors only; leaves edited_at on the message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMessage(self, request, context):
+        """Leaves a tombstone that keeps its seq; the author or an admin may delete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ToggleReaction(self, request, context):
+        """Adds the caller's reaction with this emoji, or removes it if present.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListThread(self, request, context):
+        """The replies of one thread, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchMessages(self, request, context):
+        """Messages the caller can read that match a query, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """The conversation's events after an event seq, for resuming clients.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +341,81 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     servicer.MarkRead,
                     request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.MarkReadRequest.FromString,
                     response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'UpdateConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConversation,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateConversationRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateConversationResponse.SerializeToString,
+            ),
+            'ArchiveConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveConversation,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ArchiveConversationRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ArchiveConversationResponse.SerializeToString,
+            ),
+            'DeleteConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConversation,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteConversationRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteConversationResponse.SerializeToString,
+            ),
+            'BrowseChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.BrowseChannels,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.BrowseChannelsRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.BrowseChannelsResponse.SerializeToString,
+            ),
+            'JoinConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinConversation,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.JoinConversationRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.JoinConversationResponse.SerializeToString,
+            ),
+            'LeaveConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveConversation,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.LeaveConversationRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.LeaveConversationResponse.SerializeToString,
+            ),
+            'AddMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMembers,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.AddMembersRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.AddMembersResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'UpdateMemberRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMemberRole,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateMemberRoleRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateMemberRoleResponse.SerializeToString,
+            ),
+            'EditMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditMessage,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.EditMessageRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.EditMessageResponse.SerializeToString,
+            ),
+            'DeleteMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMessage,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteMessageRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteMessageResponse.SerializeToString,
+            ),
+            'ToggleReaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ToggleReaction,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ToggleReactionRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ToggleReactionResponse.SerializeToString,
+            ),
+            'ListThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListThread,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListThreadRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListThreadResponse.SerializeToString,
+            ),
+            'SearchMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchMessages,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.SearchMessagesRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.SearchMessagesResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +610,411 @@ class ConversationService:
             '/confab.conversation.v1.ConversationService/MarkRead',
             confab_dot_conversation_dot_v1_dot_conversation__pb2.MarkReadRequest.SerializeToString,
             confab_dot_conversation_dot_v1_dot_conversation__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/UpdateConversation',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateConversationRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/ArchiveConversation',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ArchiveConversationRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ArchiveConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/DeleteConversation',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteConversationRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BrowseChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/BrowseChannels',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.BrowseChannelsRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.BrowseChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/JoinConversation',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.JoinConversationRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.JoinConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/LeaveConversation',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.LeaveConversationRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.LeaveConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/AddMembers',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.AddMembersRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.AddMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/RemoveMember',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.RemoveMemberRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMemberRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/UpdateMemberRole',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateMemberRoleRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.UpdateMemberRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/EditMessage',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.EditMessageRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.EditMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/DeleteMessage',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteMessageRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.DeleteMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ToggleReaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/ToggleReaction',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ToggleReactionRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ToggleReactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/ListThread',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ListThreadRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ListThreadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/SearchMessages',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.SearchMessagesRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.SearchMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/ListEvents',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

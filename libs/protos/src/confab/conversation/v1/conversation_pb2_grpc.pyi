@@ -51,6 +51,32 @@ class ConversationServiceStub:
     ListMessages: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ListMessagesRequest, _conversation_pb2.ListMessagesResponse]
     """Pages messages by seq, for history and for resuming after a disconnect."""
     MarkRead: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.MarkReadRequest, _conversation_pb2.MarkReadResponse]
+    UpdateConversation: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.UpdateConversationRequest, _conversation_pb2.UpdateConversationResponse]
+    """Changes title, description or topic; fields left unset keep their value."""
+    ArchiveConversation: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ArchiveConversationRequest, _conversation_pb2.ArchiveConversationResponse]
+    """Makes a conversation read-only for everyone."""
+    DeleteConversation: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.DeleteConversationRequest, _conversation_pb2.DeleteConversationResponse]
+    """Tenant admins only; the conversation is gone for everyone afterwards."""
+    BrowseChannels: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.BrowseChannelsRequest, _conversation_pb2.BrowseChannelsResponse]
+    """Public channels of the caller's tenant, optionally filtered by a name query."""
+    JoinConversation: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.JoinConversationRequest, _conversation_pb2.JoinConversationResponse]
+    """Joins a public channel."""
+    LeaveConversation: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.LeaveConversationRequest, _conversation_pb2.LeaveConversationResponse]
+    AddMembers: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.AddMembersRequest, _conversation_pb2.AddMembersResponse]
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.RemoveMemberRequest, _conversation_pb2.RemoveMemberResponse]
+    UpdateMemberRole: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.UpdateMemberRoleRequest, _conversation_pb2.UpdateMemberRoleResponse]
+    EditMessage: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.EditMessageRequest, _conversation_pb2.EditMessageResponse]
+    """Authors only; leaves edited_at on the message."""
+    DeleteMessage: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.DeleteMessageRequest, _conversation_pb2.DeleteMessageResponse]
+    """Leaves a tombstone that keeps its seq; the author or an admin may delete."""
+    ToggleReaction: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ToggleReactionRequest, _conversation_pb2.ToggleReactionResponse]
+    """Adds the caller's reaction with this emoji, or removes it if present."""
+    ListThread: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ListThreadRequest, _conversation_pb2.ListThreadResponse]
+    """The replies of one thread, oldest first."""
+    SearchMessages: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.SearchMessagesRequest, _conversation_pb2.SearchMessagesResponse]
+    """Messages the caller can read that match a query, newest first."""
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ListEventsRequest, _conversation_pb2.ListEventsResponse]
+    """The conversation's events after an event seq, for resuming clients."""
 
 @_typing.type_check_only
 class ConversationServiceAsyncStub(ConversationServiceStub):
@@ -75,6 +101,32 @@ class ConversationServiceAsyncStub(ConversationServiceStub):
     ListMessages: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ListMessagesRequest, _conversation_pb2.ListMessagesResponse]  # type: ignore[assignment]
     """Pages messages by seq, for history and for resuming after a disconnect."""
     MarkRead: _aio.UnaryUnaryMultiCallable[_conversation_pb2.MarkReadRequest, _conversation_pb2.MarkReadResponse]  # type: ignore[assignment]
+    UpdateConversation: _aio.UnaryUnaryMultiCallable[_conversation_pb2.UpdateConversationRequest, _conversation_pb2.UpdateConversationResponse]  # type: ignore[assignment]
+    """Changes title, description or topic; fields left unset keep their value."""
+    ArchiveConversation: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ArchiveConversationRequest, _conversation_pb2.ArchiveConversationResponse]  # type: ignore[assignment]
+    """Makes a conversation read-only for everyone."""
+    DeleteConversation: _aio.UnaryUnaryMultiCallable[_conversation_pb2.DeleteConversationRequest, _conversation_pb2.DeleteConversationResponse]  # type: ignore[assignment]
+    """Tenant admins only; the conversation is gone for everyone afterwards."""
+    BrowseChannels: _aio.UnaryUnaryMultiCallable[_conversation_pb2.BrowseChannelsRequest, _conversation_pb2.BrowseChannelsResponse]  # type: ignore[assignment]
+    """Public channels of the caller's tenant, optionally filtered by a name query."""
+    JoinConversation: _aio.UnaryUnaryMultiCallable[_conversation_pb2.JoinConversationRequest, _conversation_pb2.JoinConversationResponse]  # type: ignore[assignment]
+    """Joins a public channel."""
+    LeaveConversation: _aio.UnaryUnaryMultiCallable[_conversation_pb2.LeaveConversationRequest, _conversation_pb2.LeaveConversationResponse]  # type: ignore[assignment]
+    AddMembers: _aio.UnaryUnaryMultiCallable[_conversation_pb2.AddMembersRequest, _conversation_pb2.AddMembersResponse]  # type: ignore[assignment]
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_conversation_pb2.RemoveMemberRequest, _conversation_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    UpdateMemberRole: _aio.UnaryUnaryMultiCallable[_conversation_pb2.UpdateMemberRoleRequest, _conversation_pb2.UpdateMemberRoleResponse]  # type: ignore[assignment]
+    EditMessage: _aio.UnaryUnaryMultiCallable[_conversation_pb2.EditMessageRequest, _conversation_pb2.EditMessageResponse]  # type: ignore[assignment]
+    """Authors only; leaves edited_at on the message."""
+    DeleteMessage: _aio.UnaryUnaryMultiCallable[_conversation_pb2.DeleteMessageRequest, _conversation_pb2.DeleteMessageResponse]  # type: ignore[assignment]
+    """Leaves a tombstone that keeps its seq; the author or an admin may delete."""
+    ToggleReaction: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ToggleReactionRequest, _conversation_pb2.ToggleReactionResponse]  # type: ignore[assignment]
+    """Adds the caller's reaction with this emoji, or removes it if present."""
+    ListThread: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ListThreadRequest, _conversation_pb2.ListThreadResponse]  # type: ignore[assignment]
+    """The replies of one thread, oldest first."""
+    SearchMessages: _aio.UnaryUnaryMultiCallable[_conversation_pb2.SearchMessagesRequest, _conversation_pb2.SearchMessagesResponse]  # type: ignore[assignment]
+    """Messages the caller can read that match a query, newest first."""
+    ListEvents: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ListEventsRequest, _conversation_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """The conversation's events after an event seq, for resuming clients."""
 
 class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
     """The caller (tenant, user, roles) travels in gRPC metadata, set by the gateway
@@ -138,5 +190,121 @@ class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _conversation_pb2.MarkReadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_conversation_pb2.MarkReadResponse, _abc.Awaitable[_conversation_pb2.MarkReadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateConversation(
+        self,
+        request: _conversation_pb2.UpdateConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.UpdateConversationResponse, _abc.Awaitable[_conversation_pb2.UpdateConversationResponse]]:
+        """Changes title, description or topic; fields left unset keep their value."""
+
+    @_abc_1.abstractmethod
+    def ArchiveConversation(
+        self,
+        request: _conversation_pb2.ArchiveConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.ArchiveConversationResponse, _abc.Awaitable[_conversation_pb2.ArchiveConversationResponse]]:
+        """Makes a conversation read-only for everyone."""
+
+    @_abc_1.abstractmethod
+    def DeleteConversation(
+        self,
+        request: _conversation_pb2.DeleteConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.DeleteConversationResponse, _abc.Awaitable[_conversation_pb2.DeleteConversationResponse]]:
+        """Tenant admins only; the conversation is gone for everyone afterwards."""
+
+    @_abc_1.abstractmethod
+    def BrowseChannels(
+        self,
+        request: _conversation_pb2.BrowseChannelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.BrowseChannelsResponse, _abc.Awaitable[_conversation_pb2.BrowseChannelsResponse]]:
+        """Public channels of the caller's tenant, optionally filtered by a name query."""
+
+    @_abc_1.abstractmethod
+    def JoinConversation(
+        self,
+        request: _conversation_pb2.JoinConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.JoinConversationResponse, _abc.Awaitable[_conversation_pb2.JoinConversationResponse]]:
+        """Joins a public channel."""
+
+    @_abc_1.abstractmethod
+    def LeaveConversation(
+        self,
+        request: _conversation_pb2.LeaveConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.LeaveConversationResponse, _abc.Awaitable[_conversation_pb2.LeaveConversationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddMembers(
+        self,
+        request: _conversation_pb2.AddMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.AddMembersResponse, _abc.Awaitable[_conversation_pb2.AddMembersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _conversation_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.RemoveMemberResponse, _abc.Awaitable[_conversation_pb2.RemoveMemberResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateMemberRole(
+        self,
+        request: _conversation_pb2.UpdateMemberRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.UpdateMemberRoleResponse, _abc.Awaitable[_conversation_pb2.UpdateMemberRoleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EditMessage(
+        self,
+        request: _conversation_pb2.EditMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.EditMessageResponse, _abc.Awaitable[_conversation_pb2.EditMessageResponse]]:
+        """Authors only; leaves edited_at on the message."""
+
+    @_abc_1.abstractmethod
+    def DeleteMessage(
+        self,
+        request: _conversation_pb2.DeleteMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.DeleteMessageResponse, _abc.Awaitable[_conversation_pb2.DeleteMessageResponse]]:
+        """Leaves a tombstone that keeps its seq; the author or an admin may delete."""
+
+    @_abc_1.abstractmethod
+    def ToggleReaction(
+        self,
+        request: _conversation_pb2.ToggleReactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.ToggleReactionResponse, _abc.Awaitable[_conversation_pb2.ToggleReactionResponse]]:
+        """Adds the caller's reaction with this emoji, or removes it if present."""
+
+    @_abc_1.abstractmethod
+    def ListThread(
+        self,
+        request: _conversation_pb2.ListThreadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.ListThreadResponse, _abc.Awaitable[_conversation_pb2.ListThreadResponse]]:
+        """The replies of one thread, oldest first."""
+
+    @_abc_1.abstractmethod
+    def SearchMessages(
+        self,
+        request: _conversation_pb2.SearchMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.SearchMessagesResponse, _abc.Awaitable[_conversation_pb2.SearchMessagesResponse]]:
+        """Messages the caller can read that match a query, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListEvents(
+        self,
+        request: _conversation_pb2.ListEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.ListEventsResponse, _abc.Awaitable[_conversation_pb2.ListEventsResponse]]:
+        """The conversation's events after an event seq, for resuming clients."""
 
 def add_ConversationServiceServicer_to_server(servicer: ConversationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -37,6 +37,13 @@ class ConversationEvent(_message.Message):
     MESSAGE_CREATED_FIELD_NUMBER: _builtins.int
     CONVERSATION_CREATED_FIELD_NUMBER: _builtins.int
     READ_MARKER_CHANGED_FIELD_NUMBER: _builtins.int
+    MESSAGE_UPDATED_FIELD_NUMBER: _builtins.int
+    MESSAGE_DELETED_FIELD_NUMBER: _builtins.int
+    REACTION_CHANGED_FIELD_NUMBER: _builtins.int
+    CONVERSATION_UPDATED_FIELD_NUMBER: _builtins.int
+    MEMBERS_ADDED_FIELD_NUMBER: _builtins.int
+    MEMBER_REMOVED_FIELD_NUMBER: _builtins.int
+    CONVERSATION_DELETED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers drop an id they have already handled."""
     tenant_id: _builtins.str
@@ -52,6 +59,20 @@ class ConversationEvent(_message.Message):
     def conversation_created(self) -> Global___ConversationCreated: ...
     @_builtins.property
     def read_marker_changed(self) -> Global___ReadMarkerChanged: ...
+    @_builtins.property
+    def message_updated(self) -> Global___MessageUpdated: ...
+    @_builtins.property
+    def message_deleted(self) -> Global___MessageDeleted: ...
+    @_builtins.property
+    def reaction_changed(self) -> Global___ReactionChanged: ...
+    @_builtins.property
+    def conversation_updated(self) -> Global___ConversationUpdated: ...
+    @_builtins.property
+    def members_added(self) -> Global___MembersAdded: ...
+    @_builtins.property
+    def member_removed(self) -> Global___MemberRemoved: ...
+    @_builtins.property
+    def conversation_deleted(self) -> Global___ConversationDeleted: ...
     def __init__(
         self,
         *,
@@ -64,12 +85,19 @@ class ConversationEvent(_message.Message):
         message_created: Global___MessageCreated | None = ...,
         conversation_created: Global___ConversationCreated | None = ...,
         read_marker_changed: Global___ReadMarkerChanged | None = ...,
+        message_updated: Global___MessageUpdated | None = ...,
+        message_deleted: Global___MessageDeleted | None = ...,
+        reaction_changed: Global___ReactionChanged | None = ...,
+        conversation_updated: Global___ConversationUpdated | None = ...,
+        members_added: Global___MembersAdded | None = ...,
+        member_removed: Global___MemberRemoved | None = ...,
+        conversation_deleted: Global___ConversationDeleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "message_created", b"message_created", "occurred_at", b"occurred_at", "payload", b"payload", "read_marker_changed", b"read_marker_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_removed", b"member_removed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_id", b"conversation_id", "event_id", b"event_id", "event_seq", b"event_seq", "message_created", b"message_created", "occurred_at", b"occurred_at", "payload", b"payload", "read_marker_changed", b"read_marker_changed", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_removed", b"member_removed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -143,3 +171,161 @@ class ReadMarkerChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadMarkerChanged: _TypeAlias = ReadMarkerChanged  # noqa: Y015
+
+@_typing.final
+class MessageUpdated(_message.Message):
+    """An edit, or a change to a thread root's reply count."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def message(self) -> _conversation_pb2.Message: ...
+    def __init__(
+        self,
+        *,
+        message: _conversation_pb2.Message | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageUpdated: _TypeAlias = MessageUpdated  # noqa: Y015
+
+@_typing.final
+class MessageDeleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def message(self) -> _conversation_pb2.Message:
+        """The tombstone."""
+
+    def __init__(
+        self,
+        *,
+        message: _conversation_pb2.Message | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageDeleted: _TypeAlias = MessageDeleted  # noqa: Y015
+
+@_typing.final
+class ReactionChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    REACTIONS_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    emoji: _builtins.str
+    user_id: _builtins.str
+    added: _builtins.bool
+    @_builtins.property
+    def reactions(self) -> _containers.RepeatedCompositeFieldContainer[_conversation_pb2.Reaction]:
+        """The message's reactions after the change."""
+
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        emoji: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        added: _builtins.bool = ...,
+        reactions: _abc.Iterable[_conversation_pb2.Reaction] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "emoji", b"emoji", "message_id", b"message_id", "reactions", b"reactions", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactionChanged: _TypeAlias = ReactionChanged  # noqa: Y015
+
+@_typing.final
+class ConversationUpdated(_message.Message):
+    """Title, description, topic or archived state changed, or a member's role."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def conversation(self) -> _conversation_pb2.Conversation: ...
+    def __init__(
+        self,
+        *,
+        conversation: _conversation_pb2.Conversation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversationUpdated: _TypeAlias = ConversationUpdated  # noqa: Y015
+
+@_typing.final
+class MembersAdded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[_conversation_pb2.Member]: ...
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[_conversation_pb2.Member] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MembersAdded: _TypeAlias = MembersAdded  # noqa: Y015
+
+@_typing.final
+class MemberRemoved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    LEFT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    left: _builtins.bool
+    """True when the member left on their own."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        left: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["left", b"left", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberRemoved: _TypeAlias = MemberRemoved  # noqa: Y015
+
+@_typing.final
+class ConversationDeleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversationDeleted: _TypeAlias = ConversationDeleted  # noqa: Y015
