@@ -44,6 +44,7 @@ class ConversationEvent(_message.Message):
     MEMBERS_ADDED_FIELD_NUMBER: _builtins.int
     MEMBER_REMOVED_FIELD_NUMBER: _builtins.int
     CONVERSATION_DELETED_FIELD_NUMBER: _builtins.int
+    MEMBER_ROLE_CHANGED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers drop an id they have already handled."""
     tenant_id: _builtins.str
@@ -73,6 +74,8 @@ class ConversationEvent(_message.Message):
     def member_removed(self) -> Global___MemberRemoved: ...
     @_builtins.property
     def conversation_deleted(self) -> Global___ConversationDeleted: ...
+    @_builtins.property
+    def member_role_changed(self) -> Global___MemberRoleChanged: ...
     def __init__(
         self,
         *,
@@ -92,12 +95,13 @@ class ConversationEvent(_message.Message):
         members_added: Global___MembersAdded | None = ...,
         member_removed: Global___MemberRemoved | None = ...,
         conversation_deleted: Global___ConversationDeleted | None = ...,
+        member_role_changed: Global___MemberRoleChanged | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_removed", b"member_removed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_removed", b"member_removed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted", "member_role_changed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -252,7 +256,7 @@ Global___ReactionChanged: _TypeAlias = ReactionChanged  # noqa: Y015
 
 @_typing.final
 class ConversationUpdated(_message.Message):
-    """Title, description, topic or archived state changed, or a member's role."""
+    """Title, description, topic or archived state changed."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -329,3 +333,23 @@ class ConversationDeleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConversationDeleted: _TypeAlias = ConversationDeleted  # noqa: Y015
+
+@_typing.final
+class MemberRoleChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> _conversation_pb2.Member: ...
+    def __init__(
+        self,
+        *,
+        member: _conversation_pb2.Member | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberRoleChanged: _TypeAlias = MemberRoleChanged  # noqa: Y015
