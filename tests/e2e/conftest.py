@@ -46,6 +46,20 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> 
         fleet.stop()
 
 
+async def eventually(
+    probe: Callable[[], Any], check: Callable[[Any], bool], timeout: float = 10
+) -> Any:
+    """Polls a public API until ``check`` holds on its answer, or fails at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.1)
+
+
 class Api:
     """A REST client acting as one user."""
 

@@ -14,7 +14,7 @@ from confab_devfleet import Fleet
 
 from confab_devservers import FakeOpenAI
 
-from .conftest import TENANT_A, TENANT_B
+from .conftest import TENANT_A, TENANT_B, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -206,6 +206,12 @@ async def test_offline_member_gets_an_email_and_a_notification(fleet: Fleet, use
         20,
     )
     assert mail is not None
-    listed = (await carol_api.client.get("/notifications")).json()
+
+    async def notifications() -> Any:
+        return (await carol_api.client.get("/notifications")).json()
+
+    # The mail is out before the record says so: wait for the record too.
+    listed = await eventually(
+        notifications, lambda ns: bool(ns) and ns[0]["email_status"] == "sent"
+    )
     assert [n["message_id"] for n in listed] == [sent["id"]]
-    assert listed[0]["email_status"] == "sent"
