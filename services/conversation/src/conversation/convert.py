@@ -9,6 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc
 
+MAX_REACTORS_SHOWN = 50
+
 
 def ts(value: datetime | None) -> Timestamp | None:
     if value is None:
@@ -18,8 +20,9 @@ def ts(value: datetime | None) -> Timestamp | None:
     return out
 
 
-def conversation(doc: Doc, member: Doc | None) -> pb.Conversation:
-    last_read = int(member["last_read_seq"]) if member else 0
+def conversation(
+    doc: Doc, member: Doc | None, *, unread: int = 0, mentions: int = 0
+) -> pb.Conversation:
     ctx = doc.get("context")
     return pb.Conversation(
         id=doc["_id"],
@@ -34,13 +37,26 @@ def conversation(doc: Doc, member: Doc | None) -> pb.Conversation:
         member_count=int(doc["member_count"]),
         context=pb.ContextLink(kind=ctx["kind"], id=ctx["id"]) if ctx else None,
         archived=bool(doc.get("archived", False)),
-        unread_count=max(0, int(doc["last_seq"]) - last_read) if member else 0,
+        unread_count=unread,
         my_role=member["role"] if member else pb.MEMBER_ROLE_UNSPECIFIED,
-        last_read_seq=last_read,
+        last_read_seq=int(member["last_read_seq"]) if member else 0,
+        mention_count=mentions,
+        last_event_seq=int(doc.get("last_event_seq", 0)),
     )
 
 
+def reactions(doc: Doc) -> list[pb.Reaction]:
+    return [
+        pb.Reaction(
+            emoji=r["emoji"], count=len(r["users"]), user_ids=r["users"][:MAX_REACTORS_SHOWN]
+        )
+        for r in doc.get("reactions", [])
+        if r["users"]
+    ]
+
+
 def message(doc: Doc) -> pb.Message:
+    file = doc.get("file")
     return pb.Message(
         id=doc["_id"],
         conversation_id=doc["conversation_id"],
@@ -52,6 +68,14 @@ def message(doc: Doc) -> pb.Message:
         client_msg_id=doc["client_msg_id"],
         created_at=ts(doc["created_at"]),
         thread_root_id=doc.get("thread_root_id", ""),
+        edited_at=ts(doc.get("edited_at")),
+        deleted=bool(doc.get("deleted", False)),
+        reply_count=int(doc.get("reply_count", 0)),
+        last_reply_at=ts(doc.get("last_reply_at")),
+        mentions=doc.get("mentions", []),
+        mentions_all=bool(doc.get("mentions_all", False)),
+        reactions=reactions(doc),
+        file=pb.FileAttachment(**file) if file else None,
     )
 
 

@@ -9,3 +9,7 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 50
 # The bot's user id in every tenant; it cannot be a JWT subject (see auth).
 BOT_USER_ID = "confab-bot"
+MAX_TOPIC_CHARS = 250
+MAX_EMOJI_CHARS = 64
+MAX_REACTIONS_PER_MESSAGE = 50
+MAX_SEARCH_TERMS = 8

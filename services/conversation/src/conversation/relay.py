@@ -1,4 +1,4 @@
-"""Publishes the outbox to Kafka, then deletes what Kafka acknowledged.
+"""Publishes the outbox to Kafka, then marks what Kafka acknowledged as published.
 
 One relay at a time holds a lease in MongoDB, so replicas never interleave a
 conversation's events. A crash between publish and delete re-publishes a batch;
@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
+from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
 from confab_core.clock import Clock
@@ -82,13 +83,16 @@ class OutboxRelay:
                     }
                 },
                 upsert=True,
+                # The document after the update says who holds the lease now;
+                # the one before names the previous (expired) holder on a takeover.
+                return_document=ReturnDocument.AFTER,
             )
         except PyMongoError as exc:
             # The upsert collides with the unique _id while another replica holds it.
             if "duplicate key" in str(exc).lower() or getattr(exc, "code", None) == 11000:
                 return False
             raise
-        return doc is None or doc.get("owner") in (None, self._owner)
+        return doc is not None and doc.get("owner") == self._owner
 
     async def publish_once(self) -> int:
         pending = await self._reader.pending(self._batch)
@@ -110,6 +114,6 @@ class OutboxRelay:
                     for doc in docs
                 ],
             )
-        await self._reader.remove([doc["_id"] for doc in pending])
+        await self._reader.mark_published([doc["_id"] for doc in pending], self._clock.now())
         PUBLISHED.inc(len(pending))
         return len(pending)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.clock import Clock
-from confab_core.errors import NotFound
 from confab_core.identity import ROLE_SERVICE, Caller
 from confab_core.ids import new_id
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
 from confab_core.mongo import Doc
 from confab_core.telemetry import inject_headers
+from conversation import convert
+from conversation.handlers import access
 from conversation.storage.db import Database, TenantStore
 
 T = TypeVar("T")
@@ -65,12 +66,24 @@ class HandlerBase:
         """
         store = self.store(caller)
         conv = await store.conversations.get(conversation_id)
-        if conv is None:
-            raise NotFound("conversation not found", "conversation_not_found")
-        member = await store.members.get(conversation_id, caller.user_id)
-        if member is None and not _sees_without_membership(caller, conv):
-            raise NotFound("conversation not found", "conversation_not_found")
-        return conv, member
+        member = (
+            await store.members.get(conversation_id, caller.user_id) if conv is not None else None
+        )
+        return access.require_visible(caller, conv, member), member
+
+    async def counts(self, caller: Caller, conv: Doc, member: Doc | None) -> tuple[int, int]:
+        """Unread and mention counts, counted from seq: exact by construction."""
+        if member is None or int(member["last_read_seq"]) >= int(conv["last_seq"]):
+            return 0, 0
+        messages = self.store(caller).messages
+        last = int(member["last_read_seq"])
+        unread = await messages.count_unread(conv["_id"], caller.user_id, last)
+        mentions = await messages.count_mentions(conv["_id"], caller.user_id, last)
+        return unread, mentions
+
+    async def view(self, caller: Caller, conv: Doc, member: Doc | None) -> pb.Conversation:
+        unread, mentions = await self.counts(caller, conv, member)
+        return convert.conversation(conv, member, unread=unread, mentions=mentions)
 
     async def emit(
         self,
@@ -78,28 +91,63 @@ class HandlerBase:
         session: AsyncClientSession,
         caller: Caller,
         conv_after_inc: Doc,
-        event: events_pb2.ConversationEvent,
+        *events: events_pb2.ConversationEvent,
     ) -> None:
-        event.event_id = new_id()
-        event.tenant_id = caller.tenant_id
-        event.conversation_id = conv_after_inc["_id"]
-        event.event_seq = int(conv_after_inc["last_event_seq"])
-        event.actor_id = caller.user_id
+        """Writes events that took the last ``len(events)`` event seqs of the conversation."""
         now = self.clock.now()
-        event.occurred_at.FromDatetime(now)
-        await store.outbox.add(
-            event_id=event.event_id,
-            topic=CONVERSATION_EVENTS_TOPIC,
-            conversation_id=event.conversation_id,
-            event_seq=event.event_seq,
-            payload=event.SerializeToString(),
-            headers=[(EVENT_TYPE_HEADER, EVENT_TYPE), *inject_headers()],
-            now=now,
-            session=session,
-        )
+        first = int(conv_after_inc["last_event_seq"]) - len(events) + 1
+        for offset, event in enumerate(events):
+            event.event_id = new_id()
+            event.tenant_id = caller.tenant_id
+            event.conversation_id = conv_after_inc["_id"]
+            event.event_seq = first + offset
+            event.actor_id = caller.user_id
+            event.occurred_at.FromDatetime(now)
+            await store.outbox.add(
+                event_id=event.event_id,
+                topic=CONVERSATION_EVENTS_TOPIC,
+                conversation_id=event.conversation_id,
+                event_seq=event.event_seq,
+                payload=event.SerializeToString(),
+                headers=[(EVENT_TYPE_HEADER, EVENT_TYPE), *inject_headers()],
+                now=now,
+                session=session,
+            )
 
+    async def write_events(
+        self,
+        caller: Caller,
+        conversation_id: str,
+        build: Callable[[AsyncClientSession, Doc], Awaitable[list[events_pb2.ConversationEvent]]],
+        *,
+        events: int = 1,
+        message: bool = False,
+        set_fields: dict[str, Any] | None = None,
+        inc_fields: dict[str, int] | None = None,
+    ) -> Doc:
+        """One transaction: take seqs on the conversation, let ``build`` write, emit its events.
 
-def _sees_without_membership(caller: Caller, conv: Doc) -> bool:
-    return bool(
-        caller.has_role(ROLE_SERVICE) or conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL
-    )
+        ``build`` gets the session and the conversation after the increment and
+        returns exactly ``events`` events; returns that conversation.
+        """
+        store = self.store(caller)
+
+        async def txn(session: AsyncClientSession) -> Doc:
+            after = await store.conversations.next_seq(
+                conversation_id,
+                self.clock.now(),
+                message=message,
+                session=session,
+                events=events,
+                set_fields=set_fields,
+                inc_fields=inc_fields,
+            )
+            if after is None:
+                raise access.not_found()
+            built = await build(session, after)
+            if len(built) != events:
+                raise RuntimeError(f"built {len(built)} events, took {events} seqs")
+            await self.emit(store, session, caller, after, *built)
+            return after
+
+        return await self.transaction(txn)

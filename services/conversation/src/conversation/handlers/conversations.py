@@ -1,20 +1,22 @@
-"""Creating, reading and listing conversations."""
+"""Conversations and their members."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
-from confab_core.errors import InvalidArgument, NotFound
+from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from confab_core.identity import Caller
 from confab_core.ids import new_id
 from confab_core.mongo import Doc
 from confab_core.telemetry import tracer
 from conversation import convert
+from conversation.handlers import access
 from conversation.handlers.base import HandlerBase
 from conversation.limits import (
     BOT_USER_ID,
@@ -22,17 +24,34 @@ from conversation.limits import (
     MAX_MEMBERS_AT_CREATE,
     MAX_PAGE,
     MAX_TITLE_CHARS,
+    MAX_TOPIC_CHARS,
 )
 from conversation.storage.members import member_id
 
 _KINDS = set(pb.ConversationKind.values()) - {pb.CONVERSATION_KIND_UNSPECIFIED}
+_ROLES = set(pb.MemberRole.values()) - {pb.MEMBER_ROLE_UNSPECIFIED}
 
 
 @dataclass(frozen=True)
 class Created:
-    conversation: Doc
-    member: Doc
+    conversation: pb.Conversation
     created: bool
+
+
+def _check_ids(user_ids: list[str]) -> None:
+    if any(not u or len(u) > 128 for u in user_ids):
+        raise InvalidArgument("member ids must be 1-128 characters", "invalid_member_id")
+
+
+def _member_doc(conv_id: str, user_id: str, role: int, now: Any) -> Doc:
+    return {
+        "_id": member_id(conv_id, user_id),
+        "conversation_id": conv_id,
+        "user_id": user_id,
+        "role": role,
+        "joined_at": now,
+        "last_read_seq": 0,
+    }
 
 
 class ConversationHandler(HandlerBase):
@@ -52,17 +71,15 @@ class ConversationHandler(HandlerBase):
         ):
             if kind not in _KINDS:
                 raise InvalidArgument("unknown conversation kind", "invalid_kind")
-            if len(title) > MAX_TITLE_CHARS:
-                raise InvalidArgument(
-                    f"title exceeds {MAX_TITLE_CHARS} characters", "title_too_long"
-                )
-            if len(description) > MAX_DESCRIPTION_CHARS:
-                raise InvalidArgument("description too long", "description_too_long")
+            if not access.can_create(caller, kind):
+                raise PermissionDenied("agents and admins create channels", "forbidden_kind")
+            _check_text_fields(title, description, "")
             others = sorted({m for m in member_ids if m and m != caller.user_id})
             if len(others) > MAX_MEMBERS_AT_CREATE:
                 raise InvalidArgument("too many members", "too_many_members")
-            if any(len(m) > 128 for m in others):
-                raise InvalidArgument("member id too long", "invalid_member_id")
+            _check_ids(others)
+            if context and (not context[0] or not context[1]):
+                raise InvalidArgument("a context link needs a kind and an id", "invalid_context")
             await self.remember_profile(caller)
             direct_key: str | None = None
             if kind == pb.CONVERSATION_KIND_DIRECT:
@@ -73,7 +90,7 @@ class ConversationHandler(HandlerBase):
                     )
                 direct_key = "direct:" + "|".join(sorted([caller.user_id, others[0]]))
                 existing = await self.store(caller).conversations.get_direct(direct_key)
-                if existing is not None:
+                if existing is not None and not existing.get("deleted"):
                     return await self._existing(caller, existing)
             if kind == pb.CONVERSATION_KIND_AI_ASSISTANT:
                 # An assistant conversation is the user and the bot, nobody else.
@@ -93,9 +110,8 @@ class ConversationHandler(HandlerBase):
 
     async def _existing(self, caller: Caller, conv: Doc) -> Created:
         member = await self.store(caller).members.get(conv["_id"], caller.user_id)
-        if member is None:
-            raise NotFound("conversation not found", "conversation_not_found")
-        return Created(conv, member, created=False)
+        access.require_visible(caller, conv, member)
+        return Created(await self.view(caller, conv, member), created=False)
 
     async def _insert(
         self,
@@ -124,28 +140,12 @@ class ConversationHandler(HandlerBase):
             "member_count": 1 + len(others),
             "context": {"kind": context[0], "id": context[1]} if context else None,
             "archived": False,
+            "deleted": False,
             # Unique per tenant: direct pairs collide on purpose, others never do.
             "direct_key": direct_key or conv_id,
         }
-        owner: Doc = {
-            "_id": member_id(conv_id, caller.user_id),
-            "conversation_id": conv_id,
-            "user_id": caller.user_id,
-            "role": pb.MEMBER_ROLE_OWNER,
-            "joined_at": now,
-            "last_read_seq": 0,
-        }
-        rest = [
-            {
-                "_id": member_id(conv_id, uid),
-                "conversation_id": conv_id,
-                "user_id": uid,
-                "role": pb.MEMBER_ROLE_MEMBER,
-                "joined_at": now,
-                "last_read_seq": 0,
-            }
-            for uid in others
-        ]
+        owner = _member_doc(conv_id, caller.user_id, pb.MEMBER_ROLE_OWNER, now)
+        rest = [_member_doc(conv_id, uid, pb.MEMBER_ROLE_MEMBER, now) for uid in others]
 
         async def write(session: AsyncClientSession) -> None:
             await store.conversations.insert(conv, session)
@@ -160,12 +160,13 @@ class ConversationHandler(HandlerBase):
             await self.emit(store, session, caller, conv, event)
 
         await self.transaction(write)
-        return Created(conv, owner, created=True)
+        return Created(convert.conversation(conv, owner), created=True)
 
-    async def get(self, caller: Caller, conversation_id: str) -> tuple[Doc, Doc | None]:
-        return await self.readable(caller, conversation_id)
+    async def get(self, caller: Caller, conversation_id: str) -> pb.Conversation:
+        conv, member = await self.readable(caller, conversation_id)
+        return await self.view(caller, conv, member)
 
-    async def list_for_caller(self, caller: Caller, limit: int) -> list[tuple[Doc, Doc]]:
+    async def list_for_caller(self, caller: Caller, limit: int) -> list[pb.Conversation]:
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
         # Listing is usually a client's first call: the profile (name, address)
         # must be known before anyone needs to notify this user.
@@ -175,7 +176,7 @@ class ConversationHandler(HandlerBase):
             m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
         }
         convs = await store.conversations.get_many_by_activity(list(members), limit)
-        return [(c, members[c["_id"]]) for c in convs]
+        return [await self.view(caller, c, members[c["_id"]]) for c in convs]
 
     async def list_members(
         self, caller: Caller, conversation_id: str
@@ -185,3 +186,253 @@ class ConversationHandler(HandlerBase):
         members = await store.members.list_for_conversation(conversation_id)
         profiles = await store.users.get_many([m["user_id"] for m in members])
         return [(m, profiles.get(m["user_id"])) for m in members]
+
+    async def update(
+        self,
+        caller: Caller,
+        conversation_id: str,
+        *,
+        title: str | None,
+        description: str | None,
+        topic: str | None,
+    ) -> pb.Conversation:
+        conv, member = await self.readable(caller, conversation_id)
+        access.require_conv_admin(caller, conv, member)
+        if conv["kind"] == pb.CONVERSATION_KIND_DIRECT:
+            raise PermissionDenied("a direct conversation has no title", "not_editable")
+        access.require_writable(conv)
+        _check_text_fields(title or "", description or "", topic or "")
+        changes = {
+            k: v
+            for k, v in (("title", title), ("description", description), ("topic", topic))
+            if v is not None
+        }
+        if not changes:
+            raise InvalidArgument("nothing to update", "nothing_to_update")
+        return await self._conversation_changed(
+            caller, conv_id=conversation_id, member=member, set_fields=changes
+        )
+
+    async def archive(self, caller: Caller, conversation_id: str) -> pb.Conversation:
+        conv, member = await self.readable(caller, conversation_id)
+        access.require_conv_admin(caller, conv, member)
+        if conv.get("archived"):
+            return await self.view(caller, conv, member)
+        return await self._conversation_changed(
+            caller, conv_id=conversation_id, member=member, set_fields={"archived": True}
+        )
+
+    async def _conversation_changed(
+        self, caller: Caller, *, conv_id: str, member: Doc | None, set_fields: dict[str, Any]
+    ) -> pb.Conversation:
+        async def build(
+            session: AsyncClientSession, after: Doc
+        ) -> list[events_pb2.ConversationEvent]:
+            return [
+                events_pb2.ConversationEvent(
+                    conversation_updated=events_pb2.ConversationUpdated(
+                        conversation=convert.conversation(after, None)
+                    )
+                )
+            ]
+
+        after = await self.write_events(caller, conv_id, build, set_fields=set_fields)
+        return await self.view(caller, after, member)
+
+    async def delete(self, caller: Caller, conversation_id: str) -> None:
+        await self.readable(caller, conversation_id)
+        if not access.tenant_admin(caller):
+            raise PermissionDenied("only tenant admins delete conversations", "forbidden")
+
+        async def build(
+            session: AsyncClientSession, after: Doc
+        ) -> list[events_pb2.ConversationEvent]:
+            return [
+                events_pb2.ConversationEvent(conversation_deleted=events_pb2.ConversationDeleted())
+            ]
+
+        await self.write_events(
+            caller,
+            conversation_id,
+            build,
+            # Freeing the direct pair's unique key lets the two users start a new
+            # direct conversation; otherwise create() finds only the deleted one.
+            set_fields={
+                "deleted": True,
+                "deleted_at": self.clock.now(),
+                "direct_key": conversation_id,
+            },
+        )
+
+    async def browse(self, caller: Caller, query: str, limit: int) -> list[pb.Conversation]:
+        if len(query) > MAX_TITLE_CHARS:
+            raise InvalidArgument("query too long", "query_too_long")
+        limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
+        store = self.store(caller)
+        convs = await store.conversations.browse_public(query.strip(), limit)
+        members = {
+            m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
+        }
+        return [convert.conversation(c, members.get(c["_id"])) for c in convs]
+
+    async def join(self, caller: Caller, conversation_id: str) -> pb.Conversation:
+        conv, member = await self.readable(caller, conversation_id)
+        if member is not None:
+            return await self.view(caller, conv, member)
+        if not access.can_join(caller, conv):
+            raise PermissionDenied("this conversation cannot be joined", "not_joinable")
+        access.require_writable(conv)
+        await self.remember_profile(caller)
+        added = await self._add(caller, conv, [caller.user_id], pb.MEMBER_ROLE_MEMBER)
+        store = self.store(caller)
+        # A concurrent join of the same user may have added the membership first.
+        member = added[0] if added else await store.members.get(conversation_id, caller.user_id)
+        after = await store.conversations.get(conversation_id)
+        return await self.view(caller, after or conv, member)
+
+    async def add_members(
+        self, caller: Caller, conversation_id: str, user_ids: list[str], role: int
+    ) -> list[Doc]:
+        conv, member = await self.readable(caller, conversation_id)
+        role = role or pb.MEMBER_ROLE_MEMBER
+        if role not in _ROLES:
+            raise InvalidArgument("unknown role", "invalid_role")
+        if not access.can_add_members(caller, conv, member):
+            raise PermissionDenied("you cannot add members here", "forbidden")
+        access.require_editable_kind(conv)
+        access.require_writable(conv)
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            raise InvalidArgument("no user ids given", "no_members")
+        if len(wanted) > MAX_MEMBERS_AT_CREATE:
+            raise InvalidArgument("too many members", "too_many_members")
+        _check_ids(wanted)
+        if BOT_USER_ID in wanted:
+            raise InvalidArgument("the bot cannot be added", "invalid_member_id")
+        if role in (pb.MEMBER_ROLE_OWNER, pb.MEMBER_ROLE_ADMIN) and not access.can_set_role(
+            caller, conv, member
+        ):
+            raise PermissionDenied("only owners grant admin roles", "forbidden")
+        return await self._add(caller, conv, wanted, role)
+
+    async def _add(self, caller: Caller, conv: Doc, user_ids: list[str], role: int) -> list[Doc]:
+        store = self.store(caller)
+        present = {m["user_id"] for m in await store.members.get_many(conv["_id"], user_ids)}
+        new = [u for u in user_ids if u not in present]
+        if not new:
+            return []
+        now = self.clock.now()
+        docs = [_member_doc(conv["_id"], u, role, now) for u in new]
+
+        async def build(
+            session: AsyncClientSession, after: Doc
+        ) -> list[events_pb2.ConversationEvent]:
+            for doc in docs:
+                await store.members.insert(doc, session)
+            return [
+                events_pb2.ConversationEvent(
+                    members_added=events_pb2.MembersAdded(
+                        members=[convert.member(d, None) for d in docs]
+                    )
+                )
+            ]
+
+        try:
+            await self.write_events(
+                caller, conv["_id"], build, inc_fields={"member_count": len(docs)}
+            )
+        except DuplicateKeyError as exc:
+            # Someone added the same user meanwhile; the whole add is retried by the client.
+            raise FailedPrecondition("membership changed, try again", "membership_changed") from exc
+        return docs
+
+    async def leave(self, caller: Caller, conversation_id: str) -> None:
+        conv, member = await self.readable(caller, conversation_id)
+        if member is None:
+            raise PermissionDenied("not a member", "not_a_member")
+        if conv["kind"] in access.FIXED_MEMBERSHIP_KINDS:
+            raise PermissionDenied("this conversation cannot be left", "cannot_leave")
+        await self._remove(caller, conv, member, left=True)
+
+    async def remove_member(self, caller: Caller, conversation_id: str, user_id: str) -> None:
+        conv, member = await self.readable(caller, conversation_id)
+        if user_id == caller.user_id:
+            await self.leave(caller, conversation_id)
+            return
+        target = await self.store(caller).members.get(conversation_id, user_id)
+        if target is None:
+            raise InvalidArgument("not a member of this conversation", "member_not_found")
+        if not access.can_remove(caller, conv, member, target):
+            raise PermissionDenied("you cannot remove this member", "forbidden")
+        access.require_editable_kind(conv)
+        access.require_writable(conv)
+        await self._remove(caller, conv, target, left=False)
+
+    async def _remove(self, caller: Caller, conv: Doc, target: Doc, *, left: bool) -> None:
+        store = self.store(caller)
+        user_id = target["user_id"]
+
+        async def build(
+            session: AsyncClientSession, after: Doc
+        ) -> list[events_pb2.ConversationEvent]:
+            if target["role"] == pb.MEMBER_ROLE_OWNER and int(after["member_count"]) > 0:
+                owners = await store.members.count_owners(conv["_id"], session)
+                if owners <= 1:
+                    raise FailedPrecondition("hand ownership to another member first", "last_owner")
+            if not await store.members.remove(conv["_id"], user_id, session):
+                raise FailedPrecondition("membership changed, try again", "membership_changed")
+            return [
+                events_pb2.ConversationEvent(
+                    member_removed=events_pb2.MemberRemoved(user_id=user_id, left=left)
+                )
+            ]
+
+        await self.write_events(caller, conv["_id"], build, inc_fields={"member_count": -1})
+
+    async def set_role(self, caller: Caller, conversation_id: str, user_id: str, role: int) -> Doc:
+        conv, member = await self.readable(caller, conversation_id)
+        if role not in _ROLES:
+            raise InvalidArgument("unknown role", "invalid_role")
+        if not access.can_set_role(caller, conv, member):
+            raise PermissionDenied("only owners change roles", "forbidden")
+        access.require_editable_kind(conv)
+        access.require_writable(conv)
+        store = self.store(caller)
+        target = await store.members.get(conversation_id, user_id)
+        if target is None:
+            raise InvalidArgument("not a member of this conversation", "member_not_found")
+        if target["role"] == role:
+            return target
+        updated: dict[str, Doc] = {}
+
+        async def build(
+            session: AsyncClientSession, after: Doc
+        ) -> list[events_pb2.ConversationEvent]:
+            if (
+                target["role"] == pb.MEMBER_ROLE_OWNER
+                and await store.members.count_owners(conversation_id, session) <= 1
+            ):
+                raise FailedPrecondition("a conversation keeps one owner", "last_owner")
+            doc = await store.members.set_role(conversation_id, user_id, role, session)
+            if doc is None:
+                raise FailedPrecondition("membership changed, try again", "membership_changed")
+            updated["doc"] = doc
+            return [
+                events_pb2.ConversationEvent(
+                    member_role_changed=events_pb2.MemberRoleChanged(
+                        member=convert.member(doc, None)
+                    )
+                )
+            ]
+
+        await self.write_events(caller, conversation_id, build)
+        return updated["doc"]
+
+
+def _check_text_fields(title: str, description: str, topic: str) -> None:
+    if len(title) > MAX_TITLE_CHARS:
+        raise InvalidArgument(f"title exceeds {MAX_TITLE_CHARS} characters", "title_too_long")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidArgument("description too long", "description_too_long")
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise InvalidArgument("topic too long", "topic_too_long")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc, TenantCollection
 
 
@@ -25,23 +27,44 @@ class ConversationRepo:
 
     async def get_many_by_activity(self, ids: list[str], limit: int) -> list[Doc]:
         cursor = self._col.find(
-            {"_id": {"$in": ids}}, sort=[("last_activity_at", -1), ("_id", 1)], limit=limit
+            {"_id": {"$in": ids}, "deleted": {"$ne": True}},
+            sort=[("last_activity_at", -1), ("_id", 1)],
+            limit=limit,
         )
         return [doc async for doc in cursor]
 
-    async def next_seq(
-        self, conversation_id: str, now: datetime, *, message: bool, session: AsyncClientSession
-    ) -> Doc | None:
-        """Takes the next event seq (and message seq) inside the caller's transaction.
+    async def browse_public(self, query: str, limit: int) -> list[Doc]:
+        flt: dict[str, Any] = {
+            "kind": pb.CONVERSATION_KIND_PUBLIC_CHANNEL,
+            "deleted": {"$ne": True},
+        }
+        if query:
+            flt["title"] = {"$regex": re.escape(query), "$options": "i"}
+        cursor = self._col.find(flt, sort=[("title", 1), ("_id", 1)], limit=limit)
+        return [doc async for doc in cursor]
 
-        The write on the conversation document makes concurrent sends to one
+    async def next_seq(
+        self,
+        conversation_id: str,
+        now: datetime,
+        *,
+        message: bool,
+        session: AsyncClientSession,
+        events: int = 1,
+        set_fields: dict[str, Any] | None = None,
+        inc_fields: dict[str, int] | None = None,
+    ) -> Doc | None:
+        """Takes the next event seqs (and message seq) inside the caller's transaction.
+
+        The write on the conversation document makes concurrent writes to one
         conversation conflict, so seqs are committed in the order they are taken.
         """
-        inc: dict[str, Any] = {"last_event_seq": 1}
+        inc: dict[str, Any] = {"last_event_seq": events, **(inc_fields or {})}
         if message:
             inc["last_seq"] = 1
+        update: dict[str, Any] = {"$inc": inc, "$set": {"last_activity_at": now}}
+        if set_fields:
+            update["$set"].update(set_fields)
         return await self._col.find_one_and_update(
-            {"_id": conversation_id},
-            {"$inc": inc, "$set": {"last_activity_at": now}},
-            session=session,
+            {"_id": conversation_id, "deleted": {"$ne": True}}, update, session=session
         )

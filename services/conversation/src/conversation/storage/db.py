@@ -11,7 +11,7 @@ from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import MessageRepo
-from conversation.storage.outbox import OutboxWriter
+from conversation.storage.outbox import EVENT_RETENTION, OutboxWriter
 from conversation.storage.users import UserRepo
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -41,10 +41,34 @@ INDEXES: dict[str, list[IndexModel]] = {
             ],
             unique=True,
         ),
+        # Threads, and search: a multikey index over each message's words works
+        # the same on MongoDB and SecantusDB (which has no text index).
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("conversation_id", ASCENDING),
+                ("thread_root_id", ASCENDING),
+                ("seq", ASCENDING),
+            ]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("search_terms", ASCENDING)]),
     ],
     "users": [IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)],
-    # The outbox is read across tenants by the relay, in per-conversation order.
-    "outbox": [IndexModel([("conversation_id", ASCENDING), ("event_seq", ASCENDING)])],
+    # The outbox is read across tenants by the relay, in per-conversation order,
+    # and per conversation by resuming clients; published events expire.
+    "outbox": [
+        IndexModel(
+            [("published", ASCENDING), ("conversation_id", ASCENDING), ("event_seq", ASCENDING)]
+        ),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("conversation_id", ASCENDING), ("event_seq", ASCENDING)],
+            unique=True,
+        ),
+        IndexModel(
+            [("published_at", ASCENDING)],
+            expireAfterSeconds=int(EVENT_RETENTION.total_seconds()),
+        ),
+    ],
     "leases": [IndexModel([("expires_at", DESCENDING)])],
 }
 

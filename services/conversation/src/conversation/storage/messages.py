@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import Doc, TenantCollection
@@ -12,8 +14,12 @@ class MessageRepo:
     async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
         await self._col.insert_one(doc, session=session)
 
-    async def get(self, conversation_id: str, message_id: str) -> Doc | None:
-        return await self._col.find_one({"conversation_id": conversation_id, "_id": message_id})
+    async def get(
+        self, conversation_id: str, message_id: str, session: AsyncClientSession | None = None
+    ) -> Doc | None:
+        return await self._col.find_one(
+            {"conversation_id": conversation_id, "_id": message_id}, session=session
+        )
 
     async def by_client_id(
         self,
@@ -43,6 +49,67 @@ class MessageRepo:
         cursor = self._col.find(
             {"conversation_id": conversation_id, "seq": {"$lt": before_seq}},
             sort=[("seq", -1)],
+            limit=limit,
+        )
+        return [doc async for doc in cursor]
+
+    async def thread_after(
+        self, conversation_id: str, root_id: str, after_seq: int, limit: int
+    ) -> list[Doc]:
+        cursor = self._col.find(
+            {
+                "conversation_id": conversation_id,
+                "thread_root_id": root_id,
+                "seq": {"$gt": after_seq},
+            },
+            sort=[("seq", 1)],
+            limit=limit,
+        )
+        return [doc async for doc in cursor]
+
+    async def update(
+        self,
+        conversation_id: str,
+        message_id: str,
+        update: dict[str, Any],
+        session: AsyncClientSession,
+    ) -> Doc | None:
+        return await self._col.find_one_and_update(
+            {"conversation_id": conversation_id, "_id": message_id}, update, session=session
+        )
+
+    async def count_unread(self, conversation_id: str, user_id: str, after_seq: int) -> int:
+        """Top-level messages from others after the read marker, tombstones excluded."""
+        return await self._col.count(
+            {
+                "conversation_id": conversation_id,
+                "seq": {"$gt": after_seq},
+                "thread_root_id": "",
+                "deleted": {"$ne": True},
+                "sender_id": {"$ne": user_id},
+            }
+        )
+
+    async def count_mentions(self, conversation_id: str, user_id: str, after_seq: int) -> int:
+        """Messages (thread replies too) from others after the marker that name the user."""
+        return await self._col.count(
+            {
+                "conversation_id": conversation_id,
+                "seq": {"$gt": after_seq},
+                "deleted": {"$ne": True},
+                "sender_id": {"$ne": user_id},
+                "$or": [{"mentions": user_id}, {"mentions_all": True}],
+            }
+        )
+
+    async def search(self, conversation_ids: list[str], terms: list[str], limit: int) -> list[Doc]:
+        cursor = self._col.find(
+            {
+                "search_terms": {"$all": terms},
+                "conversation_id": {"$in": conversation_ids},
+                "deleted": {"$ne": True},
+            },
+            sort=[("created_at", -1), ("_id", 1)],
             limit=limit,
         )
         return [doc async for doc in cursor]

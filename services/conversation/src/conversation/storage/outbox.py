@@ -1,13 +1,20 @@
-"""The transactional outbox: events written with the change they describe."""
+"""The transactional outbox, which doubles as each conversation's event log.
+
+Events are written with the change they describe. The relay publishes them and
+marks them published; they stay for ``EVENT_RETENTION`` so resuming clients can
+replay a conversation's events, then a TTL index removes them.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from confab_core.mongo import Doc, TenantCollection
+
+EVENT_RETENTION = timedelta(days=7)
 
 
 class OutboxWriter:
@@ -35,9 +42,19 @@ class OutboxWriter:
                 "payload": payload,
                 "headers": [[k, v] for k, v in headers],
                 "created_at": now,
+                "published": False,
             },
             session=session,
         )
+
+    async def page(self, conversation_id: str, after_event_seq: int, limit: int) -> list[Doc]:
+        cursor = self._col.find(
+            {"conversation_id": conversation_id, "event_seq": {"$gt": after_event_seq}},
+            sort=[("event_seq", 1)],
+            limit=limit,
+            projection={"payload": 1, "event_seq": 1},
+        )
+        return [doc async for doc in cursor]
 
 
 class OutboxReader:
@@ -53,8 +70,14 @@ class OutboxReader:
     async def pending(self, limit: int) -> list[Doc]:
         # Sorting by (conversation, event_seq) means a batch cut by the limit
         # still holds each conversation's oldest events first.
-        cursor = self._col.find({}).sort([("conversation_id", 1), ("event_seq", 1)]).limit(limit)
+        cursor = (
+            self._col.find({"published": False})
+            .sort([("conversation_id", 1), ("event_seq", 1)])
+            .limit(limit)
+        )
         return [doc async for doc in cursor]
 
-    async def remove(self, ids: list[str]) -> None:
-        await self._col.delete_many({"_id": {"$in": ids}})
+    async def mark_published(self, ids: list[str], now: datetime) -> None:
+        await self._col.update_many(
+            {"_id": {"$in": ids}}, {"$set": {"published": True, "published_at": now}}
+        )

@@ -1,0 +1,116 @@
+"""Who may do what: docs/permissions.md as code. Pure functions of caller and documents."""
+
+from __future__ import annotations
+
+from confab.conversation.v1 import conversation_pb2 as pb
+from confab_core.errors import FailedPrecondition, NotFound, PermissionDenied
+from confab_core.identity import (
+    ROLE_AGENT,
+    ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+    Caller,
+)
+from confab_core.mongo import Doc
+
+PRIVATE_KINDS = frozenset({pb.CONVERSATION_KIND_DIRECT, pb.CONVERSATION_KIND_AI_ASSISTANT})
+CHANNEL_KINDS = frozenset(
+    {pb.CONVERSATION_KIND_PUBLIC_CHANNEL, pb.CONVERSATION_KIND_PRIVATE_CHANNEL}
+)
+FIXED_MEMBERSHIP_KINDS = PRIVATE_KINDS
+ADMIN_ROLES = frozenset({pb.MEMBER_ROLE_OWNER, pb.MEMBER_ROLE_ADMIN})
+
+
+def not_found() -> NotFound:
+    return NotFound("conversation not found", "conversation_not_found")
+
+
+def tenant_admin(caller: Caller) -> bool:
+    return caller.has_role(ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+
+
+def can_create(caller: Caller, kind: int) -> bool:
+    if kind in CHANNEL_KINDS:
+        return tenant_admin(caller) or caller.has_role(ROLE_AGENT)
+    return True
+
+
+def can_see(caller: Caller, conv: Doc, member: Doc | None) -> bool:
+    if conv.get("deleted"):
+        return False
+    if member is not None or caller.has_role(ROLE_SERVICE):
+        return True
+    if conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL:
+        return True
+    return tenant_admin(caller) and conv["kind"] not in PRIVATE_KINDS
+
+
+def require_visible(caller: Caller, conv: Doc | None, member: Doc | None) -> Doc:
+    if conv is None or not can_see(caller, conv, member):
+        raise not_found()
+    return conv
+
+
+def conv_admin(caller: Caller, conv: Doc, member: Doc | None) -> bool:
+    if member is not None and member["role"] in ADMIN_ROLES:
+        return True
+    return tenant_admin(caller) and can_see(caller, conv, member)
+
+
+def require_writable(conv: Doc) -> None:
+    if conv.get("archived"):
+        raise FailedPrecondition("conversation is archived", "conversation_archived")
+
+
+def require_conv_admin(caller: Caller, conv: Doc, member: Doc | None) -> None:
+    if not conv_admin(caller, conv, member):
+        raise PermissionDenied("conversation admins only", "forbidden")
+
+
+def require_editable_kind(conv: Doc) -> None:
+    if conv["kind"] in FIXED_MEMBERSHIP_KINDS or conv["kind"] == pb.CONVERSATION_KIND_DIRECT:
+        raise PermissionDenied("this conversation cannot be changed", "not_editable")
+
+
+def can_join(caller: Caller, conv: Doc) -> bool:
+    if conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL:
+        return True
+    return tenant_admin(caller) and conv["kind"] == pb.CONVERSATION_KIND_PRIVATE_CHANNEL
+
+
+def can_add_members(caller: Caller, conv: Doc, member: Doc | None) -> bool:
+    if conv_admin(caller, conv, member):
+        return True
+    return (
+        conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL
+        and member is not None
+        and member["role"] != pb.MEMBER_ROLE_OBSERVER
+    )
+
+
+def can_remove(caller: Caller, conv: Doc, member: Doc | None, target: Doc) -> bool:
+    if tenant_admin(caller) and can_see(caller, conv, member):
+        return True
+    if member is None or member["role"] not in ADMIN_ROLES:
+        return False
+    # Only an owner removes an owner.
+    return bool(target["role"] != pb.MEMBER_ROLE_OWNER or member["role"] == pb.MEMBER_ROLE_OWNER)
+
+
+def can_set_role(caller: Caller, conv: Doc, member: Doc | None) -> bool:
+    if tenant_admin(caller) and can_see(caller, conv, member):
+        return True
+    return member is not None and member["role"] == pb.MEMBER_ROLE_OWNER
+
+
+def require_participant(member: Doc | None, action: str) -> Doc:
+    """Members who may write (send, react); observers only read."""
+    if member is None:
+        raise PermissionDenied(f"only members can {action}", "not_a_member")
+    if member["role"] == pb.MEMBER_ROLE_OBSERVER:
+        raise PermissionDenied(f"observers cannot {action}", "observer_cannot_send")
+    return member
+
+
+def can_delete_message(caller: Caller, conv: Doc, member: Doc | None, message: Doc) -> bool:
+    return message["sender_id"] == caller.user_id or conv_admin(caller, conv, member)
