@@ -16,7 +16,8 @@ PY_PACKAGES := -p confab_core -p confab_devservers -p confab_devfleet \
 BUF := tools/buf/node_modules/.bin/buf
 PYTEST := $(UV) run --frozen pytest
 
-.PHONY: help install run test lint proto-lint proto-check protos test-unit test-e2e openapi clean
+.PHONY: help install run test lint proto-lint proto-check protos test-unit test-e2e openapi clean \
+	deploy-check deploy-render
 
 help:
 	@echo "make run    - start the whole fleet on local Kafka, MongoDB-wire and Redis, with a demo tenant"
@@ -47,7 +48,7 @@ run: install
 	rm -rf .run/dev
 	$(UV) run --frozen python -m confab_devfleet --workdir .run/dev
 
-test: install lint proto-check test-unit test-e2e
+test: install lint proto-check deploy-check test-unit test-e2e
 
 lint: install proto-lint
 	$(UV) run --frozen ruff check .
@@ -74,6 +75,14 @@ test-unit: install
 
 test-e2e: install
 	$(PYTEST) tests/e2e -q
+
+# Helm lint/template, kubeconform, kustomize overlays, render drift, Dockerfile
+# builder stages, alert and dashboard checks (tools built from registries).
+deploy-check: install
+	scripts/check-deploy.sh
+
+deploy-render:
+	deploy/k8s/render.sh
 
 openapi: install
 	$(UV) run --frozen python scripts/export-openapi.py docs/openapi.json
