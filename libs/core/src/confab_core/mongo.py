@@ -36,6 +36,20 @@ class TenantCollection:
             raise ValueError("filter names another tenant")
         return {**flt, "tenant_id": self.tenant_id}
 
+    def _checked_update(self, update: Mapping[str, Any]) -> Mapping[str, Any]:
+        # An update may not move a document out of its tenant ($set to another
+        # tenant, $unset, $rename to or from tenant_id).
+        for op, fields in update.items():
+            if not isinstance(fields, Mapping):
+                continue
+            touches = "tenant_id" in fields or (op == "$rename" and "tenant_id" in fields.values())
+            if not touches:
+                continue
+            if op in ("$set", "$setOnInsert") and fields.get("tenant_id") == self.tenant_id:
+                continue
+            raise ValueError("an update cannot change tenant_id")
+        return update
+
     async def find_one(
         self,
         flt: Mapping[str, Any],
@@ -72,7 +86,9 @@ class TenantCollection:
         upsert: bool = False,
         session: AsyncClientSession | None = None,
     ) -> UpdateResult:
-        return await self._c.update_one(self._scope(flt), update, upsert=upsert, session=session)
+        return await self._c.update_one(
+            self._scope(flt), self._checked_update(update), upsert=upsert, session=session
+        )
 
     async def find_one_and_update(
         self,
@@ -84,7 +100,7 @@ class TenantCollection:
     ) -> Doc | None:
         return await self._c.find_one_and_update(
             self._scope(flt),
-            update,
+            self._checked_update(update),
             upsert=upsert,
             return_document=ReturnDocument.AFTER,
             session=session,

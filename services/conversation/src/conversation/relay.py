@@ -14,6 +14,7 @@ import logging
 from datetime import timedelta
 
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
@@ -22,6 +23,7 @@ from confab_core.clock import Clock
 from confab_core.ids import new_id
 from confab_core.kafka import Producer
 from confab_core.mongo import Doc
+from confab_core.telemetry import extract_headers, inject_headers, tracer
 from conversation.storage.db import Database
 from conversation.storage.outbox import OutboxReader
 
@@ -103,17 +105,32 @@ class OutboxRelay:
         for doc in pending:
             by_topic.setdefault(doc["topic"], []).append(doc)
         for topic, docs in by_topic.items():
-            await self._producer.send_many(
-                topic,
-                [
-                    (
-                        doc["conversation_id"].encode(),
-                        bytes(doc["payload"]),
-                        [(str(k), bytes(v)) for k, v in doc["headers"]],
-                    )
-                    for doc in docs
-                ],
-            )
+            await self._producer.send_many(topic, [_record(topic, doc) for doc in docs])
         await self._reader.mark_published([doc["_id"] for doc in pending], self._clock.now())
         PUBLISHED.inc(len(pending))
         return len(pending)
+
+
+def _record(topic: str, doc: Doc) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """The Kafka record of an outbox document, under a producer span.
+
+    The span continues the trace stored with the event (the send that caused
+    it), and its own context replaces the stored one in the headers, so each
+    consumer's span hangs under this publish.
+    """
+    stored = [(str(k), bytes(v)) for k, v in doc["headers"]]
+    with tracer().start_as_current_span(
+        f"{topic} publish",
+        context=extract_headers(stored),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            "confab.conversation_id": doc["conversation_id"],
+            "confab.event_seq": doc["event_seq"],
+        },
+    ):
+        fresh = inject_headers()
+    names = {k for k, _ in fresh}
+    headers = [(k, v) for k, v in stored if k not in names] + fresh
+    return doc["conversation_id"].encode(), bytes(doc["payload"]), headers

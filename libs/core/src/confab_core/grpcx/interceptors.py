@@ -74,9 +74,16 @@ async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> An
     metadata = tuple(context.invocation_metadata() or ())
     carrier = {k: v for k, v in metadata if isinstance(v, str)}
     caller: Caller | None = None
-    for key, value in metadata:
-        if key == CALLER_METADATA_KEY and isinstance(value, bytes):
-            caller = Caller.from_bytes(value)
+    try:
+        for key, value in metadata:
+            if key == CALLER_METADATA_KEY and isinstance(value, bytes):
+                caller = Caller.from_bytes(value)
+    except ConfabError as exc:
+        # Malformed caller metadata is the peer's fault: UNAUTHENTICATED with
+        # its stable code, not an UNKNOWN carrying our exception text.
+        SERVER_HANDLED.labels(method, exc.grpc_status.name).inc()
+        context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, exc.code),))
+        await context.abort(exc.grpc_status, exc.message)
     token = set_caller(caller)
     started = time.perf_counter()
     code = "OK"
