@@ -23,15 +23,18 @@ _sym_db = _symbol_database.Default()
 
 
 from confab.presence.v1 import presence_pb2 as confab_dot_presence_dot_v1_dot_presence__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onfab/presence/v1/events.proto\x12\x12\x63onfab.presence.v1\x1a!confab/presence/v1/presence.proto\"h\n\rPresenceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x32\n\x08presence\x18\x03 \x01(\x0b\x32 .confab.presence.v1.UserPresenceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onfab/presence/v1/events.proto\x12\x12\x63onfab.presence.v1\x1a!confab/presence/v1/presence.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n\rPresenceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x34\n\x08presence\x18\x03 \x01(\x0b\x32 .confab.presence.v1.UserPresenceH\x00\x12,\n\x06typing\x18\x04 \x01(\x0b\x32\x1a.confab.presence.v1.TypingH\x00\x42\t\n\x07payload\"r\n\x06Typing\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0e\n\x06typing\x18\x03 \x01(\x08\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'confab.presence.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRESENCEEVENT']._serialized_start=90
-  _globals['_PRESENCEEVENT']._serialized_end=194
+  _globals['_PRESENCEEVENT']._serialized_start=124
+  _globals['_PRESENCEEVENT']._serialized_end=287
+  _globals['_TYPING']._serialized_start=289
+  _globals['_TYPING']._serialized_end=403
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from confab.presence.v1 import presence_pb2 as _presence_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -28,21 +29,58 @@ class PresenceEvent(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
     PRESENCE_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     tenant_id: _builtins.str
     @_builtins.property
     def presence(self) -> _presence_pb2.UserPresence: ...
+    @_builtins.property
+    def typing(self) -> Global___Typing: ...
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         tenant_id: _builtins.str = ...,
         presence: _presence_pb2.UserPresence | None = ...,
+        typing: Global___Typing | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["presence", b"presence"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "presence", b"presence", "typing", b"typing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "presence", b"presence", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "payload", b"payload", "presence", b"presence", "tenant_id", b"tenant_id", "typing", b"typing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["presence", "typing"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___PresenceEvent: _TypeAlias = PresenceEvent  # noqa: Y015
+
+@_typing.final
+class Typing(_message.Message):
+    """Ephemeral: consumers show it until expires_at or a stop, and never store it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    conversation_id: _builtins.str
+    typing: _builtins.bool
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        typing: _builtins.bool = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "expires_at", b"expires_at", "typing", b"typing", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___PresenceEvent: _TypeAlias = PresenceEvent  # noqa: Y015
+Global___Typing: _TypeAlias = Typing  # noqa: Y015

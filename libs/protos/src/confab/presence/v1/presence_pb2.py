@@ -25,35 +25,43 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!confab/presence/v1/presence.proto\x12\x12\x63onfab.presence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".confab.presence.v1.PresenceStatus\x12\x14\n\x0c\x64\x65vice_count\x18\x03 \x01(\x05\x12\x32\n\x0elast_active_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x0e\x43onnectRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\"E\n\x0f\x43onnectResponse\x12\x32\n\x08presence\x18\x01 \x01(\x0b\x32 .confab.presence.v1.UserPresence\"*\n\x11\x44isconnectRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\"H\n\x12\x44isconnectResponse\x12\x32\n\x08presence\x18\x01 \x01(\x0b\x32 .confab.presence.v1.UserPresence\"P\n\x13HeartbeatConnection\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\rconnection_id\x18\x03 \x01(\t\"d\n\x10HeartbeatRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12<\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\'.confab.presence.v1.HeartbeatConnection\"&\n\x11HeartbeatResponse\x12\x11\n\trefreshed\x18\x01 \x01(\x05\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"J\n\x13GetPresenceResponse\x12\x33\n\tpresences\x18\x01 \x03(\x0b\x32 .confab.presence.v1.UserPresence*\x9e\x01\n\x0ePresenceStatus\x12\x1f\n\x1bPRESENCE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PRESENCE_STATUS_ONLINE\x10\x01\x12\x18\n\x14PRESENCE_STATUS_AWAY\x10\x02\x12\x18\n\x14PRESENCE_STATUS_BUSY\x10\x03\x12\x1b\n\x17PRESENCE_STATUS_OFFLINE\x10\x04\x32\xfc\x02\n\x0fPresenceService\x12R\n\x07\x43onnect\x12\".confab.presence.v1.ConnectRequest\x1a#.confab.presence.v1.ConnectResponse\x12[\n\nDisconnect\x12%.confab.presence.v1.DisconnectRequest\x1a&.confab.presence.v1.DisconnectResponse\x12X\n\tHeartbeat\x12$.confab.presence.v1.HeartbeatRequest\x1a%.confab.presence.v1.HeartbeatResponse\x12^\n\x0bGetPresence\x12&.confab.presence.v1.GetPresenceRequest\x1a\'.confab.presence.v1.GetPresenceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!confab/presence/v1/presence.proto\x12\x12\x63onfab.presence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x02\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".confab.presence.v1.PresenceStatus\x12\x14\n\x0c\x64\x65vice_count\x18\x03 \x01(\x05\x12\x32\n\x0elast_active_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcustom_status\x18\x05 \x01(\t\x12<\n\x18\x63ustom_status_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\rchosen_status\x18\x07 \x01(\x0e\x32\".confab.presence.v1.PresenceStatus\";\n\x0e\x43onnectRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\"E\n\x0f\x43onnectResponse\x12\x32\n\x08presence\x18\x01 \x01(\x0b\x32 .confab.presence.v1.UserPresence\"*\n\x11\x44isconnectRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\"H\n\x12\x44isconnectResponse\x12\x32\n\x08presence\x18\x01 \x01(\x0b\x32 .confab.presence.v1.UserPresence\"P\n\x13HeartbeatConnection\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\rconnection_id\x18\x03 \x01(\t\"d\n\x10HeartbeatRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12<\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\'.confab.presence.v1.HeartbeatConnection\"&\n\x11HeartbeatResponse\x12\x11\n\trefreshed\x18\x01 \x01(\x05\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"J\n\x13GetPresenceResponse\x12\x33\n\tpresences\x18\x01 \x03(\x0b\x32 .confab.presence.v1.UserPresence\"\xb2\x01\n\x10SetStatusRequest\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".confab.presence.v1.PresenceStatus\x12\x1a\n\rcustom_status\x18\x02 \x01(\tH\x00\x88\x01\x01\x12<\n\x18\x63ustom_status_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0e_custom_status\"G\n\x11SetStatusResponse\x12\x32\n\x08presence\x18\x01 \x01(\x0b\x32 .confab.presence.v1.UserPresence\";\n\x10SetTypingRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0e\n\x06typing\x18\x02 \x01(\x08\"C\n\x11SetTypingResponse\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9e\x01\n\x0ePresenceStatus\x12\x1f\n\x1bPRESENCE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PRESENCE_STATUS_ONLINE\x10\x01\x12\x18\n\x14PRESENCE_STATUS_AWAY\x10\x02\x12\x18\n\x14PRESENCE_STATUS_BUSY\x10\x03\x12\x1b\n\x17PRESENCE_STATUS_OFFLINE\x10\x04\x32\xb0\x04\n\x0fPresenceService\x12R\n\x07\x43onnect\x12\".confab.presence.v1.ConnectRequest\x1a#.confab.presence.v1.ConnectResponse\x12[\n\nDisconnect\x12%.confab.presence.v1.DisconnectRequest\x1a&.confab.presence.v1.DisconnectResponse\x12X\n\tHeartbeat\x12$.confab.presence.v1.HeartbeatRequest\x1a%.confab.presence.v1.HeartbeatResponse\x12^\n\x0bGetPresence\x12&.confab.presence.v1.GetPresenceRequest\x1a\'.confab.presence.v1.GetPresenceResponse\x12X\n\tSetStatus\x12$.confab.presence.v1.SetStatusRequest\x1a%.confab.presence.v1.SetStatusResponse\x12X\n\tSetTyping\x12$.confab.presence.v1.SetTypingRequest\x1a%.confab.presence.v1.SetTypingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'confab.presence.v1.presence_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRESENCESTATUS']._serialized_start=841
-  _globals['_PRESENCESTATUS']._serialized_end=999
+  _globals['_PRESENCESTATUS']._serialized_start=1369
+  _globals['_PRESENCESTATUS']._serialized_end=1527
   _globals['_USERPRESENCE']._serialized_start=91
-  _globals['_USERPRESENCE']._serialized_end=248
-  _globals['_CONNECTREQUEST']._serialized_start=250
-  _globals['_CONNECTREQUEST']._serialized_end=309
-  _globals['_CONNECTRESPONSE']._serialized_start=311
-  _globals['_CONNECTRESPONSE']._serialized_end=380
-  _globals['_DISCONNECTREQUEST']._serialized_start=382
-  _globals['_DISCONNECTREQUEST']._serialized_end=424
-  _globals['_DISCONNECTRESPONSE']._serialized_start=426
-  _globals['_DISCONNECTRESPONSE']._serialized_end=498
-  _globals['_HEARTBEATCONNECTION']._serialized_start=500
-  _globals['_HEARTBEATCONNECTION']._serialized_end=580
-  _globals['_HEARTBEATREQUEST']._serialized_start=582
-  _globals['_HEARTBEATREQUEST']._serialized_end=682
-  _globals['_HEARTBEATRESPONSE']._serialized_start=684
-  _globals['_HEARTBEATRESPONSE']._serialized_end=722
-  _globals['_GETPRESENCEREQUEST']._serialized_start=724
-  _globals['_GETPRESENCEREQUEST']._serialized_end=762
-  _globals['_GETPRESENCERESPONSE']._serialized_start=764
-  _globals['_GETPRESENCERESPONSE']._serialized_end=838
-  _globals['_PRESENCESERVICE']._serialized_start=1002
-  _globals['_PRESENCESERVICE']._serialized_end=1382
+  _globals['_USERPRESENCE']._serialized_end=392
+  _globals['_CONNECTREQUEST']._serialized_start=394
+  _globals['_CONNECTREQUEST']._serialized_end=453
+  _globals['_CONNECTRESPONSE']._serialized_start=455
+  _globals['_CONNECTRESPONSE']._serialized_end=524
+  _globals['_DISCONNECTREQUEST']._serialized_start=526
+  _globals['_DISCONNECTREQUEST']._serialized_end=568
+  _globals['_DISCONNECTRESPONSE']._serialized_start=570
+  _globals['_DISCONNECTRESPONSE']._serialized_end=642
+  _globals['_HEARTBEATCONNECTION']._serialized_start=644
+  _globals['_HEARTBEATCONNECTION']._serialized_end=724
+  _globals['_HEARTBEATREQUEST']._serialized_start=726
+  _globals['_HEARTBEATREQUEST']._serialized_end=826
+  _globals['_HEARTBEATRESPONSE']._serialized_start=828
+  _globals['_HEARTBEATRESPONSE']._serialized_end=866
+  _globals['_GETPRESENCEREQUEST']._serialized_start=868
+  _globals['_GETPRESENCEREQUEST']._serialized_end=906
+  _globals['_GETPRESENCERESPONSE']._serialized_start=908
+  _globals['_GETPRESENCERESPONSE']._serialized_end=982
+  _globals['_SETSTATUSREQUEST']._serialized_start=985
+  _globals['_SETSTATUSREQUEST']._serialized_end=1163
+  _globals['_SETSTATUSRESPONSE']._serialized_start=1165
+  _globals['_SETSTATUSRESPONSE']._serialized_end=1236
+  _globals['_SETTYPINGREQUEST']._serialized_start=1238
+  _globals['_SETTYPINGREQUEST']._serialized_end=1297
+  _globals['_SETTYPINGRESPONSE']._serialized_start=1299
+  _globals['_SETTYPINGRESPONSE']._serialized_end=1366
+  _globals['_PRESENCESERVICE']._serialized_start=1530
+  _globals['_PRESENCESERVICE']._serialized_end=2090
 # @@protoc_insertion_point(module_scope)

@@ -49,11 +49,19 @@ class UserPresence(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     DEVICE_COUNT_FIELD_NUMBER: _builtins.int
     LAST_ACTIVE_AT_FIELD_NUMBER: _builtins.int
+    CUSTOM_STATUS_FIELD_NUMBER: _builtins.int
+    CUSTOM_STATUS_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CHOSEN_STATUS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     status: Global___PresenceStatus.ValueType
     device_count: _builtins.int
+    custom_status: _builtins.str
+    chosen_status: Global___PresenceStatus.ValueType
+    """The status the user chose; ONLINE means automatic (from connections)."""
     @_builtins.property
     def last_active_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def custom_status_expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -61,10 +69,13 @@ class UserPresence(_message.Message):
         status: Global___PresenceStatus.ValueType = ...,
         device_count: _builtins.int = ...,
         last_active_at: _timestamp_pb2.Timestamp | None = ...,
+        custom_status: _builtins.str = ...,
+        custom_status_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        chosen_status: Global___PresenceStatus.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_active_at", b"last_active_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_status_expires_at", b"custom_status_expires_at", "last_active_at", b"last_active_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_count", b"device_count", "last_active_at", b"last_active_at", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chosen_status", b"chosen_status", "custom_status", b"custom_status", "custom_status_expires_at", b"custom_status_expires_at", "device_count", b"device_count", "last_active_at", b"last_active_at", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -257,3 +268,98 @@ class GetPresenceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPresenceResponse: _TypeAlias = GetPresenceResponse  # noqa: Y015
+
+@_typing.final
+class SetStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CUSTOM_STATUS_FIELD_NUMBER: _builtins.int
+    CUSTOM_STATUS_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    status: Global___PresenceStatus.ValueType
+    """ONLINE clears a chosen status; AWAY and BUSY hold while connected."""
+    custom_status: _builtins.str
+    @_builtins.property
+    def custom_status_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Clears the custom status at this time; unset keeps it until changed."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___PresenceStatus.ValueType = ...,
+        custom_status: _builtins.str | None = ...,
+        custom_status_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_status", b"_custom_status", "custom_status", b"custom_status", "custom_status_expires_at", b"custom_status_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_status", b"_custom_status", "custom_status", b"custom_status", "custom_status_expires_at", b"custom_status_expires_at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__custom_status: _TypeAlias = _typing.Literal["custom_status"]  # noqa: Y015
+    _WhichOneofArgType__custom_status: _TypeAlias = _typing.Literal["_custom_status", b"_custom_status"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_status) -> _WhichOneofReturnType__custom_status | None: ...
+
+Global___SetStatusRequest: _TypeAlias = SetStatusRequest  # noqa: Y015
+
+@_typing.final
+class SetStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def presence(self) -> Global___UserPresence: ...
+    def __init__(
+        self,
+        *,
+        presence: Global___UserPresence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["presence", b"presence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["presence", b"presence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetStatusResponse: _TypeAlias = SetStatusResponse  # noqa: Y015
+
+@_typing.final
+class SetTypingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    typing: _builtins.bool
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        typing: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "typing", b"typing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypingRequest: _TypeAlias = SetTypingRequest  # noqa: Y015
+
+@_typing.final
+class SetTypingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the typing state lapses unless renewed."""
+
+    def __init__(
+        self,
+        *,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypingResponse: _TypeAlias = SetTypingResponse  # noqa: Y015

@@ -56,6 +56,16 @@ class PresenceServiceStub:
                 request_serializer=confab_dot_presence_dot_v1_dot_presence__pb2.GetPresenceRequest.SerializeToString,
                 response_deserializer=confab_dot_presence_dot_v1_dot_presence__pb2.GetPresenceResponse.FromString,
                 _registered_method=True)
+        self.SetStatus = channel.unary_unary(
+                '/confab.presence.v1.PresenceService/SetStatus',
+                request_serializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetStatusRequest.SerializeToString,
+                response_deserializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetStatusResponse.FromString,
+                _registered_method=True)
+        self.SetTyping = channel.unary_unary(
+                '/confab.presence.v1.PresenceService/SetTyping',
+                request_serializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetTypingRequest.SerializeToString,
+                response_deserializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetTypingResponse.FromString,
+                _registered_method=True)
 
 
 class PresenceServiceServicer:
@@ -90,6 +100,22 @@ class PresenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetStatus(self, request, context):
+        """Sets the caller's chosen status (away, busy, or back to automatic) and
+        custom status text, which may expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTyping(self, request, context):
+        """Announces that the caller started or stopped typing in a conversation.
+        Never stored: it is published and expires on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PresenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +138,16 @@ def add_PresenceServiceServicer_to_server(servicer, server):
                     servicer.GetPresence,
                     request_deserializer=confab_dot_presence_dot_v1_dot_presence__pb2.GetPresenceRequest.FromString,
                     response_serializer=confab_dot_presence_dot_v1_dot_presence__pb2.GetPresenceResponse.SerializeToString,
+            ),
+            'SetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetStatus,
+                    request_deserializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetStatusRequest.FromString,
+                    response_serializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetStatusResponse.SerializeToString,
+            ),
+            'SetTyping': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTyping,
+                    request_deserializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetTypingRequest.FromString,
+                    response_serializer=confab_dot_presence_dot_v1_dot_presence__pb2.SetTypingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +260,60 @@ class PresenceService:
             '/confab.presence.v1.PresenceService/GetPresence',
             confab_dot_presence_dot_v1_dot_presence__pb2.GetPresenceRequest.SerializeToString,
             confab_dot_presence_dot_v1_dot_presence__pb2.GetPresenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.presence.v1.PresenceService/SetStatus',
+            confab_dot_presence_dot_v1_dot_presence__pb2.SetStatusRequest.SerializeToString,
+            confab_dot_presence_dot_v1_dot_presence__pb2.SetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTyping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.presence.v1.PresenceService/SetTyping',
+            confab_dot_presence_dot_v1_dot_presence__pb2.SetTypingRequest.SerializeToString,
+            confab_dot_presence_dot_v1_dot_presence__pb2.SetTypingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,14 @@ class PresenceServiceStub:
     sending heartbeats expire.
     """
     GetPresence: _grpc.UnaryUnaryMultiCallable[_presence_pb2.GetPresenceRequest, _presence_pb2.GetPresenceResponse]
+    SetStatus: _grpc.UnaryUnaryMultiCallable[_presence_pb2.SetStatusRequest, _presence_pb2.SetStatusResponse]
+    """Sets the caller's chosen status (away, busy, or back to automatic) and
+    custom status text, which may expire.
+    """
+    SetTyping: _grpc.UnaryUnaryMultiCallable[_presence_pb2.SetTypingRequest, _presence_pb2.SetTypingResponse]
+    """Announces that the caller started or stopped typing in a conversation.
+    Never stored: it is published and expires on its own.
+    """
 
 @_typing.type_check_only
 class PresenceServiceAsyncStub(PresenceServiceStub):
@@ -59,6 +67,14 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     sending heartbeats expire.
     """
     GetPresence: _aio.UnaryUnaryMultiCallable[_presence_pb2.GetPresenceRequest, _presence_pb2.GetPresenceResponse]  # type: ignore[assignment]
+    SetStatus: _aio.UnaryUnaryMultiCallable[_presence_pb2.SetStatusRequest, _presence_pb2.SetStatusResponse]  # type: ignore[assignment]
+    """Sets the caller's chosen status (away, busy, or back to automatic) and
+    custom status text, which may expire.
+    """
+    SetTyping: _aio.UnaryUnaryMultiCallable[_presence_pb2.SetTypingRequest, _presence_pb2.SetTypingResponse]  # type: ignore[assignment]
+    """Announces that the caller started or stopped typing in a conversation.
+    Never stored: it is published and expires on its own.
+    """
 
 class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Tracks who is online across devices. The caller's tenant comes from gRPC
@@ -96,5 +112,25 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _presence_pb2.GetPresenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_presence_pb2.GetPresenceResponse, _abc.Awaitable[_presence_pb2.GetPresenceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetStatus(
+        self,
+        request: _presence_pb2.SetStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_presence_pb2.SetStatusResponse, _abc.Awaitable[_presence_pb2.SetStatusResponse]]:
+        """Sets the caller's chosen status (away, busy, or back to automatic) and
+        custom status text, which may expire.
+        """
+
+    @_abc_1.abstractmethod
+    def SetTyping(
+        self,
+        request: _presence_pb2.SetTypingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_presence_pb2.SetTypingResponse, _abc.Awaitable[_presence_pb2.SetTypingResponse]]:
+        """Announces that the caller started or stopped typing in a conversation.
+        Never stored: it is published and expires on its own.
+        """
 
 def add_PresenceServiceServicer_to_server(servicer: PresenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
