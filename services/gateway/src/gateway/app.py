@@ -29,7 +29,18 @@ from gateway.ops import ChatOps
 from gateway.ratelimit import SendLimiter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.sockets import SocketGateway
-from gateway.routes import conversations, health, messages, notifications, presence
+from gateway.routes import (
+    channels,
+    conversations,
+    events,
+    health,
+    members,
+    messages,
+    notifications,
+    presence,
+    reactions,
+    search,
+)
 from gateway.settings import GatewaySettings
 
 SERVICE = "gateway"
@@ -114,7 +125,17 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         redoc_url=None,
     )
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (conversations, messages, presence, notifications):
+    for module in (
+        conversations,
+        members,
+        messages,
+        reactions,
+        events,
+        channels,
+        search,
+        presence,
+        notifications,
+    ):
         v1.include_router(module.router)
     api.include_router(v1)
     api.include_router(health.router)

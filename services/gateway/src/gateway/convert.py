@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -10,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.bot.v1 import bot_pb2
 from confab.conversation.v1 import conversation_pb2 as cpb
+from confab.conversation.v1 import events_pb2 as cev
 from confab.notification.v1 import notification_pb2 as npb
 from confab.presence.v1 import presence_pb2 as ppb
 from gateway import schemas
@@ -39,6 +42,19 @@ def _set(msg: PbMessage, field: str) -> bool:
     return msg.HasField(field)
 
 
+def _dt_or_none(msg: PbMessage, field: str) -> datetime | None:
+    return _dt(getattr(msg, field)) if msg.HasField(field) else None
+
+
+def text_html(text: str) -> str:
+    """Message text made safe to insert as HTML.
+
+    Everything is escaped, quotes included, so the result can neither open a
+    tag nor leave an attribute value; nothing is linkified or formatted.
+    """
+    return html.escape(text, quote=True)
+
+
 def conversation(c: cpb.Conversation) -> schemas.ConversationOut:
     role = enum_name(cpb.MemberRole, c.my_role, "MEMBER_ROLE_") if c.my_role else None
     return schemas.ConversationOut(
@@ -62,6 +78,8 @@ def conversation(c: cpb.Conversation) -> schemas.ConversationOut:
         unread_count=c.unread_count,
         last_read_seq=c.last_read_seq,
         my_role=cast(schemas.MemberRoleName | None, role),
+        mention_count=c.mention_count,
+        last_event_seq=c.last_event_seq,
     )
 
 
@@ -74,9 +92,36 @@ def message(m: cpb.Message) -> schemas.MessageOut:
         sender_name=m.sender_name,
         kind=cast(schemas.MessageKindName, enum_name(cpb.MessageKind, m.kind, "MESSAGE_KIND_")),
         text=m.text,
+        text_html=text_html(m.text),
         client_msg_id=m.client_msg_id,
         created_at=_dt(m.created_at),
         thread_root_id=m.thread_root_id or None,
+        edited_at=_dt_or_none(m, "edited_at"),
+        deleted=m.deleted,
+        reply_count=m.reply_count,
+        last_reply_at=_dt_or_none(m, "last_reply_at"),
+        mentions=list(m.mentions),
+        mentions_all=m.mentions_all,
+        reactions=reactions(m.reactions),
+        file=file(m.file) if _set(m, "file") else None,
+    )
+
+
+def reactions(rs: Iterable[cpb.Reaction]) -> list[schemas.ReactionOut]:
+    return [
+        schemas.ReactionOut(emoji=r.emoji, count=r.count, user_ids=list(r.user_ids)) for r in rs
+    ]
+
+
+def file(f: cpb.FileAttachment) -> schemas.FileOut:
+    return schemas.FileOut(
+        url=f.url, name=f.name, content_type=f.content_type, size_bytes=f.size_bytes
+    )
+
+
+def file_in(f: schemas.FileIn) -> cpb.FileAttachment:
+    return cpb.FileAttachment(
+        url=f.url, name=f.name, content_type=f.content_type, size_bytes=f.size_bytes
     )
 
 
@@ -114,3 +159,85 @@ def notification(n: npb.Notification) -> schemas.NotificationOut:
 
 def summary(s: bot_pb2.SummarizeConversationResponse) -> schemas.SummaryOut:
     return schemas.SummaryOut(summary=s.summary, model_available=s.model_available)
+
+
+# Socket.IO event names by ConversationEvent payload. conversation:created goes
+# to each member's user room; every other one to the conversation's room.
+EVENT_NAMES: dict[str, str] = {
+    "message_created": "message:new",
+    "conversation_created": "conversation:created",
+    "read_marker_changed": "receipt:updated",
+    "message_updated": "message:updated",
+    "message_deleted": "message:deleted",
+    "reaction_changed": "reaction:updated",
+    "conversation_updated": "conversation:updated",
+    "members_added": "member:added",
+    "member_removed": "member:removed",
+    "conversation_deleted": "conversation:deleted",
+    "member_role_changed": "member:updated",
+}
+
+
+def event(ev: cev.ConversationEvent) -> schemas.EventOut | None:
+    """The socket event a conversation event becomes; None for a payload this
+    gateway does not know (a newer producer), which clients could not use either.
+
+    Every payload carries ``conversation_id``, ``event_seq`` and ``actor_id``, so
+    a client can resume by event seq whatever the event.
+    """
+    kind = ev.WhichOneof("payload")
+    if kind is None or kind not in EVENT_NAMES:
+        return None
+    base: dict[str, Any] = {
+        "conversation_id": ev.conversation_id,
+        "event_seq": ev.event_seq,
+        "actor_id": ev.actor_id,
+    }
+    data: dict[str, Any]
+    if kind == "message_created":
+        data = {**message(ev.message_created.message).model_dump(mode="json"), **base}
+    elif kind == "message_updated":
+        data = {**message(ev.message_updated.message).model_dump(mode="json"), **base}
+    elif kind == "message_deleted":
+        data = {**message(ev.message_deleted.message).model_dump(mode="json"), **base}
+    elif kind == "conversation_created":
+        data = {
+            **conversation(ev.conversation_created.conversation).model_dump(mode="json"),
+            **base,
+        }
+    elif kind == "conversation_updated":
+        data = {
+            **conversation(ev.conversation_updated.conversation).model_dump(mode="json"),
+            **base,
+        }
+    elif kind == "read_marker_changed":
+        marker = ev.read_marker_changed
+        data = {**base, "user_id": marker.user_id, "last_read_seq": marker.last_read_seq}
+    elif kind == "reaction_changed":
+        rc = ev.reaction_changed
+        data = {
+            **base,
+            "message_id": rc.message_id,
+            "emoji": rc.emoji,
+            "user_id": rc.user_id,
+            "added": rc.added,
+            "reactions": [r.model_dump(mode="json") for r in reactions(rc.reactions)],
+        }
+    elif kind == "members_added":
+        data = {
+            **base,
+            "members": [member(m).model_dump(mode="json") for m in ev.members_added.members],
+        }
+    elif kind == "member_removed":
+        removed = ev.member_removed
+        data = {**base, "user_id": removed.user_id, "left": removed.left}
+    elif kind == "member_role_changed":
+        data = {**base, "member": member(ev.member_role_changed.member).model_dump(mode="json")}
+    else:  # conversation_deleted
+        data = dict(base)
+    return schemas.EventOut(
+        event=EVENT_NAMES[kind],
+        event_seq=ev.event_seq,
+        conversation_id=ev.conversation_id,
+        data=data,
+    )

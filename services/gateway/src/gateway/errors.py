@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from confab_core.errors import ConfabError
@@ -41,6 +42,13 @@ def install(app: FastAPI) -> None:
             exc.status_code, "http_error"
         )
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(ValidationError)
+    async def _bad_upstream(_: Request, exc: ValidationError) -> JSONResponse:
+        # Request bodies fail as RequestValidationError above; a plain
+        # ValidationError means a service answered with a shape we cannot show.
+        log.error("upstream answer failed validation: %s", exc)
+        return error_response(502, "bad_upstream_response", "upstream service error")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 # Kept equal to the conversation service's limits (docs/api.md lists them).
 MAX_TEXT_CHARS = 4000
 MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
+MAX_TOPIC_CHARS = 250
 MAX_ID_CHARS = 128
+MAX_EMOJI_CHARS = 64
+MAX_QUERY_CHARS = 200
+MAX_USER_IDS = 1000
+MAX_URL_CHARS = 2048
+MAX_FILE_NAME_CHARS = 255
+MAX_CONTENT_TYPE_CHARS = 127
+MAX_FILE_BYTES = 5 * 1024**3
+# Protobuf int64: larger numbers cannot even be put in a request.
+MAX_INT64 = 2**63 - 1
 
 ConversationKindName = Literal[
     "direct", "group", "public_channel", "private_channel", "support", "ai_assistant"
@@ -18,6 +37,33 @@ ConversationKindName = Literal[
 MemberRoleName = Literal["owner", "admin", "member", "observer"]
 MessageKindName = Literal["text", "file", "system", "bot"]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+Seq = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+# An emoji character or a :short_code:, without spaces.
+Emoji = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_EMOJI_CHARS, pattern=r"^\S+$")
+]
+
+
+def _http_url(value: str) -> str:
+    """Only absolute http(s) links: no javascript:, data: or relative URLs."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("url must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError as exc:
+        raise ValueError("url is malformed") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("url must be an absolute http or https URL")
+    return value
+
+
+HttpUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_URL_CHARS),
+    AfterValidator(_http_url),
+]
 
 
 class Strict(BaseModel):
@@ -37,17 +83,75 @@ class CreateConversationIn(Strict):
     context: ContextLink | None = None
 
 
+class FileIn(Strict):
+    """A file uploaded elsewhere: Confab keeps the link and its metadata."""
+
+    url: HttpUrl
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILE_NAME_CHARS)]
+    content_type: Annotated[
+        str,
+        StringConstraints(min_length=3, max_length=MAX_CONTENT_TYPE_CHARS, pattern=r"^\S+/\S+$"),
+    ] = "application/octet-stream"
+    size_bytes: Annotated[int, Field(ge=0, le=MAX_FILE_BYTES)] = 0
+
+
 class SendMessageIn(Strict):
-    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+    # Required for text messages; a file message may leave it empty (a caption).
+    text: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] = ""
     # Made by the client so a retried send is stored once; the gateway makes
     # one when absent, which gives up that guarantee.
     client_msg_id: Id | None = None
     kind: Literal["text", "file"] = "text"
     thread_root_id: Id | None = None
+    file: FileIn | None = None
+
+    @model_validator(mode="after")
+    def _kind_matches_file(self) -> Self:
+        if self.file is not None and self.kind != "file":
+            if "kind" in self.model_fields_set:
+                raise ValueError('a message with a file has kind "file"')
+            self.kind = "file"
+        if self.kind == "file" and self.file is None:
+            raise ValueError('kind "file" needs a file')
+        if self.kind == "text" and not self.text:
+            raise ValueError("text should have at least 1 character")
+        return self
 
 
 class MarkReadIn(Strict):
-    seq: Annotated[int, Field(ge=0)]
+    seq: Seq
+
+
+class UpdateConversationIn(Strict):
+    """Fields left out keep their value."""
+
+    title: Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)] | None = None
+    description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] | None = None
+    topic: Annotated[str, StringConstraints(max_length=MAX_TOPIC_CHARS)] | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Self:
+        if self.title is None and self.description is None and self.topic is None:
+            raise ValueError("give at least one of title, description, topic")
+        return self
+
+
+class AddMembersIn(Strict):
+    user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_USER_IDS)]
+    # Left out: the service's default (member).
+    role: MemberRoleName | None = None
+
+
+class UpdateMemberRoleIn(Strict):
+    role: MemberRoleName
+
+
+class EditMessageIn(Strict):
+    text: Text
+
+
+class ToggleReactionIn(Strict):
+    emoji: Emoji
 
 
 class ConversationOut(BaseModel):
@@ -66,6 +170,8 @@ class ConversationOut(BaseModel):
     unread_count: int
     last_read_seq: int
     my_role: MemberRoleName | None
+    mention_count: int
+    last_event_seq: int
 
 
 class CreateConversationOut(BaseModel):
@@ -81,6 +187,23 @@ class MemberOut(BaseModel):
     last_read_seq: int
 
 
+class MembersAddedOut(BaseModel):
+    added: list[MemberOut]
+
+
+class ReactionOut(BaseModel):
+    emoji: str
+    count: int
+    user_ids: list[str] = Field(description="Up to the first 50 reactors")
+
+
+class FileOut(BaseModel):
+    url: str
+    name: str
+    content_type: str
+    size_bytes: int
+
+
 class MessageOut(BaseModel):
     id: str
     conversation_id: str
@@ -88,10 +211,19 @@ class MessageOut(BaseModel):
     sender_id: str
     sender_name: str
     kind: MessageKindName
-    text: str
+    text: str = Field(description="As written; never render it as HTML")
+    text_html: str = Field(description="text escaped for HTML: safe to insert as markup")
     client_msg_id: str
     created_at: datetime
     thread_root_id: str | None
+    edited_at: datetime | None
+    deleted: bool
+    reply_count: int
+    last_reply_at: datetime | None
+    mentions: list[str]
+    mentions_all: bool
+    reactions: list[ReactionOut]
+    file: FileOut | None
 
 
 class SendMessageOut(BaseModel):
@@ -102,6 +234,39 @@ class SendMessageOut(BaseModel):
 class MessagePage(BaseModel):
     messages: list[MessageOut]
     has_more: bool
+
+
+class ToggleReactionOut(BaseModel):
+    message: MessageOut
+    added: bool
+
+
+class ThreadPage(BaseModel):
+    root: MessageOut
+    replies: list[MessageOut]
+    has_more: bool
+
+
+class SearchOut(BaseModel):
+    messages: list[MessageOut]
+
+
+class EventOut(BaseModel):
+    """One conversation event as the socket delivers it: ``event`` is the
+    Socket.IO event name and ``data`` its payload."""
+
+    event: str
+    event_seq: int
+    conversation_id: str
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    events: list[EventOut]
+    has_more: bool
+    resync_required: bool = Field(
+        description="The events asked for are no longer kept: reload the conversation instead"
+    )
 
 
 class ReadStateOut(BaseModel):

@@ -73,31 +73,71 @@ class Fanout:
         return False
 
     async def _conversation_event(self, event: cev.ConversationEvent) -> None:
-        room = rooms.conversation(event.tenant_id, event.conversation_id)
+        out = convert.event(event)
+        if out is None:
+            log.warning("dropping conversation event with an unknown payload")
+            return
+        tenant = event.tenant_id
+        room = rooms.conversation(tenant, event.conversation_id)
         kind = event.WhichOneof("payload")
+        if kind == "conversation_created":
+            # Members' sockets on this pod enter the room before they hear of it,
+            # so the first message cannot slip past them.
+            for user_id in event.conversation_created.member_ids:
+                user_room = rooms.user(tenant, user_id)
+                await self._enter(user_room, room)
+                await self._emit(out.event, out.data, user_room)
+            return
+        if kind == "members_added":
+            added = list(event.members_added.members)
+            for m in added:
+                await self._enter(rooms.user(tenant, m.user_id), room)
+            await self._emit(out.event, out.data, room)
+            for m in added:
+                member = convert.member(m)
+                await self._emit(
+                    "conversation:joined",
+                    {
+                        "conversation_id": event.conversation_id,
+                        "event_seq": event.event_seq,
+                        "actor_id": event.actor_id,
+                        "user_id": member.user_id,
+                        "role": member.role,
+                    },
+                    rooms.user(tenant, m.user_id),
+                )
+            return
+        await self._emit(out.event, out.data, room)
         if kind == "message_created":
             msg = event.message_created.message
-            await self._emit("message:new", convert.message(msg).model_dump(mode="json"), room)
             DELIVERY_SECONDS.observe(max(0.0, time.time() - msg.created_at.ToMicroseconds() / 1e6))
-        elif kind == "conversation_created":
-            created = event.conversation_created
-            payload = convert.conversation(created.conversation).model_dump(mode="json")
-            for user_id in created.member_ids:
-                user_room = rooms.user(event.tenant_id, user_id)
-                for sid, _ in list(self._sio.manager.get_participants("/", user_room)):
-                    await self._sio.enter_room(sid, room)
-                await self._emit("conversation:created", payload, user_room)
-        elif kind == "read_marker_changed":
-            marker = event.read_marker_changed
+        elif kind == "member_removed":
+            # After member:removed, which the removed user's sockets hear too.
+            removed = event.member_removed
+            user_room = rooms.user(tenant, removed.user_id)
+            await self._leave(user_room, room)
             await self._emit(
-                "receipt:updated",
+                "conversation:removed",
                 {
                     "conversation_id": event.conversation_id,
-                    "user_id": marker.user_id,
-                    "last_read_seq": marker.last_read_seq,
+                    "event_seq": event.event_seq,
+                    "actor_id": event.actor_id,
+                    "user_id": removed.user_id,
+                    "left": removed.left,
                 },
-                room,
+                user_room,
             )
+        elif kind == "conversation_deleted":
+            await self._sio.close_room(room)
+
+    async def _enter(self, user_room: str, room: str) -> None:
+        """Puts every socket of one user on this pod into ``room``."""
+        for sid, _ in list(self._sio.manager.get_participants("/", user_room)):
+            await self._sio.enter_room(sid, room)
+
+    async def _leave(self, user_room: str, room: str) -> None:
+        for sid, _ in list(self._sio.manager.get_participants("/", user_room)):
+            await self._sio.leave_room(sid, room)
 
     async def _emit(self, name: str, payload: dict[str, object], room: str) -> None:
         await self._sio.emit(name, payload, room=room)

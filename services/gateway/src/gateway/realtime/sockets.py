@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import socketio
 from prometheus_client import Gauge
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 CONNECTIONS = Gauge("confab_gateway_connections", "Open Socket.IO connections on this pod")
 # Conversations a connection joins at connect; more are joined on demand.
 AUTO_JOIN_LIMIT = 100
-# Resume replays at most this many messages per conversation in one ack.
+# Resume replays at most this many messages (or events) per conversation in one ack.
 SYNC_LIMIT = 1000
+_SYNC_PAGE = 100
 
 Ack = dict[str, Any]
 
@@ -54,9 +55,32 @@ class _ReadIn(schemas.MarkReadIn):
     conversation_id: schemas.Id
 
 
+class _MessageRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversation_id: schemas.Id
+    message_id: schemas.Id
+
+
+class _EditIn(_MessageRef):
+    text: schemas.Text
+
+
+class _ReactionIn(_MessageRef):
+    emoji: schemas.Emoji
+
+
+class _UpdateConversationIn(schemas.UpdateConversationIn):
+    conversation_id: schemas.Id
+
+
 class _SyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    conversations: dict[str, int] = Field(max_length=AUTO_JOIN_LIMIT)
+    # conversation id -> the last seq (mode "messages") or event_seq (mode
+    # "events") the client has.
+    conversations: dict[schemas.Id, Annotated[int, Field(le=schemas.MAX_INT64)]] = Field(
+        max_length=AUTO_JOIN_LIMIT
+    )
+    mode: Literal["messages", "events"] = "messages"
 
 
 def _error(code: str, message: str) -> Ack:
@@ -78,6 +102,10 @@ class SocketGateway:
         self._event("conversation:join", _ConversationRef, self._join)
         self._event("conversation:leave", _ConversationRef, self._leave)
         self._event("conversation:read", _ReadIn, self._read)
+        self._event("message:edit", _EditIn, self._edit)
+        self._event("message:delete", _MessageRef, self._delete)
+        self._event("reaction:toggle", _ReactionIn, self._react)
+        self._event("conversation:update", _UpdateConversationIn, self._update_conversation)
         self._event("sync", _SyncIn, self._sync)
 
     def _event(
@@ -103,6 +131,13 @@ class SocketGateway:
                     log.error("upstream failure on %s: %s", name, exc.message)
                     return _error(exc.code, "upstream service error")
                 return _error(exc.code, exc.message)
+            except ValidationError:
+                log.exception("upstream answer to %s failed validation", name)
+                return _error("bad_upstream_response", "upstream service error")
+            except Exception:
+                # An ack must always come back, even for a bug of ours.
+                log.exception("unhandled error on %s", name)
+                return _error("internal", "internal error")
 
         self.sio.on(name, handler)
 
@@ -162,7 +197,79 @@ class SocketGateway:
         state = await self._ops.mark_read(s.caller, body.conversation_id, body.seq)
         return {"ok": True, **state.model_dump(mode="json")}
 
+    async def _edit(self, s: Session, sid: str, body: _EditIn) -> Ack:
+        msg = await self._ops.edit_message(
+            s.caller, body.conversation_id, body.message_id, body.text
+        )
+        return {"ok": True, "message": msg.model_dump(mode="json")}
+
+    async def _delete(self, s: Session, sid: str, body: _MessageRef) -> Ack:
+        msg = await self._ops.delete_message(s.caller, body.conversation_id, body.message_id)
+        return {"ok": True, "message": msg.model_dump(mode="json")}
+
+    async def _react(self, s: Session, sid: str, body: _ReactionIn) -> Ack:
+        result = await self._ops.toggle_reaction(
+            s.caller, body.conversation_id, body.message_id, body.emoji
+        )
+        return {"ok": True, **result.model_dump(mode="json")}
+
+    async def _update_conversation(self, s: Session, sid: str, body: _UpdateConversationIn) -> Ack:
+        conv = await self._ops.update_conversation(s.caller, body.conversation_id, body)
+        return {"ok": True, "conversation": conv.model_dump(mode="json")}
+
     async def _sync(self, s: Session, sid: str, body: _SyncIn) -> Ack:
+        if body.mode == "events":
+            return await self._sync_events(s, sid, body)
+        return await self._sync_messages(s, sid, body)
+
+    async def _sync_events(self, s: Session, sid: str, body: _SyncIn) -> Ack:
+        """Replays every event (edits, reactions, member changes...) after the last
+        event_seq the client has, as the live socket events would have carried them."""
+        replay: dict[str, list[dict[str, Any]]] = {}
+        resync: dict[str, bool] = {}
+        more: dict[str, bool] = {}
+        errors: dict[str, dict[str, str]] = {}
+        for conversation_id, last_event_seq in body.conversations.items():
+            # Join first: an event emitted while we page arrives live too, and
+            # the client drops it by event_seq.
+            room = rooms.conversation(s.caller.tenant_id, conversation_id)
+            await self.sio.enter_room(sid, room)
+            out: list[dict[str, Any]] = []
+            after = max(0, last_event_seq)
+            has_more = False
+            resync_required = False
+            try:
+                while len(out) < SYNC_LIMIT:
+                    page = await self._ops.list_events(
+                        s.caller, conversation_id, after, min(_SYNC_PAGE, SYNC_LIMIT - len(out))
+                    )
+                    if page.resync_required:
+                        resync_required, out = True, []
+                        break
+                    out.extend(e.model_dump(mode="json") for e in page.events)
+                    has_more = page.has_more
+                    if not page.has_more or not page.events:
+                        break
+                    after = page.events[-1].event_seq
+            except ConfabError as exc:
+                if exc.http_status >= 500:
+                    raise
+                await self.sio.leave_room(sid, room)
+                errors[conversation_id] = {"code": exc.code, "message": exc.message}
+                continue
+            replay[conversation_id] = out
+            resync[conversation_id] = resync_required
+            more[conversation_id] = has_more
+        return {
+            "ok": True,
+            "mode": "events",
+            "events": replay,
+            "resync_required": resync,
+            "has_more": more,
+            "errors": errors,
+        }
+
+    async def _sync_messages(self, s: Session, sid: str, body: _SyncIn) -> Ack:
         """Replays what the client missed since the last seq it saw per conversation."""
         missed: dict[str, list[dict[str, Any]]] = {}
         errors: dict[str, dict[str, str]] = {}

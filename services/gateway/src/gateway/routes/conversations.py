@@ -15,13 +15,20 @@ ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": schemas.ErrorOut},
     422: {"model": schemas.ErrorOut},
 }
+# Writes that the permission matrix can refuse (403) or that meet an archived
+# conversation or a conflicting state (409).
+WRITE_ERRORS: dict[int | str, dict[str, object]] = {
+    **ERRORS,
+    403: {"model": schemas.ErrorOut},
+    409: {"model": schemas.ErrorOut},
+}
 
 
 @router.post(
     "",
     response_model=schemas.CreateConversationOut,
     status_code=status.HTTP_201_CREATED,
-    responses=ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def create_conversation(
     body: schemas.CreateConversationIn, caller: CallerDep, ops: OpsDep, response: Response
@@ -46,11 +53,60 @@ async def get_conversation(
     return await ops.get_conversation(caller, conversation_id)
 
 
-@router.get("/{conversation_id}/members", response_model=list[schemas.MemberOut], responses=ERRORS)
-async def list_members(
+@router.patch("/{conversation_id}", response_model=schemas.ConversationOut, responses=WRITE_ERRORS)
+async def update_conversation(
+    conversation_id: ConversationId,
+    body: schemas.UpdateConversationIn,
+    caller: CallerDep,
+    ops: OpsDep,
+) -> schemas.ConversationOut:
+    """Changes title, description or topic; fields left out keep their value."""
+    return await ops.update_conversation(caller, conversation_id, body)
+
+
+@router.delete(
+    "/{conversation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=WRITE_ERRORS,
+)
+async def delete_conversation(
     conversation_id: ConversationId, caller: CallerDep, ops: OpsDep
-) -> list[schemas.MemberOut]:
-    return await ops.list_members(caller, conversation_id)
+) -> None:
+    """Tenant admins only; the conversation is gone for everyone afterwards."""
+    await ops.delete_conversation(caller, conversation_id)
+
+
+@router.post(
+    "/{conversation_id}/archive", response_model=schemas.ConversationOut, responses=WRITE_ERRORS
+)
+async def archive_conversation(
+    conversation_id: ConversationId, caller: CallerDep, ops: OpsDep
+) -> schemas.ConversationOut:
+    """Makes the conversation read-only for everyone."""
+    return await ops.archive_conversation(caller, conversation_id)
+
+
+@router.post(
+    "/{conversation_id}/join", response_model=schemas.ConversationOut, responses=WRITE_ERRORS
+)
+async def join_conversation(
+    conversation_id: ConversationId, caller: CallerDep, ops: OpsDep
+) -> schemas.ConversationOut:
+    """Joins a channel (public ones for everyone; any channel for tenant admins)."""
+    return await ops.join_conversation(caller, conversation_id)
+
+
+@router.post(
+    "/{conversation_id}/leave",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=WRITE_ERRORS,
+)
+async def leave_conversation(
+    conversation_id: ConversationId, caller: CallerDep, ops: OpsDep
+) -> None:
+    await ops.leave_conversation(caller, conversation_id)
 
 
 @router.post("/{conversation_id}/read", response_model=schemas.ReadStateOut, responses=ERRORS)
