@@ -42,6 +42,7 @@ from gateway.routes import (
     search,
 )
 from gateway.settings import GatewaySettings
+from gateway.tracing import TracingMiddleware
 
 SERVICE = "gateway"
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -109,7 +110,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             await redis.aclose()
 
     api = build_api(lifespan)
-    limited = BodyLimitMiddleware(api, settings.max_body_bytes)
+    limited = TracingMiddleware(BodyLimitMiddleware(api, settings.max_body_bytes))
     app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
     return app
 

@@ -14,6 +14,7 @@ from confab.bot.v1 import bot_pb2
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2 as cev
 from confab.notification.v1 import notification_pb2 as npb
+from confab.presence.v1 import events_pb2 as pev
 from confab.presence.v1 import presence_pb2 as ppb
 from gateway import schemas
 
@@ -135,13 +136,37 @@ def member(m: cpb.Member) -> schemas.MemberOut:
     )
 
 
+def _status(value: int, default: str) -> Any:
+    return enum_name(ppb.PresenceStatus, value, "PRESENCE_STATUS_") if value else default
+
+
+PRESENCE_STATUS_BY_NAME: dict[str, int] = {
+    name.removeprefix("PRESENCE_STATUS_").lower(): value
+    for name, value in ppb.PresenceStatus.items()
+    if value
+}
+
+
 def presence(p: ppb.UserPresence) -> schemas.PresenceOut:
-    status = enum_name(ppb.PresenceStatus, p.status, "PRESENCE_STATUS_") if p.status else "offline"
     return schemas.PresenceOut(
         user_id=p.user_id,
-        status=cast(Any, status),
+        status=_status(p.status, "offline"),
         device_count=p.device_count,
         last_active_at=_dt(p.last_active_at) if _set(p, "last_active_at") else None,
+        custom_status=p.custom_status,
+        custom_status_expires_at=_dt(p.custom_status_expires_at)
+        if _set(p, "custom_status_expires_at")
+        else None,
+        chosen_status=_status(p.chosen_status, "online"),
+    )
+
+
+def typing(t: pev.Typing) -> schemas.TypingOut:
+    return schemas.TypingOut(
+        conversation_id=t.conversation_id,
+        user_id=t.user_id,
+        typing=t.typing,
+        expires_at=_dt(t.expires_at) if _set(t, "expires_at") else None,
     )
 
 

@@ -254,6 +254,23 @@ class ChatOps:
         resp = await call(self._b.presence.GetPresence, req, caller, self._t)
         return [convert.presence(p) for p in resp.presences]
 
+    async def set_presence(
+        self, caller: Caller, body: schemas.SetPresenceIn
+    ) -> schemas.PresenceOut:
+        req = ppb.SetStatusRequest(
+            status=cast(ppb.PresenceStatus.ValueType, convert.PRESENCE_STATUS_BY_NAME[body.status])
+        )
+        if body.custom_status is not None:
+            req.custom_status = body.custom_status
+        if body.custom_status_expires_at is not None:
+            req.custom_status_expires_at.FromDatetime(body.custom_status_expires_at)
+        resp = await call(self._b.presence.SetStatus, req, caller, self._t)
+        return convert.presence(resp.presence)
+
+    async def set_typing(self, caller: Caller, conversation_id: str, typing: bool) -> None:
+        req = ppb.SetTypingRequest(conversation_id=conversation_id, typing=typing)
+        await call(self._b.presence.SetTyping, req, caller, self._t)
+
     async def connect(self, caller: Caller, connection_id: str, gateway_id: str) -> None:
         req = ppb.ConnectRequest(connection_id=connection_id, gateway_id=gateway_id)
         await call(self._b.presence.Connect, req, caller, self._t)

@@ -274,11 +274,32 @@ class ReadStateOut(BaseModel):
     unread_count: int
 
 
+PresenceStatusName = Literal["online", "away", "busy", "offline"]
+
+
 class PresenceOut(BaseModel):
     user_id: str
-    status: Literal["online", "away", "busy", "offline"]
+    status: PresenceStatusName
     device_count: int
     last_active_at: datetime | None
+    custom_status: str
+    custom_status_expires_at: datetime | None
+    # What the user chose; "online" means automatic.
+    chosen_status: PresenceStatusName
+
+
+class SetPresenceIn(Strict):
+    # "online" returns to automatic; "away" and "busy" hold while connected.
+    status: Literal["online", "away", "busy"] = "online"
+    custom_status: Annotated[str, StringConstraints(max_length=100)] | None = None
+    custom_status_expires_at: datetime | None = None
+
+
+class TypingOut(BaseModel):
+    conversation_id: str
+    user_id: str
+    typing: bool
+    expires_at: datetime | None
 
 
 class NotificationOut(BaseModel):

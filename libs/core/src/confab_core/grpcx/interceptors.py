@@ -11,6 +11,9 @@ import grpc
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
+from pymongo.errors import ConnectionFailure
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from confab_core.errors import ERROR_CODE_METADATA_KEY, ConfabError
 from confab_core.grpcx import Ctx
@@ -36,6 +39,8 @@ SERVER_SECONDS = Histogram(
     ["grpc_method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+DEPENDENCY_DOWN = (ConnectionFailure, RedisConnectionError, RedisTimeoutError)
 
 Handler = Callable[[Any, Ctx], Awaitable[Any]]
 # grpc stubs make it generic; the runtime class is not subscriptable.
@@ -107,6 +112,14 @@ async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> An
                 await context.abort(exc.grpc_status, exc.message)
             except grpc.aio.AbortError:
                 raise
+            except DEPENDENCY_DOWN as exc:
+                # A database or cache outage is temporary: UNAVAILABLE lets
+                # callers retry (idempotent by design) instead of giving up.
+                code = "UNAVAILABLE"
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.warning("dependency unavailable in %s: %s", method, exc)
+                context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "unavailable"),))
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable")
             except Exception as exc:
                 code = "INTERNAL"
                 span.set_status(Status(StatusCode.ERROR, str(exc)))

@@ -58,8 +58,14 @@ class Fanout:
                 await self._conversation_event(event)
         elif record.topic == PRESENCE_EVENTS_TOPIC:
             pevent = pev.PresenceEvent.FromString(record.value)
-            payload = convert.presence(pevent.presence).model_dump(mode="json")
-            await self._emit("presence:updated", payload, rooms.tenant(pevent.tenant_id))
+            kind = pevent.WhichOneof("payload")
+            if kind == "presence":
+                payload = convert.presence(pevent.presence).model_dump(mode="json")
+                await self._emit("presence:updated", payload, rooms.tenant(pevent.tenant_id))
+            elif kind == "typing":
+                typing = convert.typing(pevent.typing).model_dump(mode="json")
+                room = rooms.conversation(pevent.tenant_id, pevent.typing.conversation_id)
+                await self._emit("typing", typing, room)
 
     def _seen(self, event: cev.ConversationEvent) -> bool:
         key = f"{event.tenant_id}:{event.conversation_id}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import socketio
+from opentelemetry.trace import SpanKind
 from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,6 +21,7 @@ from confab_core.auth import JwtVerifier
 from confab_core.errors import ConfabError, Unauthenticated
 from confab_core.identity import Caller
 from confab_core.ids import new_id
+from confab_core.telemetry import tracer
 from gateway import schemas
 from gateway.ops import ChatOps
 from gateway.realtime import rooms
@@ -107,6 +109,9 @@ class SocketGateway:
         self._event("reaction:toggle", _ReactionIn, self._react)
         self._event("conversation:update", _UpdateConversationIn, self._update_conversation)
         self._event("sync", _SyncIn, self._sync)
+        self._event("typing:start", _ConversationRef, self._typing_start)
+        self._event("typing:stop", _ConversationRef, self._typing_stop)
+        self._event("presence:set", schemas.SetPresenceIn, self._set_presence)
 
     def _event(
         self,
@@ -125,7 +130,16 @@ class SocketGateway:
                 where = ".".join(str(p) for p in first["loc"])
                 return _error("invalid_request", f"{where}: {first['msg']}")
             try:
-                return await fn(session, sid, parsed)
+                with tracer().start_as_current_span(
+                    f"socket {name}",
+                    kind=SpanKind.SERVER,
+                    attributes={
+                        "confab.tenant_id": session.caller.tenant_id,
+                        "confab.user_id": session.caller.user_id,
+                        "confab.socket.event": name,
+                    },
+                ):
+                    return await fn(session, sid, parsed)
             except ConfabError as exc:
                 if exc.http_status >= 500:
                     log.error("upstream failure on %s: %s", name, exc.message)
@@ -192,6 +206,24 @@ class SocketGateway:
     async def _leave(self, s: Session, sid: str, body: _ConversationRef) -> Ack:
         await self.sio.leave_room(sid, rooms.conversation(s.caller.tenant_id, body.conversation_id))
         return {"ok": True}
+
+    async def _typing(self, s: Session, sid: str, conversation_id: str, typing: bool) -> Ack:
+        # A socket is in a conversation's room only after its membership (or
+        # the public channel) was checked, so the room is the permission.
+        if rooms.conversation(s.caller.tenant_id, conversation_id) not in self.sio.rooms(sid):
+            return _error("conversation_not_found", "join the conversation first")
+        await self._ops.set_typing(s.caller, conversation_id, typing)
+        return {"ok": True}
+
+    async def _typing_start(self, s: Session, sid: str, body: _ConversationRef) -> Ack:
+        return await self._typing(s, sid, body.conversation_id, True)
+
+    async def _typing_stop(self, s: Session, sid: str, body: _ConversationRef) -> Ack:
+        return await self._typing(s, sid, body.conversation_id, False)
+
+    async def _set_presence(self, s: Session, sid: str, body: schemas.SetPresenceIn) -> Ack:
+        presence = await self._ops.set_presence(s.caller, body)
+        return {"ok": True, "presence": presence.model_dump(mode="json")}
 
     async def _read(self, s: Session, sid: str, body: _ReadIn) -> Ack:
         state = await self._ops.mark_read(s.caller, body.conversation_id, body.seq)

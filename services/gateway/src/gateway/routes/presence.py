@@ -21,3 +21,10 @@ async def get_presence(
     if not ids:
         raise InvalidArgument("user_ids is empty", "invalid_user_ids")
     return await ops.presence(caller, ids)
+
+
+@router.put("/me", response_model=schemas.PresenceOut)
+async def set_my_presence(
+    body: schemas.SetPresenceIn, caller: CallerDep, ops: OpsDep
+) -> schemas.PresenceOut:
+    return await ops.set_presence(caller, body)
