@@ -71,7 +71,7 @@ proto-check: install
 	  fi
 
 test-unit: install
-	$(PYTEST) libs services -q
+	$(PYTEST) libs services tests/integration -q
 
 test-e2e: install
 	$(PYTEST) tests/e2e -q
