@@ -46,6 +46,8 @@ def main() -> int:
         out.write(f"  API docs:       {fleet.gateway_url()}/api/v1/docs\n")
         if fleet.smtp_sink is not None:
             out.write(f"  SMTP sink:      {fleet.smtp_sink.host}:{fleet.smtp_sink.port}\n")
+        for name, svc in fleet.services.items():
+            out.write(f"  {name + ' metrics:':<16}{svc.metrics_url}\n")
         out.write(f"  logs:           {args.workdir}/services/*.log\n\n")
         out.write(f"Demo tenant '{demo.tenant_id}', conversations:\n")
         for title, conv_id in demo.conversations.items():

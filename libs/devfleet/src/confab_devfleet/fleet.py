@@ -51,6 +51,12 @@ class ServiceProcess(ChildServer):
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus scrapes it (the gateway serves /metrics itself)."""
+        port = next((v for k, v in self.env.items() if k.endswith("_METRICS_PORT")), None)
+        return f"http://{HOST}:{port}/metrics" if port else f"{self.url}/metrics"
+
     def _command(self) -> list[str]:
         package = "gateway" if self._http else self.name
         return [sys.executable, "-m", package]
@@ -157,6 +163,8 @@ class Fleet:
                 "GRPC_PORT": str(ports["notification"]),
             },
         }
+        for values in specs.values():
+            values["METRICS_PORT"] = str(free_port())
         self.services = {
             name: ServiceProcess(root, name, env(name, values), port=ports[name])
             for name, values in specs.items()
