@@ -18,6 +18,10 @@ from presence.storage.presence import PresenceDb
 from presence.sweeper import Sweeper
 
 TTL = 60.0
+# The default handler goes offline at the last disconnect, as before the grace
+# existed; tests of the grace build theirs with GRACE (the service's default).
+GRACE = 10.0
+TYPING_TTL = 6.0
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +54,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def queue() -> EventQueue:
-    return EventQueue(10_000)
+def queue(clock: FakeClock) -> EventQueue:
+    return EventQueue(10_000, clock)
 
 
 @pytest.fixture
@@ -59,9 +63,35 @@ def db(redis: Redis) -> PresenceDb:
     return PresenceDb(redis)
 
 
+MakeHandler = Callable[..., PresenceHandler]
+
+
 @pytest.fixture
-def handler(db: PresenceDb, queue: EventQueue, clock: FakeClock) -> PresenceHandler:
-    return PresenceHandler(db, queue, clock, ttl_seconds=TTL)
+def make_handler(clock: FakeClock) -> MakeHandler:
+    """Builds handlers on other stores or queues, e.g. one per simulated pod."""
+
+    def make(db: PresenceDb, queue: EventQueue, *, grace: float = 0.0) -> PresenceHandler:
+        return PresenceHandler(
+            db,
+            queue,
+            clock,
+            ttl_seconds=TTL,
+            offline_grace_seconds=grace,
+            typing_ttl_seconds=TYPING_TTL,
+        )
+
+    return make
+
+
+@pytest.fixture
+def handler(db: PresenceDb, queue: EventQueue, make_handler: MakeHandler) -> PresenceHandler:
+    return make_handler(db, queue)
+
+
+@pytest.fixture
+def graceful(db: PresenceDb, queue: EventQueue, make_handler: MakeHandler) -> PresenceHandler:
+    """With the offline grace, as the service runs by default."""
+    return make_handler(db, queue, grace=GRACE)
 
 
 @pytest.fixture

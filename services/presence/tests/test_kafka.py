@@ -6,13 +6,16 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
 from confab.presence.v1 import events_pb2
 from confab.presence.v1 import presence_pb2 as pb
+from confab_core.clock import FakeClock
 from confab_core.identity import Caller
 from confab_core.kafka import PRESENCE_EVENTS_TOPIC, Producer, TopicSpec, ensure_topics
 from confab_devservers import KafkaServer
@@ -40,6 +43,29 @@ async def wait_for_record(bootstrap: str, key: bytes) -> ConsumerRecord[bytes, b
                             return record
     finally:
         await consumer.stop()
+
+
+async def wait_for_records(
+    bootstrap: str, key: bytes, count: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``count`` records with ``key``, in topic order."""
+    consumer = AIOKafkaConsumer(
+        PRESENCE_EVENTS_TOPIC,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while len(found) < count:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    found.extend(r for r in records if r.key == key)
+    finally:
+        await consumer.stop()
+    return found[:count]
 
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -127,3 +153,50 @@ async def test_kafka_outage_delays_events_without_failing_connect(
     event.ParseFromString(record.value or b"")
     assert event.presence.status == pb.PRESENCE_STATUS_ONLINE
     assert len(queue) == 0
+
+
+@pytest.mark.asyncio
+async def test_status_and_typing_events_arrive_on_the_topic_in_order(
+    kafka_server: KafkaServer, handler: PresenceHandler, queue: EventQueue, clock: FakeClock
+) -> None:
+    bootstrap = kafka_server.bootstrap_servers
+    await ensure_topics(bootstrap, [TopicSpec(PRESENCE_EVENTS_TOPIC)])
+    tenant = f"t-{uuid.uuid4().hex}"
+    alice = Caller(tenant_id=tenant, user_id="alice")
+    # Queued before the publisher starts: one batch, in queue order.
+    await handler.connect(alice, "c1", "gw1")
+    expires = Timestamp()
+    expires.FromDatetime(clock.now() + timedelta(hours=1))
+    await handler.set_status(alice, pb.PRESENCE_STATUS_BUSY, "Deep work", expires.ToMilliseconds())
+    typing_expires = await handler.set_typing(alice, "conv-1", True)
+    producer = Producer(bootstrap)
+    publisher = Publisher(queue, producer)
+    task = asyncio.create_task(publisher.run())
+    try:
+        records = await wait_for_records(bootstrap, f"{tenant}:alice".encode(), 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+
+    status, typing = (events_pb2.PresenceEvent.FromString(r.value or b"") for r in records)
+    assert status.WhichOneof("payload") == "presence"
+    assert (status.presence.status, status.presence.chosen_status) == (
+        pb.PRESENCE_STATUS_BUSY,
+        pb.PRESENCE_STATUS_BUSY,
+    )
+    assert status.presence.custom_status == "Deep work"
+    assert status.presence.custom_status_expires_at == expires
+    assert dict(records[0].headers)[SEQ_HEADER] == b"2"  # the connect's was coalesced away
+
+    assert typing.WhichOneof("payload") == "typing"
+    assert typing.tenant_id == tenant
+    assert (typing.typing.user_id, typing.typing.conversation_id, typing.typing.typing) == (
+        "alice",
+        "conv-1",
+        True,
+    )
+    assert typing.typing.expires_at.ToMilliseconds() == typing_expires
+    typing_headers = dict(records[1].headers)
+    assert typing_headers[EVENT_TYPE_HEADER] == EVENT_TYPE
+    assert SEQ_HEADER not in typing_headers

@@ -345,11 +345,11 @@ async def test_sweep_publishes_fleet_gauges(handler, sweeper, clock) -> None:
 
 
 @pytest.mark.asyncio
-async def test_devices_on_different_pods_share_one_status(redis: Redis, clock) -> None:
+async def test_devices_on_different_pods_share_one_status(redis: Redis, make_handler) -> None:
     """State lives in Redis, so whichever pod sees the change reports it, once."""
     queue_a, queue_b = EventQueue(100), EventQueue(100)
-    pod_a = PresenceHandler(PresenceDb(redis), queue_a, clock, ttl_seconds=60)
-    pod_b = PresenceHandler(PresenceDb(redis), queue_b, clock, ttl_seconds=60)
+    pod_a = make_handler(PresenceDb(redis), queue_a)
+    pod_b = make_handler(PresenceDb(redis), queue_b)
 
     await pod_a.connect(ALICE, "phone", "gw-a")
     await pod_b.connect(ALICE, "laptop", "gw-b")
@@ -372,9 +372,9 @@ async def test_connection_listed_twice_is_refreshed_once(handler) -> None:
 
 
 @pytest.mark.asyncio
-async def test_redis_outage_is_unavailable_not_internal(queue, clock) -> None:
+async def test_redis_outage_is_unavailable_not_internal(queue, make_handler) -> None:
     dead = redisx.connect(f"redis://127.0.0.1:{free_port()}/0")
-    handler = PresenceHandler(PresenceDb(dead), queue, clock, ttl_seconds=60)
+    handler = make_handler(PresenceDb(dead), queue)
     try:
         with pytest.raises(Unavailable) as exc:
             await handler.connect(ALICE, "c1", "gw1")

@@ -1,4 +1,5 @@
-"""Pure logic: key layout, id checks, the event queue and the publisher's retries."""
+"""Pure logic: key layout, input checks, reads, the typing throttle, the event queue
+and the publisher's retries."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 
 from confab.presence.v1 import presence_pb2 as pb
+from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument
 from confab_core.kafka import PRESENCE_EVENTS_TOPIC
 from presence import convert
 from presence.events import EventQueue, PendingEvent, Publisher
-from presence.handlers.validate import require_id
+from presence.handlers.validate import custom_status_text, require_id
 from presence.storage import keys
-from presence.storage.presence import PresenceState
+from presence.storage.presence import PresenceState, effective
+from presence.typing import TypingThrottle
 
 
 def metric(name: str) -> float:
@@ -24,7 +27,7 @@ def metric(name: str) -> float:
 
 def ev(key: str, value: str = "", tenant: str = "t") -> PendingEvent:
     return PendingEvent(
-        user=(tenant, key), key=key.encode(), value=(value or key).encode(), headers=()
+        slot=("presence", tenant, key), key=key.encode(), value=(value or key).encode(), headers=()
     )
 
 
@@ -77,8 +80,8 @@ def test_queue_keeps_only_the_newest_event_per_user() -> None:
 
 def test_queue_never_merges_users_whose_kafka_keys_look_alike() -> None:
     queue = EventQueue(10)
-    queue.put(PendingEvent(user=("a:b", "c"), key=b"a:b:c", value=b"1", headers=()))
-    queue.put(PendingEvent(user=("a", "b:c"), key=b"a:b:c", value=b"2", headers=()))
+    queue.put(PendingEvent(slot=("presence", "a:b", "c"), key=b"a:b:c", value=b"1", headers=()))
+    queue.put(PendingEvent(slot=("presence", "a", "b:c"), key=b"a:b:c", value=b"2", headers=()))
 
     assert len(queue) == 2
 
@@ -169,3 +172,117 @@ async def test_drain_retries_until_the_queue_is_empty() -> None:
     await publisher.drain()
 
     assert producer.sent == [(PRESENCE_EVENTS_TOPIC, b"a")]
+
+
+def test_convert_carries_chosen_and_custom_status() -> None:
+    busy = convert.presence(
+        PresenceState("u", pb.PRESENCE_STATUS_BUSY, 1, 1_000, pb.PRESENCE_STATUS_BUSY, "Out", 9_000)
+    )
+    assert (busy.chosen_status, busy.custom_status) == (pb.PRESENCE_STATUS_BUSY, "Out")
+    assert busy.custom_status_expires_at.ToMilliseconds() == 9_000
+    plain = convert.presence(PresenceState("u", pb.PRESENCE_STATUS_ONLINE, 1, 1_000))
+    assert plain.chosen_status == pb.PRESENCE_STATUS_ONLINE
+    assert not plain.HasField("custom_status_expires_at")
+
+
+def _read(now: int, **stored: object) -> PresenceState:
+    fields: dict[str, object] = {
+        "live": 0,
+        "status": None,
+        "last_active": None,
+        "chosen": None,
+        "custom": None,
+        "custom_exp": None,
+        "grace_until": None,
+    }
+    fields.update(stored)
+    return effective("u", now_ms=now, **fields)  # type: ignore[arg-type]
+
+
+def test_effective_status_follows_connections_and_the_grace() -> None:
+    online = str(pb.PRESENCE_STATUS_ONLINE)
+    busy = str(pb.PRESENCE_STATUS_BUSY)
+    assert _read(100).status == pb.PRESENCE_STATUS_OFFLINE
+    assert _read(100, status=busy, live=2).status == pb.PRESENCE_STATUS_BUSY
+    # Stored present, no live connection, no grace: expired, reads offline.
+    assert _read(100, status=online).status == pb.PRESENCE_STATUS_OFFLINE
+    assert _read(100, status=busy, grace_until="101").status == pb.PRESENCE_STATUS_BUSY
+    assert _read(101, status=busy, grace_until="101").status == pb.PRESENCE_STATUS_OFFLINE
+    assert _read(100, status=online, chosen=busy).chosen_status == pb.PRESENCE_STATUS_BUSY
+    assert _read(100, chosen="garbage").chosen_status == pb.PRESENCE_STATUS_ONLINE
+
+
+def test_effective_custom_status_hides_once_expired() -> None:
+    shown = _read(99, custom="Lunch", custom_exp="100")
+    assert (shown.custom_status, shown.custom_status_expires_ms) == ("Lunch", 100)
+    gone = _read(100, custom="Lunch", custom_exp="100")
+    assert (gone.custom_status, gone.custom_status_expires_ms) == ("", None)
+    forever = _read(10**12, custom="Here")
+    assert (forever.custom_status, forever.custom_status_expires_ms) == ("Here", None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"), [("  Lunch ", "Lunch"), ("", ""), ("   ", ""), ("x" * 100, "x" * 100)]
+)
+def test_custom_status_text_is_trimmed(raw: str, stored: str) -> None:
+    assert custom_status_text(raw) == stored
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("x" * 101, "custom_status_too_long"),
+        ("a\nb", "invalid_custom_status"),
+        ("a\x00b", "invalid_custom_status"),
+        ("a\x85b", "invalid_custom_status"),
+    ],
+)
+def test_custom_status_text_rejects(raw: str, code: str) -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        custom_status_text(raw)
+    assert exc.value.code == code
+
+
+def test_typing_throttle_answers_repeats_within_the_window() -> None:
+    throttle = TypingThrottle(window_seconds=2.0, capacity=100)
+    key = ("t", "u", "c")
+    assert throttle.repeat_of(key, True, 0.0) is None
+    throttle.published(key, True, 0.0, 6_000)
+
+    assert throttle.repeat_of(key, True, 1.9) == 6_000
+    assert throttle.repeat_of(key, False, 1.0) is None  # a change of state
+    assert throttle.repeat_of(("t", "u", "other"), True, 1.0) is None
+    assert throttle.repeat_of(("t2", "u", "c"), True, 1.0) is None
+    assert throttle.repeat_of(key, True, 2.0) is None
+
+
+def test_typing_throttle_stays_bounded() -> None:
+    throttle = TypingThrottle(window_seconds=2.0, capacity=3)
+    for i in range(10):
+        throttle.published(("t", f"u{i}", "c"), True, 0.0, 1)
+    assert len(throttle) == 3
+    assert throttle.repeat_of(("t", "u9", "c"), True, 0.5) == 1
+    assert throttle.repeat_of(("t", "u0", "c"), True, 0.5) is None
+
+    # Entries past the window go as soon as anything new is published.
+    throttle.published(("t", "late", "c"), True, 5.0, 2)
+    assert len(throttle) == 1
+
+
+def test_queue_keeps_typing_and_presence_of_one_user_apart() -> None:
+    clock = FakeClock()
+    queue = EventQueue(10, clock)
+    now = int(clock.now().timestamp() * 1000)
+    queue.put(PendingEvent(slot=("presence", "t", "u"), key=b"t:u", value=b"p", headers=()))
+    queue.put(
+        PendingEvent(
+            slot=("typing", "t", "u", "c1"), key=b"t:u", value=b"s", headers=(), expires_ms=now + 1
+        )
+    )
+    queue.put(
+        PendingEvent(
+            slot=("typing", "t", "u", "c1"), key=b"t:u", value=b"x", headers=(), expires_ms=now + 1
+        )
+    )
+
+    assert [e.value for e in queue.take(10)] == [b"p", b"x"]

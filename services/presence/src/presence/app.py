@@ -43,7 +43,7 @@ async def main() -> None:
     clock = SystemClock()
     redis = redisx.connect(settings.redis_url)
     db = PresenceDb(redis)
-    queue = EventQueue(settings.event_queue_size)
+    queue = EventQueue(settings.event_queue_size, clock)
     producer = Producer(settings.kafka_bootstrap_servers)
     publisher = Publisher(queue, producer)
     sweeper = Sweeper(
@@ -64,7 +64,14 @@ async def main() -> None:
 
     server = GrpcServer(settings.grpc_port)
     servicer = PresenceServicer(
-        PresenceHandler(db, queue, clock, ttl_seconds=settings.connection_ttl_seconds)
+        PresenceHandler(
+            db,
+            queue,
+            clock,
+            ttl_seconds=settings.connection_ttl_seconds,
+            offline_grace_seconds=settings.offline_grace_seconds,
+            typing_ttl_seconds=settings.typing_ttl_seconds,
+        )
     )
     server.add(
         lambda s: presence_pb2_grpc.add_PresenceServiceServicer_to_server(servicer, s),

@@ -5,6 +5,11 @@ bounded in-memory queue that a background publisher drains with retries.
 Presence is state, not history: a queued event for a user is replaced by that
 user's newer one, so an outage costs at most one queued event per user, and
 only when more users than the queue holds changed does the oldest get dropped.
+
+Typing events share the topic and the queue but never replace a presence
+event: they coalesce per user and conversation (a queued start is replaced by
+the stop that followed it), and one that expired while queued is discarded
+unsent, since every consumer would ignore it anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from aiokafka.errors import KafkaError
 
 from confab.presence.v1 import events_pb2
+from confab_core.clock import Clock
 from confab_core.ids import new_id
 from confab_core.kafka import PRESENCE_EVENTS_TOPIC, Producer
 from confab_core.telemetry import inject_headers
@@ -28,8 +34,10 @@ from presence.metrics import (
     EVENTS_DROPPED,
     EVENTS_PUBLISHED,
     PUBLISH_FAILURES,
+    TYPING_EXPIRED_UNSENT,
 )
 from presence.storage.presence import Change
+from presence.timing import epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +50,15 @@ SEQ_HEADER = "confab-presence-seq"
 
 @dataclass(frozen=True)
 class PendingEvent:
-    # (tenant, user): what a newer event replaces. Not the Kafka key, in which
-    # tenant "a:b" user "c" and tenant "a" user "b:c" read the same.
-    user: tuple[str, str]
+    # What a newer event replaces: ("presence", tenant, user) or ("typing",
+    # tenant, user, conversation). Not the Kafka key, in which tenant "a:b"
+    # user "c" and tenant "a" user "b:c" read the same.
+    slot: tuple[str, ...]
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+    # Epoch ms after which publishing is pointless (typing); None: never.
+    expires_ms: int | None = None
 
 
 def presence_event(tenant_id: str, change: Change) -> PendingEvent:
@@ -55,7 +66,7 @@ def presence_event(tenant_id: str, change: Change) -> PendingEvent:
         event_id=new_id(), tenant_id=tenant_id, presence=convert.presence(change.state)
     )
     return PendingEvent(
-        user=(tenant_id, change.state.user_id),
+        slot=("presence", tenant_id, change.state.user_id),
         key=f"{tenant_id}:{change.state.user_id}".encode(),
         value=event.SerializeToString(),
         # The trace context is taken now, so the span that made the change
@@ -68,41 +79,77 @@ def presence_event(tenant_id: str, change: Change) -> PendingEvent:
     )
 
 
-class EventQueue:
-    """Bounded, coalescing by key, oldest first."""
+def typing_event(
+    tenant_id: str, user_id: str, conversation_id: str, typing: bool, expires_ms: int
+) -> PendingEvent:
+    event = events_pb2.PresenceEvent(
+        event_id=new_id(),
+        tenant_id=tenant_id,
+        typing=events_pb2.Typing(
+            user_id=user_id,
+            conversation_id=conversation_id,
+            typing=typing,
+            expires_at=convert.timestamp(expires_ms),
+        ),
+    )
+    return PendingEvent(
+        slot=("typing", tenant_id, user_id, conversation_id),
+        # The user's key, like their presence events: one partition, in order.
+        key=f"{tenant_id}:{user_id}".encode(),
+        value=event.SerializeToString(),
+        # No seq header: typing is not part of the user's presence state.
+        headers=((EVENT_TYPE_HEADER, EVENT_TYPE), *inject_headers()),
+        expires_ms=expires_ms,
+    )
 
-    def __init__(self, capacity: int) -> None:
+
+class EventQueue:
+    """Bounded, coalescing by slot, oldest first.
+
+    With a clock, ``take`` discards events whose ``expires_ms`` has passed.
+    """
+
+    def __init__(self, capacity: int, clock: Clock | None = None) -> None:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
-        self._items: OrderedDict[tuple[str, str], PendingEvent] = OrderedDict()
+        self._clock = clock
+        self._items: OrderedDict[tuple[str, ...], PendingEvent] = OrderedDict()
         self._ready = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, event: PendingEvent) -> None:
-        if self._items.pop(event.user, None) is not None:
+        if self._items.pop(event.slot, None) is not None:
             EVENTS_COALESCED.inc()
-        self._items[event.user] = event
+        self._items[event.slot] = event
         self._trim()
 
     def take(self, limit: int) -> list[PendingEvent]:
+        now = epoch_ms(self._clock) if self._clock is not None else None
         batch: list[PendingEvent] = []
+        expired = 0
         while self._items and len(batch) < limit:
-            batch.append(self._items.popitem(last=False)[1])
+            event = self._items.popitem(last=False)[1]
+            if now is not None and event.expires_ms is not None and event.expires_ms <= now:
+                expired += 1
+                continue
+            batch.append(event)
+        if expired:
+            TYPING_EXPIRED_UNSENT.inc(expired)
         self._changed()
         return batch
 
     def requeue(self, batch: Sequence[PendingEvent]) -> None:
         """Puts back a batch that failed, ahead of what arrived meanwhile."""
         for event in reversed(batch):
-            if event.user in self._items:
+            if event.slot in self._items:
                 # A newer state of the same user is already waiting.
                 EVENTS_COALESCED.inc()
                 continue
-            self._items[event.user] = event
-            self._items.move_to_end(event.user, last=False)
+            self._items[event.slot] = event
+            self._items.move_to_end(event.slot, last=False)
         self._trim()
 
     async def wait(self) -> None:

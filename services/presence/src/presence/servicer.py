@@ -38,3 +38,22 @@ class PresenceServicer(pb_grpc.PresenceServiceServicer):
     ) -> pb.GetPresenceResponse:
         states = await self._presence.get(current_caller(), list(request.user_ids))
         return pb.GetPresenceResponse(presences=[convert.presence(s) for s in states])
+
+    async def SetStatus(self, request: pb.SetStatusRequest, context: Ctx) -> pb.SetStatusResponse:
+        state = await self._presence.set_status(
+            current_caller(),
+            request.status,
+            request.custom_status if request.HasField("custom_status") else None,
+            (
+                request.custom_status_expires_at.ToMilliseconds()
+                if request.HasField("custom_status_expires_at")
+                else None
+            ),
+        )
+        return pb.SetStatusResponse(presence=convert.presence(state))
+
+    async def SetTyping(self, request: pb.SetTypingRequest, context: Ctx) -> pb.SetTypingResponse:
+        expires_ms = await self._presence.set_typing(
+            current_caller(), request.conversation_id, request.typing
+        )
+        return pb.SetTypingResponse(expires_at=convert.timestamp(expires_ms))

@@ -2,10 +2,16 @@
 
 Per user (every key carries its tenant):
   presence:{tenant}:{user}:conns  ZSET  connection id -> expiry (epoch ms)
-  presence:{tenant}:{user}        HASH  status, last_active_at (epoch ms), seq
+  presence:{tenant}:{user}        HASH  status, last_active_at (epoch ms), seq,
+                                        chosen (absent: automatic), custom,
+                                        custom_exp (epoch ms), grace_until (epoch ms)
 Global, for the sweeper and the fleet-wide gauges:
-  presence:expiry                 ZSET  "{tenant}\\x1f{user}" -> earliest expiry of the user
+  presence:expiry                 ZSET  "{tenant}\\x1f{user}" -> the user's earliest
+                                        deadline: a connection's expiry, the end of
+                                        the offline grace or the custom status's expiry
   presence:stats                  HASH  connections, present_users
+
+Typing is never stored: it has no key here.
 
 Tenant and user ids are escaped inside keys, so an id holding ':' cannot make
 one tenant's key equal to another's.

@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 
 # Users per pipeline round trip in bulk operations.
 _CHUNK = 500
+# State hash fields a read needs.
+_STATE_FIELDS = ["status", "last_active_at", "chosen", "custom", "custom_exp", "grace_until"]
+
+
+@dataclass(frozen=True)
+class CustomStatus:
+    # Empty clears the custom status.
+    text: str
+    # Epoch milliseconds; None keeps it until changed.
+    expires_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -32,16 +42,33 @@ class PresenceState:
     device_count: int
     # Epoch milliseconds; None for a user never seen.
     last_active_ms: int | None
+    # ONLINE means automatic: the status follows the connections.
+    chosen_status: pb.PresenceStatus.ValueType = pb.PRESENCE_STATUS_ONLINE
+    # Empty when none, or when the one set has expired.
+    custom_status: str = ""
+    custom_status_expires_ms: int | None = None
 
 
 @dataclass(frozen=True)
 class Change:
     state: PresenceState
-    # True when the status moved between offline and present: publish it.
+    # True when what an event shows (status, chosen status, custom status)
+    # changed: publish it.
     changed: bool
-    # Per-user counter of status changes, so consumers can drop a stale event
+    # Per-user counter of published changes, so consumers can drop a stale event
     # that overtook a newer one on its way through another pod's queue.
     seq: int
+    # "started", "resumed", "ended" or "" (see scripts.py), for metrics and spans.
+    grace: str = ""
+    # Connections removed because they had expired.
+    removed: int = 0
+    # The custom status was cleared because its expiry passed.
+    custom_expired: bool = False
+
+
+PRESENT = frozenset({pb.PRESENCE_STATUS_ONLINE, pb.PRESENCE_STATUS_AWAY, pb.PRESENCE_STATUS_BUSY})
+# What SetStatus accepts as a chosen status.
+CHOOSABLE = PRESENT
 
 
 def _status(raw: Any) -> pb.PresenceStatus.ValueType:
@@ -61,17 +88,81 @@ def _ms(raw: Any) -> int | None:
         return None
 
 
+def _text(raw: Any) -> str:
+    # The client decodes responses; a missing field is None.
+    return "" if raw is None else str(raw)
+
+
+def _chosen(raw: Any) -> pb.PresenceStatus.ValueType:
+    if not raw:
+        return pb.PRESENCE_STATUS_ONLINE
+    status = _status(raw)
+    return status if status in CHOOSABLE else pb.PRESENCE_STATUS_ONLINE
+
+
 def _change(user_id: str, reply: Sequence[Any]) -> Change:
-    status, count, last_active, changed, seq = reply[:5]
+    (
+        status,
+        count,
+        last_active,
+        changed,
+        seq,
+        chosen,
+        custom,
+        custom_exp,
+        grace,
+        removed,
+        custom_expired,
+    ) = reply[:11]
+    custom_text = _text(custom)
     return Change(
         state=PresenceState(
             user_id=user_id,
             status=_status(status),
             device_count=int(count),
             last_active_ms=_ms(last_active),
+            chosen_status=_chosen(chosen),
+            custom_status=custom_text,
+            custom_status_expires_ms=_ms(custom_exp) if custom_text else None,
         ),
         changed=bool(int(changed)),
         seq=int(seq),
+        grace=_text(grace),
+        removed=int(removed),
+        custom_expired=bool(int(custom_expired)),
+    )
+
+
+def effective(
+    user_id: str,
+    *,
+    now_ms: int,
+    live: int,
+    status: Any,
+    last_active: Any,
+    chosen: Any,
+    custom: Any,
+    custom_exp: Any,
+    grace_until: Any,
+) -> PresenceState:
+    """What stored state means at ``now_ms``, before any sweep caught up: a user
+    with no live connection is offline unless within the offline grace, and an
+    expired custom status is gone. The scripts' ``settle`` decides the same."""
+    stored = _status(status)
+    grace = _ms(grace_until)
+    held = live > 0 or (grace is not None and grace > now_ms)
+    text = _text(custom)
+    expires = _ms(custom_exp)
+    if text and expires is not None and expires <= now_ms:
+        text, expires = "", None
+    return PresenceState(
+        user_id=user_id,
+        status=stored if stored in PRESENT and held else pb.PRESENCE_STATUS_OFFLINE,
+        device_count=live,
+        last_active_ms=_ms(last_active),
+        chosen_status=_chosen(chosen),
+        custom_status=text,
+        custom_status_expires_ms=expires if text else None,
     )
 
 
@@ -92,41 +183,104 @@ class TenantPresence:
         ]
 
     async def connect(
-        self, user_id: str, connection_id: str, *, now_ms: int, expires_ms: int
+        self, user_id: str, connection_id: str, *, now_ms: int, expires_ms: int, ttl_ms: int
     ) -> Change:
         reply = await self._scripts.connect(
             keys=self._keys(user_id),
-            args=[keys.index_member(self.tenant_id, user_id), connection_id, now_ms, expires_ms],
+            args=[
+                keys.index_member(self.tenant_id, user_id),
+                connection_id,
+                now_ms,
+                expires_ms,
+                ttl_ms,
+            ],
         )
         return _change(user_id, reply)
 
-    async def disconnect(self, user_id: str, connection_id: str, *, now_ms: int) -> Change:
+    async def disconnect(
+        self, user_id: str, connection_id: str, *, now_ms: int, ttl_ms: int, grace_ms: int
+    ) -> Change:
+        """Removes one connection; the last one starts the offline grace
+        (``grace_ms`` > 0) or goes offline at once."""
         reply = await self._scripts.disconnect(
             keys=self._keys(user_id),
-            args=[keys.index_member(self.tenant_id, user_id), connection_id, now_ms],
+            args=[
+                keys.index_member(self.tenant_id, user_id),
+                connection_id,
+                now_ms,
+                ttl_ms,
+                grace_ms,
+            ],
         )
         return _change(user_id, reply)
 
-    async def expire(self, user_id: str, *, now_ms: int, ttl_ms: int) -> tuple[Change, int]:
-        """Removes the user's expired connections; returns the change and how many."""
+    async def expire(self, user_id: str, *, now_ms: int, ttl_ms: int) -> Change:
+        """Applies every deadline of the user that passed by ``now_ms``: expired
+        connections, the end of the offline grace, an expired custom status."""
         reply = await self._scripts.expire(
             keys=self._keys(user_id),
             args=[keys.index_member(self.tenant_id, user_id), now_ms, ttl_ms],
         )
-        return _change(user_id, reply), int(reply[5])
+        return _change(user_id, reply)
 
-    async def heartbeat(self, connections: Mapping[str, Sequence[str]], *, expires_ms: int) -> int:
-        """Extends registered connections (user id -> connection ids); returns how many."""
+    async def set_status(
+        self,
+        user_id: str,
+        chosen: pb.PresenceStatus.ValueType,
+        custom: CustomStatus | None,
+        *,
+        now_ms: int,
+        ttl_ms: int,
+    ) -> Change:
+        """Stores the chosen status and, unless ``custom`` is None, the custom
+        status (an empty text clears it)."""
+        if custom is None:
+            action, text, expires = "keep", "", ""
+        elif not custom.text:
+            action, text, expires = "clear", "", ""
+        else:
+            action, text = "set", custom.text
+            expires = "" if custom.expires_ms is None else str(custom.expires_ms)
+        reply = await self._scripts.set_status(
+            keys=self._keys(user_id),
+            args=[
+                keys.index_member(self.tenant_id, user_id),
+                now_ms,
+                ttl_ms,
+                int(chosen),
+                action,
+                text,
+                expires,
+            ],
+        )
+        return _change(user_id, reply)
+
+    async def heartbeat(
+        self,
+        connections: Mapping[str, Sequence[str]],
+        *,
+        now_ms: int,
+        expires_ms: int,
+        last_active_every_ms: int,
+    ) -> int:
+        """Extends registered connections (user id -> connection ids); returns how
+        many. A user's last_active_at moves at most once per ``last_active_every_ms``."""
         users = list(connections.items())
         refreshed = 0
         for start in range(0, len(users), _CHUNK):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id, connection_ids in users[start : start + _CHUNK]:
                     await self._scripts.heartbeat(
-                        keys=[keys.conns_key(self.tenant_id, user_id), keys.INDEX_KEY],
+                        keys=[
+                            keys.conns_key(self.tenant_id, user_id),
+                            keys.state_key(self.tenant_id, user_id),
+                            keys.INDEX_KEY,
+                        ],
                         args=[
                             keys.index_member(self.tenant_id, user_id),
                             expires_ms,
+                            now_ms,
+                            last_active_every_ms,
                             *connection_ids,
                         ],
                         client=pipe,
@@ -136,26 +290,30 @@ class TenantPresence:
         return refreshed
 
     async def get_many(self, user_ids: Sequence[str], *, now_ms: int) -> list[PresenceState]:
-        """Current presence; a user whose connections all expired reads as offline
-        even before the sweeper has caught up with them."""
+        """Current presence; a user whose connections all expired reads as offline,
+        and an expired custom status reads as none, even before the sweeper has
+        caught up with them."""
         out: list[PresenceState] = []
         for start in range(0, len(user_ids), _CHUNK):
             chunk = user_ids[start : start + _CHUNK]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id in chunk:
-                    pipe.hmget(
-                        keys.state_key(self.tenant_id, user_id), ["status", "last_active_at"]
-                    )
+                    pipe.hmget(keys.state_key(self.tenant_id, user_id), _STATE_FIELDS)
                     pipe.zcount(keys.conns_key(self.tenant_id, user_id), f"({now_ms}", "+inf")
                 replies = await pipe.execute()
             for i, user_id in enumerate(chunk):
-                (status, last_active), live = replies[2 * i], int(replies[2 * i + 1])
+                status, last_active, chosen, custom, custom_exp, grace_until = replies[2 * i]
                 out.append(
-                    PresenceState(
-                        user_id=user_id,
-                        status=_status(status) if live else pb.PRESENCE_STATUS_OFFLINE,
-                        device_count=live,
-                        last_active_ms=_ms(last_active),
+                    effective(
+                        user_id,
+                        now_ms=now_ms,
+                        live=int(replies[2 * i + 1]),
+                        status=status,
+                        last_active=last_active,
+                        chosen=chosen,
+                        custom=custom,
+                        custom_exp=custom_exp,
+                        grace_until=grace_until,
                     )
                 )
         return out
