@@ -151,23 +151,33 @@ async def test_bad_input_gets_clear_4xx_and_writes_nothing(fleet: Fleet, users) 
     assert page["messages"] == []
 
 
-async def test_presence_follows_socket_connect_and_disconnect(users, sockets) -> None:
-    alice, bob = uid("alice"), uid("bob")
-    api = users(TENANT_A, alice)
-    watcher = await sockets(TENANT_A, alice)
+async def test_presence_reaches_staff_and_people_who_share_a_conversation(users, sockets) -> None:
+    agent, bob, carol, stranger = uid("agent"), uid("bob"), uid("carol"), uid("stranger")
+    api = users(TENANT_A, carol)
+    await api.create("group", [bob])
+    staff_socket = await sockets(TENANT_A, agent, roles=["agent"])
+    carol_socket = await sockets(TENANT_A, carol)
+    stranger_socket = await sockets(TENANT_A, stranger)
     bob_socket = await sockets(TENANT_A, bob)
-    await watcher.wait_for(
-        "presence:updated", lambda p: p["user_id"] == bob and p["status"] == "online"
-    )
+
+    def bob_is(status: str) -> Any:
+        return lambda p: p["user_id"] == bob and p["status"] == status
+
+    await staff_socket.wait_for("presence:updated", bob_is("online"))
+    await carol_socket.wait_for("presence:updated", bob_is("online"))
     now = (await api.client.get("/presence", params={"user_ids": bob})).json()
     assert now[0]["status"] == "online" and now[0]["device_count"] == 1
 
+    # After the last device leaves, presence waits out a grace period (10 s
+    # by default) so a quick reconnect does not flap, then says offline once.
     await bob_socket.close()
-    await watcher.wait_for(
-        "presence:updated", lambda p: p["user_id"] == bob and p["status"] == "offline"
-    )
+    await staff_socket.wait_for("presence:updated", bob_is("offline"), timeout=30)
+    await carol_socket.wait_for("presence:updated", bob_is("offline"), timeout=10)
     later = (await api.client.get("/presence", params={"user_ids": bob})).json()
     assert later[0]["status"] == "offline"
+    # A member who shares nothing with bob heard nothing of him; the barrier is
+    # the staff socket having received both changes after the stranger connected.
+    assert stranger_socket.received("presence:updated", lambda p: p["user_id"] == bob) == []
 
 
 async def test_bot_answers_in_an_assistant_conversation(

@@ -57,9 +57,11 @@ class RoomServer:
     def on(self, event: str, handler: Callable[..., Awaitable[Any]]) -> None:
         self.handlers[event] = handler
 
-    async def emit(self, event: str, data: Any = None, room: str = "", **_: Any) -> None:
+    async def emit(self, event: str, data: Any = None, room: Any = "", **_: Any) -> None:
         self.emits.append((event, data, room))
-        self.audiences.append(set(self.rooms.get(room, set())))
+        # Like python-socketio: a list of rooms reaches each socket once.
+        targets = room if isinstance(room, list) else [room]
+        self.audiences.append(set().union(*(self.rooms.get(r, set()) for r in targets)))
 
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         self.rooms.setdefault(room, set()).add(sid)

@@ -11,6 +11,7 @@ from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2 as ev
 from confab.presence.v1 import events_pb2 as pev
 from confab.presence.v1 import presence_pb2 as ppb
+from confab_core.clock import FakeClock
 from confab_core.kafka import PRESENCE_EVENTS_TOPIC
 from gateway.realtime.fanout import Fanout
 
@@ -252,6 +253,18 @@ async def test_presence_still_fans_out(server: Any, h: Any) -> None:
     rec = dataclasses.replace(
         h.record(h.event(1)), topic=PRESENCE_EVENTS_TOPIC, value=event.SerializeToString()
     )
-    await Fanout(server).handle(rec)
-    [(data, room)] = server.emitted("presence:updated")
-    assert room == "tenant:t1" and data["status"] == "online"
+    asked: list[tuple[str, str]] = []
+
+    async def conversations_of(tenant: str, user: str) -> list[str]:
+        asked.append((tenant, user))
+        return ["c1", "c2"]
+
+    fanout = Fanout(server, conversations_of, FakeClock())
+    await fanout.handle(rec)
+    await fanout.handle(rec)
+    # Staff see the roster, the user sees themselves, members see it through
+    # the conversations they share; the lookup is cached.
+    [(data, rooms), _] = server.emitted("presence:updated")
+    assert rooms == ["staff:t1", "user:t1:u1", "conv:t1:c1", "conv:t1:c2"]
+    assert data["status"] == "online"
+    assert asked == [("t1", "u1")]

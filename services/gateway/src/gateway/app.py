@@ -84,7 +84,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
         ctx = GatewayContext(settings=settings, verifier=verifier, backends=backends, ops=ops)
         app.state.gateway = ctx
         sockets = SocketGateway(sio, ops, verifier, gateway_id)
-        fanout = Fanout(sio)
+        fanout = Fanout(sio, ops.conversations_of, clock)
         tasks = [
             asyncio.create_task(
                 consume_forever(

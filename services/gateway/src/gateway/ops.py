@@ -15,7 +15,7 @@ from confab.conversation.v1 import events_pb2 as cev
 from confab.notification.v1 import notification_pb2 as npb
 from confab.presence.v1 import presence_pb2 as ppb
 from confab_core.errors import ConfabError
-from confab_core.identity import Caller
+from confab_core.identity import ROLE_SERVICE, Caller
 from confab_core.ids import new_id
 from gateway import convert, schemas
 from gateway.clients import call
@@ -270,6 +270,13 @@ class ChatOps:
     async def set_typing(self, caller: Caller, conversation_id: str, typing: bool) -> None:
         req = ppb.SetTypingRequest(conversation_id=conversation_id, typing=typing)
         await call(self._b.presence.SetTyping, req, caller, self._t)
+
+    async def conversations_of(self, tenant_id: str, user_id: str) -> list[str]:
+        """The conversations a user is in, asked as the service (no user token here)."""
+        caller = Caller(tenant_id=tenant_id, user_id=user_id, roles=frozenset({ROLE_SERVICE}))
+        req = cpb.ListConversationsRequest(limit=100)
+        resp = await call(self._b.conversation.ListConversations, req, caller, self._t)
+        return [c.id for c in resp.conversations]
 
     async def connect(self, caller: Caller, connection_id: str, gateway_id: str) -> None:
         req = ppb.ConnectRequest(connection_id=connection_id, gateway_id=gateway_id)

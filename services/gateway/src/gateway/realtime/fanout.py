@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 import socketio
 from aiokafka import ConsumerRecord
@@ -17,6 +18,8 @@ from prometheus_client import Counter, Histogram
 
 from confab.conversation.v1 import events_pb2 as cev
 from confab.presence.v1 import events_pb2 as pev
+from confab_core.clock import Clock, SystemClock
+from confab_core.errors import ConfabError
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC
 from confab_core.telemetry import tracer
 from gateway import convert
@@ -34,10 +37,24 @@ DELIVERY_SECONDS = Histogram(
 _DEDUPE_WINDOW = 200_000
 
 
+# Lists the conversation ids a user of a tenant is in (for presence visibility).
+ConversationsOf = Callable[[str, str], Awaitable[list[str]]]
+_SHARED_TTL_SECONDS = 30.0
+_SHARED_CACHE_SIZE = 50_000
+
+
 class Fanout:
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        conversations_of: ConversationsOf | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._sio = sio
         self._last_seq: OrderedDict[str, int] = OrderedDict()
+        self._conversations_of = conversations_of
+        self._clock = clock or SystemClock()
+        self._shared: OrderedDict[tuple[str, str], tuple[float, list[str]]] = OrderedDict()
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.value is None:
@@ -61,11 +78,36 @@ class Fanout:
             kind = pevent.WhichOneof("payload")
             if kind == "presence":
                 payload = convert.presence(pevent.presence).model_dump(mode="json")
-                await self._emit("presence:updated", payload, rooms.tenant(pevent.tenant_id))
+                targets = await self._presence_rooms(pevent.tenant_id, pevent.presence.user_id)
+                await self._emit("presence:updated", payload, targets)
             elif kind == "typing":
                 typing = convert.typing(pevent.typing).model_dump(mode="json")
                 room = rooms.conversation(pevent.tenant_id, pevent.typing.conversation_id)
                 await self._emit("typing", typing, room)
+
+    async def _presence_rooms(self, tenant_id: str, user_id: str) -> list[str]:
+        """Staff see the tenant roster; members see people they share a conversation with.
+
+        A socket in several of these rooms still gets the event once.
+        """
+        targets = [rooms.staff(tenant_id), rooms.user(tenant_id, user_id)]
+        if self._conversations_of is None:
+            return targets
+        key = (tenant_id, user_id)
+        now = self._clock.monotonic()
+        cached = self._shared.get(key)
+        if cached is None or cached[0] < now:
+            try:
+                ids = await self._conversations_of(tenant_id, user_id)
+            except ConfabError as exc:
+                # Staff and the user still hear it; members catch up on the next change.
+                log.warning("presence visibility lookup failed: %s", exc.message)
+                return targets
+            cached = (now + _SHARED_TTL_SECONDS, ids)
+            self._shared[key] = cached
+            if len(self._shared) > _SHARED_CACHE_SIZE:
+                self._shared.popitem(last=False)
+        return targets + [rooms.conversation(tenant_id, c) for c in cached[1]]
 
     def _seen(self, event: cev.ConversationEvent) -> bool:
         key = f"{event.tenant_id}:{event.conversation_id}"
@@ -145,6 +187,6 @@ class Fanout:
         for sid, _ in list(self._sio.manager.get_participants("/", user_room)):
             await self._sio.leave_room(sid, room)
 
-    async def _emit(self, name: str, payload: dict[str, object], room: str) -> None:
+    async def _emit(self, name: str, payload: dict[str, object], room: str | list[str]) -> None:
         await self._sio.emit(name, payload, room=room)
         EMITTED.labels(name).inc()

@@ -11,3 +11,8 @@ def user(tenant_id: str, user_id: str) -> str:
 
 def tenant(tenant_id: str) -> str:
     return f"tenant:{tenant_id}"
+
+
+def staff(tenant_id: str) -> str:
+    """Agents and admins of a tenant: they see the whole roster's presence."""
+    return f"staff:{tenant_id}"

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confab_core.auth import JwtVerifier
 from confab_core.errors import ConfabError, Unauthenticated
-from confab_core.identity import Caller
+from confab_core.identity import ROLE_AGENT, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
 from confab_core.ids import new_id
 from confab_core.telemetry import tracer
 from gateway import schemas
@@ -168,6 +168,8 @@ class SocketGateway:
         CONNECTIONS.inc()
         await self.sio.enter_room(sid, rooms.user(caller.tenant_id, caller.user_id))
         await self.sio.enter_room(sid, rooms.tenant(caller.tenant_id))
+        if caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN):
+            await self.sio.enter_room(sid, rooms.staff(caller.tenant_id))
         try:
             for conv in await self._ops.list_conversations(caller, AUTO_JOIN_LIMIT):
                 await self.sio.enter_room(sid, rooms.conversation(caller.tenant_id, conv.id))
