@@ -82,6 +82,30 @@ async def db(mongo_server: MongoServer) -> AsyncIterator[Database]:
         await client.close()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_db(mongo_server: MongoServer) -> AsyncIterator[Database]:
+    """One database for a whole module, for tests that isolate themselves by tenant.
+
+    Building a database per test costs more than most permission checks; a test
+    that takes a ``fresh_tenant()`` sees none of its neighbours' documents,
+    because every query is tenant-scoped. Modules using it run on a module loop:
+    ``pytestmark = pytest.mark.asyncio(loop_scope="module")``.
+    """
+    client = mongo.connect(mongo_server.url, "test")
+    name = f"conv_{uuid.uuid4().hex[:12]}"
+    database = Database(client, name)
+    await database.ensure_indexes()
+    try:
+        yield database
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+def fresh_tenant() -> str:
+    return f"tenant-{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -182,3 +206,19 @@ async def pending(db: Database) -> list[int]:
     """Event seqs still waiting for the relay."""
     cursor = db.db["outbox"].find({"published": {"$ne": True}}).sort("event_seq", 1)
     return [d["event_seq"] async for d in cursor]
+
+
+CORE_COLLECTIONS = ("conversations", "members", "messages", "outbox")
+
+
+async def snapshot(db: Database, *, tenant: str | None = None) -> dict[str, list[Doc]]:
+    """Every document of the conversation, member, message and outbox collections.
+
+    Two equal snapshots mean nothing was written in between (``tenant`` narrows
+    it to one tenant's documents).
+    """
+    flt = {} if tenant is None else {"tenant_id": tenant}
+    return {
+        name: [doc async for doc in db.db[name].find(flt).sort("_id", 1)]
+        for name in CORE_COLLECTIONS
+    }

@@ -197,9 +197,10 @@ class ConversationHandler(HandlerBase):
         topic: str | None,
     ) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
-        access.require_conv_admin(caller, conv, member)
+        # Nobody edits a direct conversation, its admins included: say so first.
         if conv["kind"] == pb.CONVERSATION_KIND_DIRECT:
             raise PermissionDenied("a direct conversation has no title", "not_editable")
+        access.require_conv_admin(caller, conv, member)
         access.require_writable(conv)
         _check_text_fields(title or "", description or "", topic or "")
         changes = {
@@ -297,9 +298,10 @@ class ConversationHandler(HandlerBase):
         role = role or pb.MEMBER_ROLE_MEMBER
         if role not in _ROLES:
             raise InvalidArgument("unknown role", "invalid_role")
+        # Direct and ai_assistant memberships are fixed for everyone, whatever their role.
+        access.require_editable_kind(conv)
         if not access.can_add_members(caller, conv, member):
             raise PermissionDenied("you cannot add members here", "forbidden")
-        access.require_editable_kind(conv)
         access.require_writable(conv)
         wanted = sorted(set(user_ids))
         if not wanted:
@@ -352,6 +354,8 @@ class ConversationHandler(HandlerBase):
             raise PermissionDenied("not a member", "not_a_member")
         if conv["kind"] in access.FIXED_MEMBERSHIP_KINDS:
             raise PermissionDenied("this conversation cannot be left", "cannot_leave")
+        # Leaving is a member change: an archived conversation keeps its members.
+        access.require_writable(conv)
         await self._remove(caller, conv, member, left=True)
 
     async def remove_member(self, caller: Caller, conversation_id: str, user_id: str) -> None:

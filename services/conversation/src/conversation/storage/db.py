@@ -51,7 +51,9 @@ INDEXES: dict[str, list[IndexModel]] = {
                 ("seq", ASCENDING),
             ]
         ),
-        IndexModel([("tenant_id", ASCENDING), ("search_terms", ASCENDING)]),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("search_terms", ASCENDING), ("conversation_id", ASCENDING)]
+        ),
     ],
     "users": [IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)],
     # The outbox is read across tenants by the relay, in per-conversation order,

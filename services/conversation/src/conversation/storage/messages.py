@@ -102,14 +102,37 @@ class MessageRepo:
             }
         )
 
+    @staticmethod
+    def search_filter(conversation_ids: list[str], terms: list[str]) -> Doc:
+        """What the server matches: one word (the longest, likely the rarest) in the
+        caller's conversations.
+
+        Exactly the (tenant_id, search_terms, conversation_id) index's fields, so
+        the server walks that index: a filter with more clauses ($all, deleted)
+        makes SecantusDB's planner fall back to a collection scan.
+        """
+        return {
+            "search_terms": max(terms, key=len),
+            "conversation_id": {"$in": conversation_ids},
+        }
+
     async def search(self, conversation_ids: list[str], terms: list[str], limit: int) -> list[Doc]:
+        """Newest first, every word present; tombstones have no words and never match."""
+        wanted = set(terms)
         cursor = self._col.find(
-            {
-                "search_terms": {"$all": terms},
-                "conversation_id": {"$in": conversation_ids},
-                "deleted": {"$ne": True},
-            },
+            self.search_filter(conversation_ids, terms),
             sort=[("created_at", -1), ("_id", 1)],
-            limit=limit,
+            # One word: every match the server finds is a result, so it may stop at limit.
+            limit=limit if len(wanted) == 1 else 0,
         )
-        return [doc async for doc in cursor]
+        out: list[Doc] = []
+        try:
+            async for doc in cursor:
+                if doc.get("deleted") or not wanted.issubset(doc.get("search_terms", ())):
+                    continue
+                out.append(doc)
+                if len(out) >= limit:
+                    break
+        finally:
+            await cursor.close()
+        return out
