@@ -23,7 +23,9 @@ help:
 	@echo "make run    - start the whole fleet on local Kafka, MongoDB-wire and Redis, with a demo tenant"
 	@echo "make test   - install what is missing, lint, check protos, run unit, integration and e2e tests"
 
-install: .cache/stamps/uv .cache/stamps/sync .cache/stamps/servers $(BUF)
+E2E_NODE := tests/e2e/node/node_modules/.package-lock.json
+
+install: .cache/stamps/uv .cache/stamps/sync .cache/stamps/servers $(BUF) $(E2E_NODE)
 
 .cache/stamps/uv:
 	@mkdir -p $(@D)
@@ -42,6 +44,11 @@ install: .cache/stamps/uv .cache/stamps/sync .cache/stamps/servers $(BUF)
 
 $(BUF): tools/buf/package.json tools/buf/package-lock.json
 	npm install --prefix tools/buf --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The official npm socket.io-client, driven by tests/e2e/test_official_client.py.
+$(E2E_NODE): tests/e2e/node/package.json tests/e2e/node/package-lock.json
+	npm ci --prefix tests/e2e/node --no-audit --no-fund --loglevel=error
 	@touch $@
 
 run: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,26 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> 
             openai_api_key="test-key",
         )
     )
+    try:
+        fleet.start()
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@contextlib.contextmanager
+def running_fleet(
+    workdir: Path, *, gateways: int, extra_env: dict[str, dict[str, str]] | None = None
+) -> Iterator[Fleet]:
+    """A fleet of its own for a module that needs more gateways or breaks things.
+
+    Sends are not rate limited by default here: the delivery and chaos tests stream
+    faster than the per-user limit allows, and retry bursts after an outage.
+    """
+    env = {"gateway": {"GATEWAY_USER_SEND_LIMIT": "1000000"}}
+    for name, values in (extra_env or {}).items():
+        env[name] = {**env.get(name, {}), **values}
+    fleet = Fleet(FleetOptions(workdir=workdir, gateways=gateways, extra_env=env))
     try:
         fleet.start()
         yield fleet

@@ -73,3 +73,26 @@ async def test_same_conversation_id_in_two_tenants_is_two_rooms() -> None:
     await fanout.handle(record(message_event("t1", "c1", 2, 1)))
     await fanout.handle(record(message_event("t2", "c1", 2, 1)))
     assert [r for _, _, r in server.emits] == ["conv:t1:c1", "conv:t2:c1"]
+
+
+@pytest.mark.asyncio
+async def test_an_event_whose_emit_failed_is_emitted_when_retried() -> None:
+    class FlakyServer(RecordingServer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fail = True
+
+        async def emit(self, event: str, data: Any, room: str) -> None:
+            if self.fail:
+                self.fail = False
+                raise ConnectionError("socket layer hiccup")
+            await super().emit(event, data, room)
+
+    server = FlakyServer()
+    fanout = Fanout(server)  # type: ignore[arg-type]
+    rec = record(message_event("t1", "c1", 2, 1))
+    with pytest.raises(ConnectionError):
+        await fanout.handle(rec)
+    # The consumer retries the same record: it is not a repeat.
+    await fanout.handle(rec)
+    assert [d["seq"] for _, d, _ in server.emits] == [1]

@@ -73,6 +73,9 @@ class Fanout:
                 },
             ):
                 await self._conversation_event(event)
+            # Marked only once emitted: a failed emit is retried by the consumer
+            # and must not be mistaken for a repeat then.
+            self._mark(event)
         elif record.topic == PRESENCE_EVENTS_TOPIC:
             pevent = pev.PresenceEvent.FromString(record.value)
             kind = pevent.WhichOneof("payload")
@@ -111,14 +114,14 @@ class Fanout:
 
     def _seen(self, event: cev.ConversationEvent) -> bool:
         key = f"{event.tenant_id}:{event.conversation_id}"
-        last = self._last_seq.get(key, 0)
-        if event.event_seq <= last:
-            return True
+        return event.event_seq <= self._last_seq.get(key, 0)
+
+    def _mark(self, event: cev.ConversationEvent) -> None:
+        key = f"{event.tenant_id}:{event.conversation_id}"
         self._last_seq[key] = event.event_seq
         self._last_seq.move_to_end(key)
         if len(self._last_seq) > _DEDUPE_WINDOW:
             self._last_seq.popitem(last=False)
-        return False
 
     async def _conversation_event(self, event: cev.ConversationEvent) -> None:
         out = convert.event(event)
