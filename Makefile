@@ -17,7 +17,7 @@ BUF := tools/buf/node_modules/.bin/buf
 PYTEST := $(UV) run --frozen pytest
 
 .PHONY: help install run test lint proto-lint proto-check protos test-unit test-e2e openapi clean \
-	deploy-check deploy-render
+	deploy-check deploy-render bench bench-full
 
 help:
 	@echo "make run    - start the whole fleet on local Kafka, MongoDB-wire and Redis, with a demo tenant"
@@ -90,6 +90,14 @@ deploy-check: install
 
 deploy-render:
 	deploy/k8s/render.sh
+
+# Benchmarks (bench/README.md): the fleet on the Rust SecantusDB server, built once
+# into .cache/secantus-rs (or pass CONFAB_SECANTUS_BIN=/path/to/secantusd-rs).
+BENCH := $(UV) run --frozen python -m bench.run
+bench: install
+	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(BENCH) --profile short
+bench-full: install
+	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(BENCH) --profile full
 
 openapi: install
 	$(UV) run --frozen python scripts/export-openapi.py docs/openapi.json
