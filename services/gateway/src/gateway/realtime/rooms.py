@@ -9,10 +9,6 @@ def user(tenant_id: str, user_id: str) -> str:
     return f"user:{tenant_id}:{user_id}"
 
 
-def tenant(tenant_id: str) -> str:
-    return f"tenant:{tenant_id}"
-
-
 def staff(tenant_id: str) -> str:
     """Agents and admins of a tenant: they see the whole roster's presence."""
     return f"staff:{tenant_id}"

@@ -167,7 +167,6 @@ class SocketGateway:
         self.sessions[sid] = session
         CONNECTIONS.inc()
         await self.sio.enter_room(sid, rooms.user(caller.tenant_id, caller.user_id))
-        await self.sio.enter_room(sid, rooms.tenant(caller.tenant_id))
         if caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN):
             await self.sio.enter_room(sid, rooms.staff(caller.tenant_id))
         try:
