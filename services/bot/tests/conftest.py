@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
 
+import conversation.app as conversation_app
 from bot.clients.conversation import ConversationClient
 from bot.handlers.replies import ReplyHandler
 from bot.handlers.summaries import SummaryHandler
@@ -29,25 +30,16 @@ from confab.bot.v1 import bot_pb2_grpc as pb_grpc
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
 from confab.conversation.v1 import events_pb2
-from confab_core import mongo
-from confab_core.clock import SystemClock
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import Caller, reset_caller, set_caller
 from confab_core.ids import new_id
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
-    Producer,
-    TopicSpec,
     consume_forever,
-    ensure_topics_with_retry,
 )
 from confab_devservers import ChildServer, FakeOpenAI, KafkaServer, MongoServer
-from conversation.handlers.conversations import ConversationHandler
-from conversation.handlers.messages import MessageHandler
-from conversation.relay import OutboxRelay
-from conversation.servicer import ConversationServicer
-from conversation.storage.db import Database as ConversationDatabase
+from conversation.settings import ConversationSettings
 
 HOST = "127.0.0.1"
 SYSTEM_PROMPT = "You are the Confab test assistant."
@@ -93,39 +85,14 @@ def acting_as(caller: Caller) -> Iterator[None]:
 @pytest_asyncio.fixture
 async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
     """The real conversation service, with its outbox relay publishing to Kafka."""
-    clock = SystemClock()
-    client = mongo.connect(servers.mongo_url, "conversation-under-test")
-    db = ConversationDatabase(client, f"conv_{new_id()}")
-    await db.ensure_indexes()
-    wakeup = asyncio.Event()
-    producer = Producer(servers.kafka)
-    relay = OutboxRelay(
-        db, producer, clock, wakeup, batch_size=500, poll_seconds=0.2, lease_seconds=10.0
+    settings = ConversationSettings(
+        mongo_url=servers.mongo_url,
+        kafka_bootstrap_servers=servers.kafka,
+        grpc_port=0,
+        mongo_database=f"conv_{new_id()}",
     )
-
-    async def publish() -> None:
-        await ensure_topics_with_retry(servers.kafka, [TopicSpec(CONVERSATION_EVENTS_TOPIC)])
-        await relay.run()
-
-    server = GrpcServer(0, host=HOST)
-    servicer = ConversationServicer(
-        ConversationHandler(db, clock, wakeup), MessageHandler(db, clock, wakeup)
-    )
-    server.add(
-        lambda s: conv_grpc.add_ConversationServiceServicer_to_server(servicer, s),
-        conv_pb.DESCRIPTOR.services_by_name["ConversationService"].full_name,
-    )
-    port = await server.start()
-    relay_task = asyncio.create_task(publish())
-    try:
+    async with conversation_app.running(settings, host=HOST) as port:
         yield f"{HOST}:{port}"
-    finally:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
-        await server.stop(0)
-        await producer.stop()
-        await client.close()
 
 
 async def eventually(

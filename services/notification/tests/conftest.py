@@ -23,6 +23,7 @@ import pytest_asyncio
 from aiokafka import ConsumerRecord
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import conversation.app as conversation_app
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
 from confab.conversation.v1 import events_pb2
@@ -38,18 +39,11 @@ from confab_core.identity import Caller, reset_caller, set_caller
 from confab_core.ids import new_id
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
-    Producer,
-    TopicSpec,
     consume_forever,
-    ensure_topics_with_retry,
 )
 from confab_devservers import ChildServer, KafkaServer, MongoServer, RedisServer, SmtpSink
 from confab_devservers import free_port as devservers_free_port
-from conversation.handlers.conversations import ConversationHandler
-from conversation.handlers.messages import MessageHandler
-from conversation.relay import OutboxRelay
-from conversation.servicer import ConversationServicer
-from conversation.storage.db import Database as ConversationDatabase
+from conversation.settings import ConversationSettings
 from notification.clients.conversation import ConversationClient
 from notification.clients.presence import PresenceClient
 from notification.handlers.events import NotificationHandler
@@ -142,39 +136,14 @@ def acting_as(caller: Caller) -> Iterator[None]:
 @pytest_asyncio.fixture
 async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
     """The real conversation service, with its outbox relay publishing to Kafka."""
-    clock = SystemClock()
-    client = mongo.connect(servers.mongo_url, "conversation-under-test")
-    db = ConversationDatabase(client, f"conv_{new_id()}")
-    await db.ensure_indexes()
-    wakeup = asyncio.Event()
-    producer = Producer(servers.kafka)
-    relay = OutboxRelay(
-        db, producer, clock, wakeup, batch_size=500, poll_seconds=0.2, lease_seconds=10.0
+    settings = ConversationSettings(
+        mongo_url=servers.mongo_url,
+        kafka_bootstrap_servers=servers.kafka,
+        grpc_port=0,
+        mongo_database=f"conv_{new_id()}",
     )
-
-    async def publish() -> None:
-        await ensure_topics_with_retry(servers.kafka, [TopicSpec(CONVERSATION_EVENTS_TOPIC)])
-        await relay.run()
-
-    server = GrpcServer(0, host=HOST)
-    servicer = ConversationServicer(
-        ConversationHandler(db, clock, wakeup), MessageHandler(db, clock, wakeup)
-    )
-    server.add(
-        lambda s: conv_grpc.add_ConversationServiceServicer_to_server(servicer, s),
-        conv_pb.DESCRIPTOR.services_by_name["ConversationService"].full_name,
-    )
-    port = await server.start()
-    relay_task = asyncio.create_task(publish())
-    try:
+    async with conversation_app.running(settings, host=HOST) as port:
         yield f"{HOST}:{port}"
-    finally:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
-        await server.stop(0)
-        await producer.stop()
-        await client.close()
 
 
 @dataclass

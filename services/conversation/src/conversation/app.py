@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from confab.conversation.v1 import conversation_pb2, conversation_pb2_grpc
 from confab_core import mongo
-from confab_core.clock import SystemClock
+from confab_core.clock import Clock, SystemClock
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
@@ -28,13 +33,19 @@ from conversation.storage.db import Database
 SERVICE = "conversation"
 
 
-async def main() -> None:
-    settings = load_settings(ConversationSettings)
-    setup_logging(SERVICE, settings.log_level)
-    setup_tracing(SERVICE)
-    serve_metrics(settings.metrics_port)
+@dataclass
+class Service:
+    """The built service: its gRPC server, the loops to run beside it, and cleanup."""
 
-    clock = SystemClock()
+    server: GrpcServer
+    background: list[Callable[[], Coroutine[Any, Any, None]]]
+    close: Callable[[], Awaitable[None]]
+
+
+async def build(
+    settings: ConversationSettings, clock: Clock | None = None, host: str = "0.0.0.0"
+) -> Service:
+    clock = clock or SystemClock()
     client = mongo.connect(settings.mongo_url, SERVICE)
     db = Database(client, settings.mongo_database)
     await db.ensure_indexes()
@@ -50,13 +61,13 @@ async def main() -> None:
         lease_seconds=settings.relay_lease_seconds,
     )
 
-    async def topics() -> None:
+    async def publish() -> None:
         await ensure_topics_with_retry(
             settings.kafka_bootstrap_servers, [TopicSpec(CONVERSATION_EVENTS_TOPIC)]
         )
         await relay.run()
 
-    server = GrpcServer(settings.grpc_port)
+    server = GrpcServer(settings.grpc_port, host=host)
     servicer = ConversationServicer(
         ConversationHandler(db, clock, wakeup), MessageHandler(db, clock, wakeup)
     )
@@ -64,8 +75,41 @@ async def main() -> None:
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
-    try:
-        await run_until_signal(server, [topics], settings.shutdown_grace_seconds)
-    finally:
+
+    async def close() -> None:
         await producer.stop()
         await client.close()
+
+    return Service(server, [publish], close)
+
+
+@asynccontextmanager
+async def running(
+    settings: ConversationSettings, clock: Clock | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[int]:
+    """Runs the service inside the current event loop (peers' tests); yields its port."""
+    service = await build(settings, clock, host)
+    port = await service.server.start()
+    tasks = [asyncio.create_task(fn()) for fn in service.background]
+    try:
+        yield port
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await service.server.stop(0)
+        await service.close()
+
+
+async def main() -> None:
+    settings = load_settings(ConversationSettings)
+    setup_logging(SERVICE, settings.log_level)
+    setup_tracing(SERVICE)
+    serve_metrics(settings.metrics_port)
+    service = await build(settings)
+    try:
+        await run_until_signal(service.server, service.background, settings.shutdown_grace_seconds)
+    finally:
+        await service.close()
