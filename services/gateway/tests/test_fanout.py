@@ -96,3 +96,14 @@ async def test_an_event_whose_emit_failed_is_emitted_when_retried() -> None:
     # The consumer retries the same record: it is not a repeat.
     await fanout.handle(rec)
     assert [d["seq"] for _, d, _ in server.emits] == [1]
+
+
+@pytest.mark.asyncio
+async def test_an_undecodable_record_is_dropped_not_retried_forever() -> None:
+    server = RecordingServer()
+    fanout = Fanout(server)  # type: ignore[arg-type]
+    bad = record(message_event("t1", "c1", 2, 1))
+    bad = ConsumerRecord(**{**bad.__dict__, "value": b"\xff\xff\xff not protobuf"})
+    await fanout.handle(bad)
+    await fanout.handle(record(message_event("t1", "c1", 2, 1)))
+    assert [d["seq"] for _, d, _ in server.emits] == [1]

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -22,6 +23,7 @@ from aiokafka import (
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 
@@ -127,6 +129,28 @@ class Producer:
 
     async def stop(self) -> None:
         await self.reset()
+
+
+M = TypeVar("M", bound=Message)
+
+
+def decode(record: ConsumerRecord[bytes, bytes], message_type: type[M]) -> M | None:
+    """The record's protobuf payload, or None (logged) when it cannot be parsed.
+
+    Retrying cannot make such bytes parse, and consumers retry failing records
+    forever; so a poison record is dropped here rather than holding the partition.
+    """
+    message = message_type()
+    try:
+        message.ParseFromString(record.value or b"")
+    except DecodeError:
+        CONSUMED.labels(record.topic, "-", "undecodable").inc()
+        log.error(
+            "dropping undecodable record",
+            extra={"topic": record.topic, "offset": record.offset},
+        )
+        return None
+    return message
 
 
 RecordHandler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 
 from aiokafka import ConsumerRecord
-from google.protobuf.message import DecodeError
 from opentelemetry.trace import Span
 from prometheus_client import Counter
 
@@ -33,6 +32,7 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import ROLE_SERVICE, Caller, reset_caller, set_caller
+from confab_core.kafka import decode
 from confab_core.telemetry import tracer
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,9 @@ class ReplyHandler:
         self._display_name = display_name
 
     async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        event = events_pb2.ConversationEvent()
-        try:
-            event.ParseFromString(record.value or b"")
-        except DecodeError:
-            # Retrying cannot make these bytes parse; holding the partition would.
-            log.error(
-                "dropping undecodable conversation event",
-                extra={"topic": record.topic, "offset": record.offset},
-            )
-            return
-        await self.handle(event)
+        event = decode(record, events_pb2.ConversationEvent)
+        if event is not None:
+            await self.handle(event)
 
     async def handle(self, event: events_pb2.ConversationEvent) -> None:
         if not should_reply(event):

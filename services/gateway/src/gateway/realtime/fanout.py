@@ -20,7 +20,7 @@ from confab.conversation.v1 import events_pb2 as cev
 from confab.presence.v1 import events_pb2 as pev
 from confab_core.clock import Clock, SystemClock
 from confab_core.errors import ConfabError
-from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC
+from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC, decode
 from confab_core.telemetry import tracer
 from gateway import convert
 from gateway.realtime import rooms
@@ -60,7 +60,9 @@ class Fanout:
         if record.value is None:
             return
         if record.topic == CONVERSATION_EVENTS_TOPIC:
-            event = cev.ConversationEvent.FromString(record.value)
+            event = decode(record, cev.ConversationEvent)
+            if event is None:
+                return
             if self._seen(event):
                 DUPLICATES.inc()
                 return
@@ -77,7 +79,9 @@ class Fanout:
             # and must not be mistaken for a repeat then.
             self._mark(event)
         elif record.topic == PRESENCE_EVENTS_TOPIC:
-            pevent = pev.PresenceEvent.FromString(record.value)
+            pevent = decode(record, pev.PresenceEvent)
+            if pevent is None:
+                return
             kind = pevent.WhichOneof("payload")
             if kind == "presence":
                 payload = convert.presence(pevent.presence).model_dump(mode="json")

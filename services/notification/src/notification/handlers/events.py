@@ -21,7 +21,6 @@ import logging
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
-from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from confab.conversation.v1 import conversation_pb2 as conv_pb
@@ -31,6 +30,7 @@ from confab.presence.v1 import presence_pb2 as presence_pb
 from confab_core.clock import Clock
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import ROLE_SERVICE, Caller, reset_caller, set_caller
+from confab_core.kafka import decode
 from confab_core.telemetry import tracer
 from notification.clients.conversation import ConversationClient
 from notification.clients.presence import PresenceClient
@@ -106,15 +106,8 @@ class NotificationHandler:
         self._from = from_address
 
     async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        event = events_pb2.ConversationEvent()
-        try:
-            event.ParseFromString(record.value or b"")
-        except DecodeError:
-            # Retrying cannot make these bytes parse; holding the partition would.
-            log.error(
-                "dropping undecodable conversation event",
-                extra={"topic": record.topic, "offset": record.offset},
-            )
+        event = decode(record, events_pb2.ConversationEvent)
+        if event is None:
             EVENTS.labels("undecodable").inc()
             return
         await self.handle(event)
