@@ -224,11 +224,14 @@ async def test_unexpected_exception_is_internal_without_details(
 
 @pytest.mark.asyncio
 async def test_handler_abort_passes_through(running: Running) -> None:
+    method = f"/{SERVICE}/Abort"
+    before = handled(method, "ABORTED")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await running.method("Abort")(b"", timeout=10)
     assert info.value.code() == grpc.StatusCode.ABORTED
     assert info.value.details() == "aborted by handler"
     assert trailing_code(info.value) is None
+    assert handled(method, "ABORTED") == before + 1
 
 
 @pytest.mark.asyncio

@@ -92,6 +92,9 @@ async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> An
     token = set_caller(caller)
     started = time.perf_counter()
     code = "OK"
+    # Aborting sends the status at once, so metrics are recorded first: a
+    # caller that sees the error also sees it counted.
+    failure: tuple[grpc.StatusCode, str] | None = None
     span_name = method.lstrip("/")
     try:
         with tracer().start_as_current_span(
@@ -106,30 +109,35 @@ async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> An
             try:
                 return await inner(request, context)
             except ConfabError as exc:
-                code = exc.grpc_status.name
                 span.set_attribute("confab.error_code", exc.code)
                 context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, exc.code),))
-                await context.abort(exc.grpc_status, exc.message)
+                failure = (exc.grpc_status, exc.message)
             except grpc.aio.AbortError:
+                aborted = context.code()
+                code = aborted.name if isinstance(aborted, grpc.StatusCode) else "UNKNOWN"
                 raise
             except DEPENDENCY_DOWN as exc:
                 # A database or cache outage is temporary: UNAVAILABLE lets
                 # callers retry (idempotent by design) instead of giving up.
-                code = "UNAVAILABLE"
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 log.warning("dependency unavailable in %s: %s", method, exc)
                 context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "unavailable"),))
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable")
+                failure = (grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable")
             except Exception as exc:
-                code = "INTERNAL"
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 log.exception("unhandled error in %s", method)
                 context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "internal"),))
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                failure = (grpc.StatusCode.INTERNAL, "internal error")
     finally:
         reset_caller(token)
+        if failure is not None:
+            code = failure[0].name
         SERVER_HANDLED.labels(method, code).inc()
         SERVER_SECONDS.labels(method).observe(time.perf_counter() - started)
+    if failure is None:
+        raise AssertionError("unreachable: every path returns, raises or fails")
+    await context.abort(*failure)
+    raise AssertionError("unreachable: abort raises")
 
 
 class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
