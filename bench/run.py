@@ -159,6 +159,16 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=1)
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--workdir", default="")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SCENARIO.PARAM=VALUE",
+        help="override one parameter of the profile, e.g. rooms10.rate=100",
+    )
+    parser.add_argument(
+        "--py-spy", default="", help="sample the Python processes into this directory"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("confab_devservers", "confab_devfleet", "httpx"):
@@ -167,6 +177,14 @@ def main() -> None:
     if args.only:
         wanted = set(args.only.split(","))
         plan = {k: v for k, v in plan.items() if k in wanted}
+    for override in args.set:
+        key, _, value = override.partition("=")
+        scenario, _, param = key.partition(".")
+        if scenario not in plan or param not in plan[scenario]:
+            parser.error(f"--set {override}: no such scenario parameter")
+        plan[scenario] = {**plan[scenario], param: type(plan[scenario][param])(value)}
+    if args.py_spy:
+        sc.PROFILE_DIR = Path(args.py_spy)
     fds = raise_fd_limit()
     facts = machine_facts()
     facts["open files limit"] = str(fds)

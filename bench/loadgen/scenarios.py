@@ -8,6 +8,7 @@ that falls behind shows up as latency instead of quietly slowing the schedule do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import os
@@ -15,15 +16,29 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from .client import RawSocket, SourcePool
-from .stats import Deliveries, ProcessMeter, new_histogram, record_seconds, rss_bytes, summarize
+from .pyspy import PySpy
+from .stats import (
+    Deliveries,
+    ProcessMeter,
+    bucket_quantiles,
+    buckets,
+    new_histogram,
+    record_seconds,
+    rss_bytes,
+    summarize,
+)
 from .targets import BENCH_TENANT, ConfabTarget, Target
 
 Result = dict[str, Any]
+
+# Set by `bench.run --py-spy DIR`: scenarios sample the Python processes while they send.
+PROFILE_DIR: Path | None = None
 
 
 @dataclass
@@ -224,6 +239,37 @@ async def consumer_lag(target: Target) -> float:
     return total
 
 
+# Where the time goes inside Confab, from its own histograms: (result key, process
+# name prefix, metric, label filter).
+STAGES = (
+    ("stage_send_rpc", "conversation", "confab_grpc_server_handling_seconds", "SendMessage"),
+    ("stage_store_to_emit", "gateway", "confab_gateway_send_to_emit_seconds", ""),
+)
+
+
+async def scrape_stages(target: Target) -> dict[str, dict[float, float]]:
+    if not isinstance(target, ConfabTarget):
+        return {}
+    out: dict[str, dict[float, float]] = {}
+    async with httpx.AsyncClient(timeout=5) as http:
+        for key, prefix, metric, match in STAGES:
+            total: dict[float, float] = {}
+            for name, url in target.metrics_urls().items():
+                if not name.startswith(prefix):
+                    continue
+                with contextlib.suppress(httpx.HTTPError):
+                    for le, n in buckets((await http.get(url)).text, metric, match).items():
+                        total[le] = total.get(le, 0.0) + n
+            out[key] = total
+    return out
+
+
+def stage_deltas(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> Result:
+    return {k: bucket_quantiles(before.get(k, {}), v) for k, v in after.items()}
+
+
 async def canary(
     target: Target, rec: Deliveries, crowd: Crowd, sender: tuple[Client, str], limit: float = 90
 ) -> float:
@@ -324,9 +370,15 @@ async def traffic(
         meter = ProcessMeter(target.all_pids())
         gw_names = list(target.server_pids())
         run_id = f"{label}-{uuid.uuid4().hex[:6]}"
+        spy = PySpy(target.python_pids(), PROFILE_DIR, run_id) if PROFILE_DIR else None
+        stages_before = await scrape_stages(target)
         meter.start()
         extra_task = asyncio.create_task(during()) if during else None
+        if spy:
+            spy.__enter__()
         sends = await open_loop(target, rec, senders, rate, duration, run_id)
+        if spy:
+            spy.__exit__(None, None, None)
         # Acks may still be in flight: wait for them before counting the expected.
         await all_acked(sends)
         listeners = crowd.listeners(alive)
@@ -334,6 +386,7 @@ async def traffic(
         await drain(rec, expected)
         extra = await extra_task if extra_task else {}
         meter.stop()
+        stages = stage_deltas(stages_before, await scrape_stages(target))
         gw_cpu = sum(meter.cpu.get(n, 0.0) for n in gw_names)
         all_cpu = sum(meter.cpu.values())
         span = duration
@@ -374,7 +427,10 @@ async def traffic(
             "wall_s": round(meter.wall, 1),
             "load_avg_1m_after": round(os.getloadavg()[0], 2),
         }
+        result.update(stages)
         result.update(extra)
+        if spy:
+            result["py_spy"] = spy.summaries()
         return result
     finally:
         await crowd.close()

@@ -153,3 +153,33 @@ def rss_bytes(p: psutil.Process) -> int:
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total
+
+
+def buckets(text: str, metric: str, match: str = "") -> dict[float, float]:
+    """Cumulative bucket counts of one Prometheus histogram, summed over the series
+    whose labels contain ``match``."""
+    out: dict[float, float] = defaultdict(float)
+    prefix = f"{metric}_bucket{{"
+    for line in text.splitlines():
+        if not line.startswith(prefix) or match not in line:
+            continue
+        labels, _, value = line.rpartition(" ")
+        le = labels.split('le="', 1)[1].split('"', 1)[0]
+        out[float("inf") if le == "+Inf" else float(le)] += float(value)
+    return dict(out)
+
+
+def bucket_quantiles(
+    before: dict[float, float], after: dict[float, float]
+) -> dict[str, float | str]:
+    """p50/p90/p99 of what a histogram recorded between two scrapes, as the upper
+    bound of the bucket each falls in (so "≤ x ms")."""
+    delta = sorted((le, after.get(le, 0.0) - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0.0
+    if total <= 0:
+        return {"count": 0}
+    out: dict[str, float | str] = {"count": total}
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        le = next(le for le, n in delta if n >= q * total)
+        out[f"{name}_le_ms"] = "inf" if le == float("inf") else round(le * 1000, 1)
+    return out

@@ -63,6 +63,10 @@ class Target:
     def all_pids(self) -> dict[str, int | None]:
         return self.server_pids()
 
+    def python_pids(self) -> dict[str, int | None]:
+        """The processes py-spy can sample."""
+        return self.server_pids()
+
     def facts(self) -> dict[str, str]:
         return {}
 
@@ -138,6 +142,16 @@ class ConfabTarget(Target):
         pids: dict[str, int | None] = dict(self.server_pids())
         pids.update({name: svc.pid for name, svc in self.fleet.services.items()})
         pids.update({s.name: s.pid for s in self.fleet.servers})
+        return pids
+
+    def metrics_urls(self) -> dict[str, str]:
+        urls = {g.name: g.metrics_url for g in self.fleet.gateways}
+        urls.update({name: svc.metrics_url for name, svc in self.fleet.services.items()})
+        return urls
+
+    def python_pids(self) -> dict[str, int | None]:
+        pids: dict[str, int | None] = dict(self.server_pids())
+        pids.update({name: svc.pid for name, svc in self.fleet.services.items()})
         return pids
 
     def facts(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from confab_core.metrics import serve_metrics
 from confab_core.settings import load_settings
 from confab_core.telemetry import setup_tracing
 from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.locks import KeyedLocks
 from conversation.handlers.messages import MessageHandler
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
@@ -68,8 +69,9 @@ async def build(
         await relay.run()
 
     server = GrpcServer(settings.grpc_port, host=host)
+    writers = KeyedLocks()
     servicer = ConversationServicer(
-        ConversationHandler(db, clock, wakeup), MessageHandler(db, clock, wakeup)
+        ConversationHandler(db, clock, wakeup, writers), MessageHandler(db, clock, wakeup, writers)
     )
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("confab_outbox_published_total", "Outbox records published to Kafka")
 PENDING = Gauge("confab_outbox_pending", "Outbox records seen waiting in the last poll")
+STEP_SECONDS = Histogram(
+    "confab_outbox_relay_step_seconds",
+    "Time of each step of a relay pass",
+    ["step"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_RECORDS = Histogram(
+    "confab_outbox_relay_batch_records",
+    "Records per relay pass that found any",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
 LEASE_ID = "outbox-relay"
 
 
@@ -60,7 +71,9 @@ class OutboxRelay:
         backoff = self._poll
         while True:
             try:
-                if await self._hold_lease():
+                with STEP_SECONDS.labels("lease").time():
+                    held = await self._hold_lease()
+                if held:
                     published = await self.publish_once()
                     backoff = self._poll
                     if published:
@@ -97,16 +110,20 @@ class OutboxRelay:
         return doc is not None and doc.get("owner") == self._owner
 
     async def publish_once(self) -> int:
-        pending = await self._reader.pending(self._batch)
+        with STEP_SECONDS.labels("read").time():
+            pending = await self._reader.pending(self._batch)
         PENDING.set(len(pending))
         if not pending:
             return 0
+        BATCH_RECORDS.observe(len(pending))
         by_topic: dict[str, list[Doc]] = {}
         for doc in pending:
             by_topic.setdefault(doc["topic"], []).append(doc)
-        for topic, docs in by_topic.items():
-            await self._producer.send_many(topic, [_record(topic, doc) for doc in docs])
-        await self._reader.mark_published([doc["_id"] for doc in pending], self._clock.now())
+        with STEP_SECONDS.labels("publish").time():
+            for topic, docs in by_topic.items():
+                await self._producer.send_many(topic, [_record(topic, doc) for doc in docs])
+        with STEP_SECONDS.labels("mark").time():
+            await self._reader.mark_published([doc["_id"] for doc in pending], self._clock.now())
         PUBLISHED.inc(len(pending))
         return len(pending)
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from prometheus_client import Counter
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab.conversation.v1 import conversation_pb2 as pb
@@ -18,27 +19,50 @@ from confab_core.mongo import Doc
 from confab_core.telemetry import inject_headers
 from conversation import convert
 from conversation.handlers import access
+from conversation.handlers.locks import KeyedLocks
 from conversation.storage.db import Database, TenantStore
 
 T = TypeVar("T")
+
+TXN_RETRIES = Counter(
+    "confab_conversation_transaction_retries_total",
+    "Transactions run again after a transient error (a write conflict, most often)",
+)
 
 EVENT_TYPE_HEADER = "confab-event-type"
 EVENT_TYPE = b"confab.conversation.v1.ConversationEvent"
 
 
 class HandlerBase:
-    def __init__(self, db: Database, clock: Clock, relay_wakeup: asyncio.Event) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        relay_wakeup: asyncio.Event,
+        writers: KeyedLocks | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self._relay_wakeup = relay_wakeup
+        # Shared by every handler of the process: they write the same conversations.
+        self._writers = writers or KeyedLocks()
         self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
 
     def store(self, caller: Caller) -> TenantStore:
         return self.db.for_tenant(caller.tenant_id)
 
     async def transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        attempts = 0
+
+        async def attempt(session: AsyncClientSession) -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                TXN_RETRIES.inc()
+            return await fn(session)
+
         async with self.db.client.start_session() as session:
-            result: T = await session.with_transaction(fn)
+            result: T = await session.with_transaction(attempt)
         # Commit done: wake the relay instead of waiting for its next poll.
         self._relay_wakeup.set()
         return result
@@ -150,4 +174,5 @@ class HandlerBase:
             await self.emit(store, session, caller, after, *built)
             return after
 
-        return await self.transaction(txn)
+        async with self._writers.hold((caller.tenant_id, conversation_id)):
+            return await self.transaction(txn)

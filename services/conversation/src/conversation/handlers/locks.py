@@ -1,0 +1,37 @@
+"""One writer at a time per conversation, within this process.
+
+Every write to a conversation takes seqs from its document, so two transactions
+on one conversation always conflict: the loser is aborted and retried with
+backoff, which under load turns into seconds of latency and timed-out sends.
+Queuing them here instead costs nothing (they could not have run in parallel)
+and leaves retries for the rarer conflicts between replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+
+
+class KeyedLocks:
+    def __init__(self) -> None:
+        # Entries live only while someone holds or waits for them.
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
