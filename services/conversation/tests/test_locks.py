@@ -43,9 +43,8 @@ async def test_same_key_runs_one_at_a_time_in_arrival_order() -> None:
 @pytest.mark.asyncio
 async def test_other_keys_do_not_wait() -> None:
     locks = KeyedLocks()
-    async with locks.hold(("t", "c1")):
-        async with locks.hold(("t", "c2")):
-            assert len(locks) == 2
+    async with locks.hold(("t", "c1")), locks.hold(("t", "c2")):
+        assert len(locks) == 2
     assert len(locks) == 0
 
 
