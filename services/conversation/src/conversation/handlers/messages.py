@@ -193,12 +193,15 @@ class MessageHandler(HandlerBase):
         if after_seq and before_seq:
             raise InvalidArgument("give after_seq or before_seq, not both", "invalid_cursor")
         limit = _limit(limit)
-        await self.readable(caller, conversation_id)
+        conv, _ = await self.readable(caller, conversation_id)
+        last_seq = int(conv["last_seq"])
         store = self.store(caller)
         if before_seq:
-            docs = await store.messages.page_before(conversation_id, before_seq, limit + 1)
+            docs = await store.messages.page_before(
+                conversation_id, before_seq, limit + 1, last_seq
+            )
         else:
-            docs = await store.messages.page_after(conversation_id, after_seq, limit + 1)
+            docs = await store.messages.page_after(conversation_id, after_seq, limit + 1, last_seq)
         return Page(docs[:limit], has_more=len(docs) > limit)
 
     async def _writable_message(

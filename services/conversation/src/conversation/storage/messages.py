@@ -37,21 +37,67 @@ class MessageRepo:
             session=session,
         )
 
-    async def page_after(self, conversation_id: str, after_seq: int, limit: int) -> list[Doc]:
+    # Pages read seq windows, not open-ended ranges. SecantusDB materializes every
+    # document a find's filter matches, sorts them and only then applies the limit
+    # (its find has no top-k over an index walk), so `seq < before_seq` with
+    # limit 51 read and sorted up to the whole conversation: seconds per page at
+    # 100k messages. Seqs are dense (1..last_seq, one per message, and a deleted
+    # message stays as a tombstone), so the window of `limit` seqs next to the
+    # cursor is the page in one bounded index scan, on MongoDB as well. Should
+    # seqs be missing, the next window is twice as wide, and the last one is
+    # open on the far side, so the result is exactly what the open range gives.
+
+    async def _window(self, conversation_id: str, seq: Doc, order: int, limit: int) -> list[Doc]:
         cursor = self._col.find(
-            {"conversation_id": conversation_id, "seq": {"$gt": after_seq}},
-            sort=[("seq", 1)],
+            {"conversation_id": conversation_id, "seq": seq},
+            sort=[("seq", order)],
             limit=limit,
         )
         return [doc async for doc in cursor]
 
-    async def page_before(self, conversation_id: str, before_seq: int, limit: int) -> list[Doc]:
-        cursor = self._col.find(
-            {"conversation_id": conversation_id, "seq": {"$lt": before_seq}},
-            sort=[("seq", -1)],
-            limit=limit,
-        )
-        return [doc async for doc in cursor]
+    async def page_after(
+        self, conversation_id: str, after_seq: int, limit: int, last_seq: int
+    ) -> list[Doc]:
+        """Up to ``limit`` messages with seq > ``after_seq``, oldest first.
+
+        ``last_seq`` is the conversation's, as read before: past it the window is
+        left open, so a message sent since is still found.
+        """
+        out: list[Doc] = []
+        low, span = after_seq, max(limit, 1)
+        while len(out) < limit:
+            high = low + span
+            if high >= last_seq:
+                out += await self._window(conversation_id, {"$gt": low}, 1, limit - len(out))
+                break
+            out += await self._window(
+                conversation_id, {"$gt": low, "$lte": high}, 1, limit - len(out)
+            )
+            low, span = high, span * 2
+        return out
+
+    async def page_before(
+        self, conversation_id: str, before_seq: int, limit: int, last_seq: int
+    ) -> list[Doc]:
+        """Up to ``limit`` messages with seq < ``before_seq``, newest first.
+
+        A ``before_seq`` past ``last_seq`` + 1 (e.g. "the newest page") starts
+        the first window at ``last_seq`` while still reaching up to ``before_seq``.
+        """
+        out: list[Doc] = []
+        high, span = before_seq, max(limit, 1)
+        top = min(before_seq, last_seq + 1)
+        while len(out) < limit:
+            low = top - span
+            if low <= 1:
+                out += await self._window(conversation_id, {"$lt": high}, -1, limit - len(out))
+                break
+            out += await self._window(
+                conversation_id, {"$gte": low, "$lt": high}, -1, limit - len(out)
+            )
+            high = top = low
+            span *= 2
+        return out
 
     async def thread_after(
         self, conversation_id: str, root_id: str, after_seq: int, limit: int
