@@ -14,7 +14,7 @@ from conversation.limits import BOT_USER_ID, MAX_TITLE_CHARS
 from conversation.storage.db import Database
 from conversation.storage.members import member_id
 
-from .conftest import ALICE, ALICE_AGENT, BOB, CAROL, count, create, decode, outbox
+from .conftest import ALICE, ALICE_AGENT, ALICE_B, BOB, CAROL, count, create, decode, outbox
 
 KINDS = [
     pb.CONVERSATION_KIND_GROUP,
@@ -223,6 +223,21 @@ async def test_list_is_most_recent_first_and_limited(
     assert all(c.my_role == pb.MEMBER_ROLE_OWNER for c in listed)
     assert [c.id for c in await conversations.list_for_caller(ALICE, 2)] == [ids[3], ids[2]]
     assert len(await conversations.list_for_caller(BOB, 500)) == 4
+
+
+@pytest.mark.asyncio
+async def test_list_ids_by_size_for_presence(conversations: ConversationHandler) -> None:
+    pair = await create(conversations, ALICE, members=["bob"])
+    trio = await create(conversations, ALICE, members=["bob", "carol"])
+    await create(conversations, CAROL, title="not alice's")
+    everyone = await conversations.list_ids(ALICE, 0)
+    assert sorted(everyone) == sorted([pair.conversation.id, trio.conversation.id])
+    assert await conversations.list_ids(ALICE, 2) == [pair.conversation.id]
+    assert sorted(await conversations.list_ids(ALICE, 3)) == sorted(everyone)
+    assert await conversations.list_ids(ALICE_B, 0) == []
+    with pytest.raises(InvalidArgument) as info:
+        await conversations.list_ids(ALICE, -1)
+    assert info.value.code == "invalid_max_member_count"
 
 
 @pytest.mark.asyncio

@@ -37,6 +37,7 @@ READ_RPCS = {
     "ListThread",
     "SearchMessages",
     "ListEvents",
+    "ListConversationIds",
 }
 DAVE = user("dave")
 ADMIN = user("root", ALICE.tenant_id, ROLE_TENANT_ADMIN)

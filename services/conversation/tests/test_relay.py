@@ -290,6 +290,24 @@ async def test_only_one_relay_holds_the_lease(db: Database, clock: FakeClock) ->
 
 
 @pytest.mark.asyncio
+async def test_the_holder_renews_only_once_a_third_of_the_lease_passed(
+    db: Database, clock: FakeClock
+) -> None:
+    relay = make_relay(db, Producer("127.0.0.1:1"), clock)
+    assert await relay._hold_lease() is True
+    first = await db.db["leases"].find_one({"_id": LEASE_ID})
+    clock.advance(LEASE_SECONDS / 3 - 0.5)
+    assert await relay._hold_lease() is True
+    unchanged = await db.db["leases"].find_one({"_id": LEASE_ID})
+    assert first is not None and unchanged is not None
+    assert unchanged["expires_at"] == first["expires_at"]
+    clock.advance(1)
+    assert await relay._hold_lease() is True
+    renewed = await db.db["leases"].find_one({"_id": LEASE_ID})
+    assert renewed is not None and renewed["expires_at"] > first["expires_at"]
+
+
+@pytest.mark.asyncio
 async def test_racing_relays_get_one_lease(db: Database, clock: FakeClock) -> None:
     relays = [make_relay(db, Producer("127.0.0.1:1"), clock) for _ in range(4)]
     held = await asyncio.gather(*(r._hold_lease() for r in relays))

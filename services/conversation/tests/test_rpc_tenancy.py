@@ -116,6 +116,12 @@ async def _list(s: pb_grpc.ConversationServiceStub, a: TenantA) -> None:
     assert not {c.id for c in listed.conversations} & {a.group, a.channel, a.direct}
 
 
+async def _list_ids(s: pb_grpc.ConversationServiceStub, a: TenantA) -> None:
+    for size in (0, 2, 1000):
+        listed = await s.ListConversationIds(pb.ListConversationIdsRequest(max_member_count=size))
+        assert not set(listed.conversation_ids) & {a.group, a.channel, a.direct}
+
+
 async def _browse(s: pb_grpc.ConversationServiceStub, a: TenantA) -> None:
     for query in ("", "Announcements"):
         found = await s.BrowseChannels(pb.BrowseChannelsRequest(query=query))
@@ -130,6 +136,7 @@ async def _search_everywhere(s: pb_grpc.ConversationServiceStub, a: TenantA) -> 
 NAMING_NONE: dict[str, Callable[[pb_grpc.ConversationServiceStub, TenantA], Any]] = {
     "CreateConversation": _create,
     "ListConversations": _list,
+    "ListConversationIds": _list_ids,
     "BrowseChannels": _browse,
     # SearchMessages names a conversation in NAMING_A; unscoped, it is checked here too.
     "SearchMessages": _search_everywhere,

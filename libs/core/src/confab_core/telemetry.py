@@ -13,6 +13,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -28,6 +29,7 @@ class OtelSettings(BaseSettings):
 
     sdk_disabled: bool = False
     traces_exporter: str = "otlp"
+    traces_sampler: str | None = None
 
 
 def setup_tracing(default_service_name: str) -> TracerProvider | None:
@@ -35,11 +37,16 @@ def setup_tracing(default_service_name: str) -> TracerProvider | None:
     if cfg.sdk_disabled:
         return None
     resource = Resource.create({"service.name": default_service_name}).merge(Resource.create())
-    provider = TracerProvider(resource=resource)
-    for name in (n.strip() for n in cfg.traces_exporter.split(",")):
-        exporter = _exporter(name)
-        if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+    exporters = [
+        e for e in (_exporter(n.strip()) for n in cfg.traces_exporter.split(",")) if e is not None
+    ]
+    # With nowhere to send spans, recording them is pure cost (about a tenth of a busy
+    # gateway's CPU); unsampled spans still get ids, so logs and headers keep trace ids.
+    # An explicit OTEL_TRACES_SAMPLER wins, and the SDK reads it itself.
+    sampler = ALWAYS_OFF if not exporters and not cfg.traces_sampler else None
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
 

@@ -66,6 +66,8 @@ class OutboxRelay:
         self._poll = poll_seconds
         self._lease = lease_seconds
         self._owner = new_id()
+        # Until when the lease we hold needs no renewal (clock.monotonic()).
+        self._renew_at = float("-inf")
 
     async def run(self) -> None:
         backoff = self._poll
@@ -81,11 +83,23 @@ class OutboxRelay:
             except (KafkaError, PyMongoError, OSError) as exc:
                 log.warning("outbox relay paused: %s", exc)
                 backoff = min(backoff * 2, 5.0)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancel that lands as the event fires, and the relay never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
+                async with asyncio.timeout(backoff):
+                    await self._wakeup.wait()
             self._wakeup.clear()
 
     async def _hold_lease(self) -> bool:
+        # Renewing on every pass cost a write per pass; a third of the lease
+        # leaves two thirds of it as margin before any replica may take over.
+        if self._clock.monotonic() < self._renew_at:
+            return True
+        held = await self._take_lease()
+        self._renew_at = self._clock.monotonic() + self._lease / 3 if held else float("-inf")
+        return held
+
+    async def _take_lease(self) -> bool:
         now = self._clock.now()
         leases = self._db.db["leases"]
         try:

@@ -58,6 +58,12 @@ class ConversationServicer(pb_grpc.ConversationServiceServicer):
         convs = await self._c.list_for_caller(current_caller(), request.limit)
         return pb.ListConversationsResponse(conversations=convs)
 
+    async def ListConversationIds(
+        self, request: pb.ListConversationIdsRequest, context: Ctx
+    ) -> pb.ListConversationIdsResponse:
+        ids = await self._c.list_ids(current_caller(), request.max_member_count)
+        return pb.ListConversationIdsResponse(conversation_ids=ids)
+
     async def ListMembers(
         self, request: pb.ListMembersRequest, context: Ctx
     ) -> pb.ListMembersResponse:

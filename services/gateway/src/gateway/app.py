@@ -28,6 +28,7 @@ from gateway.context import GatewayContext
 from gateway.ops import ChatOps
 from gateway.ratelimit import SendLimiter
 from gateway.realtime.fanout import Fanout
+from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
 from gateway.routes import (
     channels,
@@ -52,7 +53,7 @@ API_PREFIX = "/api/v1"
 def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp:
     clock = clock or SystemClock()
     gateway_id = settings.gateway_id or f"{socket.gethostname()}-{new_id()[:8]}"
-    sio = socketio.AsyncServer(
+    sio = LeanSocketServer(
         async_mode="asgi",
         cors_allowed_origins=settings.cors_origins,
         logger=False,
@@ -84,7 +85,12 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
         ctx = GatewayContext(settings=settings, verifier=verifier, backends=backends, ops=ops)
         app.state.gateway = ctx
         sockets = SocketGateway(sio, ops, verifier, gateway_id)
-        fanout = Fanout(sio, ops.conversations_of, clock)
+        limit = settings.presence_room_limit
+
+        async def presence_audience(tenant_id: str, user_id: str) -> list[str]:
+            return await ops.conversations_of(tenant_id, user_id, limit)
+
+        fanout = Fanout(sio, presence_audience, clock)
         tasks = [
             asyncio.create_task(
                 consume_forever(
@@ -154,6 +160,13 @@ async def main() -> None:
         port=settings.http_port,
         log_config=None,
         lifespan="on",
+        # Sockets cost what uvicorn, Engine.IO and Socket.IO keep for them while idle
+        # (realtime/lean.py trims that). permessage-deflate would add ~44 KiB of zlib
+        # state to every socket whose client offers it (browsers do), for small JSON
+        # frames; off, as in the reference Socket.IO server (engine.io 4+), and
+        # clients simply do not compress.
+        ws=LeanWebSocketProtocol,
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     await uvicorn.Server(config).serve()

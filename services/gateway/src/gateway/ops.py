@@ -271,12 +271,13 @@ class ChatOps:
         req = ppb.SetTypingRequest(conversation_id=conversation_id, typing=typing)
         await call(self._b.presence.SetTyping, req, caller, self._t)
 
-    async def conversations_of(self, tenant_id: str, user_id: str) -> list[str]:
-        """The conversations a user is in, asked as the service (no user token here)."""
+    async def conversations_of(self, tenant_id: str, user_id: str, max_members: int) -> list[str]:
+        """The user's conversations of at most ``max_members`` (0: any), asked as the service
+        (no user token here)."""
         caller = Caller(tenant_id=tenant_id, user_id=user_id, roles=frozenset({ROLE_SERVICE}))
-        req = cpb.ListConversationsRequest(limit=100)
-        resp = await call(self._b.conversation.ListConversations, req, caller, self._t)
-        return [c.id for c in resp.conversations]
+        req = cpb.ListConversationIdsRequest(max_member_count=max_members)
+        resp = await call(self._b.conversation.ListConversationIds, req, caller, self._t)
+        return list(resp.conversation_ids)
 
     async def connect(self, caller: Caller, connection_id: str, gateway_id: str) -> None:
         req = ppb.ConnectRequest(connection_id=connection_id, gateway_id=gateway_id)

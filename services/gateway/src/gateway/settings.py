@@ -29,6 +29,11 @@ class GatewaySettings(ServiceSettings):
     user_send_limit: int = 50
     tenant_send_limit: int = 5000
     max_body_bytes: int = 65536
+    # Presence changes are pushed through the user's conversations of at most this many
+    # members (0: all). One change in a room of N costs N socket writes, so a few
+    # thousand people connecting to a big channel would cost millions; clients of big
+    # channels ask GET /presence for the people they show instead.
+    presence_room_limit: int = 200
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "GatewaySettings":

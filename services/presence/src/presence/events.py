@@ -203,10 +203,10 @@ class Publisher:
         if not batch:
             return 0
         try:
-            await asyncio.wait_for(
-                self._producer.send_many(self._topic, [(e.key, e.value, e.headers) for e in batch]),
-                timeout=self._send_timeout,
-            )
+            async with asyncio.timeout(self._send_timeout):
+                await self._producer.send_many(
+                    self._topic, [(e.key, e.value, e.headers) for e in batch]
+                )
         except BaseException as exc:
             self._queue.requeue(batch)
             if isinstance(exc, TimeoutError):

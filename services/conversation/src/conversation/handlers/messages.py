@@ -90,12 +90,9 @@ class MessageHandler(HandlerBase):
             access.require_participant(member, "send")
             access.require_writable(conv)
             store = self.store(caller)
-            existing = await store.messages.by_client_id(
-                conversation_id, caller.user_id, client_msg_id
-            )
-            if existing is not None:
-                span.set_attribute("confab.message.duplicate", True)
-                return Sent(existing, created=False)
+            # A retried send is found by the unique (sender, client_msg_id) index
+            # inside the transaction below, not by a read before it: retries are
+            # rare, and the read cost every send a round trip.
             if thread_root_id:
                 root = await store.messages.get(conversation_id, thread_root_id)
                 if root is None or root.get("thread_root_id") or root.get("deleted"):
@@ -165,12 +162,14 @@ class MessageHandler(HandlerBase):
                     message=True,
                 )
             except DuplicateKeyError:
-                # A concurrent retry of the same send won the insert.
+                # A retry of a send that was stored: the transaction rolled back
+                # the seq it took, and the first send's message is the answer.
                 again = await store.messages.by_client_id(
                     conversation_id, caller.user_id, client_msg_id
                 )
                 if again is None:
                     raise
+                span.set_attribute("confab.message.duplicate", True)
                 return Sent(again, created=False)
             span.set_attribute("confab.message.seq", doc["seq"])
             return Sent(doc, created=True)

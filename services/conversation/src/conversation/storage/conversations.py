@@ -33,6 +33,14 @@ class ConversationRepo:
         )
         return [doc async for doc in cursor]
 
+    async def ids_of(self, ids: list[str], max_members: int) -> list[str]:
+        """Which of ``ids`` exist, with at most ``max_members`` members (0: any)."""
+        flt: dict[str, Any] = {"_id": {"$in": ids}, "deleted": {"$ne": True}}
+        if max_members > 0:
+            flt["member_count"] = {"$lte": max_members}
+        cursor = self._col.find(flt, projection={"_id": 1})
+        return [str(doc["_id"]) async for doc in cursor]
+
     async def browse_public(self, query: str, limit: int) -> list[Doc]:
         flt: dict[str, Any] = {
             "kind": pb.CONVERSATION_KIND_PUBLIC_CHANNEL,

@@ -147,6 +147,11 @@ class ConversationServiceStub:
                 request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.ListConversationIds = channel.unary_unary(
+                '/confab.conversation.v1.ConversationService/ListConversationIds',
+                request_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListConversationIdsRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListConversationIdsResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
@@ -304,6 +309,15 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConversationIds(self, request, context):
+        """Only the ids of the caller's conversations, optionally only those with at
+        most max_member_count members: whom the gateway pushes the caller's presence
+        to. No counts are computed, unlike ListConversations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -416,6 +430,11 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsRequest.FromString,
                     response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'ListConversationIds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConversationIds,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListConversationIdsRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_conversation__pb2.ListConversationIdsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1015,6 +1034,33 @@ class ConversationService:
             '/confab.conversation.v1.ConversationService/ListEvents',
             confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsRequest.SerializeToString,
             confab_dot_conversation_dot_v1_dot_conversation__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConversationIds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.ConversationService/ListConversationIds',
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ListConversationIdsRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_conversation__pb2.ListConversationIdsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,11 @@ class ConversationServiceStub:
     """Messages the caller can read that match a query, newest first."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ListEventsRequest, _conversation_pb2.ListEventsResponse]
     """The conversation's events after an event seq, for resuming clients."""
+    ListConversationIds: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ListConversationIdsRequest, _conversation_pb2.ListConversationIdsResponse]
+    """Only the ids of the caller's conversations, optionally only those with at
+    most max_member_count members: whom the gateway pushes the caller's presence
+    to. No counts are computed, unlike ListConversations.
+    """
 
 @_typing.type_check_only
 class ConversationServiceAsyncStub(ConversationServiceStub):
@@ -127,6 +132,11 @@ class ConversationServiceAsyncStub(ConversationServiceStub):
     """Messages the caller can read that match a query, newest first."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ListEventsRequest, _conversation_pb2.ListEventsResponse]  # type: ignore[assignment]
     """The conversation's events after an event seq, for resuming clients."""
+    ListConversationIds: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ListConversationIdsRequest, _conversation_pb2.ListConversationIdsResponse]  # type: ignore[assignment]
+    """Only the ids of the caller's conversations, optionally only those with at
+    most max_member_count members: whom the gateway pushes the caller's presence
+    to. No counts are computed, unlike ListConversations.
+    """
 
 class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
     """The caller (tenant, user, roles) travels in gRPC metadata, set by the gateway
@@ -306,5 +316,16 @@ class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_conversation_pb2.ListEventsResponse, _abc.Awaitable[_conversation_pb2.ListEventsResponse]]:
         """The conversation's events after an event seq, for resuming clients."""
+
+    @_abc_1.abstractmethod
+    def ListConversationIds(
+        self,
+        request: _conversation_pb2.ListConversationIdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversation_pb2.ListConversationIdsResponse, _abc.Awaitable[_conversation_pb2.ListConversationIdsResponse]]:
+        """Only the ids of the caller's conversations, optionally only those with at
+        most max_member_count members: whom the gateway pushes the caller's presence
+        to. No counts are computed, unlike ListConversations.
+        """
 
 def add_ConversationServiceServicer_to_server(servicer: ConversationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,499 @@
+"""Leaner per-connection objects for idle Socket.IO connections.
+
+An idle websocket connection costs what uvicorn, Engine.IO and Socket.IO keep for it
+while it waits, and most of that is general-purpose machinery sized for busy sockets:
+an ``asyncio.Queue`` is four deques (~3 KiB) before it holds anything, an
+``asyncio.Event`` one more, the handshake's request and response headers stay around
+for the life of the socket, and Engine.IO defines a new class for every request's
+body reader. This module swaps those for equivalents that allocate only when used;
+the protocol on the wire is unchanged.
+
+- ``LeanQueue``, ``LeanEvent``: what uvicorn and Engine.IO use of ``asyncio.Queue`` and
+  ``asyncio.Event``, with nothing allocated until something waits or is queued; a
+  waiting ``get()`` is one future, not a task, so ``asyncio.wait_for`` needs none.
+- ``LeanWebSocketProtocol``: uvicorn's websockets (sans-I/O) protocol with those, which
+  drops the handshake once it is answered.
+- ``LeanEngineIOServer`` / ``LeanSocketServer``: Engine.IO with ``LeanQueue`` per socket
+  and a request translation whose body reader is one class, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import engineio
+import engineio.async_socket
+import engineio.exceptions
+import engineio.packet
+import socketio
+from engineio.async_drivers import asgi as engineio_asgi
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+
+
+class LeanQueue:
+    """An unbounded FIFO with ``asyncio.Queue``'s methods, allocated on first use.
+
+    ``get()`` returns a future (awaitable, and cancellable by ``asyncio.wait_for``
+    without a task around it). A put hands the item straight to a waiting getter, so
+    a socket whose writer is waiting never needs a buffer at all.
+    """
+
+    __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
+
+    def __init__(self, maxsize: int = 0) -> None:
+        if maxsize:
+            raise ValueError("LeanQueue is unbounded")
+        self._items: deque[Any] | None = None
+        # Futures of waiting get() calls, oldest first (one at most, in practice).
+        self._getters: list[asyncio.Future[Any]] | None = None
+        self._joiners: list[asyncio.Future[None]] | None = None
+        self._unfinished = 0
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return False
+
+    def put_nowait(self, item: Any) -> None:
+        self._unfinished += 1
+        getters = self._getters
+        while getters:
+            getter = getters.pop(0)
+            if not getter.done():
+                getter.set_result(item)
+                return
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
+
+    def get(self) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._items:
+            fut.set_result(self.get_nowait())
+            return fut
+        if self._getters is None:
+            self._getters = []
+        self._getters.append(fut)
+        return fut
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._joiners:
+            joiners, self._joiners = self._joiners, None
+            for fut in joiners:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def join(self) -> None:
+        if self._unfinished == 0:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._joiners is None:
+            self._joiners = []
+        self._joiners.append(fut)
+        await fut
+
+
+class LeanEvent:
+    """``asyncio.Event`` whose waiter list exists only while someone waits."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if self._value:
+            return
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(True)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            return await fut
+        finally:
+            if self._waiters is not None and fut in self._waiters:
+                self._waiters.remove(fut)
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O websockets protocol, with lean queue and event, which lets go
+    of the handshake's request and response once the upgrade is answered."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.queue = LeanQueue()  # type: ignore[assignment]
+        writable = LeanEvent()
+        writable.set()
+        self.writable = writable  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # Read only to answer the upgrade (handle_connect and the accept above).
+            # The parser generator of websockets keeps the request for the life of
+            # the connection, so its headers are emptied, not just let go.
+            request = self.__dict__.pop("request", None)
+            if request is not None:
+                request.headers.clear()
+            self.__dict__.pop("response", None)
+
+
+class _AsgiBody:
+    """``environ['wsgi.input']``: Engine.IO's ASGI body reader, as one class."""
+
+    __slots__ = ("event", "payload", "receive")
+
+    def __init__(self, event: dict[str, Any], receive: Any) -> None:
+        self.event = event
+        self.payload: bytes | None = None
+        self.receive = receive
+
+    async def read(self, length: int | None = None) -> bytes:
+        if self.payload is None and self.event["type"] == "http.request":
+            self.payload = self.event.get("body") or b""
+            while self.event.get("more_body"):
+                self.event = await self.receive()
+                if self.event["type"] == "http.request" and (
+                    length is None or len(self.payload) < length
+                ):
+                    self.payload += self.event.get("body") or b""
+        payload = self.payload or b""
+        if length is None:
+            r, self.payload = payload, b""
+        else:
+            r, self.payload = payload[:length], payload[length:]
+        return r
+
+
+async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> dict[str, Any]:
+    """engineio.async_drivers.asgi.translate_request, with a shared body reader class."""
+    event = await receive()
+    if event["type"] not in ("http.request", "websocket.connect"):
+        return {}
+    raw_uri = scope["path"]
+    query_string = ""
+    if scope.get("query_string"):
+        try:
+            query_string = scope["query_string"].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            raw_uri += "?" + query_string
+    environ: dict[str, Any] = {
+        "wsgi.input": _AsgiBody(event, receive),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.async": True,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "SERVER_SOFTWARE": "asgi",
+        "REQUEST_METHOD": scope.get("method", "GET"),
+        "PATH_INFO": scope["path"],
+        "QUERY_STRING": query_string,
+        "RAW_URI": raw_uri,
+        "SCRIPT_NAME": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "0",
+        "SERVER_NAME": "asgi",
+        "SERVER_PORT": "0",
+        "asgi.receive": receive,
+        "asgi.send": send,
+        "asgi.scope": scope,
+    }
+    for raw_name, raw_value in scope["headers"]:
+        try:
+            name = raw_name.upper().decode("utf-8")
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if name == "CONTENT-TYPE":
+            environ["CONTENT_TYPE"] = value
+            continue
+        if name == "CONTENT-LENGTH":
+            environ["CONTENT_LENGTH"] = value
+            continue
+        # Interned: every socket's environ shares its header names.
+        key = sys.intern("HTTP_" + name.replace("-", "_"))
+        if key in environ:
+            value = f"{environ[key]},{value}"
+        environ[key] = value
+    environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+    return environ
+
+
+class LeanAsyncSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
+    """Engine.IO's socket, waiting with fewer objects.
+
+    - The next ping is a timer, not a task asleep for ``ping_interval``.
+    - A websocket's reader awaits in the handler itself under ``asyncio.timeout``
+      instead of in a task of its own under ``asyncio.wait_for``; the writer waits on
+      the queue's future the same way.
+
+    Timeouts, packets and their order are those of ``AsyncSocket``.
+    """
+
+    # Set by AsyncSocket (typed here: engineio has no annotations).
+    last_ping: float | None
+    connected: bool
+    upgrading: bool
+    upgraded: bool
+    _ping_timer: asyncio.TimerHandle | None = None
+
+    async def poll(self) -> list[Any]:
+        try:
+            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                packets = [await self.queue.get()]
+            self.queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise engineio.exceptions.QueueEmpty() from None
+        if packets == [None]:
+            return []
+        while True:
+            try:
+                pkt = self.queue.get_nowait()
+                self.queue.task_done()
+                if pkt is None:
+                    self.queue.put_nowait(None)
+                    break
+                packets.append(pkt)
+            except asyncio.QueueEmpty:
+                break
+        return packets
+
+    def schedule_ping(self) -> None:
+        # Only schedule a new ping if the previous ping wait cycle completed.
+        if self.last_ping:
+            self.last_ping = None
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self.closing or self.closed:
+            return
+        self.last_ping = time.time()
+        # AsyncSocket.send, which cannot time out right after last_ping was set.
+        self.queue.put_nowait(engineio.packet.Packet(engineio.packet.PING))
+        self.server.logger.info("%s: Sending packet PING data None", self.sid)
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        """AsyncSocket._websocket_handler, with the reader awaiting in place."""
+        server = self.server
+
+        async def websocket_wait() -> Any:
+            data = await ws.wait()
+            if data and len(data) > server.max_http_buffer_size:
+                raise ValueError("packet is too large")
+            return data
+
+        if self.connected:
+            # the socket was already connected, so this is an upgrade
+            self.upgrading = True  # hold packet sends during the upgrade
+            try:
+                pkt = await websocket_wait()
+            except OSError:
+                return
+            decoded_pkt = engineio.packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != engineio.packet.PING or decoded_pkt.data != "probe":
+                server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
+                self.upgrading = False
+                return
+            await ws.send(engineio.packet.Packet(engineio.packet.PONG, data="probe").encode())
+            await self.queue.put(engineio.packet.Packet(engineio.packet.NOOP))  # end poll
+            try:
+                pkt = await websocket_wait()
+            except OSError:
+                self.upgrading = False
+                return
+            decoded_pkt = engineio.packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != engineio.packet.UPGRADE:
+                self.upgraded = False
+                server.logger.info(
+                    "%s: Failed websocket upgrade, expected UPGRADE packet, received %s instead.",
+                    self.sid,
+                    pkt,
+                )
+                self.upgrading = False
+                return
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+
+        async def writer() -> None:
+            while True:
+                try:
+                    packets = await self.poll()
+                except engineio.exceptions.QueueEmpty:
+                    break
+                if not packets:
+                    # empty packet list returned -> connection closed
+                    break
+                try:
+                    for pkt in packets:
+                        await ws.send(pkt.encode())
+                except Exception:
+                    break
+            await ws.close()
+
+        writer_task = asyncio.ensure_future(writer())
+        server.logger.info("%s: Upgrade to websocket successful", self.sid)
+
+        timeout = server.ping_interval + server.ping_timeout
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    p = await websocket_wait()
+            except (Exception, asyncio.CancelledError):
+                break
+            if p is None:
+                # connection closed by client
+                break
+            pkt = engineio.packet.Packet(encoded_packet=p)
+            try:
+                await self.receive(pkt)
+            except engineio.exceptions.UnknownPacketError:
+                pass
+            except engineio.exceptions.SocketIsClosedError:
+                server.logger.info("Receive error -- socket is closed")
+                break
+            except Exception:
+                # if we get an unexpected exception we log the error and exit
+                # the connection properly
+                server.logger.exception("Unknown receive error")
+
+        await self.queue.put(None)  # unlock the writer task so it can exit
+        await writer_task
+        await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
+    """Engine.IO with ``LeanAsyncSocket``, ``LeanQueue`` and the shared body reader."""
+
+    # Set by engineio.AsyncServer (typed here: engineio has no annotations).
+    _async: dict[str, Any]
+    start_service_task: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._async.get("translate_request") is engineio_asgi.translate_request:
+            self._async = {**self._async, "translate_request": translate_request}
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> LeanQueue:
+        return LeanQueue(*args, **kwargs)
+
+    async def _handle_connect(
+        self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None
+    ) -> Any:
+        """engineio.AsyncServer._handle_connect (python-engineio 4.x), making a
+        ``LeanAsyncSocket``."""
+        if self.start_service_task:
+            # start the service task to monitor connected clients
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+
+        sid = self.generate_id()
+        s = LeanAsyncSocket(self, sid)
+        self.sockets[sid] = s
+
+        pkt = engineio.packet.Packet(
+            engineio.packet.OPEN,
+            {
+                "sid": sid,
+                "upgrades": self._upgrades(sid, transport),
+                "pingTimeout": int(self.ping_timeout * 1000),
+                "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
+                "maxPayload": self.max_http_buffer_size,
+            },
+        )
+        await s.send(pkt)
+        del pkt  # this frame waits as long as a websocket is open
+
+        ret = await self._trigger_event("connect", sid, environ, run_async=False)
+        if ret is not None and ret is not True:
+            del self.sockets[sid]
+            self.logger.warning("Application rejected connection")
+            return self._unauthorized(ret or None)
+
+        s.schedule_ping()
+
+        if transport == "websocket":
+            ret = await s.handle_get_request(environ)
+            if s.closed and sid in self.sockets:
+                # websocket connection ended, so we are done
+                del self.sockets[sid]
+            return ret
+        s.connected = True
+        headers = None
+        if self.cookie:
+            if isinstance(self.cookie, dict):
+                headers = [("Set-Cookie", self._generate_sid_cookie(sid, self.cookie))]
+            else:
+                headers = [
+                    (
+                        "Set-Cookie",
+                        self._generate_sid_cookie(
+                            sid, {"name": self.cookie, "path": "/", "SameSite": "Lax"}
+                        ),
+                    )
+                ]
+        try:
+            return self._ok(await s.poll(), headers=headers, jsonp_index=jsonp_index)
+        except engineio.exceptions.QueueEmpty:
+            return self._bad_request()
+
+
+class LeanSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """``socketio.AsyncServer`` on ``LeanEngineIOServer``."""
+
+    def _engineio_server_class(self) -> type[LeanEngineIOServer]:
+        return LeanEngineIOServer
