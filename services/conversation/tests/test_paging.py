@@ -14,7 +14,7 @@ from confab_core.mongo import Doc, TenantCollection
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
-from conversation.storage.messages import MessageRepo
+from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo
 
 from .conftest import ALICE, create
 
@@ -60,7 +60,7 @@ async def preload(db: Database, conv: str, seqs: list[int], last_seq: int) -> No
 
 def repo(db: Database) -> tuple[MessageRepo, Recording]:
     col = Recording(db.db["messages"], ALICE.tenant_id)
-    return MessageRepo(col), col
+    return MessageRepo(col, TenantCollection(db.db[SEARCH_COLLECTION], ALICE.tenant_id)), col
 
 
 @pytest.mark.asyncio

@@ -16,6 +16,7 @@ from confab_core.mongo import TenantCollection
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
+from conversation.storage.messages import SEARCH_COLLECTION
 
 from .conftest import (
     ALICE,
@@ -179,7 +180,7 @@ async def test_search_walks_the_search_terms_index(
     real_find = TenantCollection.find
 
     def spy(self: TenantCollection, flt: Mapping[str, Any], **kwargs: Any) -> Any:
-        if self._c.name == "messages":
+        if self._c.name == SEARCH_COLLECTION:
             issued.append((flt, kwargs))
         return real_find(self, flt, **kwargs)
 
@@ -193,7 +194,7 @@ async def test_search_walks_the_search_terms_index(
     ]
     assert len(issued) == 1
     flt, kwargs = issued[0]
-    cursor = TenantCollection(db.db["messages"], TENANT_A).find(flt, **kwargs)
+    cursor = TenantCollection(db.db[SEARCH_COLLECTION], TENANT_A).find(flt, **kwargs)
     explained = await cursor.explain()
     stages = plan_stages(explained["queryPlanner"]["winningPlan"])
     names = [s["stage"] for s in stages]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.members import MemberRepo
-from conversation.storage.messages import MessageRepo
+from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, search_entry
 from conversation.storage.outbox import EVENT_RETENTION, OutboxWriter
 from conversation.storage.users import UserRepo
+
+_OLD_SEARCH_INDEX = "tenant_id_1_search_terms_1_conversation_id_1"
 
 INDEXES: dict[str, list[IndexModel]] = {
     # Every index starts with tenant_id, so a tenant's data is one key range.
@@ -41,8 +44,7 @@ INDEXES: dict[str, list[IndexModel]] = {
             ],
             unique=True,
         ),
-        # Threads, and search: a multikey index over each message's words works
-        # the same on MongoDB and SecantusDB (which has no text index).
+        # Threads.
         IndexModel(
             [
                 ("tenant_id", ASCENDING),
@@ -51,6 +53,11 @@ INDEXES: dict[str, list[IndexModel]] = {
                 ("seq", ASCENDING),
             ]
         ),
+        # No multikey index here: see MessageRepo (storage/messages.py).
+    ],
+    # Search: a multikey index over each message's words works the same on
+    # MongoDB and SecantusDB (which has no text index).
+    SEARCH_COLLECTION: [
         IndexModel(
             [("tenant_id", ASCENDING), ("search_terms", ASCENDING), ("conversation_id", ASCENDING)]
         ),
@@ -92,6 +99,30 @@ class Database:
     async def ensure_indexes(self) -> None:
         for collection, models in INDEXES.items():
             await self.db[collection].create_indexes(models)
+        await self._move_search_terms()
+
+    async def _move_search_terms(self) -> None:
+        """Once, for a database from before ``message_search``: copy the messages'
+        words there, then drop the multikey index from the messages collection."""
+        messages = self.db["messages"]
+        if _OLD_SEARCH_INDEX not in await messages.index_information():
+            return
+        search = self.db[SEARCH_COLLECTION]
+        batch: list[UpdateOne] = []
+        async for doc in messages.find({"search_terms.0": {"$exists": True}}):
+            entry = {**search_entry(doc), "tenant_id": doc["tenant_id"]}
+            batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": entry}, upsert=True))
+            if len(batch) >= 1000:
+                await search.bulk_write(batch, ordered=False)
+                batch = []
+        if batch:
+            await search.bulk_write(batch, ordered=False)
+        try:
+            await messages.drop_index(_OLD_SEARCH_INDEX)
+        except OperationFailure:
+            # Another instance starting at the same time dropped it first.
+            if _OLD_SEARCH_INDEX in await messages.index_information():
+                raise
 
     def for_tenant(self, tenant_id: str) -> TenantStore:
         def scoped(name: str) -> TenantCollection:
@@ -100,7 +131,7 @@ class Database:
         return TenantStore(
             conversations=ConversationRepo(scoped("conversations")),
             members=MemberRepo(scoped("members")),
-            messages=MessageRepo(scoped("messages")),
+            messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION)),
             users=UserRepo(scoped("users")),
             outbox=OutboxWriter(scoped("outbox")),
         )

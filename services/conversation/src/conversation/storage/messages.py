@@ -6,13 +6,40 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import Doc, TenantCollection
 
+SEARCH_COLLECTION = "message_search"
+
+
+def search_entry(doc: Doc) -> Doc:
+    """A message's words, in the collection search reads (one entry per message)."""
+    return {
+        "_id": doc["_id"],
+        "conversation_id": doc["conversation_id"],
+        "created_at": doc["created_at"],
+        "search_terms": doc["search_terms"],
+    }
+
 
 class MessageRepo:
-    def __init__(self, col: TenantCollection) -> None:
+    """Messages, and their words in a collection of their own (``message_search``).
+
+    The words need a multikey index, and SecantusDB answers every command on a
+    collection with a multikey index (a find, an update, a count: its planner
+    and its index-use counters read the index's multikey paths) with one scan of
+    the whole collection the first time after a start or after a DDL anywhere on
+    the server, and every command arriving during that scan makes its own. On
+    the messages collection that put every history page, send and unread count
+    behind scans of millions of documents; on ``message_search`` only searches,
+    edits and deletes can meet one.
+    """
+
+    def __init__(self, col: TenantCollection, search: TenantCollection) -> None:
         self._col = col
+        self._search = search
 
     async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
         await self._col.insert_one(doc, session=session)
+        if doc.get("search_terms"):
+            await self._search.insert_one(search_entry(doc), session=session)
 
     async def get(
         self, conversation_id: str, message_id: str, session: AsyncClientSession | None = None
@@ -120,9 +147,20 @@ class MessageRepo:
         update: dict[str, Any],
         session: AsyncClientSession,
     ) -> Doc | None:
-        return await self._col.find_one_and_update(
+        doc = await self._col.find_one_and_update(
             {"conversation_id": conversation_id, "_id": message_id}, update, session=session
         )
+        if doc is not None and "search_terms" in update.get("$set", {}):
+            # Same transaction: search never sees words the message no longer has.
+            if doc["search_terms"]:
+                entry = search_entry(doc)
+                del entry["_id"]
+                await self._search.update_one(
+                    {"_id": message_id}, {"$set": entry}, upsert=True, session=session
+                )
+            else:
+                await self._search.delete_many({"_id": message_id}, session=session)
+        return doc
 
     async def count_unread(self, conversation_id: str, user_id: str, after_seq: int) -> int:
         """Top-level messages from others after the read marker, tombstones excluded."""
@@ -150,12 +188,12 @@ class MessageRepo:
 
     @staticmethod
     def search_filter(conversation_ids: list[str], terms: list[str]) -> Doc:
-        """What the server matches: one word (the longest, likely the rarest) in the
-        caller's conversations.
+        """What the server matches in ``message_search``: one word (the longest,
+        likely the rarest) in the caller's conversations.
 
         Exactly the (tenant_id, search_terms, conversation_id) index's fields, so
-        the server walks that index: a filter with more clauses ($all, deleted)
-        makes SecantusDB's planner fall back to a collection scan.
+        the server walks that index: a filter with more clauses ($all) makes
+        SecantusDB's planner fall back to a collection scan.
         """
         return {
             "search_terms": max(terms, key=len),
@@ -165,20 +203,23 @@ class MessageRepo:
     async def search(self, conversation_ids: list[str], terms: list[str], limit: int) -> list[Doc]:
         """Newest first, every word present; tombstones have no words and never match."""
         wanted = set(terms)
-        cursor = self._col.find(
+        cursor = self._search.find(
             self.search_filter(conversation_ids, terms),
             sort=[("created_at", -1), ("_id", 1)],
             # One word: every match the server finds is a result, so it may stop at limit.
             limit=limit if len(wanted) == 1 else 0,
         )
-        out: list[Doc] = []
+        hits: list[str] = []
         try:
-            async for doc in cursor:
-                if doc.get("deleted") or not wanted.issubset(doc.get("search_terms", ())):
-                    continue
-                out.append(doc)
-                if len(out) >= limit:
-                    break
+            async for entry in cursor:
+                if wanted.issubset(entry.get("search_terms", ())):
+                    hits.append(entry["_id"])
+                    if len(hits) >= limit:
+                        break
         finally:
             await cursor.close()
-        return out
+        if not hits:
+            return []
+        found = self._col.find({"_id": {"$in": hits}, "conversation_id": {"$in": conversation_ids}})
+        by_id = {doc["_id"]: doc async for doc in found}
+        return [by_id[i] for i in hits if i in by_id and not by_id[i].get("deleted")]
