@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
@@ -77,6 +77,25 @@ class TenantCollection:
         self, doc: Mapping[str, Any], *, session: AsyncClientSession | None = None
     ) -> InsertOneResult:
         return await self._c.insert_one(self._scope(doc), session=session)
+
+    async def insert_many(
+        self, docs: Sequence[Mapping[str, Any]], *, session: AsyncClientSession | None = None
+    ) -> None:
+        if docs:
+            await self._c.insert_many([self._scope(d) for d in docs], session=session)
+
+    async def update_each(
+        self,
+        updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+        *,
+        session: AsyncClientSession | None = None,
+    ) -> None:
+        """One round trip for several (filter, update) pairs, each on one document."""
+        if updates:
+            await self._c.bulk_write(
+                [UpdateOne(self._scope(f), self._checked_update(u)) for f, u in updates],
+                session=session,
+            )
 
     async def update_one(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from prometheus_client import Counter
@@ -31,6 +32,22 @@ TXN_RETRIES = Counter(
 
 EVENT_TYPE_HEADER = "confab-event-type"
 EVENT_TYPE = b"confab.conversation.v1.ConversationEvent"
+
+
+def stamp(
+    event: events_pb2.ConversationEvent,
+    caller: Caller,
+    conversation_id: str,
+    event_seq: int,
+    now: datetime,
+) -> None:
+    """Fills what every event carries besides its payload."""
+    event.event_id = new_id()
+    event.tenant_id = caller.tenant_id
+    event.conversation_id = conversation_id
+    event.event_seq = event_seq
+    event.actor_id = caller.user_id
+    event.occurred_at.FromDatetime(now)
 
 
 class HandlerBase:
@@ -116,24 +133,24 @@ class HandlerBase:
         caller: Caller,
         conv_after_inc: Doc,
         *events: events_pb2.ConversationEvent,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Writes events that took the last ``len(events)`` event seqs of the conversation."""
+        """Writes events that took the last ``len(events)`` event seqs of the conversation.
+
+        ``headers``: the trace context to carry, when not the current one.
+        """
+        trace_headers = inject_headers() if headers is None else headers
         now = self.clock.now()
         first = int(conv_after_inc["last_event_seq"]) - len(events) + 1
         for offset, event in enumerate(events):
-            event.event_id = new_id()
-            event.tenant_id = caller.tenant_id
-            event.conversation_id = conv_after_inc["_id"]
-            event.event_seq = first + offset
-            event.actor_id = caller.user_id
-            event.occurred_at.FromDatetime(now)
+            stamp(event, caller, conv_after_inc["_id"], first + offset, now)
             await store.outbox.add(
                 event_id=event.event_id,
                 topic=CONVERSATION_EVENTS_TOPIC,
                 conversation_id=event.conversation_id,
                 event_seq=event.event_seq,
                 payload=event.SerializeToString(),
-                headers=[(EVENT_TYPE_HEADER, EVENT_TYPE), *inject_headers()],
+                headers=[(EVENT_TYPE_HEADER, EVENT_TYPE), *trace_headers],
                 now=now,
                 session=session,
             )
@@ -148,6 +165,7 @@ class HandlerBase:
         message: bool = False,
         set_fields: dict[str, Any] | None = None,
         inc_fields: dict[str, int] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Doc:
         """One transaction: take seqs on the conversation, let ``build`` write, emit its events.
 
@@ -171,7 +189,7 @@ class HandlerBase:
             built = await build(session, after)
             if len(built) != events:
                 raise RuntimeError(f"built {len(built)} events, took {events} seqs")
-            await self.emit(store, session, caller, after, *built)
+            await self.emit(store, session, caller, after, *built, headers=headers)
             return after
 
         async with self._writers.hold((caller.tenant_id, conversation_id)):

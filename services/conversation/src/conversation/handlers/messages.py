@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
+from opentelemetry.trace import Span
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
@@ -14,12 +15,14 @@ from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import ROLE_SERVICE, Caller
 from confab_core.ids import new_id
+from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
 from confab_core.mongo import Doc
-from confab_core.telemetry import tracer
+from confab_core.telemetry import inject_headers, tracer
 from conversation import convert
 from conversation.handlers import access
 from conversation.handlers import text as textutil
-from conversation.handlers.base import HandlerBase
+from conversation.handlers.base import EVENT_TYPE, EVENT_TYPE_HEADER, HandlerBase, stamp
+from conversation.handlers.sendbatch import PendingSend, SendBatcher
 from conversation.limits import (
     DEFAULT_PAGE,
     MAX_CLIENT_MSG_ID_CHARS,
@@ -29,6 +32,7 @@ from conversation.limits import (
     MAX_SEARCH_TERMS,
     MAX_TEXT_CHARS,
 )
+from conversation.storage.outbox import record as outbox_record
 
 _USER_KINDS = {pb.MESSAGE_KIND_TEXT, pb.MESSAGE_KIND_FILE}
 _SERVICE_KINDS = {pb.MESSAGE_KIND_BOT, pb.MESSAGE_KIND_SYSTEM}
@@ -54,6 +58,15 @@ class EventPage:
     resync_required: bool
 
 
+def _message_created(doc: Doc, conversation_kind: int) -> events_pb2.ConversationEvent:
+    return events_pb2.ConversationEvent(
+        message_created=events_pb2.MessageCreated(
+            message=convert.message(doc),
+            conversation_kind=cast(pb.ConversationKind.ValueType, conversation_kind),
+        )
+    )
+
+
 def _message_not_found() -> NotFound:
     return NotFound("message not found", "message_not_found")
 
@@ -65,6 +78,10 @@ def _limit(limit: int, default: int = DEFAULT_PAGE) -> int:
 
 
 class MessageHandler(HandlerBase):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sends = SendBatcher(self._commit_many, self._commit_one)
+
     async def send(
         self,
         caller: Caller,
@@ -121,6 +138,15 @@ class MessageHandler(HandlerBase):
                 "search_terms": textutil.terms(text + " " + (file or {}).get("name", "")),
             }
 
+            if not thread_root_id:
+                pending = PendingSend(caller, int(conv["kind"]), doc, inject_headers())
+                try:
+                    stored = await self._sends.submit(pending)
+                except DuplicateKeyError:
+                    return await self._stored_retry(caller, conversation_id, client_msg_id, span)
+                span.set_attribute("confab.message.seq", stored["seq"])
+                return Sent(stored, created=True)
+
             async def build(
                 session: AsyncClientSession, after: Doc
             ) -> list[events_pb2.ConversationEvent]:
@@ -130,49 +156,114 @@ class MessageHandler(HandlerBase):
                 await store.members.advance_read(
                     conversation_id, caller.user_id, doc["seq"], session
                 )
-                events = [
+                root = await store.messages.update(
+                    conversation_id,
+                    thread_root_id,
+                    {"$inc": {"reply_count": 1}, "$set": {"last_reply_at": now}},
+                    session,
+                )
+                if root is None:
+                    raise InvalidArgument("thread root vanished", "invalid_thread_root")
+                return [
+                    _message_created(doc, int(conv["kind"])),
                     events_pb2.ConversationEvent(
-                        message_created=events_pb2.MessageCreated(
-                            message=convert.message(doc), conversation_kind=conv["kind"]
-                        )
-                    )
+                        message_updated=events_pb2.MessageUpdated(message=convert.message(root))
+                    ),
                 ]
-                if thread_root_id:
-                    root = await store.messages.update(
-                        conversation_id,
-                        thread_root_id,
-                        {"$inc": {"reply_count": 1}, "$set": {"last_reply_at": now}},
-                        session,
-                    )
-                    if root is None:
-                        raise InvalidArgument("thread root vanished", "invalid_thread_root")
-                    events.append(
-                        events_pb2.ConversationEvent(
-                            message_updated=events_pb2.MessageUpdated(message=convert.message(root))
-                        )
-                    )
-                return events
 
             try:
-                await self.write_events(
-                    caller,
-                    conversation_id,
-                    build,
-                    events=2 if thread_root_id else 1,
-                    message=True,
-                )
+                await self.write_events(caller, conversation_id, build, events=2, message=True)
             except DuplicateKeyError:
-                # A retry of a send that was stored: the transaction rolled back
-                # the seq it took, and the first send's message is the answer.
-                again = await store.messages.by_client_id(
-                    conversation_id, caller.user_id, client_msg_id
-                )
-                if again is None:
-                    raise
-                span.set_attribute("confab.message.duplicate", True)
-                return Sent(again, created=False)
+                return await self._stored_retry(caller, conversation_id, client_msg_id, span)
             span.set_attribute("confab.message.seq", doc["seq"])
             return Sent(doc, created=True)
+
+    async def _stored_retry(
+        self, caller: Caller, conversation_id: str, client_msg_id: str, span: Span
+    ) -> Sent:
+        """A retry of a send that was stored: the transaction rolled back the seq
+        it took, and the first send's message is the answer."""
+        again = await self.store(caller).messages.by_client_id(
+            conversation_id, caller.user_id, client_msg_id
+        )
+        if again is None:
+            raise RuntimeError("duplicate send, but its message is not there")
+        span.set_attribute("confab.message.duplicate", True)
+        return Sent(again, created=False)
+
+    async def _commit_one(self, items: list[PendingSend]) -> None:
+        """A send alone in its transaction (under the conversation's writer lock)."""
+        (item,) = items
+        caller, doc = item.caller, item.doc
+        conversation_id = doc["conversation_id"]
+        store = self.store(caller)
+
+        async def build(
+            session: AsyncClientSession, after: Doc
+        ) -> list[events_pb2.ConversationEvent]:
+            doc["seq"] = int(after["last_seq"])
+            await store.messages.insert(doc, session)
+            # The sender has read everything up to their own message.
+            await store.members.advance_read(conversation_id, caller.user_id, doc["seq"], session)
+            return [_message_created(doc, item.conversation_kind)]
+
+        await self.write_events(caller, conversation_id, build, message=True, headers=item.headers)
+        item.done.set_result(doc)
+
+    async def _commit_many(self, items: list[PendingSend]) -> None:
+        """Sends to any conversations of any tenants in one transaction: per
+        conversation one seq update, then one insert per collection."""
+        groups: dict[tuple[str, str], list[PendingSend]] = {}
+        for item in items:
+            key = (item.caller.tenant_id, item.doc["conversation_id"])
+            groups.setdefault(key, []).append(item)
+
+        async def txn(session: AsyncClientSession) -> None:
+            now = self.clock.now()
+            per_tenant: dict[str, tuple[list[Doc], list[tuple[str, str, int]], list[Doc]]] = {}
+            for (tenant, conversation_id), group in groups.items():
+                store = self.db.for_tenant(tenant)
+                n = len(group)
+                after = await store.conversations.next_seq(
+                    conversation_id,
+                    now,
+                    message=False,
+                    events=n,
+                    inc_fields={"last_seq": n},
+                    session=session,
+                )
+                if after is None:
+                    raise access.not_found()
+                messages, reads, records = per_tenant.setdefault(tenant, ([], [], []))
+                first_seq = int(after["last_seq"]) - n + 1
+                first_event = int(after["last_event_seq"]) - n + 1
+                for offset, item in enumerate(group):
+                    item.doc["seq"] = first_seq + offset
+                    messages.append(item.doc)
+                    reads.append((conversation_id, item.caller.user_id, item.doc["seq"]))
+                    event = _message_created(item.doc, item.conversation_kind)
+                    stamp(event, item.caller, conversation_id, first_event + offset, now)
+                    records.append(
+                        outbox_record(
+                            event.event_id,
+                            CONVERSATION_EVENTS_TOPIC,
+                            conversation_id,
+                            event.event_seq,
+                            event.SerializeToString(),
+                            [(EVENT_TYPE_HEADER, EVENT_TYPE), *item.headers],
+                            now,
+                        )
+                    )
+            for tenant, (messages, reads, records) in per_tenant.items():
+                store = self.db.for_tenant(tenant)
+                await store.messages.insert_many(messages, session)
+                # Each sender has read everything up to their own message.
+                await store.members.advance_read_many(reads, session)
+                await store.outbox.add_many(records, session)
+
+        await self.transaction(txn)
+        for item in items:
+            item.done.set_result(item.doc)
 
     async def _mentions(
         self, caller: Caller, conversation_id: str, body: str

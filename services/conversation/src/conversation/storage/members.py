@@ -62,6 +62,15 @@ class MemberRepo:
             {"_id": member_id(conversation_id, user_id)}, {"$set": {"role": role}}, session=session
         )
 
+    async def advance_read_many(
+        self, marks: list[tuple[str, str, int]], session: AsyncClientSession
+    ) -> None:
+        """``advance_read`` for several (conversation, user, seq) in one round trip."""
+        await self._col.update_each(
+            [({"_id": member_id(c, u)}, {"$max": {"last_read_seq": seq}}) for c, u, seq in marks],
+            session=session,
+        )
+
     async def advance_read(
         self,
         conversation_id: str,

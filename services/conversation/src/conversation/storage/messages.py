@@ -36,6 +36,12 @@ class MessageRepo:
         self._col = col
         self._search = search
 
+    async def insert_many(self, docs: list[Doc], session: AsyncClientSession) -> None:
+        await self._col.insert_many(docs, session=session)
+        await self._search.insert_many(
+            [search_entry(d) for d in docs if d.get("search_terms")], session=session
+        )
+
     async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
         await self._col.insert_one(doc, session=session)
         if doc.get("search_terms"):

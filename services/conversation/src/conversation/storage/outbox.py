@@ -17,6 +17,27 @@ from confab_core.mongo import Doc, TenantCollection
 EVENT_RETENTION = timedelta(days=7)
 
 
+def record(
+    event_id: str,
+    topic: str,
+    conversation_id: str,
+    event_seq: int,
+    payload: bytes,
+    headers: list[tuple[str, bytes]],
+    now: datetime,
+) -> Doc:
+    return {
+        "_id": event_id,
+        "topic": topic,
+        "conversation_id": conversation_id,
+        "event_seq": event_seq,
+        "payload": payload,
+        "headers": [[k, v] for k, v in headers],
+        "created_at": now,
+        "published": False,
+    }
+
+
 class OutboxWriter:
     def __init__(self, col: TenantCollection) -> None:
         self._col = col
@@ -34,18 +55,12 @@ class OutboxWriter:
         session: AsyncClientSession,
     ) -> None:
         await self._col.insert_one(
-            {
-                "_id": event_id,
-                "topic": topic,
-                "conversation_id": conversation_id,
-                "event_seq": event_seq,
-                "payload": payload,
-                "headers": [[k, v] for k, v in headers],
-                "created_at": now,
-                "published": False,
-            },
+            record(event_id, topic, conversation_id, event_seq, payload, headers, now),
             session=session,
         )
+
+    async def add_many(self, records: list[Doc], session: AsyncClientSession) -> None:
+        await self._col.insert_many(records, session=session)
 
     async def page(self, conversation_id: str, after_event_seq: int, limit: int) -> list[Doc]:
         cursor = self._col.find(
