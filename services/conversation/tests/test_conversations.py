@@ -226,8 +226,11 @@ async def test_list_is_most_recent_first_and_limited(
 
 
 @pytest.mark.asyncio
-async def test_list_ids_by_size_for_presence(conversations: ConversationHandler) -> None:
+async def test_list_ids_by_size_for_presence(
+    conversations: ConversationHandler, clock: FakeClock
+) -> None:
     pair = await create(conversations, ALICE, members=["bob"])
+    clock.advance(10)
     trio = await create(conversations, ALICE, members=["bob", "carol"])
     await create(conversations, CAROL, title="not alice's")
     everyone = await conversations.list_ids(ALICE, 0)
@@ -235,6 +238,8 @@ async def test_list_ids_by_size_for_presence(conversations: ConversationHandler)
     assert await conversations.list_ids(ALICE, 2) == [pair.conversation.id]
     assert sorted(await conversations.list_ids(ALICE, 3)) == sorted(everyone)
     assert await conversations.list_ids(ALICE_B, 0) == []
+    # Most recent activity first (the trio was made last), cut at the limit.
+    assert await conversations.list_ids(ALICE, 0, 1) == [trio.conversation.id]
     with pytest.raises(InvalidArgument) as info:
         await conversations.list_ids(ALICE, -1)
     assert info.value.code == "invalid_max_member_count"

@@ -61,7 +61,7 @@ class ConversationServicer(pb_grpc.ConversationServiceServicer):
     async def ListConversationIds(
         self, request: pb.ListConversationIdsRequest, context: Ctx
     ) -> pb.ListConversationIdsResponse:
-        ids = await self._c.list_ids(current_caller(), request.max_member_count)
+        ids = await self._c.list_ids(current_caller(), request.max_member_count, request.limit)
         return pb.ListConversationIdsResponse(conversation_ids=ids)
 
     async def ListMembers(

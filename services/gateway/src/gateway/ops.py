@@ -271,6 +271,12 @@ class ChatOps:
         req = ppb.SetTypingRequest(conversation_id=conversation_id, typing=typing)
         await call(self._b.presence.SetTyping, req, caller, self._t)
 
+    async def conversation_ids(self, caller: Caller, limit: int) -> list[str]:
+        """The caller's conversations, most recent first, without computing counts."""
+        req = cpb.ListConversationIdsRequest(limit=limit)
+        resp = await call(self._b.conversation.ListConversationIds, req, caller, self._t)
+        return list(resp.conversation_ids)
+
     async def conversations_of(self, tenant_id: str, user_id: str, max_members: int) -> list[str]:
         """The user's conversations of at most ``max_members`` (0: any), asked as the service
         (no user token here)."""

@@ -178,14 +178,16 @@ class ConversationHandler(HandlerBase):
         convs = await store.conversations.get_many_by_activity(list(members), limit)
         return [await self.view(caller, c, members[c["_id"]]) for c in convs]
 
-    async def list_ids(self, caller: Caller, max_member_count: int) -> list[str]:
+    async def list_ids(self, caller: Caller, max_member_count: int, limit: int = 0) -> list[str]:
         if max_member_count < 0:
             raise InvalidArgument(
                 "max_member_count must not be negative", "invalid_max_member_count"
             )
+        if limit < 0:
+            raise InvalidArgument("limit must not be negative", "invalid_limit")
         store = self.store(caller)
         ids = [m["conversation_id"] for m in await store.members.list_for_user(caller.user_id)]
-        return await store.conversations.ids_of(ids, max_member_count) if ids else []
+        return await store.conversations.ids_of(ids, max_member_count, limit) if ids else []
 
     async def list_members(
         self, caller: Caller, conversation_id: str

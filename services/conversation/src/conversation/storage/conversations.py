@@ -33,12 +33,18 @@ class ConversationRepo:
         )
         return [doc async for doc in cursor]
 
-    async def ids_of(self, ids: list[str], max_members: int) -> list[str]:
-        """Which of ``ids`` exist, with at most ``max_members`` members (0: any)."""
+    async def ids_of(self, ids: list[str], max_members: int, limit: int) -> list[str]:
+        """Which of ``ids`` exist, with at most ``max_members`` members (0: any), most
+        recent activity first, at most ``limit`` (0: all)."""
         flt: dict[str, Any] = {"_id": {"$in": ids}, "deleted": {"$ne": True}}
         if max_members > 0:
             flt["member_count"] = {"$lte": max_members}
-        cursor = self._col.find(flt, projection={"_id": 1})
+        cursor = self._col.find(
+            flt,
+            projection={"_id": 1},
+            sort=[("last_activity_at", -1), ("_id", 1)],
+            limit=limit,
+        )
         return [str(doc["_id"]) async for doc in cursor]
 
     async def browse_public(self, query: str, limit: int) -> list[Doc]:

@@ -1365,16 +1365,20 @@ class ListConversationIdsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MAX_MEMBER_COUNT_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
     max_member_count: _builtins.int
     """0: any size."""
+    limit: _builtins.int
+    """At most this many, most recent activity first; 0: all."""
     def __init__(
         self,
         *,
         max_member_count: _builtins.int = ...,
+        limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_member_count", b"max_member_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_member_count", b"max_member_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

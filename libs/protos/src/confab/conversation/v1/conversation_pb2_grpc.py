@@ -311,8 +311,9 @@ class ConversationServiceServicer:
 
     def ListConversationIds(self, request, context):
         """Only the ids of the caller's conversations, optionally only those with at
-        most max_member_count members: whom the gateway pushes the caller's presence
-        to. No counts are computed, unlike ListConversations.
+        most max_member_count members: the rooms a gateway socket joins, and whom the
+        gateway pushes the caller's presence to. No counts are computed, unlike
+        ListConversations.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

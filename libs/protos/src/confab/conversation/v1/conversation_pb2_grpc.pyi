@@ -79,8 +79,9 @@ class ConversationServiceStub:
     """The conversation's events after an event seq, for resuming clients."""
     ListConversationIds: _grpc.UnaryUnaryMultiCallable[_conversation_pb2.ListConversationIdsRequest, _conversation_pb2.ListConversationIdsResponse]
     """Only the ids of the caller's conversations, optionally only those with at
-    most max_member_count members: whom the gateway pushes the caller's presence
-    to. No counts are computed, unlike ListConversations.
+    most max_member_count members: the rooms a gateway socket joins, and whom the
+    gateway pushes the caller's presence to. No counts are computed, unlike
+    ListConversations.
     """
 
 @_typing.type_check_only
@@ -134,8 +135,9 @@ class ConversationServiceAsyncStub(ConversationServiceStub):
     """The conversation's events after an event seq, for resuming clients."""
     ListConversationIds: _aio.UnaryUnaryMultiCallable[_conversation_pb2.ListConversationIdsRequest, _conversation_pb2.ListConversationIdsResponse]  # type: ignore[assignment]
     """Only the ids of the caller's conversations, optionally only those with at
-    most max_member_count members: whom the gateway pushes the caller's presence
-    to. No counts are computed, unlike ListConversations.
+    most max_member_count members: the rooms a gateway socket joins, and whom the
+    gateway pushes the caller's presence to. No counts are computed, unlike
+    ListConversations.
     """
 
 class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -324,8 +326,9 @@ class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_conversation_pb2.ListConversationIdsResponse, _abc.Awaitable[_conversation_pb2.ListConversationIdsResponse]]:
         """Only the ids of the caller's conversations, optionally only those with at
-        most max_member_count members: whom the gateway pushes the caller's presence
-        to. No counts are computed, unlike ListConversations.
+        most max_member_count members: the rooms a gateway socket joins, and whom the
+        gateway pushes the caller's presence to. No counts are computed, unlike
+        ListConversations.
         """
 
 def add_ConversationServiceServicer_to_server(servicer: ConversationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
