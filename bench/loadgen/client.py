@@ -9,15 +9,25 @@ This client speaks only what the benchmark needs, on the websocket transport:
 - ``42[event, data]`` events, ``42<id>[event, data]`` calls, ``43<id>[data]`` acks.
 
 Binary attachments, namespaces other than ``/`` and long-polling are not spoken.
+
+``IdleSocket`` is leaner still, for sockets that connect and then only stay: an
+``asyncio.Protocol`` straight on the transport (no aiohttp, no task), answering
+websocket and Engine.IO pings, a few KiB each, so tens of thousands fit in a process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
+import os
+import random
+import struct
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -155,6 +165,241 @@ class RawSocket:
             with contextlib.suppress(Exception):
                 await self._reader
         self.connected = False
+
+
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_OP_CONT, _OP_TEXT, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
+# Handshake states of an IdleSocket.
+_UPGRADING, _OPENING, _JOINING, _OPEN, _CLOSED = range(5)
+
+
+def _masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One final client frame (clients must mask, RFC 6455 5.3)."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    mask = random.getrandbits(32).to_bytes(4, "big")
+    if not n:
+        return head + mask
+    key = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+    return head + mask + masked
+
+
+class IdleSocket(asyncio.Protocol):
+    """One Socket.IO connection that connects, then only answers pings.
+
+    The same handshake as ``RawSocket`` (same request headers as aiohttp's, so the
+    server sees the same sockets): HTTP upgrade, ``0{...}`` open, ``40{auth}`` and its
+    ``40``/``44`` answer. Then websocket pings get pongs and Engine.IO ``2`` gets
+    ``3``; every other message is only counted. No task and no buffer while idle.
+    """
+
+    __slots__ = ("_auth", "_buf", "_frag", "_key", "_ready", "_state", "_transport", "error")
+    # ``events``: messages other than pings and the handshake (one counter for all).
+    events = 0
+
+    def __init__(self, auth: dict[str, Any], ready: asyncio.Future[None]) -> None:
+        self._auth = auth
+        self._ready: asyncio.Future[None] | None = ready
+        self._state = _UPGRADING
+        self._buf = b""
+        self._frag: bytes | None = None
+        self._key = b""
+        self._transport: asyncio.Transport | None = None
+        self.error: str | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        auth: dict[str, Any],
+        source: str | None = None,
+        wait_s: float = 30,
+    ) -> IdleSocket:
+        """Connects from ``source`` (a local address) and waits for the namespace."""
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        sock = cls(auth, ready)
+        transport, _ = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: sock, host, port, local_addr=(source, 0) if source else None
+            ),
+            wait_s,
+        )
+        key = base64.b64encode(os.urandom(16))
+        sock._key = key
+        transport.write(
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+            b"Host: %s:%d\r\n"
+            b"Upgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: %s\r\n"
+            b"Accept: */*\r\n"
+            b"Accept-Encoding: gzip, deflate\r\n"
+            b"User-Agent: Python/3.11 aiohttp/3.14.5\r\n\r\n" % (host.encode(), port, key)
+        )
+        try:
+            await asyncio.wait_for(ready, wait_s)
+        except BaseException:
+            sock.abort()
+            raise
+        sock._ready = None
+        return sock
+
+    @property
+    def connected(self) -> bool:
+        return self._state == _OPEN
+
+    # --- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._state != _CLOSED and self.error is None:
+            self.error = f"connection lost: {exc}" if exc else "closed by peer"
+        self._state = _CLOSED
+        self._transport = None
+        self._fail(ConnectionError(self.error or "closed"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        if self._state == _UPGRADING:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self._buf = buf
+                return
+            if not self._upgraded(buf[:end]):
+                return
+            buf = buf[end + 4 :]
+        while buf and self._state != _CLOSED:
+            used = self._frame(buf)
+            if not used:
+                break
+            buf = buf[used:]
+        self._buf = buf if self._state != _CLOSED else b""
+
+    # --- internals ----------------------------------------------------------------
+
+    def _upgraded(self, head: bytes) -> bool:
+        status, _, headers = head.partition(b"\r\n")
+        accept = base64.b64encode(hashlib.sha1(self._key + _WS_GUID).digest())
+        ok = status.startswith(b"HTTP/1.1 101") and any(
+            line.partition(b":")[2].strip() == accept
+            for line in headers.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-accept:")
+        )
+        if not ok:
+            self._refuse(SocketRefused(f"websocket upgrade refused: {status!r}"))
+            return False
+        self._state = _OPENING
+        return True
+
+    def _frame(self, buf: bytes) -> int:
+        """Handles the first frame of ``buf``; returns its length, 0 if incomplete."""
+        if len(buf) < 2:
+            return 0
+        b0, b1 = buf[0], buf[1]
+        n, at = b1 & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                return 0
+            n, at = struct.unpack_from("!H", buf, 2)[0], 4
+        elif n == 127:
+            if len(buf) < 10:
+                return 0
+            n, at = struct.unpack_from("!Q", buf, 2)[0], 10
+        mask = b""
+        if b1 & 0x80:  # servers do not mask, but a masked frame is still readable
+            mask, at = buf[at : at + 4], at + 4
+        if len(buf) < at + n:
+            return 0
+        payload = buf[at : at + n]
+        if mask:
+            key = (mask * (n // 4 + 1))[:n]
+            payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
+                n, "big"
+            )
+        opcode, fin = b0 & 0x0F, b0 & 0x80
+        if opcode == _OP_PING:
+            self._send(_OP_PONG, payload)
+        elif opcode == _OP_CLOSE:
+            code = struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else 1005
+            self._refuse(ConnectionError(f"closed by peer, code {code}"), echo=payload[:2])
+        elif opcode in (_OP_TEXT, _OP_CONT):
+            if opcode == _OP_TEXT and fin:
+                self._text(payload)
+            elif opcode == _OP_TEXT:
+                self._frag = payload
+            elif self._frag is not None:
+                self._frag += payload
+                if fin:
+                    whole, self._frag = self._frag, None
+                    self._text(whole)
+        return at + n
+
+    def _text(self, payload: bytes) -> None:
+        if payload == b"2":
+            self._send(_OP_TEXT, b"3")
+        elif self._state == _OPEN:
+            if payload[:2] == b"41":
+                self._refuse(ConnectionError("disconnected by the server"))
+            else:
+                IdleSocket.events += 1
+        elif self._state == _OPENING and payload[:1] == b"0":
+            self._state = _JOINING
+            self._send(_OP_TEXT, b"40" + json.dumps(self._auth).encode())
+            self._auth = {}
+        elif self._state == _JOINING and payload[:2] == b"40":
+            self._state = _OPEN
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+        elif self._state == _JOINING and payload[:2] == b"44":
+            self._refuse(SocketRefused(payload[2:].decode(errors="replace")))
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(_masked_frame(opcode, payload))
+
+    def _fail(self, exc: BaseException) -> None:
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_exception(exc)
+
+    def _refuse(self, exc: BaseException, echo: bytes | None = None) -> None:
+        """Ends the socket from our side after ``exc`` (a refusal or the peer's close)."""
+        if self.error is None:
+            self.error = str(exc)
+        self._fail(exc)
+        if echo is not None:
+            self._send(_OP_CLOSE, echo)
+        self._state = _CLOSED
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        self._state = _CLOSED
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        """Engine.IO close and a websocket close frame, then the transport."""
+        if self._state == _OPEN:
+            self._send(_OP_TEXT, b"41")
+        if self._state != _CLOSED:
+            self._send(_OP_CLOSE, struct.pack("!H", 1000))
+        self._state = _CLOSED
+        if self._transport is not None:
+            self._transport.close()
 
 
 class SourcePool:

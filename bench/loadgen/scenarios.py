@@ -441,7 +441,16 @@ async def traffic(
 
 
 async def idle_connections(target: Target, n: int, sources: int = 8) -> Result:
-    """(A) N idle sockets, each its own user: gateway RSS delta / N."""
+    """(A) N idle sockets, each its own user: gateway RSS delta / N.
+
+    More sockets than one process may hold (its open-files limit) are held by several
+    worker processes instead (idle_workers.py), with the same keys in the result.
+    """
+    from .idle_workers import idle_connections_in_workers, per_process_limit
+
+    if n > per_process_limit():
+        users = _users(f"idle-{uuid.uuid4().hex[:4]}", n)
+        return await idle_connections_in_workers(target, n, users, sources)
     rec = Deliveries()
     pool = SourcePool(sources)
     crowd = Crowd(target, rec, pool)
