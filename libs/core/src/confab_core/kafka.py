@@ -199,8 +199,16 @@ async def consume_forever(
             ready.set()
         while True:
             batches = await consumer.getmany(timeout_ms=1000)
+            offsets: dict[TopicPartition, int] = {}
             for tp, records in batches.items():
-                await _handle_partition(consumer, tp, records, group_id, handler, retry_delay)
+                await _handle_partition(records, group_id, handler, retry_delay)
+                if records:
+                    offsets[tp] = records[-1].offset + 1
+            # One commit for every partition of the poll: a round trip each was
+            # most of a busy consumer's time. A crash before it replays the poll,
+            # which every handler tolerates (they drop what they have seen).
+            if offsets:
+                await _commit(consumer, offsets, retry_delay)
             await _record_lag(consumer, group_id)
     finally:
         await consumer.stop()
@@ -218,8 +226,6 @@ class _AssignedListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def _handle_partition(
-    consumer: AIOKafkaConsumer,
-    tp: TopicPartition,
     records: list[ConsumerRecord[bytes, bytes]],
     group_id: str,
     handler: RecordHandler,
@@ -251,13 +257,18 @@ async def _handle_partition(
                     extra={"topic": record.topic, "offset": record.offset},
                 )
                 await asyncio.sleep(retry_delay)
-        while True:
-            try:
-                await consumer.commit({tp: record.offset + 1})
-                break
-            except KafkaError as exc:
-                log.warning("commit failed, retrying: %s", exc)
-                await asyncio.sleep(retry_delay)
+
+
+async def _commit(
+    consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], retry_delay: float
+) -> None:
+    while True:
+        try:
+            await consumer.commit(offsets)
+            return
+        except KafkaError as exc:
+            log.warning("commit failed, retrying: %s", exc)
+            await asyncio.sleep(retry_delay)
 
 
 async def _record_lag(consumer: AIOKafkaConsumer, group_id: str) -> None:
