@@ -33,6 +33,8 @@ CONNECTIONS = Gauge("confab_gateway_connections", "Open Socket.IO connections on
 AUTO_JOIN_LIMIT = 100
 # Resume replays at most this many messages (or events) per conversation in one ack.
 SYNC_LIMIT = 1000
+# Connections per presence heartbeat call (presence accepts at most 20,000).
+HEARTBEAT_BATCH = 5000
 _SYNC_PAGE = 100
 
 Ack = dict[str, Any]
@@ -332,13 +334,20 @@ class SocketGateway:
     async def heartbeat_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            conns = [(s.caller, s.connection_id) for s in self.sessions.values()]
-            if not conns:
-                continue
+            await self.heartbeat_once()
+
+    async def heartbeat_once(self) -> None:
+        """Extends this gateway's connections in presence, ``HEARTBEAT_BATCH`` a call:
+        presence takes at most 20,000 a call, and a gateway may hold more; smaller
+        calls also keep the request the gateway builds (and its memory peak) small."""
+        sessions = list(self.sessions.values())
+        for start in range(0, len(sessions), HEARTBEAT_BATCH):
+            batch = [(s.caller, s.connection_id) for s in sessions[start : start + HEARTBEAT_BATCH]]
             try:
-                await self._ops.heartbeat(self.gateway_id, conns)
+                await self._ops.heartbeat(self.gateway_id, batch)
             except Exception as exc:
                 log.warning("presence heartbeat failed: %s", exc)
+                return
 
 
 def _token(environ: dict[str, Any], auth: Any) -> str:
