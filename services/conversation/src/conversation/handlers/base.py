@@ -106,10 +106,13 @@ class HandlerBase:
         indistinguishable from one that does not exist.
         """
         store = self.store(caller)
-        conv = await store.conversations.get(conversation_id)
-        member = (
-            await store.members.get(conversation_id, caller.user_id) if conv is not None else None
+        # Both at once: one round trip of waiting instead of two, on every call.
+        conv, member = await asyncio.gather(
+            store.conversations.get(conversation_id),
+            store.members.get(conversation_id, caller.user_id),
         )
+        if conv is None:
+            member = None
         return access.require_visible(caller, conv, member), member
 
     async def counts(self, caller: Caller, conv: Doc, member: Doc | None) -> tuple[int, int]:
