@@ -97,7 +97,7 @@ BENCH := $(UV) run --frozen python -m bench.run
 bench: install
 	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(BENCH) --profile short
 bench-full: install
-	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(BENCH) --profile full
+	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(BENCH) --profile full --gateways 3
 
 openapi: install
 	$(UV) run --frozen python scripts/export-openapi.py docs/openapi.json

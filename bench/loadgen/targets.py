@@ -84,7 +84,12 @@ class ConfabTarget(Target):
         if binary:
             os.environ["CONFAB_SECANTUS_BIN"] = binary
         self.secantus = binary or "python -m secantus"
-        limits = {"GATEWAY_USER_SEND_LIMIT": UNLIMITED, "GATEWAY_TENANT_SEND_LIMIT": UNLIMITED}
+        limits = {
+            "GATEWAY_USER_SEND_LIMIT": UNLIMITED,
+            "GATEWAY_TENANT_SEND_LIMIT": UNLIMITED,
+            # The production default; the dev fleet's 5 s is for quick tests.
+            "GATEWAY_HEARTBEAT_SECONDS": "20",
+        }
         self.fleet = Fleet(
             FleetOptions(workdir=workdir, gateways=gateways, extra_env={"gateway": limits})
         )
