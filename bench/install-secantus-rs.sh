@@ -8,6 +8,9 @@ set -euo pipefail
 
 VERSION="0.5.3-beta.196"
 ROOT="${1:-.cache/secantus-rs}"
+# Absolute: the fleet starts the server from its own working directory.
+mkdir -p "$ROOT"
+ROOT="$(cd "$ROOT" && pwd)"
 BIN="$ROOT/bin/secantusd-rs"
 
 if [[ -n "${CONFAB_SECANTUS_BIN:-}" && -x "${CONFAB_SECANTUS_BIN}" ]]; then
@@ -22,7 +25,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-secantus-rs: cargo is missing; install a Rust toolchain first" >&2
   exit 1
 fi
-mkdir -p "$ROOT"
 echo "install-secantus-rs: building secantus-mdb $VERSION into $ROOT (about 5 minutes)" >&2
 cargo install secantus-mdb --version "$VERSION" --ignore-rust-version --locked --root "$ROOT" >&2 \
   || cargo install secantus-mdb --version "$VERSION" --ignore-rust-version --root "$ROOT" >&2
