@@ -120,6 +120,9 @@ def test_from_grpc_unmapped_statuses() -> None:
     timeout = from_grpc(grpc.StatusCode.DEADLINE_EXCEEDED, "", None)
     assert isinstance(timeout, errors.Unavailable)
     assert timeout.code == "upstream_timeout"
+    cancelled = from_grpc(grpc.StatusCode.CANCELLED, "Locally cancelled", None)
+    assert isinstance(cancelled, errors.Unavailable)
+    assert cancelled.code == "upstream_cancelled" and cancelled.http_status == 503
     internal = from_grpc(grpc.StatusCode.INTERNAL, "", None)
     assert type(internal) is ConfabError
     assert internal.code == "internal"

@@ -92,5 +92,9 @@ def from_grpc(status: grpc.StatusCode, message: str, code: str | None) -> Confab
     if cls is None:
         if status == grpc.StatusCode.DEADLINE_EXCEEDED:
             return Unavailable(message or "upstream timed out", "upstream_timeout")
+        if status == grpc.StatusCode.CANCELLED:
+            # The call was cut off before an answer (seen under overload): whether
+            # it took effect is unknown, and every call is safe to retry.
+            return Unavailable("the call was cancelled; retry", "upstream_cancelled")
         return ConfabError(message or status.name.lower(), code or "internal")
     return cls(message, code)
