@@ -374,11 +374,8 @@ async def traffic(
         stages_before = await scrape_stages(target)
         meter.start()
         extra_task = asyncio.create_task(during()) if during else None
-        if spy:
-            spy.__enter__()
-        sends = await open_loop(target, rec, senders, rate, duration, run_id)
-        if spy:
-            spy.__exit__(None, None, None)
+        with spy or contextlib.nullcontext():
+            sends = await open_loop(target, rec, senders, rate, duration, run_id)
         # Acks may still be in flight: wait for them before counting the expected.
         await all_acked(sends)
         listeners = crowd.listeners(alive)

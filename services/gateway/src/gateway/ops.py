@@ -271,9 +271,11 @@ class ChatOps:
         req = ppb.SetTypingRequest(conversation_id=conversation_id, typing=typing)
         await call(self._b.presence.SetTyping, req, caller, self._t)
 
-    async def conversation_ids(self, caller: Caller, limit: int) -> list[str]:
+    async def conversation_ids(
+        self, caller: Caller, *, limit: int = 0, max_members: int = 0
+    ) -> list[str]:
         """The caller's conversations, most recent first, without computing counts."""
-        req = cpb.ListConversationIdsRequest(limit=limit)
+        req = cpb.ListConversationIdsRequest(limit=limit, max_member_count=max_members)
         resp = await call(self._b.conversation.ListConversationIds, req, caller, self._t)
         return list(resp.conversation_ids)
 
@@ -281,9 +283,7 @@ class ChatOps:
         """The user's conversations of at most ``max_members`` (0: any), asked as the service
         (no user token here)."""
         caller = Caller(tenant_id=tenant_id, user_id=user_id, roles=frozenset({ROLE_SERVICE}))
-        req = cpb.ListConversationIdsRequest(max_member_count=max_members)
-        resp = await call(self._b.conversation.ListConversationIds, req, caller, self._t)
-        return list(resp.conversation_ids)
+        return await self.conversation_ids(caller, max_members=max_members)
 
     async def connect(self, caller: Caller, connection_id: str, gateway_id: str) -> None:
         req = ppb.ConnectRequest(connection_id=connection_id, gateway_id=gateway_id)

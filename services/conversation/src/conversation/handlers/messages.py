@@ -32,6 +32,7 @@ from conversation.limits import (
     MAX_SEARCH_TERMS,
     MAX_TEXT_CHARS,
 )
+from conversation.storage.db import TenantStore
 from conversation.storage.outbox import record as outbox_record
 
 _USER_KINDS = {pb.MESSAGE_KIND_TEXT, pb.MESSAGE_KIND_FILE}
@@ -65,6 +66,16 @@ def _message_created(doc: Doc, conversation_kind: int) -> events_pb2.Conversatio
             conversation_kind=cast(pb.ConversationKind.ValueType, conversation_kind),
         )
     )
+
+
+async def _store_message(
+    store: TenantStore, session: AsyncClientSession, caller: Caller, doc: Doc, after: Doc
+) -> None:
+    """A message alone in its transaction takes the conversation's new last seq."""
+    doc["seq"] = int(after["last_seq"])
+    await store.messages.insert(doc, session)
+    # The sender has read everything up to their own message.
+    await store.members.advance_read(doc["conversation_id"], caller.user_id, doc["seq"], session)
 
 
 def _message_not_found() -> NotFound:
@@ -150,12 +161,7 @@ class MessageHandler(HandlerBase):
             async def build(
                 session: AsyncClientSession, after: Doc
             ) -> list[events_pb2.ConversationEvent]:
-                doc["seq"] = int(after["last_seq"])
-                await store.messages.insert(doc, session)
-                # The sender has read everything up to their own message.
-                await store.members.advance_read(
-                    conversation_id, caller.user_id, doc["seq"], session
-                )
+                await _store_message(store, session, caller, doc, after)
                 root = await store.messages.update(
                     conversation_id,
                     thread_root_id,
@@ -201,10 +207,7 @@ class MessageHandler(HandlerBase):
         async def build(
             session: AsyncClientSession, after: Doc
         ) -> list[events_pb2.ConversationEvent]:
-            doc["seq"] = int(after["last_seq"])
-            await store.messages.insert(doc, session)
-            # The sender has read everything up to their own message.
-            await store.members.advance_read(conversation_id, caller.user_id, doc["seq"], session)
+            await _store_message(store, session, caller, doc, after)
             return [_message_created(doc, item.conversation_kind)]
 
         await self.write_events(caller, conversation_id, build, message=True, headers=item.headers)

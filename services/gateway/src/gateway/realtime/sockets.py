@@ -172,7 +172,7 @@ class SocketGateway:
         if caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN):
             await self.sio.enter_room(sid, rooms.staff(caller.tenant_id))
         try:
-            for conv_id in await self._ops.conversation_ids(caller, AUTO_JOIN_LIMIT):
+            for conv_id in await self._ops.conversation_ids(caller, limit=AUTO_JOIN_LIMIT):
                 await self.sio.enter_room(sid, rooms.conversation(caller.tenant_id, conv_id))
         except ConfabError as exc:
             # Without its rooms the socket would silently miss messages.
