@@ -22,6 +22,12 @@ ROLE_MEMBER = "member"
 # Internal services (bot, notification) act inside a tenant with this role.
 ROLE_SERVICE = "service"
 
+# Users that the services themselves act as, in every tenant. A JWT can never name
+# them as its subject (see auth), so no client can speak as a service.
+BOT_USER_ID = "confab-bot"
+NOTIFIER_USER_ID = "confab-notification"
+SERVICE_USER_IDS = frozenset({BOT_USER_ID, NOTIFIER_USER_ID})
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:

@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 CONVERSATION_EVENTS_TOPIC = "confab.conversation.events.v1"
 PRESENCE_EVENTS_TOPIC = "confab.presence.events.v1"
 
+# Record headers, besides the trace context: the payload's protobuf type, so a
+# consumer can drop what it cannot decode, and presence's per-user order.
+EVENT_TYPE_HEADER = "confab-event-type"
+CONVERSATION_EVENT_TYPE = b"confab.conversation.v1.ConversationEvent"
+PRESENCE_EVENT_TYPE = b"confab.presence.v1.PresenceEvent"
+PRESENCE_SEQ_HEADER = "confab-presence-seq"
+
 CONSUMED = Counter(
     "confab_kafka_consumed_total", "Kafka records handled", ["topic", "group", "outcome"]
 )
