@@ -29,6 +29,7 @@ from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
 from gateway.app import build_api
 from gateway.context import GatewayContext
 from gateway.ops import ChatOps
+from gateway.ratelimit import Action
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 
@@ -52,12 +53,16 @@ class RoomServer:
         self.rooms: dict[str, set[str]] = {}
         self.handlers: dict[str, Callable[..., Awaitable[Any]]] = {}
         self.closed: list[str] = []
+        self.disconnected: list[str] = []
         self.manager = _Manager(self)
 
     def on(self, event: str, handler: Callable[..., Awaitable[Any]]) -> None:
         self.handlers[event] = handler
 
-    async def emit(self, event: str, data: Any = None, room: Any = "", **_: Any) -> None:
+    async def emit(
+        self, event: str, data: Any = None, room: Any = "", to: Any = None, **_: Any
+    ) -> None:
+        room = to if to is not None else room
         self.emits.append((event, data, room))
         # Like python-socketio: a list of rooms reaches each socket once.
         targets = room if isinstance(room, list) else [room]
@@ -68,6 +73,17 @@ class RoomServer:
 
     async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         self.rooms.get(room, set()).discard(sid)
+
+    async def disconnect(self, sid: str, namespace: str | None = None) -> None:
+        self.disconnected.append(sid)
+        for members in self.rooms.values():
+            members.discard(sid)
+        handler = self.handlers.get("disconnect")
+        if handler is not None:
+            await handler(sid, "server disconnect")
+
+    def rooms_of(self, sid: str) -> set[str]:
+        return {room for room, members in self.rooms.items() if sid in members}
 
     async def close_room(self, room: str, namespace: str | None = None) -> None:
         self.closed.append(room)
@@ -122,10 +138,10 @@ class FakeConversation:
 
 class NoLimit:
     def __init__(self) -> None:
-        self.checked = 0
+        self.checked: list[Action] = []
 
-    async def check(self, caller: Caller) -> None:
-        self.checked += 1
+    async def check(self, caller: Caller, action: Action) -> None:
+        self.checked.append(action)
 
 
 @dataclass

@@ -33,7 +33,7 @@ def gateway(h: Any, presence: Presence, n: int) -> SocketGateway:
     )
     for i in range(n):
         caller = Caller(tenant_id="t1", user_id=f"u{i}", roles=frozenset({"member"}))
-        gw.sessions[f"sid{i}"] = Session(caller, f"conn-{i}")
+        gw.sessions[f"sid{i}"] = Session(caller, f"conn-{i}", 4e9)
     return gw
 
 

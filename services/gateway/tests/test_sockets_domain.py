@@ -23,7 +23,7 @@ def setup(h: Any) -> tuple[Any, Any]:
     server = h.RoomServer()
     stub = h.FakeConversation()
     gw = SocketGateway(server, h.make_ops(stub), JwtVerifier(hs256_secret="x" * 40), "gw-1")
-    gw.sessions["sid1"] = Session(CALLER, "conn-1")
+    gw.sessions["sid1"] = Session(CALLER, "conn-1", 4e9)
     return server, stub
 
 

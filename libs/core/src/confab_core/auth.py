@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -24,6 +25,13 @@ from confab_core.identity import (
 
 KNOWN_ROLES = frozenset({ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, ROLE_AGENT, ROLE_MEMBER})
 MAX_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    caller: Caller
+    # The token's ``exp`` claim, in seconds since the epoch.
+    expires_at: float
 
 
 class JwtVerifier:
@@ -45,6 +53,11 @@ class JwtVerifier:
         self._leeway = leeway_seconds
 
     async def verify(self, token: str) -> Caller:
+        return (await self.verify_token(token)).caller
+
+    async def verify_token(self, token: str) -> VerifiedToken:
+        """The caller and the moment the token stops being valid (for sockets, which
+        outlive the handshake that checked it)."""
         if not token:
             raise Unauthenticated("missing bearer token", "missing_token")
         try:
@@ -69,7 +82,7 @@ class JwtVerifier:
             raise Unauthenticated("token expired", "token_expired") from exc
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthenticated("invalid token", "invalid_token") from exc
-        return caller_from_claims(claims)
+        return VerifiedToken(caller_from_claims(claims), float(claims["exp"]))
 
 
 def caller_from_claims(claims: dict[str, Any]) -> Caller:

@@ -26,7 +26,8 @@ from gateway.bodylimit import BodyLimitMiddleware
 from gateway.clients.backends import Backends
 from gateway.context import GatewayContext
 from gateway.ops import ChatOps
-from gateway.ratelimit import SendLimiter
+from gateway.origins import OriginPolicy
+from gateway.ratelimit import RateLimiter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
@@ -53,9 +54,10 @@ API_PREFIX = "/api/v1"
 def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp:
     clock = clock or SystemClock()
     gateway_id = settings.gateway_id or f"{socket.gethostname()}-{new_id()[:8]}"
+    origins = OriginPolicy(settings.cors_origins)
     sio = LeanSocketServer(
         async_mode="asgi",
-        cors_allowed_origins=settings.cors_origins,
+        cors_allowed_origins=origins,
         logger=False,
         engineio_logger=False,
     )
@@ -72,7 +74,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
         redis = redisx.connect(settings.redis_url)
         ops = ChatOps(
             backends,
-            SendLimiter(redis, clock, settings.user_send_limit, settings.tenant_send_limit),
+            RateLimiter(redis, clock, settings.rate_limits, settings.tenant_rate_limits),
         )
         verifier = JwtVerifier(
             hs256_secret=settings.jwt_hs256_secret.get_secret_value()
@@ -84,7 +86,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
         )
         ctx = GatewayContext(settings=settings, verifier=verifier, backends=backends, ops=ops)
         app.state.gateway = ctx
-        sockets = SocketGateway(sio, ops, verifier, gateway_id)
+        sockets = SocketGateway(sio, ops, verifier, gateway_id, clock)
         limit = settings.presence_room_limit
 
         async def presence_audience(tenant_id: str, user_id: str) -> list[str]:
@@ -103,6 +105,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
                 )
             ),
             asyncio.create_task(sockets.heartbeat_forever(settings.heartbeat_seconds)),
+            asyncio.create_task(sockets.expire_forever()),
         ]
         try:
             yield
@@ -116,7 +119,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             await redis.aclose()
 
     api = build_api(lifespan)
-    limited = TracingMiddleware(BodyLimitMiddleware(api, settings.max_body_bytes))
+    limited = TracingMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
     app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
     return app
 

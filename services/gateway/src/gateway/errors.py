@@ -11,12 +11,21 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from confab_core.errors import ConfabError
+from gateway.ratelimit import RateLimited
 
 log = logging.getLogger(__name__)
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def error_body(exc: ConfabError) -> dict[str, object]:
+    """The ``error`` object of a refused call, as REST bodies and socket acks carry it."""
+    body: dict[str, object] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, RateLimited):
+        body["retry_after"] = exc.retry_after
+    return body
 
 
 def install(app: FastAPI) -> None:
@@ -26,6 +35,12 @@ def install(app: FastAPI) -> None:
             log.error("upstream failure: %s (%s)", exc.message, exc.code)
             return error_response(
                 503 if exc.http_status == 503 else 502, exc.code, "upstream service error"
+            )
+        if isinstance(exc, RateLimited):
+            return JSONResponse(
+                {"error": error_body(exc)},
+                status_code=exc.http_status,
+                headers={"Retry-After": str(exc.retry_after)},
             )
         return error_response(exc.http_status, exc.code, exc.message)
 

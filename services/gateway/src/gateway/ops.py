@@ -20,7 +20,7 @@ from confab_core.ids import new_id
 from gateway import convert, schemas
 from gateway.clients import call
 from gateway.clients.backends import Backends
-from gateway.ratelimit import SendLimiter
+from gateway.ratelimit import Action, RateLimiter
 
 
 def _role(name: str | None) -> cpb.MemberRole.ValueType:
@@ -30,7 +30,7 @@ def _role(name: str | None) -> cpb.MemberRole.ValueType:
 
 
 class ChatOps:
-    def __init__(self, backends: Backends, limiter: SendLimiter) -> None:
+    def __init__(self, backends: Backends, limiter: RateLimiter) -> None:
         self._b = backends
         self._limiter = limiter
 
@@ -41,6 +41,7 @@ class ChatOps:
     async def create_conversation(
         self, caller: Caller, body: schemas.CreateConversationIn
     ) -> schemas.CreateConversationOut:
+        await self._limiter.check(caller, Action.CONVERSATION_CREATE)
         req = cpb.CreateConversationRequest(
             kind=cast(cpb.ConversationKind.ValueType, convert.KIND_BY_NAME[body.kind]),
             title=body.title,
@@ -75,7 +76,7 @@ class ChatOps:
     async def send_message(
         self, caller: Caller, conversation_id: str, body: schemas.SendMessageIn
     ) -> schemas.SendMessageOut:
-        await self._limiter.check(caller)
+        await self._limiter.check(caller, Action.SEND)
         req = cpb.SendMessageRequest(
             conversation_id=conversation_id,
             client_msg_id=body.client_msg_id or new_id(),
@@ -153,6 +154,7 @@ class ChatOps:
     async def add_members(
         self, caller: Caller, conversation_id: str, body: schemas.AddMembersIn
     ) -> schemas.MembersAddedOut:
+        await self._limiter.check(caller, Action.MEMBER_ADD)
         req = cpb.AddMembersRequest(
             conversation_id=conversation_id,
             user_ids=body.user_ids,
@@ -177,7 +179,7 @@ class ChatOps:
     async def edit_message(
         self, caller: Caller, conversation_id: str, message_id: str, text: str
     ) -> schemas.MessageOut:
-        await self._limiter.check(caller)
+        await self._limiter.check(caller, Action.SEND)
         req = cpb.EditMessageRequest(
             conversation_id=conversation_id, message_id=message_id, text=text
         )
@@ -194,7 +196,7 @@ class ChatOps:
     async def toggle_reaction(
         self, caller: Caller, conversation_id: str, message_id: str, emoji: str
     ) -> schemas.ToggleReactionOut:
-        await self._limiter.check(caller)
+        await self._limiter.check(caller, Action.SEND)
         req = cpb.ToggleReactionRequest(
             conversation_id=conversation_id, message_id=message_id, emoji=emoji
         )
@@ -220,6 +222,7 @@ class ChatOps:
     async def search_messages(
         self, caller: Caller, query: str, conversation_id: str | None, limit: int
     ) -> schemas.SearchOut:
+        await self._limiter.check(caller, Action.SEARCH)
         req = cpb.SearchMessagesRequest(
             query=query, conversation_id=conversation_id or "", limit=limit
         )
@@ -257,6 +260,7 @@ class ChatOps:
     async def set_presence(
         self, caller: Caller, body: schemas.SetPresenceIn
     ) -> schemas.PresenceOut:
+        await self._limiter.check(caller, Action.PRESENCE)
         req = ppb.SetStatusRequest(
             status=cast(ppb.PresenceStatus.ValueType, convert.PRESENCE_STATUS_BY_NAME[body.status])
         )
@@ -268,6 +272,7 @@ class ChatOps:
         return convert.presence(resp.presence)
 
     async def set_typing(self, caller: Caller, conversation_id: str, typing: bool) -> None:
+        await self._limiter.check(caller, Action.TYPING)
         req = ppb.SetTypingRequest(conversation_id=conversation_id, typing=typing)
         await call(self._b.presence.SetTyping, req, caller, self._t)
 
@@ -284,6 +289,10 @@ class ChatOps:
         (no user token here)."""
         caller = Caller(tenant_id=tenant_id, user_id=user_id, roles=frozenset({ROLE_SERVICE}))
         return await self.conversation_ids(caller, max_members=max_members)
+
+    async def admit(self, caller: Caller) -> None:
+        """Counts a socket connect against the caller's connect budget."""
+        await self._limiter.check(caller, Action.CONNECT)
 
     async def connect(self, caller: Caller, connection_id: str, gateway_id: str) -> None:
         req = ppb.ConnectRequest(connection_id=connection_id, gateway_id=gateway_id)
@@ -311,6 +320,7 @@ class ChatOps:
         return [convert.notification(n) for n in resp.notifications]
 
     async def summarize(self, caller: Caller, conversation_id: str) -> schemas.SummaryOut:
+        await self._limiter.check(caller, Action.SUMMARY)
         req = bot_pb2.SummarizeConversationRequest(conversation_id=conversation_id)
         # Summaries wait on a model; give them more than a plain read.
         resp = await call(self._b.bot.SummarizeConversation, req, caller, self._t * 6)

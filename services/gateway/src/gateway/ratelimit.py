@@ -1,4 +1,9 @@
-"""Fixed-window send limits per user and per tenant, counted in Redis.
+"""Fixed-window rate limits per user and per tenant, counted in Redis.
+
+Every action a client can repeat at someone else's cost (a write, a model call, a
+fan-out to a room, a connect) has its own budget, so a burst of one cannot starve
+another. Limits come from typed settings: defaults for every tenant, overridden per
+tenant (see ``GatewaySettings.tenant_rate_limits``).
 
 Redis being down must not stop chat: the limiter then lets traffic through and
 counts the failure, because a limiter outage is not a reason to lose sends.
@@ -7,9 +12,12 @@ counts the failure, because a limiter outage is not a reason to lose sends.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from enum import StrEnum
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from confab_core.clock import Clock
@@ -19,23 +27,87 @@ from confab_core.identity import Caller
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 10
-LIMITED = Counter("confab_gateway_rate_limited_total", "Sends refused by a rate limit", ["scope"])
+LIMITED = Counter(
+    "confab_gateway_rate_limited_total", "Calls refused by a rate limit", ["action", "scope"]
+)
 LIMITER_ERRORS = Counter(
     "confab_gateway_rate_limiter_errors_total", "Limiter checks that failed open"
 )
 
 
-class SendLimiter:
-    def __init__(self, redis: aioredis.Redis, clock: Clock, per_user: int, per_tenant: int) -> None:
+class Action(StrEnum):
+    # Sends, edits and reaction toggles share one budget: each is a message write.
+    SEND = "send"
+    CONVERSATION_CREATE = "conversation_create"
+    MEMBER_ADD = "member_add"
+    SEARCH = "search"
+    SUMMARY = "summary"
+    TYPING = "typing"
+    PRESENCE = "presence"
+    CONNECT = "connect"
+
+
+class Limit(BaseModel):
+    """Calls allowed per ``WINDOW_SECONDS``: for one user, and for a whole tenant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user: int = Field(ge=0)
+    tenant: int = Field(ge=0)
+
+
+DEFAULT_LIMITS: Mapping[Action, Limit] = {
+    Action.SEND: Limit(user=50, tenant=5000),
+    Action.CONVERSATION_CREATE: Limit(user=10, tenant=500),
+    Action.MEMBER_ADD: Limit(user=20, tenant=1000),
+    Action.SEARCH: Limit(user=20, tenant=1000),
+    # Each summary is a model call, the most expensive thing a client can ask for.
+    Action.SUMMARY: Limit(user=3, tenant=100),
+    # Clients renew typing every few seconds while a key is pressed.
+    Action.TYPING: Limit(user=30, tenant=5000),
+    Action.PRESENCE: Limit(user=10, tenant=2000),
+    # A tab reconnecting after a network blip is a few; a loop is many. The tenant
+    # budget lets a whole tenant of tens of thousands come back within minutes after
+    # a gateway restart, but not all in the same second.
+    Action.CONNECT: Limit(user=10, tenant=2000),
+}
+
+
+class RateLimited(ResourceExhausted):
+    """A refused call, with the seconds after which the window has turned."""
+
+    def __init__(self, message: str, code: str, retry_after: int) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        clock: Clock,
+        defaults: Mapping[Action, Limit],
+        per_tenant: Mapping[str, Mapping[Action, Limit]] | None = None,
+    ) -> None:
         self._redis = redis
         self._clock = clock
-        self._per_user = per_user
-        self._per_tenant = per_tenant
+        self._defaults = {**DEFAULT_LIMITS, **defaults}
+        self._per_tenant = per_tenant or {}
 
-    async def check(self, caller: Caller) -> None:
-        window = int(self._clock.now().timestamp()) // WINDOW_SECONDS
-        user_key = f"rl:{caller.tenant_id}:u:{caller.user_id}:{window}"
-        tenant_key = f"rl:{caller.tenant_id}:t:{window}"
+    def limit(self, tenant_id: str, action: Action) -> Limit:
+        override = self._per_tenant.get(tenant_id)
+        if override is not None and action in override:
+            return override[action]
+        return self._defaults[action]
+
+    async def check(self, caller: Caller, action: Action) -> None:
+        """Counts one call; raises ``RateLimited`` once a budget of this window is spent."""
+        limit = self.limit(caller.tenant_id, action)
+        now = self._clock.now().timestamp()
+        window = int(now) // WINDOW_SECONDS
+        retry_after = max(1, (window + 1) * WINDOW_SECONDS - int(now))
+        user_key = f"rl:{caller.tenant_id}:{action.value}:u:{caller.user_id}:{window}"
+        tenant_key = f"rl:{caller.tenant_id}:{action.value}:t:{window}"
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incr(user_key)
@@ -45,11 +117,25 @@ class SendLimiter:
                 user_count, _, tenant_count, _ = await pipe.execute()
         except (RedisError, OSError) as exc:
             LIMITER_ERRORS.inc()
-            log.warning("rate limiter unavailable, allowing send: %s", exc)
+            log.warning("rate limiter unavailable, allowing %s: %s", action.value, exc)
             return
-        if int(user_count) > self._per_user:
-            LIMITED.labels("user").inc()
-            raise ResourceExhausted("too many messages, slow down", "rate_limited")
-        if int(tenant_count) > self._per_tenant:
-            LIMITED.labels("tenant").inc()
-            raise ResourceExhausted("tenant message rate exceeded", "tenant_rate_limited")
+        if int(user_count) > limit.user:
+            LIMITED.labels(action.value, "user").inc()
+            raise RateLimited(f"too many {_NOUNS[action]}, slow down", "rate_limited", retry_after)
+        if int(tenant_count) > limit.tenant:
+            LIMITED.labels(action.value, "tenant").inc()
+            raise RateLimited(
+                f"tenant rate of {_NOUNS[action]} exceeded", "tenant_rate_limited", retry_after
+            )
+
+
+_NOUNS: Mapping[Action, str] = {
+    Action.SEND: "messages",
+    Action.CONVERSATION_CREATE: "conversations created",
+    Action.MEMBER_ADD: "member additions",
+    Action.SEARCH: "searches",
+    Action.SUMMARY: "summaries",
+    Action.TYPING: "typing updates",
+    Action.PRESENCE: "presence changes",
+    Action.CONNECT: "connections",
+}

@@ -320,6 +320,9 @@ class SummaryOut(BaseModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+    retry_after: int | None = Field(
+        default=None, description="429 only: seconds to wait, as in the Retry-After header"
+    )
 
 
 class ErrorOut(BaseModel):

@@ -1,7 +1,10 @@
-from pydantic import SecretStr, model_validator
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from confab_core.settings import ServiceSettings
+from gateway.ratelimit import Action, Limit
 
 
 class GatewaySettings(ServiceSettings):
@@ -22,18 +25,38 @@ class GatewaySettings(ServiceSettings):
     http_port: int = 8080
     # Names this process in presence and in its Kafka consumer group.
     gateway_id: str = ""
+    # Origins (``scheme://host[:port]``) whose pages may call REST and open sockets
+    # across origins; ``["*"]`` allows any. The page the gateway serves itself is
+    # same-origin and always allowed; the empty default refuses every other origin.
     cors_origins: list[str] = []
     heartbeat_seconds: float = 20.0
     rpc_timeout_seconds: float = 10.0
-    # Sends per user and per tenant in a 10 s window.
-    user_send_limit: int = 50
-    tenant_send_limit: int = 5000
+    # Calls per user and per tenant in a 10 s window, by action (JSON, e.g.
+    # ``{"send": {"user": 50, "tenant": 5000}}``); actions left out keep the defaults
+    # of gateway.ratelimit.DEFAULT_LIMITS.
+    rate_limits: dict[Action, Limit] = {}
+    # Tenant id -> the actions whose limits differ for that tenant (same shape). Kept
+    # in settings, not in a database: limits are an operator's contract with a
+    # tenant, reviewed and rolled out like any configuration, and a check then costs
+    # no extra read.
+    tenant_rate_limits: dict[str, dict[Action, Limit]] = {}
     max_body_bytes: int = 65536
     # Presence changes are pushed through the user's conversations of at most this many
     # members (0: all). One change in a room of N costs N socket writes, so a few
     # thousand people connecting to a big channel would cost millions; clients of big
     # channels ask GET /presence for the people they show instead.
     presence_room_limit: int = 200
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
+        return origins
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "GatewaySettings":

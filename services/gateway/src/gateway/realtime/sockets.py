@@ -7,30 +7,35 @@ Every event handler returns an ack: ``{"ok": true, ...}`` or
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import socketio
 from opentelemetry.trace import SpanKind
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confab_core.auth import JwtVerifier
+from confab_core.clock import Clock, SystemClock
 from confab_core.errors import ConfabError, Unauthenticated
 from confab_core.identity import ROLE_AGENT, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
 from confab_core.ids import new_id
 from confab_core.telemetry import tracer
-from gateway import schemas
+from gateway import errors, schemas
 from gateway.ops import ChatOps
+from gateway.ratelimit import RateLimited
 from gateway.realtime import rooms
 
 log = logging.getLogger(__name__)
 
 CONNECTIONS = Gauge("confab_gateway_connections", "Open Socket.IO connections on this pod")
-# Conversations a connection joins at connect; more are joined on demand.
-AUTO_JOIN_LIMIT = 100
+EXPIRED = Counter("confab_gateway_sockets_expired_total", "Sockets closed at their token's exp")
+# Conversations one sync call replays.
+SYNC_MAX_CONVERSATIONS = 100
 # Resume replays at most this many messages (or events) per conversation in one ack.
 SYNC_LIMIT = 1000
 # Connections per presence heartbeat call (presence accepts at most 20,000).
@@ -40,10 +45,13 @@ _SYNC_PAGE = 100
 Ack = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     caller: Caller
     connection_id: str
+    # The token's exp (seconds since the epoch): the socket is closed then, unless
+    # auth:refresh brought a later one.
+    expires_at: float
 
 
 class _ConversationRef(BaseModel):
@@ -82,9 +90,14 @@ class _SyncIn(BaseModel):
     # conversation id -> the last seq (mode "messages") or event_seq (mode
     # "events") the client has.
     conversations: dict[schemas.Id, Annotated[int, Field(le=schemas.MAX_INT64)]] = Field(
-        max_length=AUTO_JOIN_LIMIT
+        max_length=SYNC_MAX_CONVERSATIONS
     )
     mode: Literal["messages", "events"] = "messages"
+
+
+class _RefreshIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=8192)
 
 
 def _error(code: str, message: str) -> Ack:
@@ -93,13 +106,24 @@ def _error(code: str, message: str) -> Ack:
 
 class SocketGateway:
     def __init__(
-        self, sio: socketio.AsyncServer, ops: ChatOps, verifier: JwtVerifier, gateway_id: str
+        self,
+        sio: socketio.AsyncServer,
+        ops: ChatOps,
+        verifier: JwtVerifier,
+        gateway_id: str,
+        clock: Clock | None = None,
     ) -> None:
         self.sio = sio
         self._ops = ops
         self._verifier = verifier
         self.gateway_id = gateway_id
+        self._clock = clock or SystemClock()
         self.sessions: dict[str, Session] = {}
+        # (exp, sid) for every session, soonest first: one task closes expired sockets
+        # instead of a timer per socket (a few dozen bytes each, against a timer
+        # handle and its closure). A refresh pushes the new exp and leaves the old
+        # entry, which the sweep then skips because it no longer matches the session.
+        self._expiries: list[tuple[float, str]] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         self._event("message:send", _SendIn, self._send)
@@ -114,6 +138,7 @@ class SocketGateway:
         self._event("typing:start", _ConversationRef, self._typing_start)
         self._event("typing:stop", _ConversationRef, self._typing_stop)
         self._event("presence:set", schemas.SetPresenceIn, self._set_presence)
+        self._event("auth:refresh", _RefreshIn, self._refresh)
 
     def _event(
         self,
@@ -146,7 +171,7 @@ class SocketGateway:
                 if exc.http_status >= 500:
                     log.error("upstream failure on %s: %s", name, exc.message)
                     return _error(exc.code, "upstream service error")
-                return _error(exc.code, exc.message)
+                return {"ok": False, "error": errors.error_body(exc)}
             except ValidationError:
                 log.exception("upstream answer to %s failed validation", name)
                 return _error("bad_upstream_response", "upstream service error")
@@ -160,19 +185,27 @@ class SocketGateway:
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = _token(environ, auth)
         try:
-            caller = await self._verifier.verify(token)
+            verified = await self._verifier.verify_token(token)
+            await self._ops.admit(verified.caller)
+        except RateLimited as exc:
+            raise socketio.exceptions.ConnectionRefusedError(errors.error_body(exc)) from None
         except Unauthenticated as exc:
             raise socketio.exceptions.ConnectionRefusedError(
                 {"code": exc.code, "message": exc.message}
             ) from None
-        session = Session(caller, new_id())
+        caller = verified.caller
+        session = Session(caller, new_id(), verified.expires_at)
         self.sessions[sid] = session
+        heapq.heappush(self._expiries, (verified.expires_at, sid))
         CONNECTIONS.inc()
         await self.sio.enter_room(sid, rooms.user(caller.tenant_id, caller.user_id))
-        if caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN):
+        if caller.has_role(*_STAFF_ROLES):
             await self.sio.enter_room(sid, rooms.staff(caller.tenant_id))
         try:
-            for conv_id in await self._ops.conversation_ids(caller, limit=AUTO_JOIN_LIMIT):
+            # Every conversation, however many: a room the socket is not in is a
+            # conversation whose messages it silently misses. Fan-out keeps the rooms
+            # current as memberships change.
+            for conv_id in await self._ops.conversation_ids(caller):
                 await self.sio.enter_room(sid, rooms.conversation(caller.tenant_id, conv_id))
         except ConfabError as exc:
             # Without its rooms the socket would silently miss messages.
@@ -196,6 +229,54 @@ class SocketGateway:
             await self._ops.disconnect(session.caller, session.connection_id)
         except ConfabError as exc:
             log.warning("presence disconnect failed: %s", exc.message)
+
+    async def _refresh(self, s: Session, sid: str, body: _RefreshIn) -> Ack:
+        """Swaps the socket's token for a newer one of the same user, without a reconnect."""
+        verified = await self._verifier.verify_token(body.token)
+        new = verified.caller
+        if (new.tenant_id, new.user_id) != (s.caller.tenant_id, s.caller.user_id):
+            return _error("token_mismatch", "the new token is for another user")
+        if sid not in self.sessions:
+            return _error("unauthenticated", "not connected")
+        self.sessions[sid] = replace(s, caller=new, expires_at=verified.expires_at)
+        heapq.heappush(self._expiries, (verified.expires_at, sid))
+        staff = rooms.staff(new.tenant_id)
+        if new.has_role(*_STAFF_ROLES):
+            await self.sio.enter_room(sid, staff)
+        else:
+            await self.sio.leave_room(sid, staff)
+        return {"ok": True, "expires_at": _iso(verified.expires_at)}
+
+    async def expire_forever(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.expire_due()
+
+    async def expire_due(self) -> int:
+        """Closes every socket whose token has expired, telling it why first."""
+        now = self._clock.now().timestamp()
+        closed = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, sid = heapq.heappop(self._expiries)
+            session = self.sessions.get(sid)
+            if session is None or session.expires_at != expires_at:
+                # Gone already, or refreshed to a later exp that has its own entry.
+                continue
+            try:
+                await self.sio.emit(
+                    "auth:expired",
+                    {"code": "token_expired", "message": "token expired; reconnect with a new one"},
+                    to=sid,
+                )
+                await self.sio.disconnect(sid)
+            except Exception:
+                log.exception("closing an expired socket failed")
+            # Whatever the transport did, the session is over.
+            if self.sessions.get(sid) is session:
+                await self.on_disconnect(sid)
+            EXPIRED.inc()
+            closed += 1
+        return closed
 
     async def _send(self, s: Session, sid: str, body: _SendIn) -> Ack:
         result = await self._ops.send_message(s.caller, body.conversation_id, body)
@@ -348,6 +429,13 @@ class SocketGateway:
             except Exception as exc:
                 log.warning("presence heartbeat failed: %s", exc)
                 return
+
+
+_STAFF_ROLES = (ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+
+
+def _iso(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _token(environ: dict[str, Any], auth: Any) -> str:

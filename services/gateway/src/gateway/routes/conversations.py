@@ -22,13 +22,15 @@ WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     403: {"model": schemas.ErrorOut},
     409: {"model": schemas.ErrorOut},
 }
+# Calls under a rate limit (gateway.ratelimit): 429 with a Retry-After header.
+LIMITED: dict[int | str, dict[str, object]] = {429: {"model": schemas.ErrorOut}}
 
 
 @router.post(
     "",
     response_model=schemas.CreateConversationOut,
     status_code=status.HTTP_201_CREATED,
-    responses=WRITE_ERRORS,
+    responses={**WRITE_ERRORS, **LIMITED},
 )
 async def create_conversation(
     body: schemas.CreateConversationIn, caller: CallerDep, ops: OpsDep, response: Response
@@ -116,7 +118,9 @@ async def mark_read(
     return await ops.mark_read(caller, conversation_id, body.seq)
 
 
-@router.post("/{conversation_id}/summary", response_model=schemas.SummaryOut, responses=ERRORS)
+@router.post(
+    "/{conversation_id}/summary", response_model=schemas.SummaryOut, responses={**ERRORS, **LIMITED}
+)
 async def summarize(
     conversation_id: ConversationId, caller: CallerDep, ops: OpsDep
 ) -> schemas.SummaryOut:

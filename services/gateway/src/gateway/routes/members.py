@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Response, status
 
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
-from gateway.routes.conversations import ERRORS, WRITE_ERRORS, ConversationId
+from gateway.routes.conversations import ERRORS, LIMITED, WRITE_ERRORS, ConversationId
 
 router = APIRouter(prefix="/conversations/{conversation_id}/members", tags=["members"])
 
@@ -20,7 +20,7 @@ async def list_members(
     return await ops.list_members(caller, conversation_id)
 
 
-@router.post("", response_model=schemas.MembersAddedOut, responses=WRITE_ERRORS)
+@router.post("", response_model=schemas.MembersAddedOut, responses={**WRITE_ERRORS, **LIMITED})
 async def add_members(
     conversation_id: ConversationId, body: schemas.AddMembersIn, caller: CallerDep, ops: OpsDep
 ) -> schemas.MembersAddedOut:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
-from gateway.routes.conversations import ERRORS, WRITE_ERRORS, ConversationId
+from gateway.routes.conversations import ERRORS, LIMITED, WRITE_ERRORS, ConversationId
 
 router = APIRouter(prefix="/conversations/{conversation_id}/messages", tags=["messages"])
 
@@ -17,7 +17,7 @@ MessageId = Annotated[str, Path(min_length=1, max_length=schemas.MAX_ID_CHARS)]
     "",
     response_model=schemas.SendMessageOut,
     status_code=status.HTTP_201_CREATED,
-    responses={**WRITE_ERRORS, 429: {"model": schemas.ErrorOut}},
+    responses={**WRITE_ERRORS, **LIMITED},
 )
 async def send_message(
     conversation_id: ConversationId,
@@ -51,7 +51,7 @@ async def list_messages(
 @router.patch(
     "/{message_id}",
     response_model=schemas.MessageOut,
-    responses={**WRITE_ERRORS, 429: {"model": schemas.ErrorOut}},
+    responses={**WRITE_ERRORS, **LIMITED},
 )
 async def edit_message(
     conversation_id: ConversationId,

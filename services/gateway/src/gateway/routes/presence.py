@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from confab_core.errors import InvalidArgument
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
+from gateway.routes.conversations import LIMITED
 
 router = APIRouter(prefix="/presence", tags=["presence"])
 
@@ -23,7 +24,7 @@ async def get_presence(
     return await ops.presence(caller, ids)
 
 
-@router.put("/me", response_model=schemas.PresenceOut)
+@router.put("/me", response_model=schemas.PresenceOut, responses=LIMITED)
 async def set_my_presence(
     body: schemas.SetPresenceIn, caller: CallerDep, ops: OpsDep
 ) -> schemas.PresenceOut:

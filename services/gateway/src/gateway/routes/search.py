@@ -6,12 +6,12 @@ from fastapi import APIRouter, Query
 
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
-from gateway.routes.conversations import ERRORS
+from gateway.routes.conversations import ERRORS, LIMITED
 
 router = APIRouter(prefix="/search", tags=["search"])
 
 
-@router.get("/messages", response_model=schemas.SearchOut, responses=ERRORS)
+@router.get("/messages", response_model=schemas.SearchOut, responses={**ERRORS, **LIMITED})
 async def search_messages(
     caller: CallerDep,
     ops: OpsDep,
