@@ -187,12 +187,8 @@ class SocketGateway:
         try:
             verified = await self._verifier.verify_token(token)
             await self._ops.admit(verified.caller)
-        except RateLimited as exc:
-            raise socketio.exceptions.ConnectionRefusedError(errors.error_body(exc)) from None
-        except Unauthenticated as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": exc.message}
-            ) from None
+        except (RateLimited, Unauthenticated) as exc:
+            raise _refused(errors.error_body(exc)) from None
         caller = verified.caller
         session = Session(caller, new_id(), verified.expires_at)
         self.sessions[sid] = session
@@ -211,9 +207,7 @@ class SocketGateway:
             # Without its rooms the socket would silently miss messages.
             self.sessions.pop(sid, None)
             CONNECTIONS.dec()
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unavailable", "message": "try again shortly"}
-            ) from exc
+            raise _refused({"code": "unavailable", "message": "try again shortly"}) from exc
         try:
             await self._ops.connect(caller, session.connection_id, self.gateway_id)
         except ConfabError as exc:
@@ -432,6 +426,12 @@ class SocketGateway:
 
 
 _STAFF_ROLES = (ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+
+
+def _refused(body: dict[str, object]) -> socketio.exceptions.ConnectionRefusedError:
+    """The client's connect_error then carries ``{message, data: {code, message, ...}}``
+    (one argument alone would reach it as a string)."""
+    return socketio.exceptions.ConnectionRefusedError(body["message"], body)
 
 
 def _iso(epoch_seconds: float) -> str:
