@@ -6,6 +6,7 @@ presents, which event sends a message, and which processes to meter.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
@@ -21,6 +22,17 @@ from confab_devfleet import Fleet, FleetOptions
 
 BENCH_TENANT = "bench"
 UNLIMITED = "1000000000"
+# Every action gateway.ratelimit limits.
+RATE_LIMITED = (
+    "send",
+    "conversation_create",
+    "member_add",
+    "search",
+    "summary",
+    "typing",
+    "presence",
+    "connect",
+)
 RUST_SECANTUS_DEFAULT = "/tmp/secrs/bin/secantusd-rs"
 
 
@@ -85,8 +97,11 @@ class ConfabTarget(Target):
             os.environ["CONFAB_SECANTUS_BIN"] = binary
         self.secantus = binary or "python -m secantus"
         limits = {
-            "GATEWAY_USER_SEND_LIMIT": UNLIMITED,
-            "GATEWAY_TENANT_SEND_LIMIT": UNLIMITED,
+            # Every action (sends, connects, typing...): the bench measures the
+            # system, not the limiter's refusals.
+            "GATEWAY_RATE_LIMITS": json.dumps(
+                {a: {"user": int(UNLIMITED), "tenant": int(UNLIMITED)} for a in RATE_LIMITED}
+            ),
             # The production default; the dev fleet's 5 s is for quick tests.
             "GATEWAY_HEARTBEAT_SECONDS": "20",
         }

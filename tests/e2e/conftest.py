@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,33 @@ from confab_devservers import FakeOpenAI
 
 TENANT_A = "tenant-a"
 TENANT_B = "tenant-b"
+# A tenant with low limits, where tests see 429s and rate-limited acks; every other
+# tenant has the production defaults (gateway.ratelimit.DEFAULT_LIMITS).
+TENANT_LIMITED = "tenant-limited"
+LOW_LIMITS = {
+    "send": {"user": 3, "tenant": 1000},
+    "conversation_create": {"user": 2, "tenant": 1000},
+    "connect": {"user": 2, "tenant": 1000},
+}
+# A tenant for tests that set up at scale (a user in 1,000 conversations).
+TENANT_BULK = "tenant-bulk"
+_UNLIMITED = {"user": 1_000_000, "tenant": 1_000_000}
+_ACTIONS = (
+    "send",
+    "conversation_create",
+    "member_add",
+    "search",
+    "summary",
+    "typing",
+    "presence",
+    "connect",
+)
+TENANT_RATE_LIMITS = {
+    TENANT_LIMITED: LOW_LIMITS,
+    TENANT_BULK: {"conversation_create": _UNLIMITED},
+    # The fuzzer calls every operation as one user, many times a second.
+    "tenant-fuzz": {action: _UNLIMITED for action in _ACTIONS},
+}
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +66,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> 
             gateways=1,
             openai_base_url=fake_openai.base_url,
             openai_api_key="test-key",
+            extra_env={"gateway": {"GATEWAY_TENANT_RATE_LIMITS": json.dumps(TENANT_RATE_LIMITS)}},
         )
     )
     try:
@@ -53,10 +82,12 @@ def running_fleet(
 ) -> Iterator[Fleet]:
     """A fleet of its own for a module that needs more gateways or breaks things.
 
-    Sends are not rate limited by default here: the delivery and chaos tests stream
-    faster than the per-user limit allows, and retry bursts after an outage.
+    Sends and connects are not rate limited by default here: the delivery and chaos
+    tests stream faster than the per-user limit allows, and retry and reconnect in
+    bursts after an outage.
     """
-    env = {"gateway": {"GATEWAY_USER_SEND_LIMIT": "1000000"}}
+    limits = {"send": _UNLIMITED, "connect": _UNLIMITED}
+    env = {"gateway": {"GATEWAY_RATE_LIMITS": json.dumps(limits)}}
     for name, values in (extra_env or {}).items():
         env[name] = {**env.get(name, {}), **values}
     fleet = Fleet(FleetOptions(workdir=workdir, gateways=gateways, extra_env=env))
