@@ -96,7 +96,7 @@ async def test_socket_closes_at_exp_and_refresh_keeps_it_open(fleet, users) -> N
 
         expired = await short.wait_for("auth:expired", timeout=15)
         assert expired["code"] == "token_expired"
-        await eventually(asyncio.sleep, lambda _: not short.sio.connected, timeout=10)
+        await eventually(lambda: asyncio.sleep(0), lambda _: not short.sio.connected, timeout=10)
         # Past the first exp, the refreshed socket still hears its conversations.
         assert refreshed.sio.connected
         sent = await users(TENANT_LIMITED, bob).send(conv["id"], "still here", uid("c"))
