@@ -273,3 +273,11 @@ async def test_official_client_sends_receives_reconnects_and_syncs(
         assert py.seqs(conv) == [1, 2, 3, 4, 5] and py.errors == []
     finally:
         await py.close()
+
+
+async def test_official_client_reads_the_refusal_code(fleet: Fleet, node_clients) -> None:
+    node = await node_clients()
+    await node.command("connect", url=fleet.gateway_url(), token="not-a-jwt")
+    refused = await node.wait_for(lambda x: x["type"] in ("connect", "connect_error"))
+    assert refused["type"] == "connect_error", refused
+    assert refused["data"]["code"] == "invalid_token", refused
