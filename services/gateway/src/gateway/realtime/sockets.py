@@ -230,9 +230,11 @@ class SocketGateway:
         new = verified.caller
         if (new.tenant_id, new.user_id) != (s.caller.tenant_id, s.caller.user_id):
             return _error("token_mismatch", "the new token is for another user")
-        if sid not in self.sessions:
+        current = self.sessions.get(sid)
+        if current is None:
+            # Closed (at its old exp, say) while the new token was being checked.
             return _error("unauthenticated", "not connected")
-        self.sessions[sid] = replace(s, caller=new, expires_at=verified.expires_at)
+        self.sessions[sid] = replace(current, caller=new, expires_at=verified.expires_at)
         heapq.heappush(self._expiries, (verified.expires_at, sid))
         staff = rooms.staff(new.tenant_id)
         if new.has_role(*_STAFF_ROLES):
@@ -244,7 +246,11 @@ class SocketGateway:
     async def expire_forever(self, interval: float = 1.0) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.expire_due()
+            try:
+                await self.expire_due()
+            except Exception:
+                # The sweep must outlive one bad close, or no socket would expire again.
+                log.exception("expiring sockets failed")
 
     async def expire_due(self) -> int:
         """Closes every socket whose token has expired, telling it why first."""
