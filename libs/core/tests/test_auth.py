@@ -333,3 +333,12 @@ async def test_unreachable_jwks_rejects() -> None:
     verifier = JwtVerifier(jwks_url="http://127.0.0.1:9/jwks.json")
     key = _pem(_rsa())
     assert (await rejected(verifier, rs256(claims(), key, "k"))).code == "invalid_token"
+
+
+@pytest.mark.asyncio
+async def test_verify_token_gives_the_exp_sockets_close_at() -> None:
+    verifier = JwtVerifier(hs256_secret=SECRET)
+    payload = claims()
+    verified = await verifier.verify_token(hs256(payload))
+    assert verified.expires_at == float(payload["exp"])
+    assert verified.caller == await verifier.verify(hs256(payload))
