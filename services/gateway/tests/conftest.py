@@ -27,8 +27,8 @@ from confab_core.errors import ERROR_CODE_METADATA_KEY
 from confab_core.identity import Caller
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
 from gateway.app import build_api
+from gateway.clients.ops import ChatOps
 from gateway.context import GatewayContext
-from gateway.ops import ChatOps
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 

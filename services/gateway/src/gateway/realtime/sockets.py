@@ -23,7 +23,7 @@ from confab_core.identity import ROLE_AGENT, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN
 from confab_core.ids import new_id
 from confab_core.telemetry import tracer
 from gateway import schemas
-from gateway.ops import ChatOps
+from gateway.clients.ops import ChatOps
 from gateway.realtime import rooms
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,26 @@
+"""The bot service, as the gateway calls it: one typed method per RPC."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+from confab.bot.v1 import bot_pb2 as bpb
+from confab.bot.v1 import bot_pb2_grpc
+from confab_core.identity import Caller
+from gateway.clients.peer import PeerClient
+
+if TYPE_CHECKING:
+    from confab.bot.v1.bot_pb2_grpc import BotServiceAsyncStub
+
+
+class BotClient(PeerClient):
+    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+        super().__init__(timeout)
+        self._stub: BotServiceAsyncStub = bot_pb2_grpc.BotServiceStub(channel)
+
+    async def summarize_conversation(
+        self, caller: Caller, request: bpb.SummarizeConversationRequest, timeout_factor: float = 1.0
+    ) -> bpb.SummarizeConversationResponse:
+        return await self._call(self._stub.SummarizeConversation, request, caller, timeout_factor)
