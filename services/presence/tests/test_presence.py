@@ -13,18 +13,21 @@ from confab.presence.v1 import presence_pb2 as pb
 from confab_core import redisx
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, Unavailable
-from confab_core.identity import Caller
+from confab_core.identity import ROLE_AGENT, Caller
 from confab_devservers import free_port
 from presence.events import SEQ_HEADER, EventQueue, PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 from presence.storage.presence import PresenceDb
 from presence.sweeper import Sweeper
 
+# Staff read the whole tenant: these tests are about presence, not visibility.
+STAFF = frozenset({ROLE_AGENT})
+
 ONLINE = pb.PRESENCE_STATUS_ONLINE
 OFFLINE = pb.PRESENCE_STATUS_OFFLINE
 
-ALICE = Caller(tenant_id="t1", user_id="alice")
-BOB = Caller(tenant_id="t1", user_id="bob")
+ALICE = Caller(tenant_id="t1", user_id="alice", roles=STAFF)
+BOB = Caller(tenant_id="t1", user_id="bob", roles=STAFF)
 
 
 def ms(clock: FakeClock) -> int:
@@ -159,7 +162,9 @@ async def test_sweep_turns_a_crashed_gateways_users_offline(
 @pytest.mark.asyncio
 async def test_sweep_pages_through_many_users(handler, sweeper: Sweeper, clock, db) -> None:
     for i in range(7):
-        await handler.connect(Caller(tenant_id=f"t{i % 3}", user_id=f"u{i}"), "c", "gw")
+        await handler.connect(
+            Caller(tenant_id=f"t{i % 3}", user_id=f"u{i}", roles=STAFF), "c", "gw"
+        )
     clock.advance(61)
 
     assert await sweeper.sweep_once() == 7
@@ -191,7 +196,7 @@ async def test_heartbeat_keeps_connections_alive(handler, sweeper, clock, events
 async def test_heartbeat_spans_tenants_and_skips_unknown_connections(handler, clock) -> None:
     await handler.connect(ALICE, "a1", "gw1")
     await handler.connect(ALICE, "a2", "gw1")
-    await handler.connect(Caller(tenant_id="t2", user_id="alice"), "a1", "gw1")
+    await handler.connect(Caller(tenant_id="t2", user_id="alice", roles=STAFF), "a1", "gw1")
     await handler.disconnect(ALICE, "a2")
 
     refreshed = await handler.heartbeat(
@@ -252,11 +257,13 @@ async def test_connect_after_expiry_before_sweep_does_not_double_count(
 
 @pytest.mark.asyncio
 async def test_tenants_are_independent(handler, events) -> None:
-    t1 = Caller(tenant_id="t1", user_id="alice")
-    t2 = Caller(tenant_id="t2", user_id="alice")
+    t1 = Caller(tenant_id="t1", user_id="alice", roles=STAFF)
+    t2 = Caller(tenant_id="t2", user_id="alice", roles=STAFF)
     await handler.connect(t1, "same-conn", "gw1")
 
-    [seen_from_t2] = await handler.get(Caller(tenant_id="t2", user_id="bob"), ["alice"])
+    [seen_from_t2] = await handler.get(
+        Caller(tenant_id="t2", user_id="bob", roles=STAFF), ["alice"]
+    )
     assert (seen_from_t2.status, seen_from_t2.device_count) == (OFFLINE, 0)
 
     await handler.connect(t2, "same-conn", "gw1")
@@ -274,9 +281,9 @@ async def test_tenants_are_independent(handler, events) -> None:
 
 @pytest.mark.asyncio
 async def test_colons_in_ids_cannot_cross_tenants(handler, redis: Redis) -> None:
-    await handler.connect(Caller(tenant_id="a:b", user_id="c"), "c1", "gw1")
+    await handler.connect(Caller(tenant_id="a:b", user_id="c", roles=STAFF), "c1", "gw1")
 
-    [other] = await handler.get(Caller(tenant_id="a", user_id="x"), ["b:c"])
+    [other] = await handler.get(Caller(tenant_id="a", user_id="x", roles=STAFF), ["b:c"])
     assert other.status == OFFLINE
     assert len(await redis.keys("presence:a%3Ab:c*")) == 2
 

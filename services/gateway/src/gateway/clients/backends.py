@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import grpc
 
+from confab.bot.v1 import bot_pb2_grpc
+from confab.conversation.v1 import conversation_pb2_grpc
+from confab.notification.v1 import notification_pb2_grpc
+from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
 from gateway.clients.bot import BotClient
@@ -40,10 +44,14 @@ class Backends:
             channel(bot, auth, BOT),
         ]
         return cls(
-            conversation=ConversationClient(chans[0], timeout),
-            presence=PresenceClient(chans[1], timeout),
-            notification=NotificationClient(chans[2], timeout),
-            bot=BotClient(chans[3], timeout),
+            conversation=ConversationClient(
+                conversation_pb2_grpc.ConversationServiceStub(chans[0]), timeout
+            ),
+            presence=PresenceClient(presence_pb2_grpc.PresenceServiceStub(chans[1]), timeout),
+            notification=NotificationClient(
+                notification_pb2_grpc.NotificationServiceStub(chans[2]), timeout
+            ),
+            bot=BotClient(bot_pb2_grpc.BotServiceStub(chans[3]), timeout),
             channels=chans,
         )
 

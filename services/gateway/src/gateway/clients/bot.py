@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import grpc
-
 from confab.bot.v1 import bot_pb2 as bpb
-from confab.bot.v1 import bot_pb2_grpc
 from confab_core.identity import Caller
 from gateway.clients.peer import PeerClient
 
@@ -16,9 +13,9 @@ if TYPE_CHECKING:
 
 
 class BotClient(PeerClient):
-    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+    def __init__(self, stub: BotServiceAsyncStub, timeout: float) -> None:
         super().__init__(timeout)
-        self._stub: BotServiceAsyncStub = bot_pb2_grpc.BotServiceStub(channel)
+        self._stub = stub
 
     async def summarize_conversation(
         self, caller: Caller, request: bpb.SummarizeConversationRequest, timeout_factor: float = 1.0

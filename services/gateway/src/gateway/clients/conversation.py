@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import grpc
-
 from confab.conversation.v1 import conversation_pb2 as cpb
-from confab.conversation.v1 import conversation_pb2_grpc
 from confab_core.identity import Caller
 from gateway.clients.peer import PeerClient
 
@@ -16,11 +13,9 @@ if TYPE_CHECKING:
 
 
 class ConversationClient(PeerClient):
-    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+    def __init__(self, stub: ConversationServiceAsyncStub, timeout: float) -> None:
         super().__init__(timeout)
-        self._stub: ConversationServiceAsyncStub = conversation_pb2_grpc.ConversationServiceStub(
-            channel
-        )
+        self._stub = stub
 
     async def add_members(
         self, caller: Caller, request: cpb.AddMembersRequest

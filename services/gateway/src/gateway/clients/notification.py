@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import grpc
-
 from confab.notification.v1 import notification_pb2 as npb
-from confab.notification.v1 import notification_pb2_grpc
 from confab_core.identity import Caller
 from gateway.clients.peer import PeerClient
 
@@ -16,11 +13,9 @@ if TYPE_CHECKING:
 
 
 class NotificationClient(PeerClient):
-    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+    def __init__(self, stub: NotificationServiceAsyncStub, timeout: float) -> None:
         super().__init__(timeout)
-        self._stub: NotificationServiceAsyncStub = notification_pb2_grpc.NotificationServiceStub(
-            channel
-        )
+        self._stub = stub
 
     async def list_notifications(
         self, caller: Caller, request: npb.ListNotificationsRequest

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import grpc
-
 from confab.presence.v1 import presence_pb2 as ppb
-from confab.presence.v1 import presence_pb2_grpc
 from confab_core.identity import Caller
 from gateway.clients.peer import PeerClient
 
@@ -16,9 +13,9 @@ if TYPE_CHECKING:
 
 
 class PresenceClient(PeerClient):
-    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+    def __init__(self, stub: PresenceServiceAsyncStub, timeout: float) -> None:
         super().__init__(timeout)
-        self._stub: PresenceServiceAsyncStub = presence_pb2_grpc.PresenceServiceStub(channel)
+        self._stub = stub
 
     async def connect(self, caller: Caller, request: ppb.ConnectRequest) -> ppb.ConnectResponse:
         return await self._call(self._stub.Connect, request, caller)

@@ -211,10 +211,8 @@ class SocketGateway:
         return {"ok": True}
 
     async def _typing(self, s: Session, sid: str, conversation_id: str, typing: bool) -> Ack:
-        # A socket is in a conversation's room only after its membership (or
-        # the public channel) was checked, so the room is the permission.
-        if rooms.conversation(s.caller.tenant_id, conversation_id) not in self.sio.rooms(sid):
-            return _error("conversation_not_found", "join the conversation first")
+        # Presence decides who may type where (members only); its refusal
+        # comes back as the ack's error.
         await self._ops.set_typing(s.caller, conversation_id, typing)
         return {"ok": True}
 
