@@ -14,6 +14,7 @@ from confab_core import redisx
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, Unavailable
 from confab_core.identity import ROLE_AGENT, Caller
+from confab_core.servicetoken import GATEWAY
 from confab_devservers import free_port
 from presence.events import SEQ_HEADER, EventQueue, PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
@@ -177,7 +178,7 @@ async def test_heartbeat_keeps_connections_alive(handler, sweeper, clock, events
     events()
     clock.advance(40)
     beat_at = ms(clock)
-    refreshed = await handler.heartbeat("gw1", [HeartbeatEntry("t1", "alice", "c1")])
+    refreshed = await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "alice", "c1")])
     assert refreshed == 1
 
     clock.advance(40)
@@ -200,6 +201,7 @@ async def test_heartbeat_spans_tenants_and_skips_unknown_connections(handler, cl
     await handler.disconnect(ALICE, "a2")
 
     refreshed = await handler.heartbeat(
+        GATEWAY,
         "gw1",
         [
             HeartbeatEntry("t1", "alice", "a1"),
@@ -222,7 +224,7 @@ async def test_one_expired_device_of_two_keeps_the_user_online(
     await handler.connect(ALICE, "laptop", "gw-alive")
     events()
     clock.advance(30)
-    await handler.heartbeat("gw-alive", [HeartbeatEntry("t1", "alice", "laptop")])
+    await handler.heartbeat(GATEWAY, "gw-alive", [HeartbeatEntry("t1", "alice", "laptop")])
     clock.advance(31)
 
     assert await sweeper.sweep_once() == 0
@@ -323,16 +325,16 @@ async def test_connect_and_heartbeat_validation(handler) -> None:
     with pytest.raises(InvalidArgument, match="connection_id"):
         await handler.disconnect(ALICE, "")
     with pytest.raises(InvalidArgument, match="tenant_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("", "alice", "c1")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("", "alice", "c1")])
     with pytest.raises(InvalidArgument, match="user_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("t1", "", "c1")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "", "c1")])
     with pytest.raises(InvalidArgument, match="user_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("t1", "a\x1fb", "c1")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "a\x1fb", "c1")])
     with pytest.raises(InvalidArgument, match="connection_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("t1", "alice", "")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "alice", "")])
     with pytest.raises(InvalidArgument, match="gateway_id"):
-        await handler.heartbeat("", [])
-    assert await handler.heartbeat("gw1", []) == 0
+        await handler.heartbeat(GATEWAY, "", [])
+    assert await handler.heartbeat(GATEWAY, "gw1", []) == 0
 
 
 @pytest.mark.asyncio
@@ -375,7 +377,7 @@ async def test_connection_listed_twice_is_refreshed_once(handler) -> None:
     await handler.connect(ALICE, "c1", "gw1")
     entry = HeartbeatEntry("t1", "alice", "c1")
 
-    assert await handler.heartbeat("gw1", [entry, entry]) == 1
+    assert await handler.heartbeat(GATEWAY, "gw1", [entry, entry]) == 1
 
 
 @pytest.mark.asyncio

@@ -15,10 +15,13 @@ from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument
 from confab_core.identity import ROLE_AGENT, Caller
+from confab_core.servicetoken import GATEWAY
 from presence import convert
 from presence.events import SEQ_HEADER, PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 from presence.sweeper import Sweeper
+
+from .conftest import create_group
 
 # Staff read the whole tenant: these tests are about presence, not visibility.
 STAFF = frozenset({ROLE_AGENT})
@@ -321,17 +324,17 @@ async def test_last_active_moves_on_connect_disconnect_set_status_and_heartbeat(
     # Heartbeats: at most one write of last_active_at per minute per user.
     beat = [HeartbeatEntry("t1", "alice", "laptop")]
     clock.advance(20)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     assert (await read(handler)).last_active_at.ToMilliseconds() == set_at
     clock.advance(39.999)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     assert (await read(handler)).last_active_at.ToMilliseconds() == set_at
     clock.advance(0.001)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     moved = ms(clock)
     assert (await read(handler)).last_active_at.ToMilliseconds() == moved
     clock.advance(30)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     assert (await read(handler)).last_active_at.ToMilliseconds() == moved
 
 
@@ -403,8 +406,10 @@ async def test_status_metrics(handler: PresenceHandler) -> None:
 
 @pytest.mark.asyncio
 async def test_spans_carry_confab_attributes(
-    handler: PresenceHandler, monkeypatch: pytest.MonkeyPatch
+    db, queue, make_handler, real_memberships, conversation_addr, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    handler = make_handler(db, queue, members=real_memberships)
+    conv_id = await create_group(conversation_addr, ALICE, [])
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -414,8 +419,8 @@ async def test_spans_carry_confab_attributes(
 
     await handler.connect(ALICE, "c1", "gw1")
     await handler.set_status(ALICE, AWAY, "Secret plans")
-    await handler.set_typing(ALICE, "conv-1", True)
-    await handler.set_typing(ALICE, "conv-1", True)
+    await handler.set_typing(ALICE, conv_id, True)
+    await handler.set_typing(ALICE, conv_id, True)
 
     spans = {s.name: s for s in exporter.get_finished_spans()}
     status = dict(spans["confab.presence.set_status"].attributes or {})
@@ -432,4 +437,4 @@ async def test_spans_carry_confab_attributes(
         False,
         True,
     ]
-    assert dict(typing[0].attributes or {})["confab.conversation_id"] == "conv-1"
+    assert dict(typing[0].attributes or {})["confab.conversation_id"] == conv_id
