@@ -16,12 +16,12 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import REGISTRY
 
+from confab_core.clock import FakeClock, SystemClock
 from confab_core.errors import ERROR_CODE_METADATA_KEY, NotFound
 from confab_core.grpcx import Ctx
 from confab_core.grpcx.client import channel as confab_channel
 from confab_core.grpcx.client import translate
 from confab_core.grpcx.server import GrpcServer
-from confab_core.clock import FakeClock, SystemClock
 from confab_core.identity import (
     CALLER_METADATA_KEY,
     ROLE_AGENT,
