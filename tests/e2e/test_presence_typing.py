@@ -78,3 +78,51 @@ async def test_typing_reaches_the_room_only_and_needs_membership(users, sockets)
     refused = await other_tenant.call("typing:start", {"conversation_id": conv["id"]})
     assert refused["ok"] is False
     assert outsider.received("typing") == [] and other_tenant.received("typing") == []
+
+
+async def test_typing_in_a_channel_one_is_not_in_is_forbidden(users, sockets) -> None:
+    admin = users(TENANT_A, uid("admin"), roles=["tenant_admin"])
+    channel = await admin.create("public_channel", [], title=uid("lobby"))
+    passer_by = await sockets(TENANT_A, uid("dave"))
+    refused = await passer_by.call("typing:start", {"conversation_id": channel["id"]})
+    assert refused == {
+        "ok": False,
+        "error": {"code": "not_a_member", "message": refused["error"]["message"]},
+    }
+
+
+async def test_presence_is_visible_only_to_co_members_and_staff(users, sockets) -> None:
+    """docs/presence.md: a member reads the people they share a conversation with,
+    and themselves; anyone else reads exactly like a user who does not exist."""
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    alice_api = users(TENANT_A, alice)
+    await alice_api.create("group", [bob])
+    carol_api = users(TENANT_A, carol)
+    await sockets(TENANT_A, bob)
+    await sockets(TENANT_A, carol)
+    resp = await carol_api.client.put(
+        "/presence/me", json={"status": "busy", "custom_status": "Secret project"}
+    )
+    assert resp.status_code == 200, resp.text
+
+    nobody = uid("nobody")
+    resp = await alice_api.client.get(
+        "/presence", params={"user_ids": f"{alice},{bob},{carol},{nobody}"}
+    )
+    assert resp.status_code == 200, resp.text
+    by_id = {p["user_id"]: p for p in resp.json()}
+    assert by_id[bob]["status"] == "online"
+    hidden = {k: v for k, v in by_id[carol].items() if k != "user_id"}
+    unknown = {k: v for k, v in by_id[nobody].items() if k != "user_id"}
+    assert hidden == unknown
+    assert hidden["status"] == "offline" and not hidden.get("last_active_at")
+    assert "Secret project" not in resp.text
+
+    for role in ("agent", "tenant_admin"):
+        staff = users(TENANT_A, uid(role), roles=[role])
+        resp = await staff.client.get("/presence", params={"user_ids": carol})
+        [seen] = resp.json()
+        assert (seen["status"], seen["custom_status"]) == ("busy", "Secret project")
+
+    resp = await carol_api.client.get("/presence", params={"user_ids": carol})
+    assert resp.json()[0]["custom_status"] == "Secret project"

@@ -87,6 +87,7 @@ async def fleet(exporter: InMemorySpanExporter, servers: dict[str, str]) -> Asyn
         "PRESENCE_REDIS_URL": servers["redis"],
         "PRESENCE_KAFKA_BOOTSTRAP_SERVERS": servers["kafka"],
         "PRESENCE_GRPC_PORT": str(ports["presence"]),
+        "PRESENCE_CONVERSATION_ADDR": addr["conversation"],
         "BOT_KAFKA_BOOTSTRAP_SERVERS": servers["kafka"],
         "BOT_CONVERSATION_ADDR": addr["conversation"],
         "BOT_GRPC_PORT": str(ports["bot"]),
@@ -110,6 +111,8 @@ async def fleet(exporter: InMemorySpanExporter, servers: dict[str, str]) -> Asyn
         "GATEWAY_HTTP_PORT": str(ports["http"]),
         "GATEWAY_GATEWAY_ID": "trace",
     }
+    for service in ("CONVERSATION", "PRESENCE", "BOT", "NOTIFICATION", "GATEWAY"):
+        env[f"{service}_INTERNAL_KEY"] = "trace-tests-internal-key-of-32-bytes"
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)

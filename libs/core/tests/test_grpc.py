@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import REGISTRY
 
+from confab_core.clock import FakeClock, SystemClock
 from confab_core.errors import ERROR_CODE_METADATA_KEY, NotFound
 from confab_core.grpcx import Ctx
 from confab_core.grpcx.client import channel as confab_channel
@@ -24,13 +25,21 @@ from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import (
     CALLER_METADATA_KEY,
     ROLE_AGENT,
+    ROLE_SERVICE,
     Caller,
+    acting_as,
     current_caller,
+    current_service,
     reset_caller,
     set_caller,
 )
+from confab_core.servicetoken import InternalAuth
 
 SERVICE = "confab.test.v1.Probe"
+KEY = b"k" * 32
+# The server under test is the "probe" service; its callers sign as "tester".
+SERVER_AUTH = InternalAuth("probe", KEY, SystemClock())
+CLIENT_AUTH = InternalAuth("tester", KEY, SystemClock())
 SECRET = "db-password=hunter2"
 
 
@@ -45,6 +54,7 @@ async def who_am_i(request: bytes, context: Ctx) -> bytes:
             "name": caller.display_name,
             "trace_id": format(span.trace_id, "032x"),
             "echo": request.decode(),
+            "service": current_service(),
         }
     ).encode()
 
@@ -90,12 +100,12 @@ class Running:
 
 @pytest_asyncio.fixture
 async def running() -> AsyncIterator[Running]:
-    server = GrpcServer(0, host="127.0.0.1")
+    server = GrpcServer(0, SERVER_AUTH, host="127.0.0.1")
     server.add(register, SERVICE)
     port = await server.start()
     assert port > 0 and server.port == port
     target = f"127.0.0.1:{port}"
-    ch = confab_channel(target)
+    ch = confab_channel(target, CLIENT_AUTH, "probe")
     try:
         yield Running(server, target, ch)
     finally:
@@ -132,6 +142,7 @@ async def test_caller_arrives_in_the_handler(running: Running) -> None:
     assert reply["roles"] == [ROLE_AGENT]
     assert reply["name"] == "Älice"
     assert reply["echo"] == "hi"
+    assert reply["service"] == "tester"
 
 
 @pytest.mark.asyncio
@@ -149,18 +160,66 @@ async def test_no_caller_is_unauthenticated_and_nothing_leaks_between_calls(
     assert trailing_code(info.value) == "no_caller"
 
 
-@pytest.mark.asyncio
-async def test_malformed_caller_metadata_is_unauthenticated(running: Running) -> None:
+async def call_with_token(running: Running, raw: bytes) -> grpc.aio.AioRpcError:
     plain = grpc.aio.insecure_channel(running.target)
     try:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await plain.unary_unary(f"/{SERVICE}/WhoAmI")(
-                b"", metadata=((CALLER_METADATA_KEY, b"{not json"),), timeout=10
+                b"", metadata=((CALLER_METADATA_KEY, raw),), timeout=10
             )
     finally:
         await plain.close()
-    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert trailing_code(info.value) == "bad_caller"
+    return info.value
+
+
+@pytest.mark.asyncio
+async def test_unsigned_or_forged_callers_are_unauthenticated(running: Running) -> None:
+    alice = Caller("tenant-a", "alice", frozenset({ROLE_AGENT}))
+    bare = json.dumps(alice.to_doc()).encode()
+    forged = InternalAuth("tester", b"x" * 32, SystemClock()).signer.token(alice, "probe")
+    other_audience = CLIENT_AUTH.signer.token(alice, "somebody-else")
+    genuine = CLIENT_AUTH.signer.token(alice, "probe")
+    tampered = genuine.replace(b"alice", b"mallo")
+    for raw in (b"{not json", bare, forged, other_audience, tampered):
+        err = await call_with_token(running, raw)
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, raw
+        assert trailing_code(err) == "bad_service_token", raw
+
+
+@pytest.mark.asyncio
+async def test_an_expired_token_is_unauthenticated(running: Running) -> None:
+    past = FakeClock()  # 2026-01-01, long before now
+    stale = InternalAuth("tester", KEY, past).signer.token(Caller("t", "u"), "probe")
+    err = await call_with_token(running, stale)
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert trailing_code(err) == "service_token_expired"
+
+
+@pytest.mark.asyncio
+async def test_only_some_services_may_carry_the_service_role(running: Running) -> None:
+    svc = Caller("t", "confab-bot", frozenset({ROLE_SERVICE}))
+    as_bot = InternalAuth("bot", KEY, SystemClock()).signer.token(svc, "probe")
+    plain = grpc.aio.insecure_channel(running.target)
+    try:
+        reply = json.loads(
+            await plain.unary_unary(f"/{SERVICE}/WhoAmI")(
+                b"", metadata=((CALLER_METADATA_KEY, as_bot),), timeout=10
+            )
+        )
+    finally:
+        await plain.close()
+    assert (reply["service"], reply["roles"]) == ("bot", [ROLE_SERVICE])
+    # A service that only forwards end users (presence, conversation) cannot.
+    as_presence = InternalAuth("presence", KEY, SystemClock()).signer.token(svc, "probe")
+    err = await call_with_token(running, as_presence)
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.asyncio
+async def test_a_service_acting_as_itself_has_a_service_but_no_caller(running: Running) -> None:
+    with acting_as(None), pytest.raises(grpc.aio.AioRpcError) as info:
+        await running.method("WhoAmI")(b"", timeout=10)
+    assert trailing_code(info.value) == "no_caller"
 
 
 @pytest.mark.asyncio
@@ -259,7 +318,7 @@ async def test_reflection_lists_services(running: Running) -> None:
 
 @pytest.mark.asyncio
 async def test_stop_enters_graceful_shutdown() -> None:
-    server = GrpcServer(0, host="127.0.0.1")
+    server = GrpcServer(0, SERVER_AUTH, host="127.0.0.1")
     server.add(register, SERVICE)
     port = await server.start()
     ch = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

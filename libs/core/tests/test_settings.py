@@ -17,7 +17,7 @@ class DemoSettings(ServiceSettings):
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MONGO_URL", "GRPC_PORT", "LOG_LEVEL", "METRICS_PORT"):
+    for name in ("MONGO_URL", "GRPC_PORT", "LOG_LEVEL", "METRICS_PORT", "INTERNAL_KEY"):
         monkeypatch.delenv(f"CONFAB_DEMO_{name}", raising=False)
 
 
@@ -37,6 +37,7 @@ def test_settings_error_stops_the_process() -> None:
 
 
 def test_invalid_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFAB_DEMO_INTERNAL_KEY", "k" * 32)
     monkeypatch.setenv("CONFAB_DEMO_MONGO_URL", "mongodb://x")
     monkeypatch.setenv("CONFAB_DEMO_GRPC_PORT", "not-a-number")
     with pytest.raises(SettingsError) as info:
@@ -45,7 +46,21 @@ def test_invalid_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "CONFAB_DEMO_MONGO_URL" not in str(info.value)
 
 
+def test_every_service_needs_an_internal_key_of_32_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONFAB_DEMO_MONGO_URL", "mongodb://x")
+    with pytest.raises(SettingsError) as info:
+        load_settings(DemoSettings)
+    assert "CONFAB_DEMO_INTERNAL_KEY" in str(info.value)
+    monkeypatch.setenv("CONFAB_DEMO_INTERNAL_KEY", "too-short")
+    with pytest.raises(SettingsError) as info:
+        load_settings(DemoSettings)
+    assert "CONFAB_DEMO_INTERNAL_KEY" in str(info.value)
+
+
 def test_loads_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFAB_DEMO_INTERNAL_KEY", "k" * 32)
     monkeypatch.setenv("CONFAB_DEMO_MONGO_URL", "mongodb://db:27017")
     monkeypatch.setenv("CONFAB_DEMO_GRPC_PORT", "6000")
     monkeypatch.setenv("CONFAB_DEMO_LOG_LEVEL", "debug")
@@ -58,6 +73,7 @@ def test_loads_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_settings_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFAB_DEMO_INTERNAL_KEY", "k" * 32)
     monkeypatch.setenv("CONFAB_DEMO_MONGO_URL", "mongodb://db:27017")
     settings = load_settings(DemoSettings)
     with pytest.raises(ValueError):

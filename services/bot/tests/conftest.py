@@ -30,6 +30,7 @@ from confab.bot.v1 import bot_pb2_grpc as pb_grpc
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
 from confab.conversation.v1 import events_pb2
+from confab_core.clock import SystemClock
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import Caller, reset_caller, set_caller
@@ -38,10 +39,14 @@ from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
     consume_forever,
 )
+from confab_core.servicetoken import BOT, CONVERSATION, GATEWAY, InternalAuth
 from confab_devservers import ChildServer, FakeOpenAI, KafkaServer, MongoServer
 from conversation.settings import ConversationSettings
 
 HOST = "127.0.0.1"
+INTERNAL_KEY = "bot-tests-internal-key-of-32-bytes-at-least"
+BOT_AUTH = InternalAuth(BOT, INTERNAL_KEY.encode(), SystemClock())
+GATEWAY_AUTH = InternalAuth(GATEWAY, INTERNAL_KEY.encode(), SystemClock())
 SYSTEM_PROMPT = "You are the Confab test assistant."
 
 
@@ -86,6 +91,7 @@ def acting_as(caller: Caller) -> Iterator[None]:
 async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
     """The real conversation service, with its outbox relay publishing to Kafka."""
     settings = ConversationSettings(
+        internal_key=INTERNAL_KEY,
         mongo_url=servers.mongo_url,
         kafka_bootstrap_servers=servers.kafka,
         grpc_port=0,
@@ -153,7 +159,7 @@ class Stack:
 
     async def serve_bot(self, *, configured: bool = True) -> pb_grpc.BotServiceStub:
         """BotService on its own port, as app.py serves it."""
-        server = GrpcServer(0, host=HOST)
+        server = GrpcServer(0, BOT_AUTH, host=HOST)
         servicer = BotServicer(
             SummaryHandler(self.client, self.model() if configured else None, max_messages=100)
         )
@@ -162,7 +168,8 @@ class Stack:
             pb.DESCRIPTOR.services_by_name["BotService"].full_name,
         )
         port = await server.start()
-        ch = channel(f"{HOST}:{port}")
+        # The gateway is who calls the bot service.
+        ch = channel(f"{HOST}:{port}", GATEWAY_AUTH, BOT)
 
         async def close() -> None:
             await ch.close()
@@ -266,7 +273,7 @@ class Stack:
 async def stack(
     servers: Servers, conversation_addr: str, fake_openai: FakeOpenAI
 ) -> AsyncIterator[Stack]:
-    conversation_channel = channel(conversation_addr)
+    conversation_channel = channel(conversation_addr, BOT_AUTH, CONVERSATION)
     stack = Stack(
         servers=servers,
         fake=fake_openai,

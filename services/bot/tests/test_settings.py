@@ -9,6 +9,7 @@ from confab_core.settings import SettingsError, load_settings
 def required(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setenv("BOT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     monkeypatch.setenv("BOT_CONVERSATION_ADDR", "127.0.0.1:2")
+    monkeypatch.setenv("BOT_INTERNAL_KEY", "k" * 32)
     for name in ("BOT_OPENAI_BASE_URL", "BOT_OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch

@@ -10,29 +10,35 @@ import pytest_asyncio
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import conversation_pb2_grpc as pb_grpc
+from confab_core.clock import SystemClock
 from confab_core.errors import ERROR_CODE_METADATA_KEY, NotFound
 from confab_core.grpcx.client import channel, translate
 from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import Caller, reset_caller, set_caller
+from confab_core.servicetoken import CONVERSATION, GATEWAY, InternalAuth
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.servicer import ConversationServicer
 
 from .conftest import ALICE, BOB, MALLORY
 
+KEY = b"conversation-tests-internal-key-32b"
+AUTH = InternalAuth(CONVERSATION, KEY, SystemClock())
+GATEWAY_AUTH = InternalAuth(GATEWAY, KEY, SystemClock())
+
 
 @pytest_asyncio.fixture
 async def stub(
     conversations: ConversationHandler, messages: MessageHandler
 ) -> AsyncIterator[pb_grpc.ConversationServiceStub]:
-    server = GrpcServer(0, host="127.0.0.1")
+    server = GrpcServer(0, AUTH, host="127.0.0.1")
     servicer = ConversationServicer(conversations, messages)
     server.add(
         lambda s: pb_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         pb.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
     port = await server.start()
-    ch = channel(f"127.0.0.1:{port}")
+    ch = channel(f"127.0.0.1:{port}", GATEWAY_AUTH, CONVERSATION)
     try:
         yield pb_grpc.ConversationServiceStub(ch)
     finally:

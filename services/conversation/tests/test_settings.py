@@ -7,7 +7,11 @@ import pytest
 from confab_core.settings import SettingsError, load_settings
 from conversation.settings import ConversationSettings
 
-REQUIRED = ("CONVERSATION_MONGO_URL", "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS")
+REQUIRED = (
+    "CONVERSATION_MONGO_URL",
+    "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS",
+    "CONVERSATION_INTERNAL_KEY",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +28,7 @@ def test_missing_settings_are_named() -> None:
 
 
 def test_one_missing_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVERSATION_INTERNAL_KEY", "k" * 32)
     monkeypatch.setenv("CONVERSATION_MONGO_URL", "mongodb://db")
     with pytest.raises(SettingsError) as info:
         load_settings(ConversationSettings)
@@ -32,6 +37,7 @@ def test_one_missing_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVERSATION_INTERNAL_KEY", "k" * 32)
     monkeypatch.setenv("CONVERSATION_MONGO_URL", "mongodb://db")
     monkeypatch.setenv("CONVERSATION_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("CONVERSATION_RELAY_BATCH_SIZE", "7")

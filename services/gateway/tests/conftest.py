@@ -27,8 +27,9 @@ from confab_core.errors import ERROR_CODE_METADATA_KEY
 from confab_core.identity import Caller
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
 from gateway.app import build_api
+from gateway.clients.conversation import ConversationClient
+from gateway.clients.ops import ChatOps
 from gateway.context import GatewayContext
-from gateway.ops import ChatOps
 from gateway.ratelimit import Action
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
@@ -146,12 +147,15 @@ class NoLimit:
 
 @dataclass
 class FakeBackends:
-    conversation: FakeConversation
-    timeout: float = 5.0
+    conversation: ConversationClient
+
+
+def fake_backends(conv: FakeConversation) -> FakeBackends:
+    return FakeBackends(ConversationClient(cast(Any, conv), 5.0))
 
 
 def make_ops(conv: FakeConversation) -> ChatOps:
-    return ChatOps(FakeBackends(conv), NoLimit())  # type: ignore[arg-type]
+    return ChatOps(fake_backends(conv), NoLimit())  # type: ignore[arg-type]
 
 
 def token(tenant: str = "t1", user: str = "u1", roles: list[str] | None = None) -> str:
@@ -170,7 +174,7 @@ async def client(conv_stub: FakeConversation) -> AsyncIterator[httpx.AsyncClient
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),
-        backends=cast(Any, FakeBackends(conv_stub)),
+        backends=cast(Any, fake_backends(conv_stub)),
         ops=make_ops(conv_stub),
     )
     transport = httpx.ASGITransport(app=api)

@@ -27,6 +27,7 @@ def app(origins: list[str]) -> Any:
         kafka_bootstrap_servers="127.0.0.1:1",
         redis_url="redis://127.0.0.1:1",
         jwt_hs256_secret="s" * 40,  # type: ignore[arg-type]
+        internal_key="k" * 40,  # type: ignore[arg-type]
         cors_origins=origins,
     )
     return create_app(settings)
@@ -122,4 +123,5 @@ def test_bad_origins_fail_fast(bad: str, monkeypatch: pytest.MonkeyPatch) -> Non
             kafka_bootstrap_servers="x",
             redis_url="redis://x",
             jwt_hs256_secret="s" * 40,  # type: ignore[arg-type]
+            internal_key="k" * 40,  # type: ignore[arg-type]
         )

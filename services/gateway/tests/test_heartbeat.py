@@ -9,7 +9,7 @@ import pytest
 
 from confab_core.auth import JwtVerifier
 from confab_core.identity import Caller
-from gateway.ops import ChatOps
+from gateway.clients.ops import ChatOps
 from gateway.realtime import sockets
 from gateway.realtime.sockets import Session, SocketGateway
 

@@ -131,6 +131,7 @@ def test_limits_come_from_settings_and_bad_ones_fail_fast(
         "GATEWAY_KAFKA_BOOTSTRAP_SERVERS": "x",
         "GATEWAY_REDIS_URL": "redis://x",
         "GATEWAY_JWT_HS256_SECRET": "s" * 40,
+        "GATEWAY_INTERNAL_KEY": "k" * 40,
     }
     for key, value in required.items():
         monkeypatch.setenv(key, value)

@@ -19,8 +19,10 @@ from confab_core.clock import FakeClock
 from confab_core.identity import Caller
 from gateway import schemas
 from gateway.app import build_api
+from gateway.clients.conversation import ConversationClient
+from gateway.clients.ops import ChatOps
+from gateway.clients.presence import PresenceClient
 from gateway.context import GatewayContext
-from gateway.ops import ChatOps
 from gateway.ratelimit import Action, RateLimited
 from gateway.realtime import rooms
 from gateway.realtime.sockets import SocketGateway
@@ -45,9 +47,8 @@ class Presence:
 
 @dataclass
 class Backends:
-    conversation: Any
-    presence: Presence
-    timeout: float = 5.0
+    conversation: ConversationClient
+    presence: PresenceClient
 
 
 class Limiter:
@@ -95,7 +96,9 @@ def world(h: Any) -> World:
     limiter = Limiter()
     # The verifier checks exp against the wall clock: start the fake one there.
     clock = FakeClock(datetime.fromtimestamp(int(time.time()), UTC))
-    ops = ChatOps(Backends(stub, presence), limiter)  # type: ignore[arg-type]
+    ops = ChatOps(
+        Backends(ConversationClient(stub, 5.0), PresenceClient(cast(Any, presence), 5.0)), limiter
+    )  # type: ignore[arg-type]
     gateway = SocketGateway(server, ops, JwtVerifier(hs256_secret=SECRET), "gw-1", clock)
     server.handlers["disconnect"] = gateway.on_disconnect
     return World(server, stub, presence, gateway, clock, limiter)

@@ -41,6 +41,13 @@ from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
     consume_forever,
 )
+from confab_core.servicetoken import (
+    CONVERSATION,
+    GATEWAY,
+    NOTIFICATION,
+    PRESENCE,
+    InternalAuth,
+)
 from confab_devservers import ChildServer, KafkaServer, MongoServer, RedisServer, SmtpSink
 from confab_devservers import free_port as devservers_free_port
 from conversation.settings import ConversationSettings
@@ -53,6 +60,7 @@ from notification.servicer import NotificationServicer
 from notification.storage.db import Database
 
 HOST = "127.0.0.1"
+INTERNAL_KEY = "notification-tests-internal-key-32-bytes"
 FROM_ADDRESS = "Confab <no-reply@confab.test>"
 
 
@@ -68,6 +76,10 @@ class PresenceProcess(ChildServer):
             "PRESENCE_REDIS_URL": redis_url,
             "PRESENCE_KAFKA_BOOTSTRAP_SERVERS": kafka,
             "PRESENCE_GRPC_PORT": str(self.port),
+            "PRESENCE_INTERNAL_KEY": INTERNAL_KEY,
+            # Only the notification service calls this presence, with the service
+            # role, which never needs to ask the conversation service.
+            "PRESENCE_CONVERSATION_ADDR": f"{HOST}:9",
             "OTEL_TRACES_EXPORTER": "none",
         }
 
@@ -137,6 +149,7 @@ def acting_as(caller: Caller) -> Iterator[None]:
 async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
     """The real conversation service, with its outbox relay publishing to Kafka."""
     settings = ConversationSettings(
+        internal_key=INTERNAL_KEY,
         mongo_url=servers.mongo_url,
         kafka_bootstrap_servers=servers.kafka,
         grpc_port=0,
@@ -299,8 +312,9 @@ async def stack(servers: Servers, conversation_addr: str, smtp: SmtpSink) -> Asy
     client = mongo.connect(servers.mongo_url, "notification-under-test")
     db = Database(client, f"notif_{new_id()}")
     await db.ensure_indexes()
-    conversation_channel = channel(conversation_addr)
-    presence_channel = channel(servers.presence_addr)
+    auth = InternalAuth(NOTIFICATION, INTERNAL_KEY.encode(), SystemClock())
+    conversation_channel = channel(conversation_addr, auth, CONVERSATION)
+    presence_channel = channel(servers.presence_addr, auth, PRESENCE)
     handler = NotificationHandler(
         db,
         ConversationClient(conversation_channel),
@@ -309,14 +323,16 @@ async def stack(servers: Servers, conversation_addr: str, smtp: SmtpSink) -> Asy
         SystemClock(),
         FROM_ADDRESS,
     )
-    server = GrpcServer(0, host=HOST)
+    server = GrpcServer(0, auth, host=HOST)
     servicer = NotificationServicer(NotificationQueries(db))
     server.add(
         lambda s: pb_grpc.add_NotificationServiceServicer_to_server(servicer, s),
         pb.DESCRIPTOR.services_by_name["NotificationService"].full_name,
     )
     port = await server.start()
-    own_channel = channel(f"{HOST}:{port}")
+    # The gateway is who calls the notification service.
+    gateway = InternalAuth(GATEWAY, INTERNAL_KEY.encode(), SystemClock())
+    own_channel = channel(f"{HOST}:{port}", gateway, NOTIFICATION)
     stack = Stack(
         servers=servers,
         db=db,

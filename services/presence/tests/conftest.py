@@ -1,19 +1,31 @@
-"""Real Redis (and Kafka, for the tests that ask for it) on free local ports."""
+"""Real Redis (and Kafka, MongoDB and the conversation service, for the tests
+that ask for them) on free local ports."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import cast
 
+import grpc
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from confab.conversation.v1 import conversation_pb2, conversation_pb2_grpc
 from confab.presence.v1 import events_pb2
 from confab_core import redisx
-from confab_core.clock import FakeClock
-from confab_devservers import KafkaServer, RedisServer
+from confab_core.clock import FakeClock, SystemClock
+from confab_core.grpcx.client import channel
+from confab_core.identity import Caller, acting_as
+from confab_core.ids import new_id
+from confab_core.servicetoken import CONVERSATION, InternalAuth
+from confab_devservers import KafkaServer, MongoServer, RedisServer
+from conversation import app as conversation_app
+from conversation.settings import ConversationSettings
+from presence.clients.conversation import MembershipClient
 from presence.events import EventQueue, PendingEvent
 from presence.handlers.presence import PresenceHandler
+from presence.membership import Memberships
 from presence.storage.presence import PresenceDb
 from presence.sweeper import Sweeper
 
@@ -22,6 +34,11 @@ TTL = 60.0
 # existed; tests of the grace build theirs with GRACE (the service's default).
 GRACE = 10.0
 TYPING_TTL = 6.0
+HOST = "127.0.0.1"
+INTERNAL_KEY = "presence-tests-internal-key-32-bytes!"
+# Tests that never ask the conversation service point their membership client
+# here, a closed port: a lookup they did not expect fails loudly (UNAVAILABLE).
+NOWHERE = f"{HOST}:9"
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +55,82 @@ def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServ
     server.start(timeout=180)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    server = MongoServer(tmp_path_factory.mktemp("mongo"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def conversation_addr(
+    mongo_server: MongoServer, kafka_server: KafkaServer
+) -> AsyncIterator[str]:
+    """The real conversation service, on a database of its own."""
+    settings = ConversationSettings(
+        internal_key=INTERNAL_KEY,
+        mongo_url=mongo_server.url,
+        kafka_bootstrap_servers=kafka_server.bootstrap_servers,
+        grpc_port=0,
+        mongo_database=f"conv_{new_id()}",
+    )
+    async with conversation_app.running(settings, host=HOST) as port:
+        yield f"{HOST}:{port}"
+
+
+async def create_group(
+    conversation_addr: str,
+    owner: Caller,
+    members: list[str],
+    kind: int = conversation_pb2.CONVERSATION_KIND_GROUP,
+) -> str:
+    """A conversation (a private group unless told) in the real conversation
+    service; returns its id."""
+    ch = channel(conversation_addr, internal_auth("gateway"), CONVERSATION)
+    try:
+        with acting_as(owner):
+            resp = await conversation_pb2_grpc.ConversationServiceStub(ch).CreateConversation(
+                conversation_pb2.CreateConversationRequest(
+                    kind=cast(conversation_pb2.ConversationKind.ValueType, kind),
+                    title="group",
+                    member_ids=members,
+                ),
+                timeout=10,
+            )
+    finally:
+        await ch.close()
+    return resp.conversation.id
+
+
+def internal_auth(service: str) -> InternalAuth:
+    # Real expiries: the conversation service checks them against its own clock.
+    return InternalAuth(service, INTERNAL_KEY.encode(), SystemClock())
+
+
+async def open_memberships(target: str, clock: FakeClock) -> tuple[Memberships, grpc.aio.Channel]:
+    # Tokens carry real expiries, so they are signed by the system clock; the
+    # caches follow the test's clock.
+    ch = channel(
+        target, InternalAuth("presence", INTERNAL_KEY.encode(), SystemClock()), CONVERSATION
+    )
+    return Memberships(MembershipClient(ch, 5.0), clock), ch
+
+
+@pytest_asyncio.fixture
+async def memberships(clock: FakeClock) -> AsyncIterator[Memberships]:
+    found, ch = await open_memberships(NOWHERE, clock)
+    yield found
+    await ch.close()
+
+
+@pytest_asyncio.fixture
+async def real_memberships(clock: FakeClock, conversation_addr: str) -> AsyncIterator[Memberships]:
+    found, ch = await open_memberships(conversation_addr, clock)
+    yield found
+    await ch.close()
 
 
 @pytest_asyncio.fixture
@@ -67,14 +160,21 @@ MakeHandler = Callable[..., PresenceHandler]
 
 
 @pytest.fixture
-def make_handler(clock: FakeClock) -> MakeHandler:
+def make_handler(clock: FakeClock, memberships: Memberships) -> MakeHandler:
     """Builds handlers on other stores or queues, e.g. one per simulated pod."""
 
-    def make(db: PresenceDb, queue: EventQueue, *, grace: float = 0.0) -> PresenceHandler:
+    def make(
+        db: PresenceDb,
+        queue: EventQueue,
+        *,
+        grace: float = 0.0,
+        members: Memberships | None = None,
+    ) -> PresenceHandler:
         return PresenceHandler(
             db,
             queue,
             clock,
+            members or memberships,
             ttl_seconds=TTL,
             offline_grace_seconds=grace,
             typing_ttl_seconds=TYPING_TTL,

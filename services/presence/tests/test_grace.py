@@ -12,19 +12,22 @@ from redis.asyncio import Redis
 
 from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import FakeClock
-from confab_core.identity import Caller
+from confab_core.identity import ROLE_AGENT, Caller
 from presence.events import SEQ_HEADER, EventQueue
 from presence.handlers.presence import PresenceHandler
 from presence.storage.presence import PresenceDb
 from presence.sweeper import Sweeper
+
+# Staff read the whole tenant: these tests are about presence, not visibility.
+STAFF = frozenset({ROLE_AGENT})
 
 ONLINE = pb.PRESENCE_STATUS_ONLINE
 BUSY = pb.PRESENCE_STATUS_BUSY
 AWAY = pb.PRESENCE_STATUS_AWAY
 OFFLINE = pb.PRESENCE_STATUS_OFFLINE
 
-ALICE = Caller(tenant_id="t1", user_id="alice")
-BOB = Caller(tenant_id="t1", user_id="bob")
+ALICE = Caller(tenant_id="t1", user_id="alice", roles=STAFF)
+BOB = Caller(tenant_id="t1", user_id="bob", roles=STAFF)
 GRACE = 10  # the conftest's, the service's default
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from contextvars import Token
 from datetime import timedelta
 
@@ -17,22 +18,37 @@ from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, Unauthenticated
 from confab_core.grpcx.client import channel, translate
 from confab_core.grpcx.server import GrpcServer
-from confab_core.identity import Caller, reset_caller, set_caller
+from confab_core.identity import (
+    CALLER_METADATA_KEY,
+    ROLE_AGENT,
+    Caller,
+    acting_as,
+    reset_caller,
+    set_caller,
+)
+from confab_core.servicetoken import GATEWAY, PRESENCE, InternalAuth
 from presence.events import EventQueue
 from presence.handlers.presence import PresenceHandler
 from presence.servicer import PresenceServicer
 
+from .conftest import create_group, internal_auth
 
-@pytest_asyncio.fixture
-async def stub(handler: PresenceHandler) -> AsyncIterator[pb_grpc.PresenceServiceAsyncStub]:
-    server = GrpcServer(0, host="127.0.0.1")
+STAFF = frozenset({ROLE_AGENT})
+
+
+@asynccontextmanager
+async def serving(
+    handler: PresenceHandler, as_service: str = GATEWAY
+) -> AsyncIterator[pb_grpc.PresenceServiceAsyncStub]:
+    """The servicer behind a real server; calls are signed as ``as_service``."""
+    server = GrpcServer(0, internal_auth(PRESENCE), host="127.0.0.1")
     servicer = PresenceServicer(handler)
     server.add(
         lambda s: pb_grpc.add_PresenceServiceServicer_to_server(servicer, s),
         pb.DESCRIPTOR.services_by_name["PresenceService"].full_name,
     )
     port = await server.start()
-    ch = channel(f"127.0.0.1:{port}")
+    ch = channel(f"127.0.0.1:{port}", internal_auth(as_service), PRESENCE)
     try:
         yield pb_grpc.PresenceServiceStub(ch)  # type: ignore[misc]
     finally:
@@ -40,9 +56,15 @@ async def stub(handler: PresenceHandler) -> AsyncIterator[pb_grpc.PresenceServic
         await server.stop(0)
 
 
+@pytest_asyncio.fixture
+async def stub(handler: PresenceHandler) -> AsyncIterator[pb_grpc.PresenceServiceAsyncStub]:
+    async with serving(handler) as found:
+        yield found
+
+
 @pytest.mark.asyncio
 async def test_connect_get_disconnect_over_grpc(stub, clock, queue: EventQueue) -> None:
-    token = set_caller(Caller(tenant_id="t1", user_id="alice"))
+    token = set_caller(Caller(tenant_id="t1", user_id="alice", roles=STAFF))
     try:
         connected = await stub.Connect(pb.ConnectRequest(connection_id="c1", gateway_id="gw1"))
         assert connected.presence.status == pb.PRESENCE_STATUS_ONLINE
@@ -73,7 +95,7 @@ async def test_other_tenant_sees_nothing_over_grpc(stub) -> None:
     finally:
         reset_caller(token)
 
-    token = set_caller(Caller(tenant_id="t2", user_id="mallory"))
+    token = set_caller(Caller(tenant_id="t2", user_id="mallory", roles=STAFF))
     try:
         got = await stub.GetPresence(pb.GetPresenceRequest(user_ids=["alice"]))
     finally:
@@ -103,6 +125,47 @@ async def test_heartbeat_is_internal_and_takes_tenants_from_entries(stub) -> Non
 
 
 @pytest.mark.asyncio
+async def test_heartbeat_needs_a_gateways_service_token(handler: PresenceHandler, stub) -> None:
+    beat = pb.HeartbeatRequest(
+        gateway_id="gw1",
+        connections=[pb.HeartbeatConnection(tenant_id="t1", user_id="a", connection_id="c1")],
+    )
+    # An end user's call signed by the gateway is still the gateway's.
+    token = set_caller(Caller(tenant_id="t1", user_id="alice"))
+    try:
+        assert (await stub.Heartbeat(beat)).refreshed == 0
+    finally:
+        reset_caller(token)
+    async with serving(handler, as_service="bot") as as_bot:
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await as_bot.Heartbeat(beat)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert translate(denied.value).code == "service_not_allowed"
+    server = GrpcServer(0, internal_auth(PRESENCE), host="127.0.0.1")
+    servicer = PresenceServicer(handler)
+    server.add(
+        lambda s: pb_grpc.add_PresenceServiceServicer_to_server(servicer, s),
+        pb.DESCRIPTOR.services_by_name["PresenceService"].full_name,
+    )
+    port = await server.start()
+    plain = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    forged = InternalAuth(GATEWAY, b"not-the-key-" * 3, FakeClock()).signer.token(None, PRESENCE)
+    try:
+        unsigned = pb_grpc.PresenceServiceStub(plain)  # type: ignore[misc]
+        with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+            await unsigned.Heartbeat(beat)
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert translate(anonymous.value).code == "service_only"
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await unsigned.Heartbeat(beat, metadata=((CALLER_METADATA_KEY, forged),))
+        assert bad.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert translate(bad.value).code == "bad_service_token"
+    finally:
+        await plain.close()
+        await server.stop(0)
+
+
+@pytest.mark.asyncio
 async def test_errors_keep_their_status_and_code(stub) -> None:
     token = set_caller(Caller(tenant_id="t1", user_id="alice"))
     try:
@@ -121,7 +184,7 @@ async def test_errors_keep_their_status_and_code(stub) -> None:
 
 
 def as_caller(tenant_id: str, user_id: str) -> Token[Caller | None]:
-    return set_caller(Caller(tenant_id=tenant_id, user_id=user_id))
+    return set_caller(Caller(tenant_id=tenant_id, user_id=user_id, roles=STAFF))
 
 
 def future(clock: FakeClock, seconds: float) -> Timestamp:
@@ -192,17 +255,28 @@ async def test_set_status_is_scoped_to_the_callers_tenant_over_grpc(stub, clock)
 
 
 @pytest.mark.asyncio
-async def test_set_typing_over_grpc(stub, clock: FakeClock, events) -> None:
-    token = as_caller("t1", "alice")
-    try:
-        got = await stub.SetTyping(pb.SetTypingRequest(conversation_id="conv-1", typing=True))
-    finally:
-        reset_caller(token)
+async def test_set_typing_over_grpc(
+    db, queue, make_handler, real_memberships, conversation_addr, clock: FakeClock, events
+) -> None:
+    alice = Caller(tenant_id="t1", user_id="alice")
+    conv_id = await create_group(conversation_addr, alice, ["bob"])
+    handler = make_handler(db, queue, members=real_memberships)
+    async with serving(handler) as stub:
+        with acting_as(alice):
+            got = await stub.SetTyping(pb.SetTypingRequest(conversation_id=conv_id, typing=True))
+        with (
+            acting_as(Caller(tenant_id="t1", user_id="mallory")),
+            pytest.raises(grpc.aio.AioRpcError) as outsider,
+        ):
+            await stub.SetTyping(pb.SetTypingRequest(conversation_id=conv_id, typing=True))
     assert got.expires_at == future(clock, 6)
     [(pending, event)] = events()
     assert pending.key == b"t1:alice"
-    assert (event.typing.conversation_id, event.typing.typing) == ("conv-1", True)
+    assert (event.typing.conversation_id, event.typing.typing) == (conv_id, True)
     assert event.typing.expires_at == got.expires_at
+    # A private group is invisible to a non-member: the same 404 as no conversation.
+    assert outsider.value.code() == grpc.StatusCode.NOT_FOUND
+    assert translate(outsider.value).code == "conversation_not_found"
 
 
 @pytest.mark.asyncio

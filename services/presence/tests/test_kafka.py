@@ -22,6 +22,8 @@ from confab_devservers import KafkaServer
 from presence.events import EVENT_TYPE, EVENT_TYPE_HEADER, SEQ_HEADER, EventQueue, Publisher
 from presence.handlers.presence import PresenceHandler
 
+from .conftest import create_group
+
 DEADLINE = 60.0
 
 
@@ -157,8 +159,15 @@ async def test_kafka_outage_delays_events_without_failing_connect(
 
 @pytest.mark.asyncio
 async def test_status_and_typing_events_arrive_on_the_topic_in_order(
-    kafka_server: KafkaServer, handler: PresenceHandler, queue: EventQueue, clock: FakeClock
+    kafka_server: KafkaServer,
+    db,
+    make_handler,
+    real_memberships,
+    conversation_addr: str,
+    queue: EventQueue,
+    clock: FakeClock,
 ) -> None:
+    handler: PresenceHandler = make_handler(db, queue, members=real_memberships)
     bootstrap = kafka_server.bootstrap_servers
     await ensure_topics(bootstrap, [TopicSpec(PRESENCE_EVENTS_TOPIC)])
     tenant = f"t-{uuid.uuid4().hex}"
@@ -168,7 +177,8 @@ async def test_status_and_typing_events_arrive_on_the_topic_in_order(
     expires = Timestamp()
     expires.FromDatetime(clock.now() + timedelta(hours=1))
     await handler.set_status(alice, pb.PRESENCE_STATUS_BUSY, "Deep work", expires.ToMilliseconds())
-    typing_expires = await handler.set_typing(alice, "conv-1", True)
+    conv_id = await create_group(conversation_addr, alice, [])
+    typing_expires = await handler.set_typing(alice, conv_id, True)
     producer = Producer(bootstrap)
     publisher = Publisher(queue, producer)
     task = asyncio.create_task(publisher.run())
@@ -193,7 +203,7 @@ async def test_status_and_typing_events_arrive_on_the_topic_in_order(
     assert typing.tenant_id == tenant
     assert (typing.typing.user_id, typing.typing.conversation_id, typing.typing.typing) == (
         "alice",
-        "conv-1",
+        conv_id,
         True,
     )
     assert typing.typing.expires_at.ToMilliseconds() == typing_expires

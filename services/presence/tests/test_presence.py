@@ -13,18 +13,22 @@ from confab.presence.v1 import presence_pb2 as pb
 from confab_core import redisx
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, Unavailable
-from confab_core.identity import Caller
+from confab_core.identity import ROLE_AGENT, Caller
+from confab_core.servicetoken import GATEWAY
 from confab_devservers import free_port
 from presence.events import SEQ_HEADER, EventQueue, PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 from presence.storage.presence import PresenceDb
 from presence.sweeper import Sweeper
 
+# Staff read the whole tenant: these tests are about presence, not visibility.
+STAFF = frozenset({ROLE_AGENT})
+
 ONLINE = pb.PRESENCE_STATUS_ONLINE
 OFFLINE = pb.PRESENCE_STATUS_OFFLINE
 
-ALICE = Caller(tenant_id="t1", user_id="alice")
-BOB = Caller(tenant_id="t1", user_id="bob")
+ALICE = Caller(tenant_id="t1", user_id="alice", roles=STAFF)
+BOB = Caller(tenant_id="t1", user_id="bob", roles=STAFF)
 
 
 def ms(clock: FakeClock) -> int:
@@ -159,7 +163,9 @@ async def test_sweep_turns_a_crashed_gateways_users_offline(
 @pytest.mark.asyncio
 async def test_sweep_pages_through_many_users(handler, sweeper: Sweeper, clock, db) -> None:
     for i in range(7):
-        await handler.connect(Caller(tenant_id=f"t{i % 3}", user_id=f"u{i}"), "c", "gw")
+        await handler.connect(
+            Caller(tenant_id=f"t{i % 3}", user_id=f"u{i}", roles=STAFF), "c", "gw"
+        )
     clock.advance(61)
 
     assert await sweeper.sweep_once() == 7
@@ -172,7 +178,7 @@ async def test_heartbeat_keeps_connections_alive(handler, sweeper, clock, events
     events()
     clock.advance(40)
     beat_at = ms(clock)
-    refreshed = await handler.heartbeat("gw1", [HeartbeatEntry("t1", "alice", "c1")])
+    refreshed = await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "alice", "c1")])
     assert refreshed == 1
 
     clock.advance(40)
@@ -191,10 +197,11 @@ async def test_heartbeat_keeps_connections_alive(handler, sweeper, clock, events
 async def test_heartbeat_spans_tenants_and_skips_unknown_connections(handler, clock) -> None:
     await handler.connect(ALICE, "a1", "gw1")
     await handler.connect(ALICE, "a2", "gw1")
-    await handler.connect(Caller(tenant_id="t2", user_id="alice"), "a1", "gw1")
+    await handler.connect(Caller(tenant_id="t2", user_id="alice", roles=STAFF), "a1", "gw1")
     await handler.disconnect(ALICE, "a2")
 
     refreshed = await handler.heartbeat(
+        GATEWAY,
         "gw1",
         [
             HeartbeatEntry("t1", "alice", "a1"),
@@ -217,7 +224,7 @@ async def test_one_expired_device_of_two_keeps_the_user_online(
     await handler.connect(ALICE, "laptop", "gw-alive")
     events()
     clock.advance(30)
-    await handler.heartbeat("gw-alive", [HeartbeatEntry("t1", "alice", "laptop")])
+    await handler.heartbeat(GATEWAY, "gw-alive", [HeartbeatEntry("t1", "alice", "laptop")])
     clock.advance(31)
 
     assert await sweeper.sweep_once() == 0
@@ -252,11 +259,13 @@ async def test_connect_after_expiry_before_sweep_does_not_double_count(
 
 @pytest.mark.asyncio
 async def test_tenants_are_independent(handler, events) -> None:
-    t1 = Caller(tenant_id="t1", user_id="alice")
-    t2 = Caller(tenant_id="t2", user_id="alice")
+    t1 = Caller(tenant_id="t1", user_id="alice", roles=STAFF)
+    t2 = Caller(tenant_id="t2", user_id="alice", roles=STAFF)
     await handler.connect(t1, "same-conn", "gw1")
 
-    [seen_from_t2] = await handler.get(Caller(tenant_id="t2", user_id="bob"), ["alice"])
+    [seen_from_t2] = await handler.get(
+        Caller(tenant_id="t2", user_id="bob", roles=STAFF), ["alice"]
+    )
     assert (seen_from_t2.status, seen_from_t2.device_count) == (OFFLINE, 0)
 
     await handler.connect(t2, "same-conn", "gw1")
@@ -274,9 +283,9 @@ async def test_tenants_are_independent(handler, events) -> None:
 
 @pytest.mark.asyncio
 async def test_colons_in_ids_cannot_cross_tenants(handler, redis: Redis) -> None:
-    await handler.connect(Caller(tenant_id="a:b", user_id="c"), "c1", "gw1")
+    await handler.connect(Caller(tenant_id="a:b", user_id="c", roles=STAFF), "c1", "gw1")
 
-    [other] = await handler.get(Caller(tenant_id="a", user_id="x"), ["b:c"])
+    [other] = await handler.get(Caller(tenant_id="a", user_id="x", roles=STAFF), ["b:c"])
     assert other.status == OFFLINE
     assert len(await redis.keys("presence:a%3Ab:c*")) == 2
 
@@ -316,16 +325,16 @@ async def test_connect_and_heartbeat_validation(handler) -> None:
     with pytest.raises(InvalidArgument, match="connection_id"):
         await handler.disconnect(ALICE, "")
     with pytest.raises(InvalidArgument, match="tenant_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("", "alice", "c1")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("", "alice", "c1")])
     with pytest.raises(InvalidArgument, match="user_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("t1", "", "c1")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "", "c1")])
     with pytest.raises(InvalidArgument, match="user_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("t1", "a\x1fb", "c1")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "a\x1fb", "c1")])
     with pytest.raises(InvalidArgument, match="connection_id"):
-        await handler.heartbeat("gw1", [HeartbeatEntry("t1", "alice", "")])
+        await handler.heartbeat(GATEWAY, "gw1", [HeartbeatEntry("t1", "alice", "")])
     with pytest.raises(InvalidArgument, match="gateway_id"):
-        await handler.heartbeat("", [])
-    assert await handler.heartbeat("gw1", []) == 0
+        await handler.heartbeat(GATEWAY, "", [])
+    assert await handler.heartbeat(GATEWAY, "gw1", []) == 0
 
 
 @pytest.mark.asyncio
@@ -368,7 +377,7 @@ async def test_connection_listed_twice_is_refreshed_once(handler) -> None:
     await handler.connect(ALICE, "c1", "gw1")
     entry = HeartbeatEntry("t1", "alice", "c1")
 
-    assert await handler.heartbeat("gw1", [entry, entry]) == 1
+    assert await handler.heartbeat(GATEWAY, "gw1", [entry, entry]) == 1
 
 
 @pytest.mark.asyncio

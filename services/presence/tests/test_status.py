@@ -14,11 +14,17 @@ from redis.asyncio import Redis
 from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument
-from confab_core.identity import Caller
+from confab_core.identity import ROLE_AGENT, Caller
+from confab_core.servicetoken import GATEWAY
 from presence import convert
 from presence.events import SEQ_HEADER, PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 from presence.sweeper import Sweeper
+
+from .conftest import create_group
+
+# Staff read the whole tenant: these tests are about presence, not visibility.
+STAFF = frozenset({ROLE_AGENT})
 
 ONLINE = pb.PRESENCE_STATUS_ONLINE
 AWAY = pb.PRESENCE_STATUS_AWAY
@@ -26,8 +32,8 @@ BUSY = pb.PRESENCE_STATUS_BUSY
 OFFLINE = pb.PRESENCE_STATUS_OFFLINE
 UNSPECIFIED = pb.PRESENCE_STATUS_UNSPECIFIED
 
-ALICE = Caller(tenant_id="t1", user_id="alice")
-BOB = Caller(tenant_id="t1", user_id="bob")
+ALICE = Caller(tenant_id="t1", user_id="alice", roles=STAFF)
+BOB = Caller(tenant_id="t1", user_id="bob", roles=STAFF)
 
 
 def ms(clock: FakeClock, plus_seconds: float = 0) -> int:
@@ -318,17 +324,17 @@ async def test_last_active_moves_on_connect_disconnect_set_status_and_heartbeat(
     # Heartbeats: at most one write of last_active_at per minute per user.
     beat = [HeartbeatEntry("t1", "alice", "laptop")]
     clock.advance(20)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     assert (await read(handler)).last_active_at.ToMilliseconds() == set_at
     clock.advance(39.999)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     assert (await read(handler)).last_active_at.ToMilliseconds() == set_at
     clock.advance(0.001)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     moved = ms(clock)
     assert (await read(handler)).last_active_at.ToMilliseconds() == moved
     clock.advance(30)
-    await handler.heartbeat("gw1", beat)
+    await handler.heartbeat(GATEWAY, "gw1", beat)
     assert (await read(handler)).last_active_at.ToMilliseconds() == moved
 
 
@@ -351,8 +357,10 @@ async def test_set_status_validation_has_stable_codes_and_writes_nothing(
     assert await code(ALICE, AWAY, None, ms(clock, 60)) == "invalid_expiry"
     assert await code(ALICE, AWAY, "", ms(clock, 60)) == "invalid_expiry"
     assert await code(ALICE, AWAY, "Lunch", 10**18) == "invalid_expiry"
-    assert await code(Caller(tenant_id="t1", user_id=""), AWAY) == "missing_user_id"
-    assert await code(Caller(tenant_id="", user_id="alice"), AWAY) == "missing_tenant_id"
+    assert await code(Caller(tenant_id="t1", user_id="", roles=STAFF), AWAY) == "missing_user_id"
+    assert (
+        await code(Caller(tenant_id="", user_id="alice", roles=STAFF), AWAY) == "missing_tenant_id"
+    )
     assert await redis.keys("*") == []
     assert events() == []
 
@@ -365,14 +373,14 @@ async def test_set_status_validation_has_stable_codes_and_writes_nothing(
 
 @pytest.mark.asyncio
 async def test_set_status_is_per_tenant(handler: PresenceHandler, clock: FakeClock, events) -> None:
-    t2_alice = Caller(tenant_id="t2", user_id="alice")
+    t2_alice = Caller(tenant_id="t2", user_id="alice", roles=STAFF)
     await handler.connect(ALICE, "c1", "gw1")
     await handler.connect(t2_alice, "c1", "gw1")
     events()
 
     await handler.set_status(ALICE, BUSY, "t1 only", ms(clock, 60))
 
-    [in_t2] = await handler.get(Caller(tenant_id="t2", user_id="bob"), ["alice"])
+    [in_t2] = await handler.get(Caller(tenant_id="t2", user_id="bob", roles=STAFF), ["alice"])
     assert (in_t2.status, in_t2.chosen_status, in_t2.custom_status) == (ONLINE, ONLINE, "")
     [(pending, event)] = events()
     assert (event.tenant_id, pending.key) == ("t1", b"t1:alice")
@@ -398,8 +406,10 @@ async def test_status_metrics(handler: PresenceHandler) -> None:
 
 @pytest.mark.asyncio
 async def test_spans_carry_confab_attributes(
-    handler: PresenceHandler, monkeypatch: pytest.MonkeyPatch
+    db, queue, make_handler, real_memberships, conversation_addr, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    handler = make_handler(db, queue, members=real_memberships)
+    conv_id = await create_group(conversation_addr, ALICE, [])
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -409,8 +419,8 @@ async def test_spans_carry_confab_attributes(
 
     await handler.connect(ALICE, "c1", "gw1")
     await handler.set_status(ALICE, AWAY, "Secret plans")
-    await handler.set_typing(ALICE, "conv-1", True)
-    await handler.set_typing(ALICE, "conv-1", True)
+    await handler.set_typing(ALICE, conv_id, True)
+    await handler.set_typing(ALICE, conv_id, True)
 
     spans = {s.name: s for s in exporter.get_finished_spans()}
     status = dict(spans["confab.presence.set_status"].attributes or {})
@@ -427,4 +437,4 @@ async def test_spans_carry_confab_attributes(
         False,
         True,
     ]
-    assert dict(typing[0].attributes or {})["confab.conversation_id"] == "conv-1"
+    assert dict(typing[0].attributes or {})["confab.conversation_id"] == conv_id

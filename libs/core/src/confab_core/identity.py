@@ -1,25 +1,30 @@
 """Who is calling: set once per request, read anywhere below it.
 
 The gateway builds a Caller from a verified JWT; gRPC interceptors carry it
-across service hops in metadata and put it back into a contextvar, so handlers
-read ``current_caller()`` instead of threading it through every signature.
+across service hops in a signed token (``confab_core.servicetoken``) and put it
+back into a contextvar, so handlers read ``current_caller()`` instead of
+threading it through every signature. The verified calling service is kept
+beside it: ``current_service()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from confab_core.errors import Unauthenticated
 
+# A signed service token (servicetoken), not a bare caller.
 CALLER_METADATA_KEY = "confab-caller-bin"
 
 ROLE_SUPER_ADMIN = "super_admin"
 ROLE_TENANT_ADMIN = "tenant_admin"
 ROLE_AGENT = "agent"
 ROLE_MEMBER = "member"
-# Internal services (bot, notification) act inside a tenant with this role.
+# Internal services act inside a tenant with this role; only a verified service
+# token can carry it (see servicetoken.SERVICE_ROLE_ISSUERS), never a JWT.
 ROLE_SERVICE = "service"
 
 # Users that the services themselves act as, in every tenant. A JWT can never name
@@ -40,31 +45,32 @@ class Caller:
     def has_role(self, *roles: str) -> bool:
         return any(r in self.roles for r in roles)
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "tid": self.tenant_id,
-                "sub": self.user_id,
-                "roles": sorted(self.roles),
-                "name": self.display_name,
-                "email": self.email,
-            },
-            separators=(",", ":"),
-        ).encode()
+    def to_doc(self) -> dict[str, object]:
+        return {
+            "tid": self.tenant_id,
+            "sub": self.user_id,
+            "roles": sorted(self.roles),
+            "name": self.display_name,
+            "email": self.email,
+        }
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> Caller:
+    def from_doc(cls, doc: object) -> Caller:
         try:
-            doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise TypeError("caller must be an object")
+            roles = doc.get("roles", [])
+            if not isinstance(roles, list):
+                raise TypeError("roles must be a list")
             return cls(
                 tenant_id=str(doc["tid"]),
                 user_id=str(doc["sub"]),
-                roles=frozenset(str(r) for r in doc.get("roles", [])),
+                roles=frozenset(str(r) for r in roles),
                 display_name=str(doc.get("name", "")),
                 email=str(doc.get("email", "")),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise Unauthenticated("malformed caller metadata", "bad_caller") from exc
+        except (KeyError, TypeError) as exc:
+            raise Unauthenticated("malformed caller", "bad_caller") from exc
 
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
@@ -89,3 +95,32 @@ def set_caller(caller: Caller | None) -> contextvars.Token[Caller | None]:
 
 def reset_caller(token: contextvars.Token[Caller | None]) -> None:
     _caller.reset(token)
+
+
+@contextlib.contextmanager
+def acting_as(caller: Caller | None) -> Iterator[None]:
+    """Calls made inside act for ``caller`` (None: the service itself); the
+    channel's interceptor signs it into the service token."""
+    token = _caller.set(caller)
+    try:
+        yield
+    finally:
+        _caller.reset(token)
+
+
+_service: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "confab_service", default=None
+)
+
+
+def current_service() -> str | None:
+    """The peer service that signed this call's token; None outside a call."""
+    return _service.get()
+
+
+def set_service(service: str | None) -> contextvars.Token[str | None]:
+    return _service.set(service)
+
+
+def reset_service(token: contextvars.Token[str | None]) -> None:
+    _service.reset(token)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from confab_core.clock import Clock
+from confab_core.servicetoken import InternalAuth
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -19,6 +22,9 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
+    # Signs and verifies the tokens services send each other (servicetoken);
+    # the same value in every service of a deployment, at least 32 bytes.
+    internal_key: SecretStr = Field(min_length=32)
     log_level: str = "INFO"
     metrics_port: int = 0
     shutdown_grace_seconds: float = 10.0
@@ -40,3 +46,7 @@ def load_settings(cls: type[S]) -> S:
         raise SettingsError(
             f"{cls.__name__}: invalid or missing settings:\n" + "\n".join(lines)
         ) from None
+
+
+def internal_auth(service: str, settings: ServiceSettings, clock: Clock) -> InternalAuth:
+    return InternalAuth(service, settings.internal_key.get_secret_value().encode(), clock)

@@ -82,6 +82,8 @@ class FleetOptions:
     workdir: Path
     gateways: int = 1
     jwt_secret: str = "confab-dev-secret-not-for-production"
+    # Signs the tokens the services send each other (confab_core.servicetoken).
+    internal_key: str = "confab-dev-internal-key-not-for-production"
     gateway_ports: list[int] = field(default_factory=list)
     openai_base_url: str | None = None
     openai_api_key: str | None = None
@@ -128,6 +130,7 @@ class Fleet:
             prefix = name.upper() + "_"
             out = {**common, "OTEL_SERVICE_NAME": name}
             out.update({prefix + k: v for k, v in values.items()})
+            out[prefix + "INTERNAL_KEY"] = self.options.internal_key
             out.update(self.options.extra_env.get(name, {}))
             return out
 
@@ -150,6 +153,7 @@ class Fleet:
             "presence": {
                 "REDIS_URL": self.redis.url,
                 "KAFKA_BOOTSTRAP_SERVERS": kafka,
+                "CONVERSATION_ADDR": addr["conversation"],
                 "GRPC_PORT": str(ports["presence"]),
             },
             "bot": bot_env,

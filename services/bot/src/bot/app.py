@@ -11,12 +11,14 @@ from bot.model import model_from
 from bot.servicer import BotServicer
 from bot.settings import BotSettings
 from confab.bot.v1 import bot_pb2, bot_pb2_grpc
+from confab_core.clock import SystemClock
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, consume_forever
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
-from confab_core.settings import load_settings
+from confab_core.servicetoken import CONVERSATION
+from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ async def main() -> None:
             "no AI model configured (BOT_OPENAI_BASE_URL / BOT_OPENAI_API_KEY); "
             "the bot will reply that it is not configured"
         )
-    conversation_channel = channel(settings.conversation_addr)
+    auth = internal_auth(SERVICE, settings, SystemClock())
+    conversation_channel = channel(settings.conversation_addr, auth, CONVERSATION)
     conversations = ConversationClient(conversation_channel, settings.peer_timeout_seconds)
     replies = ReplyHandler(
         conversations,
@@ -56,7 +59,7 @@ async def main() -> None:
             handler=replies.handle_record,
         )
 
-    server = GrpcServer(settings.grpc_port)
+    server = GrpcServer(settings.grpc_port, auth)
     servicer = BotServicer(
         SummaryHandler(conversations, model, max_messages=settings.summary_messages)
     )

@@ -9,7 +9,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from confab.conversation.v1 import conversation_pb2, conversation_pb2_grpc
+from confab.conversation.v1 import (
+    conversation_pb2,
+    conversation_pb2_grpc,
+    membership_pb2,
+    membership_pb2_grpc,
+)
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
 from confab_core.grpcx.server import GrpcServer, run_until_signal
@@ -21,11 +26,13 @@ from confab_core.kafka import (
 )
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
-from confab_core.settings import load_settings
+from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.locks import KeyedLocks
+from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.membership_servicer import MembershipServicer
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
@@ -68,7 +75,7 @@ async def build(
         )
         await relay.run()
 
-    server = GrpcServer(settings.grpc_port, host=host)
+    server = GrpcServer(settings.grpc_port, internal_auth(SERVICE, settings, clock), host=host)
     writers = KeyedLocks()
     servicer = ConversationServicer(
         ConversationHandler(db, clock, wakeup, writers), MessageHandler(db, clock, wakeup, writers)
@@ -76,6 +83,11 @@ async def build(
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    membership = MembershipServicer(MembershipHandler(db))
+    server.add(
+        lambda s: membership_pb2_grpc.add_MembershipServiceServicer_to_server(membership, s),
+        membership_pb2.DESCRIPTOR.services_by_name["MembershipService"].full_name,
     )
 
     async def close() -> None:

@@ -19,13 +19,14 @@ from confab_core.clock import Clock, SystemClock
 from confab_core.ids import new_id
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC, consume_forever
 from confab_core.logs import setup_logging
-from confab_core.settings import load_settings
+from confab_core.servicetoken import GATEWAY
+from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from gateway import errors
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.clients.backends import Backends
+from gateway.clients.ops import ChatOps
 from gateway.context import GatewayContext
-from gateway.ops import ChatOps
 from gateway.origins import OriginPolicy
 from gateway.ratelimit import RateLimiter
 from gateway.realtime.fanout import Fanout
@@ -65,6 +66,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends = Backends.open(
+            internal_auth(GATEWAY, settings, clock),
             conversation=settings.conversation_addr,
             presence=settings.presence_addr,
             notification=settings.notification_addr,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from confab_core.auth import JwtVerifier
 from gateway.clients.backends import Backends
-from gateway.ops import ChatOps
+from gateway.clients.ops import ChatOps
 from gateway.settings import GatewaySettings
 
 

@@ -9,8 +9,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from confab_core.errors import Unauthenticated
 from confab_core.identity import Caller
+from gateway.clients.ops import ChatOps
 from gateway.context import GatewayContext
-from gateway.ops import ChatOps
 
 _bearer = HTTPBearer(auto_error=False, description="JWT with tid, sub, roles, name, email")
 

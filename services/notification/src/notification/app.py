@@ -10,7 +10,8 @@ from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, consume_forever
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
-from confab_core.settings import load_settings
+from confab_core.servicetoken import CONVERSATION, PRESENCE
+from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from notification.clients.conversation import ConversationClient
 from notification.clients.presence import PresenceClient
@@ -46,8 +47,9 @@ async def main() -> None:
     client = mongo.connect(settings.mongo_url, SERVICE)
     db = Database(client, settings.mongo_database)
     await db.ensure_indexes()
-    conversation_channel = channel(settings.conversation_addr)
-    presence_channel = channel(settings.presence_addr)
+    auth = internal_auth(SERVICE, settings, SystemClock())
+    conversation_channel = channel(settings.conversation_addr, auth, CONVERSATION)
+    presence_channel = channel(settings.presence_addr, auth, PRESENCE)
     handler = NotificationHandler(
         db,
         ConversationClient(conversation_channel, settings.peer_timeout_seconds),
@@ -65,7 +67,7 @@ async def main() -> None:
             handler=handler.handle_record,
         )
 
-    server = GrpcServer(settings.grpc_port)
+    server = GrpcServer(settings.grpc_port, auth)
     servicer = NotificationServicer(NotificationQueries(db))
     server.add(
         lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s),

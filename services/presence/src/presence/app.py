@@ -9,6 +9,7 @@ import logging
 from confab.presence.v1 import presence_pb2, presence_pb2_grpc
 from confab_core import redisx
 from confab_core.clock import SystemClock
+from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import (
     PRESENCE_EVENTS_TOPIC,
@@ -18,10 +19,13 @@ from confab_core.kafka import (
 )
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
-from confab_core.settings import load_settings
+from confab_core.servicetoken import CONVERSATION
+from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from presence.clients.conversation import MembershipClient
 from presence.events import EventQueue, Publisher
 from presence.handlers.presence import PresenceHandler
+from presence.membership import Memberships
 from presence.servicer import PresenceServicer
 from presence.settings import PresenceSettings
 from presence.storage.presence import PresenceDb
@@ -41,6 +45,13 @@ async def main() -> None:
     serve_metrics(settings.metrics_port)
 
     clock = SystemClock()
+    auth = internal_auth(SERVICE, settings, clock)
+    conversation_channel = channel(settings.conversation_addr, auth, CONVERSATION)
+    memberships = Memberships(
+        MembershipClient(conversation_channel, settings.rpc_timeout_seconds),
+        clock,
+        ttl=settings.membership_cache_seconds,
+    )
     redis = redisx.connect(settings.redis_url)
     db = PresenceDb(redis)
     queue = EventQueue(settings.event_queue_size, clock)
@@ -62,12 +73,13 @@ async def main() -> None:
         )
         await publisher.run()
 
-    server = GrpcServer(settings.grpc_port)
+    server = GrpcServer(settings.grpc_port, auth)
     servicer = PresenceServicer(
         PresenceHandler(
             db,
             queue,
             clock,
+            memberships,
             ttl_seconds=settings.connection_ttl_seconds,
             offline_grace_seconds=settings.offline_grace_seconds,
             typing_ttl_seconds=settings.typing_ttl_seconds,
@@ -87,3 +99,4 @@ async def main() -> None:
             log.warning("presence events lost at shutdown", extra={"queued": len(queue)})
         await producer.stop()
         await redis.aclose()
+        await conversation_channel.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from confab.presence.v1 import presence_pb2 as pb
 from confab.presence.v1 import presence_pb2_grpc as pb_grpc
 from confab_core.grpcx import Ctx
-from confab_core.identity import current_caller
+from confab_core.identity import current_caller, current_service
 from presence import convert
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 
@@ -28,6 +28,7 @@ class PresenceServicer(pb_grpc.PresenceServiceServicer):
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Ctx) -> pb.HeartbeatResponse:
         refreshed = await self._presence.heartbeat(
+            current_service(),
             request.gateway_id,
             [HeartbeatEntry(c.tenant_id, c.user_id, c.connection_id) for c in request.connections],
         )

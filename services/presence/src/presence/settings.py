@@ -9,6 +9,11 @@ class PresenceSettings(ServiceSettings):
 
     redis_url: str
     kafka_bootstrap_servers: str
+    # The conversation service, asked who may type where and who sees whom.
+    conversation_addr: str
+    rpc_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How long membership answers are remembered (presence/membership.py says why).
+    membership_cache_seconds: float = Field(default=10.0, ge=0)
     grpc_port: int = 50052
     # Gateways heartbeat every ~20 s, so a connection survives two lost beats.
     connection_ttl_seconds: float = Field(default=60.0, gt=0)

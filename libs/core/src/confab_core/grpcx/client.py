@@ -6,6 +6,7 @@ import grpc
 
 from confab_core.errors import ERROR_CODE_METADATA_KEY, ConfabError, from_grpc
 from confab_core.grpcx.interceptors import ClientInterceptor
+from confab_core.servicetoken import InternalAuth
 
 # Retries UNAVAILABLE (a peer restarting) transparently; every call that can be
 # retried is idempotent by design (sends carry client_msg_id).
@@ -23,10 +24,12 @@ _SERVICE_CONFIG = """{
 }"""
 
 
-def channel(target: str) -> grpc.aio.Channel:
+def channel(target: str, auth: InternalAuth, audience: str) -> grpc.aio.Channel:
+    """A channel to the ``audience`` service at ``target``; every call on it is
+    signed by ``auth`` for the caller current at the time of the call."""
     return grpc.aio.insecure_channel(
         target,
-        interceptors=[ClientInterceptor()],
+        interceptors=[ClientInterceptor(auth.signer, audience)],
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),

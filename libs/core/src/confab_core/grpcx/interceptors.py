@@ -15,15 +15,17 @@ from pymongo.errors import ConnectionFailure
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from confab_core.errors import ERROR_CODE_METADATA_KEY, ConfabError
+from confab_core.errors import ERROR_CODE_METADATA_KEY, ConfabError, Unauthenticated
 from confab_core.grpcx import Ctx
 from confab_core.identity import (
     CALLER_METADATA_KEY,
-    Caller,
     maybe_caller,
     reset_caller,
+    reset_service,
     set_caller,
+    set_service,
 )
+from confab_core.servicetoken import TokenSigner, TokenVerifier, Verified
 from confab_core.telemetry import tracer
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,16 @@ MethodHandler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Restores the caller and trace context, records metrics, maps errors.
+    """Verifies the service token, restores the caller and trace context,
+    records metrics, maps errors.
 
     Only unary-unary methods carry business calls; health and reflection
-    streams pass through untouched.
+    streams pass through untouched. A call without a token runs with no caller
+    and no service (health checks): every business method then refuses it.
     """
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
 
     async def intercept_service(
         self,
@@ -65,8 +72,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         inner = cast(Handler, handler.unary_unary)
 
+        verifier = self._verifier
+
         async def wrapper(request: Any, context: Ctx) -> Any:
-            return await _handle(method, inner, request, context)
+            return await _handle(method, inner, verifier, request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapper,
@@ -75,21 +84,27 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> Any:
+async def _handle(
+    method: str, inner: Handler, verifier: TokenVerifier, request: Any, context: Ctx
+) -> Any:
     metadata = tuple(context.invocation_metadata() or ())
     carrier = {k: v for k, v in metadata if isinstance(v, str)}
-    caller: Caller | None = None
+    verified = Verified("", None)
     try:
         for key, value in metadata:
-            if key == CALLER_METADATA_KEY and isinstance(value, bytes):
-                caller = Caller.from_bytes(value)
+            if key == CALLER_METADATA_KEY:
+                if not isinstance(value, bytes):
+                    raise Unauthenticated("unsigned caller metadata", "bad_service_token")
+                verified = verifier.verify(value)
     except ConfabError as exc:
-        # Malformed caller metadata is the peer's fault: UNAUTHENTICATED with
-        # its stable code, not an UNKNOWN carrying our exception text.
+        # An unsigned, forged or expired token is the peer's fault:
+        # UNAUTHENTICATED with its stable code, not an UNKNOWN.
         SERVER_HANDLED.labels(method, exc.grpc_status.name).inc()
         context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, exc.code),))
         await context.abort(exc.grpc_status, exc.message)
+    caller = verified.caller
     token = set_caller(caller)
+    service_token = set_service(verified.service or None)
     started = time.perf_counter()
     code = "OK"
     # Aborting sends the status at once, so metrics are recorded first: a
@@ -130,6 +145,7 @@ async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> An
                 failure = (grpc.StatusCode.INTERNAL, "internal error")
     finally:
         reset_caller(token)
+        reset_service(service_token)
         if failure is not None:
             code = failure[0].name
         SERVER_HANDLED.labels(method, code).inc()
@@ -141,7 +157,13 @@ async def _handle(method: str, inner: Handler, request: Any, context: Ctx) -> An
 
 
 class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Sends the current caller and trace context with every outgoing call."""
+    """Sends a token signed for ``audience``, naming the current caller (or
+    none: the service acting as itself), and the trace context, with every
+    outgoing call. The one way identity travels between services."""
+
+    def __init__(self, signer: TokenSigner, audience: str) -> None:
+        self._signer = signer
+        self._audience = audience
 
     async def intercept_unary_unary(
         self,
@@ -150,9 +172,7 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         request: Any,
     ) -> Any:
         metadata = list(client_call_details.metadata or ())
-        caller = maybe_caller()
-        if caller is not None and not any(k == CALLER_METADATA_KEY for k, _ in metadata):
-            metadata.append((CALLER_METADATA_KEY, caller.to_bytes()))
+        metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
         method = client_call_details.method
         name = method.decode() if isinstance(method, bytes) else str(method)
         with tracer().start_as_current_span(

@@ -14,15 +14,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from confab_core.grpcx.interceptors import ServerInterceptor
+from confab_core.servicetoken import InternalAuth
 
 log = logging.getLogger(__name__)
 
 
 class GrpcServer:
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(self, port: int, auth: InternalAuth, host: str = "0.0.0.0") -> None:
         self._address = f"{host}:{port}"
         self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor()],
+            interceptors=[ServerInterceptor(auth.verifier)],
             options=[("grpc.so_reuseport", 0)],
         )
         self.health = health.aio.HealthServicer()

@@ -1,9 +1,8 @@
-"""One channel and stub per peer service, opened in the app's lifespan."""
+"""One channel and typed client per peer service, opened in the app's lifespan."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import grpc
 
@@ -12,35 +11,48 @@ from confab.conversation.v1 import conversation_pb2_grpc
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
-
-if TYPE_CHECKING:
-    from confab.bot.v1.bot_pb2_grpc import BotServiceAsyncStub
-    from confab.conversation.v1.conversation_pb2_grpc import ConversationServiceAsyncStub
-    from confab.notification.v1.notification_pb2_grpc import NotificationServiceAsyncStub
-    from confab.presence.v1.presence_pb2_grpc import PresenceServiceAsyncStub
+from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
+from gateway.clients.bot import BotClient
+from gateway.clients.conversation import ConversationClient
+from gateway.clients.notification import NotificationClient
+from gateway.clients.presence import PresenceClient
 
 
 @dataclass
 class Backends:
-    conversation: ConversationServiceAsyncStub
-    presence: PresenceServiceAsyncStub
-    notification: NotificationServiceAsyncStub
-    bot: BotServiceAsyncStub
+    conversation: ConversationClient
+    presence: PresenceClient
+    notification: NotificationClient
+    bot: BotClient
     channels: list[grpc.aio.Channel]
-    timeout: float
 
     @classmethod
     def open(
-        cls, *, conversation: str, presence: str, notification: str, bot: str, timeout: float
+        cls,
+        auth: InternalAuth,
+        *,
+        conversation: str,
+        presence: str,
+        notification: str,
+        bot: str,
+        timeout: float,
     ) -> Backends:
-        chans = [channel(conversation), channel(presence), channel(notification), channel(bot)]
+        chans = [
+            channel(conversation, auth, CONVERSATION),
+            channel(presence, auth, PRESENCE),
+            channel(notification, auth, NOTIFICATION),
+            channel(bot, auth, BOT),
+        ]
         return cls(
-            conversation=conversation_pb2_grpc.ConversationServiceStub(chans[0]),
-            presence=presence_pb2_grpc.PresenceServiceStub(chans[1]),
-            notification=notification_pb2_grpc.NotificationServiceStub(chans[2]),
-            bot=bot_pb2_grpc.BotServiceStub(chans[3]),
+            conversation=ConversationClient(
+                conversation_pb2_grpc.ConversationServiceStub(chans[0]), timeout
+            ),
+            presence=PresenceClient(presence_pb2_grpc.PresenceServiceStub(chans[1]), timeout),
+            notification=NotificationClient(
+                notification_pb2_grpc.NotificationServiceStub(chans[2]), timeout
+            ),
+            bot=BotClient(bot_pb2_grpc.BotServiceStub(chans[3]), timeout),
             channels=chans,
-            timeout=timeout,
         )
 
     async def close(self) -> None:

@@ -26,7 +26,7 @@ from confab_core.identity import ROLE_AGENT, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN
 from confab_core.ids import new_id
 from confab_core.telemetry import tracer
 from gateway import errors, schemas
-from gateway.ops import ChatOps
+from gateway.clients.ops import ChatOps
 from gateway.ratelimit import RateLimited
 from gateway.realtime import rooms
 
@@ -292,10 +292,8 @@ class SocketGateway:
         return {"ok": True}
 
     async def _typing(self, s: Session, sid: str, conversation_id: str, typing: bool) -> Ack:
-        # A socket is in a conversation's room only after its membership (or
-        # the public channel) was checked, so the room is the permission.
-        if rooms.conversation(s.caller.tenant_id, conversation_id) not in self.sio.rooms(sid):
-            return _error("conversation_not_found", "join the conversation first")
+        # Presence decides who may type where (members only); its refusal
+        # comes back as the ack's error.
         await self._ops.set_typing(s.caller, conversation_id, typing)
         return {"ok": True}
 

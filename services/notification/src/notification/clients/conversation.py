@@ -10,7 +10,8 @@ from confab_core.grpcx.client import translate
 
 
 class ConversationClient:
-    """Calls run as whoever ``current_caller()`` is; the channel's interceptor sends it."""
+    """Calls act for whoever ``current_caller()`` is; the channel signs it into the
+    service token (confab_core.servicetoken), the one way identity travels."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
         self._stub = pb_grpc.ConversationServiceStub(channel)

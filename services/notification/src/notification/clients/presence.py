@@ -13,6 +13,9 @@ BATCH = 500
 
 
 class PresenceClient:
+    """Calls act for whoever ``current_caller()`` is (the notification service's
+    own service caller); the channel signs it into the service token."""
+
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
         self._stub = pb_grpc.PresenceServiceStub(channel)
         self._timeout = timeout

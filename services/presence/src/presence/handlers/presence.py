@@ -12,8 +12,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import Clock
-from confab_core.errors import InvalidArgument, Unavailable
-from confab_core.identity import Caller
+from confab_core.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from confab_core.identity import (
+    ROLE_AGENT,
+    ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+    Caller,
+)
+from confab_core.servicetoken import GATEWAY
 from confab_core.telemetry import tracer
 from presence.events import EventQueue, presence_event, typing_event
 from presence.handlers.validate import custom_status_text, require_id
@@ -24,6 +31,7 @@ from presence.limits import (
     TYPING_REPEAT_SECONDS,
     TYPING_THROTTLE_ENTRIES,
 )
+from presence.membership import Memberships
 from presence.metrics import (
     STATUS_SETS,
     TYPING_PUBLISHED,
@@ -37,10 +45,13 @@ from presence.storage.presence import (
     CustomStatus,
     PresenceDb,
     PresenceState,
+    never_seen,
 )
 from presence.timing import epoch_ms
 from presence.typing import TypingThrottle
 
+# Who reads the presence of the whole tenant roster (docs/presence.md).
+_SEE_TENANT = (ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN, ROLE_SERVICE)
 # The latest instant a protobuf Timestamp can hold (9999-12-31T23:59:59.999Z).
 _MAX_TIMESTAMP_MS = 253_402_300_799_999
 
@@ -67,6 +78,7 @@ class PresenceHandler:
         db: PresenceDb,
         events: EventQueue,
         clock: Clock,
+        memberships: Memberships,
         *,
         ttl_seconds: float,
         offline_grace_seconds: float,
@@ -76,6 +88,7 @@ class PresenceHandler:
     ) -> None:
         self._db = db
         self._events = events
+        self._memberships = memberships
         self._clock = clock
         self._ttl_ms = int(ttl_seconds * 1000)
         self._grace_ms = int(offline_grace_seconds * 1000)
@@ -140,9 +153,16 @@ class PresenceHandler:
             self._publish(caller.tenant_id, change)
             return change.state
 
-    async def heartbeat(self, gateway_id: str, entries: Sequence[HeartbeatEntry]) -> int:
+    async def heartbeat(
+        self, service: str | None, gateway_id: str, entries: Sequence[HeartbeatEntry]
+    ) -> int:
         """Extends the listed connections; the tenant comes from each entry because
-        one gateway holds sockets of many tenants."""
+        one gateway holds sockets of many tenants. Only a gateway, proven by its
+        signed service token, may do that: the entries name any tenant."""
+        if service is None:
+            raise Unauthenticated("heartbeats come from gateways only", "service_only")
+        if service != GATEWAY:
+            raise PermissionDenied(f"{service} may not heartbeat", "service_not_allowed")
         with (
             tracer().start_as_current_span(
                 "confab.presence.heartbeat",
@@ -189,7 +209,7 @@ class PresenceHandler:
                     "confab.user_id": caller.user_id,
                     "confab.presence.requested": len(user_ids),
                 },
-            ),
+            ) as span,
             _store_errors(),
         ):
             _check_caller(caller)
@@ -198,9 +218,21 @@ class PresenceHandler:
                     f"at most {MAX_PRESENCE_IDS} user ids per call", "too_many_user_ids"
                 )
             unique = list(dict.fromkeys(require_id("user_id", u) for u in user_ids))
-            return await self._db.for_tenant(caller.tenant_id).get_many(
-                unique, now_ms=epoch_ms(self._clock)
-            )
+            now = epoch_ms(self._clock)
+            if caller.has_role(*_SEE_TENANT):
+                return await self._db.for_tenant(caller.tenant_id).get_many(unique, now_ms=now)
+            # docs/presence.md: members see the people they share a conversation
+            # with. Anyone else reads exactly as a user never seen, so the
+            # answer tells nothing about who exists or is online.
+            visible = await self._memberships.visible(caller, unique)
+            span.set_attribute("confab.presence.hidden", len(unique) - len(visible))
+            found = {
+                s.user_id: s
+                for s in await self._db.for_tenant(caller.tenant_id).get_many(
+                    [u for u in unique if u in visible], now_ms=now
+                )
+            }
+            return [found.get(u) or never_seen(u, now_ms=now) for u in unique]
 
     async def set_status(
         self,
@@ -260,7 +292,8 @@ class PresenceHandler:
         """Publishes that the caller started or stopped typing; returns when it
         lapses (epoch ms). Never stored. The same state repeated within the
         throttle window returns the expiry already published, publishing nothing.
-        The gateway checks that the caller belongs to the conversation."""
+        Only members of the conversation may type in it (asked of the
+        conversation service): NotFound or PermissionDenied otherwise."""
         with tracer().start_as_current_span(
             "confab.presence.set_typing",
             attributes={
@@ -277,8 +310,10 @@ class PresenceHandler:
             repeated = self._typing.repeat_of(key, typing, mono)
             span.set_attribute("confab.presence.throttled", repeated is not None)
             if repeated is not None:
+                # Published before, so membership was checked within the window.
                 TYPING_THROTTLED.inc()
                 return repeated
+            await self._memberships.require_member(caller, conversation_id)
             expires = epoch_ms(self._clock) + self._typing_ttl_ms
             self._events.put(
                 typing_event(caller.tenant_id, caller.user_id, conversation_id, typing, expires)

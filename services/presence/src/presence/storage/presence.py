@@ -133,6 +133,21 @@ def _change(user_id: str, reply: Sequence[Any]) -> Change:
     )
 
 
+def never_seen(user_id: str, *, now_ms: int) -> PresenceState:
+    """What a user with no stored state reads as."""
+    return effective(
+        user_id,
+        now_ms=now_ms,
+        live=0,
+        status=None,
+        last_active=None,
+        chosen=None,
+        custom=None,
+        custom_exp=None,
+        grace_until=None,
+    )
+
+
 def effective(
     user_id: str,
     *,

@@ -1,6 +1,7 @@
 """The calls REST routes and socket events share, so both speak one way.
 
-Translation only: the rules live in the services behind these calls.
+Translation only: the rules live in the services behind these calls, reached
+through the typed per-peer clients in ``Backends``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from confab_core.errors import ConfabError
 from confab_core.identity import ROLE_SERVICE, Caller
 from confab_core.ids import new_id
 from gateway import convert, schemas
-from gateway.clients import call
 from gateway.clients.backends import Backends
 from gateway.ratelimit import Action, RateLimiter
 
@@ -34,10 +34,6 @@ class ChatOps:
         self._b = backends
         self._limiter = limiter
 
-    @property
-    def _t(self) -> float:
-        return self._b.timeout
-
     async def create_conversation(
         self, caller: Caller, body: schemas.CreateConversationIn
     ) -> schemas.CreateConversationOut:
@@ -51,7 +47,7 @@ class ChatOps:
             if body.context
             else None,
         )
-        resp = await call(self._b.conversation.CreateConversation, req, caller, self._t)
+        resp = await self._b.conversation.create_conversation(caller, req)
         return schemas.CreateConversationOut(
             conversation=convert.conversation(resp.conversation), created=resp.created
         )
@@ -60,17 +56,17 @@ class ChatOps:
         self, caller: Caller, conversation_id: str
     ) -> schemas.ConversationOut:
         req = cpb.GetConversationRequest(conversation_id=conversation_id)
-        resp = await call(self._b.conversation.GetConversation, req, caller, self._t)
+        resp = await self._b.conversation.get_conversation(caller, req)
         return convert.conversation(resp.conversation)
 
     async def list_conversations(self, caller: Caller, limit: int) -> list[schemas.ConversationOut]:
         req = cpb.ListConversationsRequest(limit=limit)
-        resp = await call(self._b.conversation.ListConversations, req, caller, self._t)
+        resp = await self._b.conversation.list_conversations(caller, req)
         return [convert.conversation(c) for c in resp.conversations]
 
     async def list_members(self, caller: Caller, conversation_id: str) -> list[schemas.MemberOut]:
         req = cpb.ListMembersRequest(conversation_id=conversation_id)
-        resp = await call(self._b.conversation.ListMembers, req, caller, self._t)
+        resp = await self._b.conversation.list_members(caller, req)
         return [convert.member(m) for m in resp.members]
 
     async def send_message(
@@ -85,7 +81,7 @@ class ChatOps:
             thread_root_id=body.thread_root_id or "",
             file=convert.file_in(body.file) if body.file else None,
         )
-        resp = await call(self._b.conversation.SendMessage, req, caller, self._t)
+        resp = await self._b.conversation.send_message(caller, req)
         return schemas.SendMessageOut(message=convert.message(resp.message), created=resp.created)
 
     async def list_messages(
@@ -94,7 +90,7 @@ class ChatOps:
         req = cpb.ListMessagesRequest(
             conversation_id=conversation_id, after_seq=after_seq, before_seq=before_seq, limit=limit
         )
-        resp = await call(self._b.conversation.ListMessages, req, caller, self._t)
+        resp = await self._b.conversation.list_messages(caller, req)
         return schemas.MessagePage(
             messages=[convert.message(m) for m in resp.messages], has_more=resp.has_more
         )
@@ -103,7 +99,7 @@ class ChatOps:
         self, caller: Caller, conversation_id: str, seq: int
     ) -> schemas.ReadStateOut:
         req = cpb.MarkReadRequest(conversation_id=conversation_id, seq=seq)
-        resp = await call(self._b.conversation.MarkRead, req, caller, self._t)
+        resp = await self._b.conversation.mark_read(caller, req)
         return schemas.ReadStateOut(
             last_read_seq=resp.last_read_seq, unread_count=resp.unread_count
         )
@@ -119,37 +115,37 @@ class ChatOps:
             req.description = body.description
         if body.topic is not None:
             req.topic = body.topic
-        resp = await call(self._b.conversation.UpdateConversation, req, caller, self._t)
+        resp = await self._b.conversation.update_conversation(caller, req)
         return convert.conversation(resp.conversation)
 
     async def archive_conversation(
         self, caller: Caller, conversation_id: str
     ) -> schemas.ConversationOut:
         req = cpb.ArchiveConversationRequest(conversation_id=conversation_id)
-        resp = await call(self._b.conversation.ArchiveConversation, req, caller, self._t)
+        resp = await self._b.conversation.archive_conversation(caller, req)
         return convert.conversation(resp.conversation)
 
     async def delete_conversation(self, caller: Caller, conversation_id: str) -> None:
         req = cpb.DeleteConversationRequest(conversation_id=conversation_id)
-        await call(self._b.conversation.DeleteConversation, req, caller, self._t)
+        await self._b.conversation.delete_conversation(caller, req)
 
     async def browse_channels(
         self, caller: Caller, query: str, limit: int
     ) -> list[schemas.ConversationOut]:
         req = cpb.BrowseChannelsRequest(query=query, limit=limit)
-        resp = await call(self._b.conversation.BrowseChannels, req, caller, self._t)
+        resp = await self._b.conversation.browse_channels(caller, req)
         return [convert.conversation(c) for c in resp.conversations]
 
     async def join_conversation(
         self, caller: Caller, conversation_id: str
     ) -> schemas.ConversationOut:
         req = cpb.JoinConversationRequest(conversation_id=conversation_id)
-        resp = await call(self._b.conversation.JoinConversation, req, caller, self._t)
+        resp = await self._b.conversation.join_conversation(caller, req)
         return convert.conversation(resp.conversation)
 
     async def leave_conversation(self, caller: Caller, conversation_id: str) -> None:
         req = cpb.LeaveConversationRequest(conversation_id=conversation_id)
-        await call(self._b.conversation.LeaveConversation, req, caller, self._t)
+        await self._b.conversation.leave_conversation(caller, req)
 
     async def add_members(
         self, caller: Caller, conversation_id: str, body: schemas.AddMembersIn
@@ -160,12 +156,12 @@ class ChatOps:
             user_ids=body.user_ids,
             role=_role(body.role),
         )
-        resp = await call(self._b.conversation.AddMembers, req, caller, self._t)
+        resp = await self._b.conversation.add_members(caller, req)
         return schemas.MembersAddedOut(added=[convert.member(m) for m in resp.added])
 
     async def remove_member(self, caller: Caller, conversation_id: str, user_id: str) -> None:
         req = cpb.RemoveMemberRequest(conversation_id=conversation_id, user_id=user_id)
-        await call(self._b.conversation.RemoveMember, req, caller, self._t)
+        await self._b.conversation.remove_member(caller, req)
 
     async def update_member_role(
         self, caller: Caller, conversation_id: str, user_id: str, role: schemas.MemberRoleName
@@ -173,7 +169,7 @@ class ChatOps:
         req = cpb.UpdateMemberRoleRequest(
             conversation_id=conversation_id, user_id=user_id, role=_role(role)
         )
-        resp = await call(self._b.conversation.UpdateMemberRole, req, caller, self._t)
+        resp = await self._b.conversation.update_member_role(caller, req)
         return convert.member(resp.member)
 
     async def edit_message(
@@ -183,14 +179,14 @@ class ChatOps:
         req = cpb.EditMessageRequest(
             conversation_id=conversation_id, message_id=message_id, text=text
         )
-        resp = await call(self._b.conversation.EditMessage, req, caller, self._t)
+        resp = await self._b.conversation.edit_message(caller, req)
         return convert.message(resp.message)
 
     async def delete_message(
         self, caller: Caller, conversation_id: str, message_id: str
     ) -> schemas.MessageOut:
         req = cpb.DeleteMessageRequest(conversation_id=conversation_id, message_id=message_id)
-        resp = await call(self._b.conversation.DeleteMessage, req, caller, self._t)
+        resp = await self._b.conversation.delete_message(caller, req)
         return convert.message(resp.message)
 
     async def toggle_reaction(
@@ -200,7 +196,7 @@ class ChatOps:
         req = cpb.ToggleReactionRequest(
             conversation_id=conversation_id, message_id=message_id, emoji=emoji
         )
-        resp = await call(self._b.conversation.ToggleReaction, req, caller, self._t)
+        resp = await self._b.conversation.toggle_reaction(caller, req)
         return schemas.ToggleReactionOut(message=convert.message(resp.message), added=resp.added)
 
     async def list_thread(
@@ -212,7 +208,7 @@ class ChatOps:
             after_seq=after_seq,
             limit=limit,
         )
-        resp = await call(self._b.conversation.ListThread, req, caller, self._t)
+        resp = await self._b.conversation.list_thread(caller, req)
         return schemas.ThreadPage(
             root=convert.message(resp.root),
             replies=[convert.message(m) for m in resp.replies],
@@ -226,7 +222,7 @@ class ChatOps:
         req = cpb.SearchMessagesRequest(
             query=query, conversation_id=conversation_id or "", limit=limit
         )
-        resp = await call(self._b.conversation.SearchMessages, req, caller, self._t)
+        resp = await self._b.conversation.search_messages(caller, req)
         return schemas.SearchOut(messages=[convert.message(m) for m in resp.messages])
 
     async def list_events(
@@ -235,7 +231,7 @@ class ChatOps:
         req = cpb.ListEventsRequest(
             conversation_id=conversation_id, after_event_seq=after_event_seq, limit=limit
         )
-        resp = await call(self._b.conversation.ListEvents, req, caller, self._t)
+        resp = await self._b.conversation.list_events(caller, req)
         events: list[schemas.EventOut] = []
         for raw in resp.events:
             try:
@@ -254,7 +250,7 @@ class ChatOps:
 
     async def presence(self, caller: Caller, user_ids: list[str]) -> list[schemas.PresenceOut]:
         req = ppb.GetPresenceRequest(user_ids=user_ids)
-        resp = await call(self._b.presence.GetPresence, req, caller, self._t)
+        resp = await self._b.presence.get_presence(caller, req)
         return [convert.presence(p) for p in resp.presences]
 
     async def set_presence(
@@ -268,25 +264,26 @@ class ChatOps:
             req.custom_status = body.custom_status
         if body.custom_status_expires_at is not None:
             req.custom_status_expires_at.FromDatetime(body.custom_status_expires_at)
-        resp = await call(self._b.presence.SetStatus, req, caller, self._t)
+        resp = await self._b.presence.set_status(caller, req)
         return convert.presence(resp.presence)
 
     async def set_typing(self, caller: Caller, conversation_id: str, typing: bool) -> None:
         await self._limiter.check(caller, Action.TYPING)
         req = ppb.SetTypingRequest(conversation_id=conversation_id, typing=typing)
-        await call(self._b.presence.SetTyping, req, caller, self._t)
+        await self._b.presence.set_typing(caller, req)
 
     async def conversation_ids(
         self, caller: Caller, *, limit: int = 0, max_members: int = 0
     ) -> list[str]:
         """The caller's conversations, most recent first, without computing counts."""
         req = cpb.ListConversationIdsRequest(limit=limit, max_member_count=max_members)
-        resp = await call(self._b.conversation.ListConversationIds, req, caller, self._t)
+        resp = await self._b.conversation.list_conversation_ids(caller, req)
         return list(resp.conversation_ids)
 
     async def conversations_of(self, tenant_id: str, user_id: str, max_members: int) -> list[str]:
-        """The user's conversations of at most ``max_members`` (0: any), asked as the service
-        (no user token here)."""
+        """The user's conversations of at most ``max_members`` (0: any), for fan-out of
+        their presence: no user token here, so the gateway asks with the service
+        role, which the conversation service grants only to a verified service token."""
         caller = Caller(tenant_id=tenant_id, user_id=user_id, roles=frozenset({ROLE_SERVICE}))
         return await self.conversation_ids(caller, max_members=max_members)
 
@@ -296,11 +293,11 @@ class ChatOps:
 
     async def connect(self, caller: Caller, connection_id: str, gateway_id: str) -> None:
         req = ppb.ConnectRequest(connection_id=connection_id, gateway_id=gateway_id)
-        await call(self._b.presence.Connect, req, caller, self._t)
+        await self._b.presence.connect(caller, req)
 
     async def disconnect(self, caller: Caller, connection_id: str) -> None:
         req = ppb.DisconnectRequest(connection_id=connection_id)
-        await call(self._b.presence.Disconnect, req, caller, self._t)
+        await self._b.presence.disconnect(caller, req)
 
     async def heartbeat(self, gateway_id: str, connections: list[tuple[Caller, str]]) -> None:
         req = ppb.HeartbeatRequest(
@@ -312,16 +309,17 @@ class ChatOps:
                 for c, conn_id in connections
             ],
         )
-        await self._b.presence.Heartbeat(req, timeout=self._t)
+        # As the gateway itself: the entries name users of many tenants.
+        await self._b.presence.heartbeat(None, req)
 
     async def notifications(self, caller: Caller, limit: int) -> list[schemas.NotificationOut]:
         req = npb.ListNotificationsRequest(limit=limit)
-        resp = await call(self._b.notification.ListNotifications, req, caller, self._t)
+        resp = await self._b.notification.list_notifications(caller, req)
         return [convert.notification(n) for n in resp.notifications]
 
     async def summarize(self, caller: Caller, conversation_id: str) -> schemas.SummaryOut:
         await self._limiter.check(caller, Action.SUMMARY)
         req = bot_pb2.SummarizeConversationRequest(conversation_id=conversation_id)
         # Summaries wait on a model; give them more than a plain read.
-        resp = await call(self._b.bot.SummarizeConversation, req, caller, self._t * 6)
+        resp = await self._b.bot.summarize_conversation(caller, req, timeout_factor=6)
         return convert.summary(resp)

@@ -1,0 +1,1 @@
+"""Typed clients of the services presence calls."""
