@@ -14,13 +14,12 @@ from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import Clock
 from confab_core.errors import InvalidArgument, Unavailable
 from confab_core.identity import Caller
+from confab_core.limits import MAX_HEARTBEAT_CONNECTIONS, MAX_PRESENCE_IDS
 from confab_core.telemetry import tracer
 from presence.events import EventQueue, presence_event, typing_event
 from presence.handlers.validate import custom_status_text, require_id
 from presence.limits import (
     LAST_ACTIVE_HEARTBEAT_SECONDS,
-    MAX_HEARTBEAT_CONNECTIONS,
-    MAX_PRESENCE_IDS,
     TYPING_REPEAT_SECONDS,
     TYPING_THROTTLE_ENTRIES,
 )
