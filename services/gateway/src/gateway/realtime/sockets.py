@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from confab_core import limits
 from confab_core.auth import JwtVerifier
 from confab_core.errors import ConfabError, Unauthenticated
 from confab_core.identity import ROLE_AGENT, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
@@ -81,7 +82,7 @@ class _SyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # conversation id -> the last seq (mode "messages") or event_seq (mode
     # "events") the client has.
-    conversations: dict[schemas.Id, Annotated[int, Field(le=schemas.MAX_INT64)]] = Field(
+    conversations: dict[schemas.Id, Annotated[int, Field(le=limits.MAX_INT64)]] = Field(
         max_length=AUTO_JOIN_LIMIT
     )
     mode: Literal["messages", "events"] = "messages"
