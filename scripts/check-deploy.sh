@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Checks everything under deploy/, the Dockerfiles and skaffold.yaml, with real
 # tools built by scripts/install-deploy-tools.sh; fails on any error.
-#   1. Dockerfiles: dockerfile-utils lint (syntax, flags, instructions), Confab's
-#      image conventions (deploylint); skaffold.yaml (deploylint: skaffold cannot be
-#      installed here, see docs/deploy.md); each Dockerfile's builder stage run
+#   1. deploy/Dockerfile (the one image recipe, --build-arg SERVICE=<name>):
+#      dockerfile-utils lint (syntax, flags, instructions), Confab's image
+#      conventions (deploylint); skaffold.yaml (deploylint: skaffold cannot be
+#      installed here, see docs/deploy.md); the builder stage run for each service
 #      without a container engine (none here): its uv steps on
 #      the real uv.lock, then an import from the built virtualenv
 #      (CONFAB_SKIP_BUILDSTAGE=1 skips that part, ~30 s)
@@ -30,16 +31,13 @@ trap 'rm -rf "$OUT"' EXIT
 
 step() { echo "check-deploy: $*"; }
 
-step "Dockerfiles and skaffold.yaml"
-dockerfiles=(services/*/Dockerfile)
-for f in "${dockerfiles[@]}"; do
-  "$BIN/dockerfile-utils" lint "$f" || { echo "check-deploy: $f: dockerfile-utils lint failed" >&2; exit 1; }
-done
-echo "dockerfile-utils lint: ${#dockerfiles[@]} Dockerfiles, 0 problems"
-"$BIN/deploylint" dockerfiles -root "$ROOT"
+step "deploy/Dockerfile and skaffold.yaml"
+"$BIN/dockerfile-utils" lint deploy/Dockerfile || { echo "check-deploy: deploy/Dockerfile: dockerfile-utils lint failed" >&2; exit 1; }
+echo "dockerfile-utils lint: deploy/Dockerfile, 0 problems"
+"$BIN/deploylint" dockerfile -root "$ROOT"
 "$BIN/deploylint" skaffold -root "$ROOT"
 if [[ ${CONFAB_SKIP_BUILDSTAGE:-0} != 1 ]]; then
-  step "builder stages without Docker (uv sync into a scratch virtualenv per service)"
+  step "deploy/Dockerfile's builder stage without Docker, per service (uv sync into a scratch virtualenv)"
   services=$(for p in services/*/pyproject.toml; do basename "$(dirname "$p")"; done)
   # shellcheck disable=SC2016 # the inner script expands its own arguments
   echo "$services" | xargs -P 2 -I{} sh -c \

@@ -1,9 +1,11 @@
 package main
 
-// deploylint buildstage: runs the builder stage of services/<name>/Dockerfile
-// without a container engine (none is available here), so the image's uv steps
-// are proven against the real uv.lock on every check:
+// deploylint buildstage: runs the builder stage of deploy/Dockerfile for one
+// service without a container engine (none is available here), so the image's uv
+// steps are proven against the real uv.lock on every check:
 //
+//   - ARG SERVICE is the -service flag (as --build-arg SERVICE=<name> sets it) and
+//     is expanded in COPY and ENV; RUN sees it as an environment variable
 //   - ENV of the stage is applied; absolute paths are moved under -workdir, and
 //     UV_PYTHON becomes the host's Python 3.11 (the image's python:3.11 stand-in)
 //   - COPY (not --from) copies from the repository, honouring .dockerignore's
@@ -116,7 +118,7 @@ func copyTree(root, src, dst string, ig *ignorer) error {
 func runBuildstage(args []string) int {
 	fs := flag.NewFlagSet("buildstage", flag.ExitOnError)
 	root := fs.String("root", ".", "repository root")
-	name := fs.String("service", "", "service name (services/<name>/Dockerfile)")
+	name := fs.String("service", "", "service name: the folder under services/, the build argument SERVICE")
 	work := fs.String("workdir", "", "empty scratch directory")
 	python := fs.String("python", "python3.11", "host Python 3.11 standing in for the base image's")
 	uv := fs.String("uv", "python3.11 -m uv", "command that runs uv on the host")
@@ -129,7 +131,7 @@ func runBuildstage(args []string) int {
 		fmt.Fprintf(os.Stderr, "deploylint buildstage %s: %s\n", *name, fmt.Sprintf(format, a...))
 		return 1
 	}
-	ins, err := parseDockerfile(filepath.Join(*root, "services", *name, "Dockerfile"))
+	ins, err := parseDockerfile(filepath.Join(*root, dockerfilePath))
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -159,6 +161,15 @@ func runBuildstage(args []string) int {
 		}
 	}
 	env["PATH"] = bin + ":" + env["PATH"]
+	buildArgs := map[string]string{"SERVICE": *name}
+	expand := func(v string) string {
+		return os.Expand(v, func(k string) string {
+			if a, ok := buildArgs[k]; ok {
+				return a
+			}
+			return env[k]
+		})
+	}
 	dir := under("/")
 	inBuilder, steps := false, 0
 	for _, i := range ins {
@@ -173,9 +184,16 @@ func runBuildstage(args []string) int {
 			continue
 		}
 		switch i.cmd {
+		case "ARG":
+			k, v, _ := strings.Cut(i.args, "=")
+			if _, given := buildArgs[k]; !given {
+				buildArgs[k] = v
+			}
+			env[k] = buildArgs[k]
 		case "ENV":
 			for _, kv := range strings.Fields(i.args) {
 				k, v, _ := strings.Cut(kv, "=")
+				v = expand(v)
 				switch {
 				case k == "UV_PYTHON":
 					v = hostPython
@@ -197,7 +215,7 @@ func runBuildstage(args []string) int {
 			if strings.Contains(i.args, "--from=") {
 				continue
 			}
-			f := strings.Fields(i.args)
+			f := strings.Fields(expand(i.args))
 			srcs, dst := f[:len(f)-1], f[len(f)-1]
 			if !filepath.IsAbs(dst) {
 				dst = filepath.Join(dir, dst)
@@ -224,6 +242,9 @@ func runBuildstage(args []string) int {
 				cmdline = strings.TrimSpace(rest)
 			}
 			fmt.Printf("deploylint buildstage %s: RUN %s\n", *name, cmdline)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fail("%v", err)
+			}
 			cmd := exec.Command("bash", "-euo", "pipefail", "-c", cmdline)
 			cmd.Dir = dir
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

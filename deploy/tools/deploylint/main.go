@@ -3,7 +3,7 @@
 //
 //	deploylint monitoring [-metrics names.txt] manifest.yaml...
 //	deploylint skaffold -root DIR
-//	deploylint dockerfiles -root DIR
+//	deploylint dockerfile -root DIR
 //	deploylint buildstage -root DIR -service NAME -workdir DIR
 //
 // Each prints one summary line and exits 1 on any finding.
@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: deploylint monitoring|skaffold|dockerfiles|buildstage [flags] [files]")
+		fmt.Fprintln(os.Stderr, "usage: deploylint monitoring|skaffold|dockerfile|buildstage [flags] [files]")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -25,7 +25,7 @@ func main() {
 		os.Exit(runMonitoring(args))
 	case "skaffold":
 		os.Exit(runSkaffold(args))
-	case "dockerfiles":
+	case "dockerfile":
 		os.Exit(runDockerfiles(args))
 	case "buildstage":
 		os.Exit(runBuildstage(args))

@@ -3,8 +3,9 @@ package main
 // deploylint skaffold: skaffold itself cannot be built here, so skaffold.yaml is
 // decoded strictly into the subset of skaffold's v4beta schema that Confab uses
 // (an unknown or misspelt field is an error) and cross-checked with the repo:
-// one artifact per service, each Dockerfile and path present, image names equal
-// to the chart's, profiles helm and kustomize, image values for every artifact.
+// one artifact per service, each built from deploy/Dockerfile with buildArgs
+// SERVICE set to the service, image names equal to the chart's, paths present,
+// profiles helm and kustomize, image values for every artifact.
 
 import (
 	"flag"
@@ -148,8 +149,11 @@ func runSkaffold(args []string) int {
 			fail("service %s: no artifact named %s (the chart's image)", s.Name, image)
 			continue
 		}
-		if a.Docker != nil && a.Docker.Dockerfile != "services/"+s.Name+"/Dockerfile" {
-			fail("artifact %s: dockerfile should be services/%s/Dockerfile", image, s.Name)
+		if a.Docker != nil && a.Docker.Dockerfile != dockerfilePath {
+			fail("artifact %s: dockerfile should be %s", image, dockerfilePath)
+		}
+		if a.Docker != nil && a.Docker.BuildArgs["SERVICE"] != s.Name {
+			fail("artifact %s: docker.buildArgs.SERVICE should be %q, got %q", image, s.Name, a.Docker.BuildArgs["SERVICE"])
 		}
 	}
 	for image := range byImage {
@@ -157,9 +161,13 @@ func runSkaffold(args []string) int {
 			fail("artifact %s is not an image of the chart", image)
 		}
 	}
+	inChart := map[string]bool{}
+	for _, s := range services {
+		inChart[s.Name] = true
+	}
 	for _, d := range dirs {
-		if !exists("services/" + d + "/Dockerfile") {
-			fail("services/%s has no Dockerfile", d)
+		if !inChart[d] {
+			fail("services/%s is not in deploy/helm/confab/values.yaml services", d)
 		}
 	}
 

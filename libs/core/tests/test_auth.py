@@ -26,6 +26,7 @@ from confab_core.identity import (
     ROLE_MEMBER,
     ROLE_SERVICE,
     ROLE_TENANT_ADMIN,
+    SERVICE_USER_IDS,
 )
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
@@ -174,6 +175,14 @@ async def test_other_algorithm_is_rejected(hs: JwtVerifier) -> None:
 async def test_service_role_is_reserved(hs: JwtVerifier) -> None:
     token = hs256(claims(roles=[ROLE_MEMBER, ROLE_SERVICE]))
     err = await rejected(hs, token)
+    assert err.code == "invalid_token"
+    assert "reserved" in err.message
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("user", sorted(SERVICE_USER_IDS))
+async def test_service_user_ids_are_reserved_subjects(hs: JwtVerifier, user: str) -> None:
+    err = await rejected(hs, hs256(claims(sub=user)))
     assert err.code == "invalid_token"
     assert "reserved" in err.message
 

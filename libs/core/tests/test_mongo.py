@@ -93,8 +93,13 @@ async def test_updates_are_scoped(raw: AsyncCollection[Doc]) -> None:
     after = await a.find_one_and_update({"_id": "a"}, {"$inc": {"n": 1}})
     assert after is not None and after["n"] == 2  # returns the document after the update
 
+    await a.insert_one({"_id": "a2", "name": "same", "n": 0})
+    result = await a.update_many({"name": "same"}, {"$inc": {"n": 10}})
+    assert result.modified_count == 2  # both of A's, none of B's
+
     by_id = {d["_id"]: d for d in await all_docs(raw)}
-    assert by_id["a"]["n"] == 2
+    assert by_id["a"]["n"] == 12
+    assert by_id["a2"]["n"] == 10
     assert by_id["b"]["n"] == 0
 
 
@@ -139,6 +144,8 @@ async def test_every_method_refuses_a_filter_naming_another_tenant(
         with pytest.raises(ValueError):
             await a.update_one(flt, {"$set": {"x": 1}})
         with pytest.raises(ValueError):
+            await a.update_many(flt, {"$set": {"x": 1}})
+        with pytest.raises(ValueError):
             await a.find_one_and_update(flt, {"$set": {"x": 1}})
         with pytest.raises(ValueError):
             await a.count(flt)
@@ -164,6 +171,8 @@ async def test_an_update_cannot_move_a_document_to_another_tenant(
     ):
         with pytest.raises(ValueError):
             await a.update_one({"_id": "a"}, update)
+        with pytest.raises(ValueError):
+            await a.update_many({"_id": "a"}, update)
         with pytest.raises(ValueError):
             await a.find_one_and_update({"_id": "a"}, update)
     # Setting its own tenant again is harmless.

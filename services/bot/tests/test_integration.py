@@ -6,7 +6,6 @@ import grpc
 import pytest
 
 from bot.prompting import (
-    BOT_USER_ID,
     NOT_CONFIGURED_REPLY,
     NOT_CONFIGURED_SUMMARY,
     NOTHING_TO_SUMMARIZE,
@@ -16,6 +15,7 @@ from bot.prompting import (
 )
 from confab.bot.v1 import bot_pb2 as pb
 from confab.conversation.v1 import conversation_pb2 as conv_pb
+from confab_core.identity import BOT_USER_ID
 
 AI = conv_pb.CONVERSATION_KIND_AI_ASSISTANT
 

@@ -1,6 +1,5 @@
 from bot.model import to_openai
 from bot.prompting import (
-    BOT_USER_ID,
     EMPTY_REPLY,
     MAX_REPLY_CHARS,
     MAX_TRANSCRIPT_MESSAGE_CHARS,
@@ -16,6 +15,7 @@ from bot.prompting import (
 )
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
+from confab_core.identity import BOT_USER_ID
 
 
 def msg(sender: str, text: str, kind: int = pb.MESSAGE_KIND_TEXT, name: str = "") -> pb.Message:

@@ -3,6 +3,7 @@ from pydantic import ValidationError
 
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.presence.v1 import presence_pb2 as ppb
+from confab_core import limits
 from gateway import convert, schemas
 from gateway.realtime.sockets import _token
 
@@ -41,7 +42,7 @@ def test_unknown_presence_reads_as_offline() -> None:
     "body",
     [
         {"text": ""},
-        {"text": "x" * (schemas.MAX_TEXT_CHARS + 1)},
+        {"text": "x" * (limits.MAX_TEXT_CHARS + 1)},
         {"text": "ok", "client_msg_id": "x" * 129},
         {"text": "ok", "kind": "system"},
         {"text": "ok", "unexpected": 1},

@@ -11,6 +11,7 @@ import pytest
 
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2 as ev
+from confab_core import limits
 
 pytestmark = pytest.mark.asyncio
 
@@ -271,6 +272,14 @@ async def test_bad_input_is_422_json_and_reaches_no_service(
     resp = await client.request(method, path, json=body, params=params)
     assert_error(resp, 422, "invalid_request")
     assert conv_stub.calls == []
+
+
+async def test_presence_refuses_more_ids_than_the_presence_service_takes(
+    client: Any, conv_stub: Any
+) -> None:
+    ids = ",".join(f"u{i}" for i in range(limits.MAX_PRESENCE_IDS + 1))
+    resp = await client.get("/presence", params={"user_ids": ids})
+    assert_error(resp, 422, "too_many_user_ids")
 
 
 async def test_non_json_and_wrong_types_are_422(client: Any, conv_stub: Any) -> None:

@@ -228,6 +228,30 @@ class Stack:
             )
         return resp.message
 
+    async def edit(
+        self, caller: Caller, conversation_id: str, message_id: str, text: str
+    ) -> conv_pb.Message:
+        with acting_as(caller):
+            resp = await self.conversations.EditMessage(
+                conv_pb.EditMessageRequest(
+                    conversation_id=conversation_id, message_id=message_id, text=text
+                )
+            )
+        return resp.message
+
+    async def delete(self, caller: Caller, conversation_id: str, message_id: str) -> None:
+        with acting_as(caller):
+            await self.conversations.DeleteMessage(
+                conv_pb.DeleteMessageRequest(conversation_id=conversation_id, message_id=message_id)
+            )
+
+    async def mention_count(self, caller: Caller, conversation_id: str) -> int:
+        with acting_as(caller):
+            resp = await self.conversations.GetConversation(
+                conv_pb.GetConversationRequest(conversation_id=conversation_id)
+            )
+        return resp.conversation.mention_count
+
     async def connect(self, caller: Caller) -> None:
         with acting_as(caller):
             await self.presence.Connect(
@@ -279,6 +303,24 @@ class Stack:
             return None
 
         return await eventually(find, within, f"message {message_id} handled")
+
+    async def handled_event(
+        self, payload: str, message_id: str, within: float = 60
+    ) -> ConsumerRecord[bytes, bytes]:
+        """The consumed record whose ``payload`` (e.g. "message_deleted") is about
+        ``message_id``, once the handler has finished it."""
+
+        def find() -> ConsumerRecord[bytes, bytes] | None:
+            for record in self.handled:
+                event = events_pb2.ConversationEvent.FromString(record.value or b"")
+                if (
+                    event.WhichOneof("payload") == payload
+                    and getattr(event, payload).message.id == message_id
+                ):
+                    return record
+            return None
+
+        return await eventually(find, within, f"{payload} of {message_id} handled")
 
 
 async def wait_until_event(event: asyncio.Event, task: asyncio.Task[None], within: float) -> None:

@@ -193,3 +193,33 @@ async def test_presence_is_asked_in_batches_it_accepts(stack) -> None:
         presence_pb.PRESENCE_STATUS_OFFLINE,
         presence_pb.PRESENCE_STATUS_UNSPECIFIED,
     )
+
+
+@pytest.mark.asyncio
+async def test_mentions_notify_exactly_as_mention_count_counts(stack, smtp: SmtpSink) -> None:
+    alice, bob = stack.user("alice"), stack.user("bob", BOB_EMAIL)
+    await stack.register(bob)
+    texts = {
+        "@channel heads up": True,
+        "@here anyone?": True,
+        "@all standup": True,
+        "ask bob (@bob)": True,
+        "@bob, see this": True,
+        "write to a@bob.com": False,
+        "@bobby is someone else": False,
+        "plain text": False,
+    }
+    seen: dict[str, bool] = {}
+    for text in texts:
+        # A conversation each, so mention_count counts this message alone.
+        conv = await stack.create(alice, conv_pb.CONVERSATION_KIND_GROUP, ["bob"], "Ops")
+        message = await stack.send(alice, conv.id, text)
+        await stack.handler.handle(
+            event_for(stack.tenant_id, message, conv_pb.CONVERSATION_KIND_GROUP)
+        )
+        counted = await stack.mention_count(bob, conv.id)
+        [notice] = [n for n in await stack.list_notifications(bob) if n.message_id == message.id]
+        mentioned = notice.reason == pb.NOTIFICATION_REASON_MENTION
+        assert mentioned == (counted == 1), text
+        seen[text] = mentioned
+    assert seen == texts

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.identity import ROLE_AGENT, Caller
-from presence.events import SEQ_HEADER, EventQueue
+from confab_core.kafka import PRESENCE_SEQ_HEADER
+from presence.events import EventQueue
 from presence.handlers.presence import PresenceHandler
 from presence.storage.presence import PresenceDb
 from presence.sweeper import Sweeper
@@ -94,7 +95,7 @@ async def test_grace_end_goes_offline_once_last_seen_at_the_disconnect(
     [(pending, event)] = events()
     assert (event.presence.status, event.presence.device_count) == (OFFLINE, 0)
     assert event.presence.last_active_at.ToMilliseconds() == disconnected_at
-    assert dict(pending.headers)[SEQ_HEADER] == b"2"
+    assert dict(pending.headers)[PRESENCE_SEQ_HEADER] == b"2"
     assert metric("confab_presence_offline_grace_ended_total") == ended + 1
 
     assert await sweeper.sweep_once() == 0

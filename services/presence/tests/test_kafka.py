@@ -17,9 +17,17 @@ from confab.presence.v1 import events_pb2
 from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.identity import Caller
-from confab_core.kafka import PRESENCE_EVENTS_TOPIC, Producer, TopicSpec, ensure_topics
+from confab_core.kafka import (
+    EVENT_TYPE_HEADER,
+    PRESENCE_EVENT_TYPE,
+    PRESENCE_EVENTS_TOPIC,
+    PRESENCE_SEQ_HEADER,
+    Producer,
+    TopicSpec,
+    ensure_topics,
+)
 from confab_devservers import KafkaServer
-from presence.events import EVENT_TYPE, EVENT_TYPE_HEADER, SEQ_HEADER, EventQueue, Publisher
+from presence.events import EventQueue, Publisher
 from presence.handlers.presence import PresenceHandler
 
 from .conftest import create_group
@@ -114,8 +122,8 @@ async def test_presence_event_arrives_on_the_topic(
     assert (event.presence.user_id, event.presence.status) == ("alice", pb.PRESENCE_STATUS_ONLINE)
     assert event.presence.device_count == 1
     headers = dict(record.headers)
-    assert headers[EVENT_TYPE_HEADER] == EVENT_TYPE
-    assert headers[SEQ_HEADER] == b"1"
+    assert headers[EVENT_TYPE_HEADER] == PRESENCE_EVENT_TYPE
+    assert headers[PRESENCE_SEQ_HEADER] == b"1"
     assert len(queue) == 0
 
 
@@ -197,7 +205,7 @@ async def test_status_and_typing_events_arrive_on_the_topic_in_order(
     )
     assert status.presence.custom_status == "Deep work"
     assert status.presence.custom_status_expires_at == expires
-    assert dict(records[0].headers)[SEQ_HEADER] == b"2"  # the connect's was coalesced away
+    assert dict(records[0].headers)[PRESENCE_SEQ_HEADER] == b"2"  # the connect's was coalesced away
 
     assert typing.WhichOneof("payload") == "typing"
     assert typing.tenant_id == tenant
@@ -208,5 +216,5 @@ async def test_status_and_typing_events_arrive_on_the_topic_in_order(
     )
     assert typing.typing.expires_at.ToMilliseconds() == typing_expires
     typing_headers = dict(records[1].headers)
-    assert typing_headers[EVENT_TYPE_HEADER] == EVENT_TYPE
-    assert SEQ_HEADER not in typing_headers
+    assert typing_headers[EVENT_TYPE_HEADER] == PRESENCE_EVENT_TYPE
+    assert PRESENCE_SEQ_HEADER not in typing_headers

@@ -14,9 +14,10 @@ from confab_core import redisx
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, Unavailable
 from confab_core.identity import ROLE_AGENT, Caller
+from confab_core.kafka import PRESENCE_SEQ_HEADER
 from confab_core.servicetoken import GATEWAY
 from confab_devservers import free_port
-from presence.events import SEQ_HEADER, EventQueue, PendingEvent
+from presence.events import EventQueue, PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 from presence.storage.presence import PresenceDb
 from presence.sweeper import Sweeper
@@ -47,7 +48,7 @@ async def test_first_device_goes_online_and_publishes(handler, clock, events) ->
     assert state.last_active_ms == ms(clock)
     [(pending, event)] = events()
     assert pending.key == b"t1:alice"
-    assert headers(pending)[SEQ_HEADER] == b"1"
+    assert headers(pending)[PRESENCE_SEQ_HEADER] == b"1"
     assert event.event_id
     assert event.tenant_id == "t1"
     assert event.presence.user_id == "alice"
@@ -74,7 +75,7 @@ async def test_online_while_any_device_is_connected(handler, clock, events) -> N
     [(pending, event)] = events()
     assert event.presence.status == OFFLINE
     assert event.presence.last_active_at.ToMilliseconds() == ms(clock)
-    assert headers(pending)[SEQ_HEADER] == b"2"
+    assert headers(pending)[PRESENCE_SEQ_HEADER] == b"2"
 
 
 @pytest.mark.asyncio
@@ -128,7 +129,7 @@ async def test_concurrent_changes_publish_a_consistent_stream(
 
     published = events()
     statuses = [e.presence.status for _, e in published]
-    seqs = [int(headers(p)[SEQ_HEADER]) for p, _ in published]
+    seqs = [int(headers(p)[PRESENCE_SEQ_HEADER]) for p, _ in published]
     # The queue keeps only the newest state per user; its seq counts every
     # transition: exactly one online and one offline per round, no more.
     assert statuses == [OFFLINE]
@@ -369,7 +370,7 @@ async def test_devices_on_different_pods_share_one_status(redis: Redis, make_han
     await pod_b.disconnect(ALICE, "laptop")
     assert len(queue_a) == 0
     [pending] = queue_b.take(10)
-    assert dict(pending.headers)[SEQ_HEADER] == b"2"
+    assert dict(pending.headers)[PRESENCE_SEQ_HEADER] == b"2"
 
 
 @pytest.mark.asyncio

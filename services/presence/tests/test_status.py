@@ -15,9 +15,10 @@ from confab.presence.v1 import presence_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument
 from confab_core.identity import ROLE_AGENT, Caller
+from confab_core.kafka import PRESENCE_SEQ_HEADER
 from confab_core.servicetoken import GATEWAY
 from presence import convert
-from presence.events import SEQ_HEADER, PendingEvent
+from presence.events import PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 from presence.sweeper import Sweeper
 
@@ -41,7 +42,7 @@ def ms(clock: FakeClock, plus_seconds: float = 0) -> int:
 
 
 def seq(pending: PendingEvent) -> int:
-    return int(dict(pending.headers)[SEQ_HEADER])
+    return int(dict(pending.headers)[PRESENCE_SEQ_HEADER])
 
 
 def metric(name: str, **labels: str) -> float:

@@ -15,8 +15,9 @@ from confab_core import redisx
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import Caller
+from confab_core.kafka import EVENT_TYPE_HEADER, PRESENCE_EVENT_TYPE, PRESENCE_SEQ_HEADER
 from confab_devservers import free_port
-from presence.events import EVENT_TYPE, EVENT_TYPE_HEADER, SEQ_HEADER, EventQueue
+from presence.events import EventQueue
 from presence.handlers.presence import PresenceHandler
 from presence.storage.presence import PresenceDb
 
@@ -97,8 +98,8 @@ async def test_typing_is_published_with_its_expiry_and_never_stored(
     )
     assert event.typing.expires_at.ToMilliseconds() == stopped
     headers = dict(pending.headers)
-    assert headers[EVENT_TYPE_HEADER] == EVENT_TYPE
-    assert SEQ_HEADER not in headers  # not part of the presence state's order
+    assert headers[EVENT_TYPE_HEADER] == PRESENCE_EVENT_TYPE
+    assert PRESENCE_SEQ_HEADER not in headers  # not part of the presence state's order
 
 
 @pytest.mark.asyncio

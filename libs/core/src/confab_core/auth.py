@@ -20,11 +20,12 @@ from confab_core.identity import (
     ROLE_SERVICE,
     ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
+    SERVICE_USER_IDS,
     Caller,
 )
+from confab_core.limits import MAX_ID_CHARS
 
 KNOWN_ROLES = frozenset({ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, ROLE_AGENT, ROLE_MEMBER})
-MAX_ID_LENGTH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +90,13 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
     tenant = claims.get("tid")
     user = claims.get("sub")
     roles = claims.get("roles", [ROLE_MEMBER])
-    if not isinstance(tenant, str) or not tenant or len(tenant) > MAX_ID_LENGTH:
+    if not isinstance(tenant, str) or not tenant or len(tenant) > MAX_ID_CHARS:
         raise Unauthenticated("token has no valid tenant", "invalid_token")
-    if not isinstance(user, str) or not user or len(user) > MAX_ID_LENGTH:
+    if not isinstance(user, str) or not user or len(user) > MAX_ID_CHARS:
         raise Unauthenticated("token has no valid subject", "invalid_token")
+    # The services act as these users: a client that could name one would post as the bot.
+    if user in SERVICE_USER_IDS:
+        raise Unauthenticated("token names a reserved user", "invalid_token")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthenticated("token roles must be a list of strings", "invalid_token")
     # A client token can never claim the internal service role.

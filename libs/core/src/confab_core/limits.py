@@ -24,5 +24,9 @@ DEFAULT_PAGE = 50
 MAX_REACTIONS_PER_MESSAGE = 50
 MAX_SEARCH_TERMS = 8
 MAX_PRESENCE_IDS = 500
+# Connections in one presence heartbeat; a gateway with more splits its beat.
+MAX_HEARTBEAT_CONNECTIONS = 20_000
+# Characters of a context link's kind (the host app's object type).
+MAX_CONTEXT_KIND_CHARS = 64
 # Protobuf int64: larger numbers cannot even be put in a request.
 MAX_INT64 = 2**63 - 1

@@ -109,6 +109,17 @@ class TenantCollection:
             self._scope(flt), self._checked_update(update), upsert=upsert, session=session
         )
 
+    async def update_many(
+        self,
+        flt: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        session: AsyncClientSession | None = None,
+    ) -> UpdateResult:
+        return await self._c.update_many(
+            self._scope(flt), self._checked_update(update), session=session
+        )
+
     async def find_one_and_update(
         self,
         flt: Mapping[str, Any],

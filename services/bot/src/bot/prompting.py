@@ -7,11 +7,12 @@ from typing import Literal
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
+from confab_core.identity import BOT_USER_ID
+from confab_core.limits import MAX_TEXT_CHARS
 
-BOT_USER_ID = "confab-bot"
 # The conversation service rejects longer messages; a reply over it would be
 # retried forever by the consumer.
-MAX_REPLY_CHARS = 4000
+MAX_REPLY_CHARS = MAX_TEXT_CHARS
 # One chatty message must not crowd everything else out of a summary prompt.
 MAX_TRANSCRIPT_MESSAGE_CHARS = 1000
 

@@ -15,33 +15,19 @@ from pydantic import (
     model_validator,
 )
 
-# Kept equal to the conversation service's limits (docs/api.md lists them).
-MAX_TEXT_CHARS = 4000
-MAX_TITLE_CHARS = 200
-MAX_DESCRIPTION_CHARS = 2000
-MAX_TOPIC_CHARS = 250
-MAX_ID_CHARS = 128
-MAX_EMOJI_CHARS = 64
-MAX_QUERY_CHARS = 200
-MAX_USER_IDS = 1000
-MAX_URL_CHARS = 2048
-MAX_FILE_NAME_CHARS = 255
-MAX_CONTENT_TYPE_CHARS = 127
-MAX_FILE_BYTES = 5 * 1024**3
-# Protobuf int64: larger numbers cannot even be put in a request.
-MAX_INT64 = 2**63 - 1
+from confab_core import limits
 
 ConversationKindName = Literal[
     "direct", "group", "public_channel", "private_channel", "support", "ai_assistant"
 ]
 MemberRoleName = Literal["owner", "admin", "member", "observer"]
 MessageKindName = Literal["text", "file", "system", "bot"]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
-Seq = Annotated[int, Field(ge=0, le=MAX_INT64)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_ID_CHARS)]
+Seq = Annotated[int, Field(ge=0, le=limits.MAX_INT64)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT_CHARS)]
 # An emoji character or a :short_code:, without spaces.
 Emoji = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_EMOJI_CHARS, pattern=r"^\S+$")
+    str, StringConstraints(min_length=1, max_length=limits.MAX_EMOJI_CHARS, pattern=r"^\S+$")
 ]
 
 
@@ -61,7 +47,7 @@ def _http_url(value: str) -> str:
 
 HttpUrl = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_URL_CHARS),
+    StringConstraints(min_length=1, max_length=limits.MAX_URL_CHARS),
     AfterValidator(_http_url),
 ]
 
@@ -71,15 +57,15 @@ class Strict(BaseModel):
 
 
 class ContextLink(Strict):
-    kind: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_CONTEXT_KIND_CHARS)]
     id: Id
 
 
 class CreateConversationIn(Strict):
     kind: ConversationKindName
-    title: Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)] = ""
-    description: Annotated[str, StringConstraints(max_length=2000)] = ""
-    member_ids: Annotated[list[Id], Field(max_length=1000)] = []
+    title: Annotated[str, StringConstraints(max_length=limits.MAX_TITLE_CHARS)] = ""
+    description: Annotated[str, StringConstraints(max_length=limits.MAX_DESCRIPTION_CHARS)] = ""
+    member_ids: Annotated[list[Id], Field(max_length=limits.MAX_MEMBERS_AT_CREATE)] = []
     context: ContextLink | None = None
 
 
@@ -87,17 +73,19 @@ class FileIn(Strict):
     """A file uploaded elsewhere: Confab keeps the link and its metadata."""
 
     url: HttpUrl
-    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILE_NAME_CHARS)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_FILE_NAME_CHARS)]
     content_type: Annotated[
         str,
-        StringConstraints(min_length=3, max_length=MAX_CONTENT_TYPE_CHARS, pattern=r"^\S+/\S+$"),
+        StringConstraints(
+            min_length=3, max_length=limits.MAX_CONTENT_TYPE_CHARS, pattern=r"^\S+/\S+$"
+        ),
     ] = "application/octet-stream"
-    size_bytes: Annotated[int, Field(ge=0, le=MAX_FILE_BYTES)] = 0
+    size_bytes: Annotated[int, Field(ge=0, le=limits.MAX_FILE_BYTES)] = 0
 
 
 class SendMessageIn(Strict):
     # Required for text messages; a file message may leave it empty (a caption).
-    text: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] = ""
+    text: Annotated[str, StringConstraints(max_length=limits.MAX_TEXT_CHARS)] = ""
     # Made by the client so a retried send is stored once; the gateway makes
     # one when absent, which gives up that guarantee.
     client_msg_id: Id | None = None
@@ -125,9 +113,11 @@ class MarkReadIn(Strict):
 class UpdateConversationIn(Strict):
     """Fields left out keep their value."""
 
-    title: Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)] | None = None
-    description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] | None = None
-    topic: Annotated[str, StringConstraints(max_length=MAX_TOPIC_CHARS)] | None = None
+    title: Annotated[str, StringConstraints(max_length=limits.MAX_TITLE_CHARS)] | None = None
+    description: (
+        Annotated[str, StringConstraints(max_length=limits.MAX_DESCRIPTION_CHARS)] | None
+    ) = None
+    topic: Annotated[str, StringConstraints(max_length=limits.MAX_TOPIC_CHARS)] | None = None
 
     @model_validator(mode="after")
     def _changes_something(self) -> Self:
@@ -137,7 +127,7 @@ class UpdateConversationIn(Strict):
 
 
 class AddMembersIn(Strict):
-    user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_USER_IDS)]
+    user_ids: Annotated[list[Id], Field(min_length=1, max_length=limits.MAX_USER_IDS)]
     # Left out: the service's default (member).
     role: MemberRoleName | None = None
 
@@ -291,7 +281,9 @@ class PresenceOut(BaseModel):
 class SetPresenceIn(Strict):
     # "online" returns to automatic; "away" and "busy" hold while connected.
     status: Literal["online", "away", "busy"] = "online"
-    custom_status: Annotated[str, StringConstraints(max_length=100)] | None = None
+    custom_status: (
+        Annotated[str, StringConstraints(max_length=limits.MAX_CUSTOM_STATUS_CHARS)] | None
+    ) = None
     custom_status_expires_at: datetime | None = None
 
 

@@ -25,7 +25,13 @@ from aiokafka.errors import KafkaError
 from confab.presence.v1 import events_pb2
 from confab_core.clock import Clock
 from confab_core.ids import new_id
-from confab_core.kafka import PRESENCE_EVENTS_TOPIC, Producer
+from confab_core.kafka import (
+    EVENT_TYPE_HEADER,
+    PRESENCE_EVENT_TYPE,
+    PRESENCE_EVENTS_TOPIC,
+    PRESENCE_SEQ_HEADER,
+    Producer,
+)
 from confab_core.telemetry import inject_headers
 from presence import convert
 from presence.metrics import (
@@ -40,12 +46,6 @@ from presence.storage.presence import Change
 from presence.timing import epoch_ms
 
 log = logging.getLogger(__name__)
-
-EVENT_TYPE_HEADER = "confab-event-type"
-EVENT_TYPE = b"confab.presence.v1.PresenceEvent"
-# Per-user change counter: a consumer keeps the highest it saw per user and
-# ignores lower ones, which two pods' queues may deliver out of order.
-SEQ_HEADER = "confab-presence-seq"
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,11 @@ def presence_event(tenant_id: str, change: Change) -> PendingEvent:
         # The trace context is taken now, so the span that made the change
         # is the parent of delivery even though publishing happens later.
         headers=(
-            (EVENT_TYPE_HEADER, EVENT_TYPE),
-            (SEQ_HEADER, str(change.seq).encode()),
+            (EVENT_TYPE_HEADER, PRESENCE_EVENT_TYPE),
+            # Per-user change counter: a consumer keeps the highest it saw per
+            # user and ignores lower ones, which two pods' queues may deliver
+            # out of order.
+            (PRESENCE_SEQ_HEADER, str(change.seq).encode()),
             *inject_headers(),
         ),
     )
@@ -98,7 +101,7 @@ def typing_event(
         key=f"{tenant_id}:{user_id}".encode(),
         value=event.SerializeToString(),
         # No seq header: typing is not part of the user's presence state.
-        headers=((EVENT_TYPE_HEADER, EVENT_TYPE), *inject_headers()),
+        headers=((EVENT_TYPE_HEADER, PRESENCE_EVENT_TYPE), *inject_headers()),
         expires_ms=expires_ms,
     )
 

@@ -20,7 +20,6 @@ from prometheus_client import Counter
 from bot.clients.conversation import ConversationClient
 from bot.model import ChatModel, ModelError
 from bot.prompting import (
-    BOT_USER_ID,
     NOT_CONFIGURED_REPLY,
     UNAVAILABLE_REPLY,
     chat_turns,
@@ -31,7 +30,7 @@ from bot.prompting import (
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import ROLE_SERVICE, Caller, reset_caller, set_caller
+from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, Caller, reset_caller, set_caller
 from confab_core.kafka import decode
 from confab_core.telemetry import tracer
 

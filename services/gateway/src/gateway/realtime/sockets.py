@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from confab_core import limits
 from confab_core.auth import JwtVerifier
 from confab_core.clock import Clock, SystemClock
 from confab_core.errors import ConfabError, Unauthenticated
@@ -89,7 +90,7 @@ class _SyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # conversation id -> the last seq (mode "messages") or event_seq (mode
     # "events") the client has.
-    conversations: dict[schemas.Id, Annotated[int, Field(le=schemas.MAX_INT64)]] = Field(
+    conversations: dict[schemas.Id, Annotated[int, Field(le=limits.MAX_INT64)]] = Field(
         max_length=SYNC_MAX_CONVERSATIONS
     )
     mode: Literal["messages", "events"] = "messages"

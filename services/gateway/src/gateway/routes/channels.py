@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from confab_core import limits
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
 from gateway.routes.conversations import ERRORS
@@ -18,11 +19,11 @@ async def browse_channels(
     query: Annotated[
         str,
         Query(
-            max_length=schemas.MAX_QUERY_CHARS,
+            max_length=limits.MAX_QUERY_CHARS,
             description="Case-insensitive match on the title; empty lists all",
         ),
     ] = "",
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE)] = limits.DEFAULT_PAGE,
 ) -> list[schemas.ConversationOut]:
     """Public channels of the caller's tenant, joined or not."""
     return await ops.browse_channels(caller, query, limit)

@@ -4,12 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from confab_core import limits
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
-ConversationId = Annotated[str, Path(min_length=1, max_length=schemas.MAX_ID_CHARS)]
+ConversationId = Annotated[str, Path(min_length=1, max_length=limits.MAX_ID_CHARS)]
 ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": schemas.ErrorOut},
     404: {"model": schemas.ErrorOut},
@@ -43,7 +44,9 @@ async def create_conversation(
 
 @router.get("", response_model=list[schemas.ConversationOut], responses=ERRORS)
 async def list_conversations(
-    caller: CallerDep, ops: OpsDep, limit: Annotated[int, Query(ge=1, le=100)] = 50
+    caller: CallerDep,
+    ops: OpsDep,
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE)] = limits.DEFAULT_PAGE,
 ) -> list[schemas.ConversationOut]:
     return await ops.list_conversations(caller, limit)
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from confab_core import limits
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
 from gateway.routes.conversations import ERRORS, ConversationId
@@ -17,9 +18,9 @@ async def list_events(
     caller: CallerDep,
     ops: OpsDep,
     after_event_seq: Annotated[
-        int, Query(ge=0, le=schemas.MAX_INT64, description="Events with event_seq > this")
+        int, Query(ge=0, le=limits.MAX_INT64, description="Events with event_seq > this")
     ] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE)] = limits.DEFAULT_PAGE,
 ) -> schemas.EventPage:
     """The conversation's events in event_seq order, each as the socket delivers it."""
     return await ops.list_events(caller, conversation_id, after_event_seq, limit)

@@ -4,13 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
+from confab_core import limits
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
 from gateway.routes.conversations import ERRORS, LIMITED, WRITE_ERRORS, ConversationId
 
 router = APIRouter(prefix="/conversations/{conversation_id}/members", tags=["members"])
 
-UserId = Annotated[str, Path(min_length=1, max_length=schemas.MAX_ID_CHARS)]
+UserId = Annotated[str, Path(min_length=1, max_length=limits.MAX_ID_CHARS)]
 
 
 @router.get("", response_model=list[schemas.MemberOut], responses=ERRORS)

@@ -4,13 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from confab_core import limits
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
 from gateway.routes.conversations import ERRORS, LIMITED, WRITE_ERRORS, ConversationId
 
 router = APIRouter(prefix="/conversations/{conversation_id}/messages", tags=["messages"])
 
-MessageId = Annotated[str, Path(min_length=1, max_length=schemas.MAX_ID_CHARS)]
+MessageId = Annotated[str, Path(min_length=1, max_length=limits.MAX_ID_CHARS)]
 
 
 @router.post(
@@ -38,12 +39,12 @@ async def list_messages(
     caller: CallerDep,
     ops: OpsDep,
     after_seq: Annotated[
-        int, Query(ge=0, le=schemas.MAX_INT64, description="Oldest first, seq > after_seq")
+        int, Query(ge=0, le=limits.MAX_INT64, description="Oldest first, seq > after_seq")
     ] = 0,
     before_seq: Annotated[
-        int, Query(ge=0, le=schemas.MAX_INT64, description="Newest first, seq < before_seq")
+        int, Query(ge=0, le=limits.MAX_INT64, description="Newest first, seq < before_seq")
     ] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE)] = limits.DEFAULT_PAGE,
 ) -> schemas.MessagePage:
     return await ops.list_messages(caller, conversation_id, after_seq, before_seq, limit)
 
@@ -79,9 +80,9 @@ async def list_thread(
     caller: CallerDep,
     ops: OpsDep,
     after_seq: Annotated[
-        int, Query(ge=0, le=schemas.MAX_INT64, description="Replies with seq > after_seq")
+        int, Query(ge=0, le=limits.MAX_INT64, description="Replies with seq > after_seq")
     ] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE)] = limits.DEFAULT_PAGE,
 ) -> schemas.ThreadPage:
     """The thread's root and its replies, oldest first."""
     return await ops.list_thread(caller, conversation_id, message_id, after_seq, limit)

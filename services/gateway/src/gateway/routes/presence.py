@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from confab_core import limits
 from confab_core.errors import InvalidArgument
 from gateway import schemas
 from gateway.deps import CallerDep, OpsDep
@@ -21,6 +22,10 @@ async def get_presence(
     ids = [u for u in (s.strip() for s in user_ids.split(",")) if u]
     if not ids:
         raise InvalidArgument("user_ids is empty", "invalid_user_ids")
+    if len(ids) > limits.MAX_PRESENCE_IDS:
+        raise InvalidArgument(
+            f"at most {limits.MAX_PRESENCE_IDS} user ids per call", "too_many_user_ids"
+        )
     return await ops.presence(caller, ids)
 
 

@@ -29,26 +29,28 @@ from confab.notification.v1 import notification_pb2 as pb
 from confab.presence.v1 import presence_pb2 as presence_pb
 from confab_core.clock import Clock
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import ROLE_SERVICE, Caller, reset_caller, set_caller
+from confab_core.identity import (
+    NOTIFIER_USER_ID,
+    ROLE_SERVICE,
+    SERVICE_USER_IDS,
+    Caller,
+    reset_caller,
+    set_caller,
+)
 from confab_core.kafka import decode
 from confab_core.telemetry import tracer
 from notification.clients.conversation import ConversationClient
 from notification.clients.presence import PresenceClient
 from notification.mail import Mailer, Notice, build_email, preview
-from notification.mentions import mentioned_user_ids
 from notification.storage.db import Database
 
 log = logging.getLogger(__name__)
-
-NOTIFIER_USER_ID = "confab-notification"
-BOT_USER_ID = "confab-bot"
 
 # Presence that never heard of a user answers UNSPECIFIED: nobody is connected.
 _AWAY = {presence_pb.PRESENCE_STATUS_OFFLINE, presence_pb.PRESENCE_STATUS_UNSPECIFIED}
 # Errors that a retry of the same event cannot fix (the conversation is gone,
 # or the event names something this tenant does not have).
 _PERMANENT = (NotFound, PermissionDenied, InvalidArgument, FailedPrecondition)
-_NOT_RECIPIENTS = {BOT_USER_ID, NOTIFIER_USER_ID}
 
 EMAILS = Counter("confab_notification_emails_total", "Notification emails, by outcome", ["outcome"])
 EVENTS = Counter("confab_notification_events_total", "Message events seen, by outcome", ["outcome"])
@@ -73,16 +75,23 @@ def service_caller(tenant_id: str) -> Caller:
 
 def candidates(members: list[conv_pb.Member], sender_id: str) -> list[conv_pb.Member]:
     """Members who may hear about a message: not its sender, not a service account."""
-    return [m for m in members if m.user_id != sender_id and m.user_id not in _NOT_RECIPIENTS]
+    return [m for m in members if m.user_id != sender_id and m.user_id not in SERVICE_USER_IDS]
 
 
 def recipients(
-    members: list[conv_pb.Member], statuses: dict[str, int], text: str
+    members: list[conv_pb.Member], statuses: dict[str, int], message: conv_pb.Message
 ) -> list[Recipient]:
-    """The members among ``members`` who are away, and whether the text mentions them."""
-    mentioned = mentioned_user_ids(text)
+    """The members among ``members`` who are away, and whether ``message`` mentions them.
+
+    Mentions are the ones the conversation service stored with the message, the
+    same it counts in ``mention_count``: parsing the text again here would be a
+    second grammar that drifts from the first.
+    """
+    mentioned = set(message.mentions)
     return [
-        Recipient(m.user_id, m.display_name, m.email, m.user_id in mentioned)
+        Recipient(
+            m.user_id, m.display_name, m.email, message.mentions_all or m.user_id in mentioned
+        )
         for m in members
         if statuses.get(m.user_id, presence_pb.PRESENCE_STATUS_UNSPECIFIED) in _AWAY
     ]
@@ -113,8 +122,35 @@ class NotificationHandler:
         await self.handle(event)
 
     async def handle(self, event: events_pb2.ConversationEvent) -> None:
-        if event.WhichOneof("payload") != "message_created":
+        payload = event.WhichOneof("payload")
+        if payload == "message_created":
+            await self._created(event)
+        elif payload == "message_updated":
+            message = event.message_updated.message
+            await self._refresh_previews(event, message, "" if message.deleted else message.text)
+        elif payload == "message_deleted":
+            await self._refresh_previews(event, event.message_deleted.message, "")
+
+    async def _refresh_previews(
+        self, event: events_pb2.ConversationEvent, message: conv_pb.Message, text: str
+    ) -> None:
+        """After an edit or a delete, no preview may show the old text.
+
+        One write covers every recipient; it is ordered by ``event_seq``, so a
+        redelivered or older event never brings back text a newer one replaced. A
+        redelivered ``message_created`` that claims a record anew is followed by
+        its edit or delete again, since Kafka redelivers a partition in order.
+        """
+        if not event.tenant_id or not message.id:
+            log.error("dropping malformed message event", extra={"event_id": event.event_id})
+            EVENTS.labels("malformed").inc()
             return
+        changed = await self._db.notifications(event.tenant_id).set_preview(
+            message.id, preview(text), event.event_seq, self._clock.now()
+        )
+        EVENTS.labels("preview_refreshed" if changed else "preview_unchanged").inc()
+
+    async def _created(self, event: events_pb2.ConversationEvent) -> None:
         message = event.message_created.message
         # System messages (joins, renames) are not worth an email.
         if message.kind == conv_pb.MESSAGE_KIND_SYSTEM:
@@ -159,7 +195,7 @@ class NotificationHandler:
         if not members:
             return 0
         statuses = await self._presence.statuses([m.user_id for m in members])
-        targets = recipients(members, statuses, message.text)
+        targets = recipients(members, statuses, message)
         if not targets:
             return 0
         conversation = await self._conversations.get_conversation(event.conversation_id)
@@ -185,6 +221,7 @@ class NotificationHandler:
                 else pb.NOTIFICATION_REASON_OFFLINE_MESSAGE
             ),
             preview=preview(message.text),
+            event_seq=event.event_seq,
             email=target.email,
             now=self._clock.now(),
         )

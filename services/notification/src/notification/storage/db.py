@@ -16,6 +16,8 @@ INDEXES: dict[str, list[IndexModel]] = {
             unique=True,
         ),
         IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING), ("created_at", DESCENDING)]),
+        # An edit or delete rewrites the previews of one message, for all its recipients.
+        IndexModel([("tenant_id", ASCENDING), ("message_id", ASCENDING)]),
     ],
 }
 

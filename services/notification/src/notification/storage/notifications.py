@@ -23,6 +23,7 @@ class NotificationRepo:
         message_id: str,
         reason: int,
         preview: str,
+        event_seq: int,
         email: str,
         now: datetime,
     ) -> Doc | None:
@@ -41,6 +42,9 @@ class NotificationRepo:
             "message_id": message_id,
             "reason": reason,
             "preview": preview,
+            # The conversation event the preview was taken from: a later edit
+            # or delete replaces it, an older one never does.
+            "preview_event_seq": event_seq,
             "email": email,
             "email_status": pb.DELIVERY_STATUS_PENDING,
             "email_error": "",
@@ -58,6 +62,25 @@ class NotificationRepo:
             {"_id": record_id},
             {"$set": {"email_status": status, "email_error": error, "updated_at": now}},
         )
+
+    async def set_preview(
+        self, message_id: str, preview: str, event_seq: int, now: datetime
+    ) -> int:
+        """Sets the preview of every notification of ``message_id`` (one write for all
+        recipients) unless it already comes from event ``event_seq`` or a later one, so
+        a redelivered or late event is a no-op. Returns how many records changed."""
+        result = await self._col.update_many(
+            {
+                "message_id": message_id,
+                "$or": [
+                    {"preview_event_seq": {"$lt": event_seq}},
+                    # Records claimed before previews were tracked by event.
+                    {"preview_event_seq": {"$exists": False}},
+                ],
+            },
+            {"$set": {"preview": preview, "preview_event_seq": event_seq, "updated_at": now}},
+        )
+        return result.modified_count
 
     async def list_for_user(self, user_id: str, limit: int) -> list[Doc]:
         cursor = self._col.find(

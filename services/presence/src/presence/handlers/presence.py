@@ -20,14 +20,13 @@ from confab_core.identity import (
     ROLE_TENANT_ADMIN,
     Caller,
 )
+from confab_core.limits import MAX_HEARTBEAT_CONNECTIONS, MAX_PRESENCE_IDS
 from confab_core.servicetoken import GATEWAY
 from confab_core.telemetry import tracer
 from presence.events import EventQueue, presence_event, typing_event
 from presence.handlers.validate import custom_status_text, require_id
 from presence.limits import (
     LAST_ACTIVE_HEARTBEAT_SECONDS,
-    MAX_HEARTBEAT_CONNECTIONS,
-    MAX_PRESENCE_IDS,
     TYPING_REPEAT_SECONDS,
     TYPING_THROTTLE_ENTRIES,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from confab_core.errors import InvalidArgument
-from presence.limits import MAX_CUSTOM_STATUS_CHARS, MAX_ID_CHARS
+from confab_core.limits import MAX_CUSTOM_STATUS_CHARS, MAX_ID_CHARS
 
 
 def require_id(field: str, value: str) -> str:
