@@ -12,14 +12,27 @@ for its next ping and another per read. Measured on the gateway (tracemalloc and
 - ``LeanQueue``, ``LeanEvent``: what uvicorn and Engine.IO use of ``asyncio.Queue`` and
   ``asyncio.Event``, with nothing allocated until something waits or is queued; a
   waiting ``get()`` is one future, not a task, so ``asyncio.wait_for`` needs none.
-- ``LeanWebSocketProtocol``: uvicorn's websockets (sans-I/O) protocol with those and
-  its attributes in slots, which lets go of the handshake once it is answered.
+  Engine.IO takes its queue from ``create_queue``, a public hook.
+- ``LeanWebSocketProtocol``: uvicorn's websockets (sans-I/O) protocol, passed as
+  uvicorn's public ``ws`` setting, with those and its attributes in slots, which lets
+  go of the handshake (request, response, the scope's raw headers) once it is answered.
 - ``LeanAsyncSocket``: Engine.IO's socket with its ping on a timer and its websocket
   reader awaiting in place under ``asyncio.timeout``.
 - ``LeanEngineIOServer`` / ``LeanSocketServer``: Engine.IO with those sockets and
   queues, and a request translation whose body reader is one class for all requests.
 
-Packets, their order, ping interval and timeouts are unchanged on the wire.
+Packets, their order, Engine.IO's ping interval and timeouts are unchanged on the wire.
+
+What is private upstream, and pinned for that (pyproject.toml), with the source hash
+of each piece in tests/test_lean_upstream.py: copies of ``AsyncSocket.poll`` and
+``AsyncSocket._websocket_handler`` (python-engineio 4.15.1), overrides of
+``AsyncSocket.schedule_ping`` and ``socketio.AsyncServer._engineio_server_class``,
+and use of ``AsyncServer._async['translate_request']`` (wrapped, not copied),
+``AsyncServer.sockets`` (no socket-class hook) and uvicorn's ``queue``, ``writable``,
+``request`` and ``response``. The upstream change that would remove each is in
+docs/fanout.md ("The gateway's lean sockets"): for Engine.IO, a ``socket_class``
+attribute, a module-level ASGI body reader, and a socket that pings by timer and reads
+its websocket without a task per read.
 """
 
 from __future__ import annotations
@@ -274,7 +287,7 @@ async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> d
     of the socket: the reader becomes an ``_AsgiBody`` (one class for all requests),
     and the header keys are interned so that every socket's environ shares them.
     """
-    environ = await engineio_asgi.translate_request(scope, receive, send)
+    environ: dict[str, Any] = await engineio_asgi.translate_request(scope, receive, send)
     body = environ.get("wsgi.input")
     if body is None:
         return environ
