@@ -19,10 +19,12 @@ import uvicorn
 
 from gateway.realtime.lean import (
     LeanAsyncSocket,
+    LeanEngineIOServer,
     LeanEvent,
     LeanQueue,
     LeanSocketServer,
     LeanWebSocketProtocol,
+    _AsgiBody,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -133,6 +135,8 @@ async def served() -> AsyncIterator[Served]:
         lifespan="off",
         ws=LeanWebSocketProtocol,
         ws_per_message_deflate=False,
+        # As in the gateway: Engine.IO's ping alone finds silent clients.
+        ws_ping_interval=None,
     )
     server = uvicorn.Server(config)
     out.server = server
@@ -166,7 +170,11 @@ async def test_official_python_client_over_each_transport(
         if transports == ["polling", "websocket"]:
             assert client.transport() == "websocket"
         [eio_socket] = served.sio.eio.sockets.values()
-        assert isinstance(eio_socket, LeanAsyncSocket)
+        assert type(eio_socket) is LeanAsyncSocket
+        assert eio_socket._ping_timer is not None or eio_socket.last_ping is not None
+        # Socket.IO keeps the connect request's environ: one body reader class for all.
+        [environ] = served.sio.environ.values()
+        assert type(environ["wsgi.input"]) is _AsgiBody
         if "websocket" in transports:
             assert served.server is not None
             [proto] = [
@@ -178,6 +186,7 @@ async def test_official_python_client_over_each_transport(
             # and the handshake let go.
             assert vars(proto) == {}
             assert not hasattr(proto, "request") and not hasattr(proto, "response")
+            assert proto.scope["headers"] == ()
     finally:
         await client.disconnect()
     for _ in range(100):
@@ -211,3 +220,26 @@ async def test_a_client_that_stops_answering_pings_is_dropped(served: Served) ->
             break
         await asyncio.sleep(0.02)
     assert len(served.disconnects) == 1
+
+
+async def test_the_server_runs_on_lean_engineio_with_a_lean_queue() -> None:
+    sio = LeanSocketServer(async_mode="asgi")
+    assert type(sio.eio) is LeanEngineIOServer
+    assert type(sio.eio.create_queue()) is LeanQueue
+
+
+async def test_body_reader_reads_a_body_sent_in_chunks_up_to_its_length() -> None:
+    # As Engine.IO's own reader: what arrives past the length asked for is dropped.
+    chunks = [
+        {"type": "http.request", "body": b"de", "more_body": True},
+        {"type": "http.request", "body": b"f", "more_body": False},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0)
+
+    body = _AsgiBody({"type": "http.request", "body": b"abc", "more_body": True}, receive)
+    assert await body.read(4) == b"abcd"
+    assert await body.read() == b"e"
+    assert await body.read() == b""
+    assert not chunks

@@ -172,6 +172,10 @@ async def main() -> None:
         # clients simply do not compress.
         ws=LeanWebSocketProtocol,
         ws_per_message_deflate=False,
+        # Engine.IO pings every socket and drops the silent ones (ping_interval,
+        # ping_timeout); uvicorn's own websocket ping would be a second timer and a
+        # second wake-up per socket for the same job, as in no Socket.IO server.
+        ws_ping_interval=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     await uvicorn.Server(config).serve()

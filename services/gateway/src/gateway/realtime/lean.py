@@ -6,20 +6,33 @@ waits, and most of that is general-purpose machinery sized for busy sockets: an
 ``asyncio.Event`` one more, uvicorn's protocol has too many attributes for a shared-key
 instance dict, the handshake's headers stay around for the life of the socket, Engine.IO
 defines a new class for every request's body reader and keeps a task asleep per socket
-for its next ping and another per read. Measured on the gateway (tracemalloc and RSS,
-1,000 idle sockets): 44 KiB per socket before, ~21.5 KiB with this module.
+for its next ping and another per read. Measured by the bench's ``idle`` scenario
+(1,000 sockets, RSS): 44 KiB per socket stock, ~22.5 KiB with this module.
 
 - ``LeanQueue``, ``LeanEvent``: what uvicorn and Engine.IO use of ``asyncio.Queue`` and
   ``asyncio.Event``, with nothing allocated until something waits or is queued; a
   waiting ``get()`` is one future, not a task, so ``asyncio.wait_for`` needs none.
-- ``LeanWebSocketProtocol``: uvicorn's websockets (sans-I/O) protocol with those and
-  its attributes in slots, which lets go of the handshake once it is answered.
+  Engine.IO takes its queue from ``create_queue``, a public hook.
+- ``LeanWebSocketProtocol``: uvicorn's websockets (sans-I/O) protocol, passed as
+  uvicorn's public ``ws`` setting, with those and its attributes in slots, which lets
+  go of the handshake (request, response, the scope's raw headers) once it is answered.
 - ``LeanAsyncSocket``: Engine.IO's socket with its ping on a timer and its websocket
   reader awaiting in place under ``asyncio.timeout``.
 - ``LeanEngineIOServer`` / ``LeanSocketServer``: Engine.IO with those sockets and
   queues, and a request translation whose body reader is one class for all requests.
 
-Packets, their order, ping interval and timeouts are unchanged on the wire.
+Packets, their order, Engine.IO's ping interval and timeouts are unchanged on the wire.
+
+What is private upstream, and pinned for that (pyproject.toml), with the source hash
+of each piece in tests/test_lean_upstream.py: copies of ``AsyncSocket.poll`` and
+``AsyncSocket._websocket_handler`` (python-engineio 4.15.1), overrides of
+``AsyncSocket.schedule_ping`` and ``socketio.AsyncServer._engineio_server_class``,
+and use of ``AsyncServer._async['translate_request']`` (wrapped, not copied),
+``AsyncServer.sockets`` (no socket-class hook) and uvicorn's ``queue``, ``writable``,
+``request`` and ``response``. The upstream change that would remove each is in
+docs/fanout.md ("The gateway's lean sockets"): for Engine.IO, a ``socket_class``
+attribute, a module-level ASGI body reader, and a socket that pings by timer and reads
+its websocket without a task per read.
 """
 
 from __future__ import annotations
@@ -162,7 +175,7 @@ class LeanEvent:
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O websockets protocol, with lean queue and event, which lets go
-    of the handshake's request and response once the upgrade is answered.
+    of the handshake's request, response and raw headers once the upgrade is answered.
 
     Its ~40 attributes live in slots: as an instance dict they would be a ~1.6 KiB
     table per connection (past the 30 keys a class's instances may share). An
@@ -234,6 +247,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 del self.request
             if hasattr(self, "response"):
                 del self.response
+            # The scope's raw headers (~1.2 KiB) too: the app has read them by now,
+            # and Engine.IO keeps its own copy in the environ (HTTP_*).
+            self.scope["headers"] = ()
 
 
 class _AsgiBody:
@@ -264,61 +280,20 @@ class _AsgiBody:
 
 
 async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> dict[str, Any]:
-    """engineio.async_drivers.asgi.translate_request, with a shared body reader class."""
-    event = await receive()
-    if event["type"] not in ("http.request", "websocket.connect"):
-        return {}
-    raw_uri = scope["path"]
-    query_string = ""
-    if scope.get("query_string"):
-        try:
-            query_string = scope["query_string"].decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            raw_uri += "?" + query_string
-    environ: dict[str, Any] = {
-        "wsgi.input": _AsgiBody(event, receive),
-        "wsgi.errors": sys.stderr,
-        "wsgi.version": (1, 0),
-        "wsgi.async": True,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "SERVER_SOFTWARE": "asgi",
-        "REQUEST_METHOD": scope.get("method", "GET"),
-        "PATH_INFO": scope["path"],
-        "QUERY_STRING": query_string,
-        "RAW_URI": raw_uri,
-        "SCRIPT_NAME": "",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "REMOTE_PORT": "0",
-        "SERVER_NAME": "asgi",
-        "SERVER_PORT": "0",
-        "asgi.receive": receive,
-        "asgi.send": send,
-        "asgi.scope": scope,
-    }
-    for raw_name, raw_value in scope["headers"]:
-        try:
-            name = raw_name.upper().decode("utf-8")
-            value = raw_value.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if name == "CONTENT-TYPE":
-            environ["CONTENT_TYPE"] = value
-            continue
-        if name == "CONTENT-LENGTH":
-            environ["CONTENT_LENGTH"] = value
-            continue
-        # Interned: every socket's environ shares its header names.
-        key = sys.intern("HTTP_" + name.replace("-", "_"))
-        if key in environ:
-            value = f"{environ[key]},{value}"
-        environ[key] = value
-    environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
-    return environ
+    """Engine.IO's ASGI ``translate_request``, keeping less of each request.
+
+    Upstream defines a new class for every request's ``wsgi.input`` (~3.8 KiB with its
+    methods, measured), and Socket.IO keeps the connect request's environ for the life
+    of the socket: the reader becomes an ``_AsgiBody`` (one class for all requests),
+    and the header keys are interned so that every socket's environ shares them.
+    """
+    environ: dict[str, Any] = await engineio_asgi.translate_request(scope, receive, send)
+    body = environ.get("wsgi.input")
+    if body is None:
+        return environ
+    lean: dict[str, Any] = {sys.intern(key): value for key, value in environ.items()}
+    lean["wsgi.input"] = _AsgiBody(body.event, receive)
+    return lean
 
 
 class LeanAsyncSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
@@ -468,80 +443,36 @@ class LeanAsyncSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
 
+class _LeanSockets(dict[str, Any]):
+    """``AsyncServer.sockets``, which makes each socket stored in it a ``LeanAsyncSocket``.
+
+    ``AsyncServer._handle_connect`` makes an ``AsyncSocket`` and stores it here before
+    it sends, pings or reads anything, and engineio has no hook for the socket class:
+    switching the class of the new socket here (a subclass with no state of its own)
+    saves copying all of ``_handle_connect`` to change one name in it.
+    """
+
+    def __setitem__(self, sid: str, socket: Any) -> None:
+        if type(socket) is engineio.async_socket.AsyncSocket:
+            socket.__class__ = LeanAsyncSocket
+        super().__setitem__(sid, socket)
+
+
 class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     """Engine.IO with ``LeanAsyncSocket``, ``LeanQueue`` and the shared body reader."""
 
     # Set by engineio.AsyncServer (typed here: engineio has no annotations).
     _async: dict[str, Any]
-    start_service_task: bool
+    sockets: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.sockets = _LeanSockets()
         if self._async.get("translate_request") is engineio_asgi.translate_request:
             self._async = {**self._async, "translate_request": translate_request}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LeanQueue:
         return LeanQueue(*args, **kwargs)
-
-    async def _handle_connect(
-        self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None
-    ) -> Any:
-        """engineio.AsyncServer._handle_connect (python-engineio 4.x), making a
-        ``LeanAsyncSocket``."""
-        if self.start_service_task:
-            # start the service task to monitor connected clients
-            self.start_service_task = False
-            self.service_task_handle = self.start_background_task(self._service_task)
-
-        sid = self.generate_id()
-        s = LeanAsyncSocket(self, sid)
-        self.sockets[sid] = s
-
-        pkt = engineio.packet.Packet(
-            engineio.packet.OPEN,
-            {
-                "sid": sid,
-                "upgrades": self._upgrades(sid, transport),
-                "pingTimeout": int(self.ping_timeout * 1000),
-                "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
-                "maxPayload": self.max_http_buffer_size,
-            },
-        )
-        await s.send(pkt)
-        del pkt  # this frame waits as long as a websocket is open
-
-        ret = await self._trigger_event("connect", sid, environ, run_async=False)
-        if ret is not None and ret is not True:
-            del self.sockets[sid]
-            self.logger.warning("Application rejected connection")
-            return self._unauthorized(ret or None)
-
-        s.schedule_ping()
-
-        if transport == "websocket":
-            ret = await s.handle_get_request(environ)
-            if s.closed and sid in self.sockets:
-                # websocket connection ended, so we are done
-                del self.sockets[sid]
-            return ret
-        s.connected = True
-        headers = None
-        if self.cookie:
-            if isinstance(self.cookie, dict):
-                headers = [("Set-Cookie", self._generate_sid_cookie(sid, self.cookie))]
-            else:
-                headers = [
-                    (
-                        "Set-Cookie",
-                        self._generate_sid_cookie(
-                            sid, {"name": self.cookie, "path": "/", "SameSite": "Lax"}
-                        ),
-                    )
-                ]
-        try:
-            return self._ok(await s.poll(), headers=headers, jsonp_index=jsonp_index)
-        except engineio.exceptions.QueueEmpty:
-            return self._bad_request()
 
 
 class LeanSocketServer(socketio.AsyncServer):  # type: ignore[misc]
