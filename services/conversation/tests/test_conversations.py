@@ -9,8 +9,9 @@ import pytest
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, NotFound, PermissionDenied
+from confab_core.identity import BOT_USER_ID
+from confab_core.limits import MAX_TITLE_CHARS
 from conversation.handlers.conversations import ConversationHandler
-from conversation.limits import BOT_USER_ID, MAX_TITLE_CHARS
 from conversation.storage.db import Database
 from conversation.storage.members import member_id
 

@@ -32,6 +32,7 @@ from confab_core.errors import (
     PermissionDenied,
 )
 from confab_core.identity import (
+    BOT_USER_ID,
     ROLE_AGENT,
     ROLE_MEMBER,
     ROLE_SERVICE,
@@ -41,7 +42,7 @@ from confab_core.identity import (
 )
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
-from conversation.limits import BOT_USER_ID
+from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
 
 from .conftest import create, fresh_tenant, send, user
@@ -154,10 +155,8 @@ class Worlds:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def worlds(shared_db: Database) -> Worlds:
-    clock, wakeup = FakeClock(), asyncio.Event()
-    return Worlds(
-        ConversationHandler(shared_db, clock, wakeup), MessageHandler(shared_db, clock, wakeup)
-    )
+    unit = UnitOfWork(shared_db, FakeClock(), asyncio.Event())
+    return Worlds(ConversationHandler(unit), MessageHandler(unit))
 
 
 # -- outcomes and cases ----------

@@ -24,8 +24,8 @@ from confab_core.metrics import serve_metrics
 from confab_core.settings import load_settings
 from confab_core.telemetry import setup_tracing
 from conversation.handlers.conversations import ConversationHandler
-from conversation.handlers.locks import KeyedLocks
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.unit import UnitOfWork
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
@@ -41,6 +41,7 @@ class Service:
     server: GrpcServer
     background: list[Callable[[], Coroutine[Any, Any, None]]]
     close: Callable[[], Awaitable[None]]
+    servicer: ConversationServicer
 
 
 async def build(
@@ -69,10 +70,9 @@ async def build(
         await relay.run()
 
     server = GrpcServer(settings.grpc_port, host=host)
-    writers = KeyedLocks()
-    servicer = ConversationServicer(
-        ConversationHandler(db, clock, wakeup, writers), MessageHandler(db, clock, wakeup, writers)
-    )
+    # One unit of work, so one writer-lock table, for every handler of the process.
+    unit = UnitOfWork(db, clock, wakeup)
+    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
@@ -82,7 +82,7 @@ async def build(
         await producer.stop()
         await client.close()
 
-    return Service(server, [publish], close)
+    return Service(server, [publish], close, servicer)
 
 
 @asynccontextmanager

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from confab_core.identity import Caller
+from confab_core.identity import BOT_USER_ID, Caller
 from confab_core.ids import new_id
-from confab_core.mongo import Doc
-from confab_core.telemetry import tracer
-from conversation import convert
-from conversation.handlers import access
-from conversation.handlers.base import HandlerBase
-from conversation.limits import (
-    BOT_USER_ID,
+from confab_core.limits import (
     MAX_DESCRIPTION_CHARS,
+    MAX_ID_CHARS,
     MAX_MEMBERS_AT_CREATE,
     MAX_PAGE,
     MAX_TITLE_CHARS,
     MAX_TOPIC_CHARS,
 )
-from conversation.storage.members import member_id
+from confab_core.mongo import Doc
+from confab_core.telemetry import tracer
+from conversation import convert
+from conversation.handlers import access
+from conversation.handlers.base import HandlerBase
+from conversation.handlers.unit import Change, Taken
+from conversation.storage.conversations import Claim
 
 _KINDS = set(pb.ConversationKind.values()) - {pb.CONVERSATION_KIND_UNSPECIFIED}
 _ROLES = set(pb.MemberRole.values()) - {pb.MEMBER_ROLE_UNSPECIFIED}
@@ -39,19 +38,8 @@ class Created:
 
 
 def _check_ids(user_ids: list[str]) -> None:
-    if any(not u or len(u) > 128 for u in user_ids):
+    if any(not u or len(u) > MAX_ID_CHARS for u in user_ids):
         raise InvalidArgument("member ids must be 1-128 characters", "invalid_member_id")
-
-
-def _member_doc(conv_id: str, user_id: str, role: int, now: Any) -> Doc:
-    return {
-        "_id": member_id(conv_id, user_id),
-        "conversation_id": conv_id,
-        "user_id": user_id,
-        "role": role,
-        "joined_at": now,
-        "last_read_seq": 0,
-    }
 
 
 class ConversationHandler(HandlerBase):
@@ -123,7 +111,6 @@ class ConversationHandler(HandlerBase):
         context: tuple[str, str] | None,
         direct_key: str | None,
     ) -> Created:
-        store = self.store(caller)
         now = self.clock.now()
         conv_id = new_id()
         conv: Doc = {
@@ -144,22 +131,22 @@ class ConversationHandler(HandlerBase):
             # Unique per tenant: direct pairs collide on purpose, others never do.
             "direct_key": direct_key or conv_id,
         }
-        owner = _member_doc(conv_id, caller.user_id, pb.MEMBER_ROLE_OWNER, now)
-        rest = [_member_doc(conv_id, uid, pb.MEMBER_ROLE_MEMBER, now) for uid in others]
+        roles = {caller.user_id: pb.MEMBER_ROLE_OWNER}
+        roles.update((uid, pb.MEMBER_ROLE_MEMBER) for uid in others)
 
-        async def write(session: AsyncClientSession) -> None:
-            await store.conversations.insert(conv, session)
-            for doc in [owner, *rest]:
-                await store.members.insert(doc, session)
-            event = events_pb2.ConversationEvent(
-                conversation_created=events_pb2.ConversationCreated(
-                    conversation=convert.conversation(conv, None),
-                    member_ids=[caller.user_id, *others],
+        async def body(t: Taken) -> Doc:
+            docs = await t.store.members.insert_members(conv_id, roles, now)
+            t.emit(
+                events_pb2.ConversationEvent(
+                    conversation_created=events_pb2.ConversationCreated(
+                        conversation=convert.conversation(conv, None),
+                        member_ids=[caller.user_id, *others],
+                    )
                 )
             )
-            await self.emit(store, session, caller, conv, event)
+            return docs[0]
 
-        await self.transaction(write)
+        owner, _ = await self.unit.one(Change(caller, conv_id, new=conv), body)
         return Created(convert.conversation(conv, owner), created=True)
 
     async def get(self, caller: Caller, conversation_id: str) -> pb.Conversation:
@@ -176,7 +163,7 @@ class ConversationHandler(HandlerBase):
             m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
         }
         convs = await store.conversations.get_many_by_activity(list(members), limit)
-        return [await self.view(caller, c, members[c["_id"]]) for c in convs]
+        return await self.views(caller, [(c, members[c["_id"]]) for c in convs])
 
     async def list_ids(self, caller: Caller, max_member_count: int, limit: int = 0) -> list[str]:
         if max_member_count < 0:
@@ -214,15 +201,13 @@ class ConversationHandler(HandlerBase):
         access.require_conv_admin(caller, conv, member)
         access.require_writable(conv)
         _check_text_fields(title or "", description or "", topic or "")
-        changes = {
-            k: v
-            for k, v in (("title", title), ("description", description), ("topic", topic))
-            if v is not None
-        }
-        if not changes:
+        if title is None and description is None and topic is None:
             raise InvalidArgument("nothing to update", "nothing_to_update")
         return await self._conversation_changed(
-            caller, conv_id=conversation_id, member=member, set_fields=changes
+            caller,
+            conv_id=conversation_id,
+            member=member,
+            claim=Claim(title=title, description=description, topic=topic),
         )
 
     async def archive(self, caller: Caller, conversation_id: str) -> pb.Conversation:
@@ -231,24 +216,22 @@ class ConversationHandler(HandlerBase):
         if conv.get("archived"):
             return await self.view(caller, conv, member)
         return await self._conversation_changed(
-            caller, conv_id=conversation_id, member=member, set_fields={"archived": True}
+            caller, conv_id=conversation_id, member=member, claim=Claim(archive=True)
         )
 
     async def _conversation_changed(
-        self, caller: Caller, *, conv_id: str, member: Doc | None, set_fields: dict[str, Any]
+        self, caller: Caller, *, conv_id: str, member: Doc | None, claim: Claim
     ) -> pb.Conversation:
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            return [
+        async def body(t: Taken) -> None:
+            t.emit(
                 events_pb2.ConversationEvent(
                     conversation_updated=events_pb2.ConversationUpdated(
-                        conversation=convert.conversation(after, None)
+                        conversation=convert.conversation(t.conversation, None)
                     )
                 )
-            ]
+            )
 
-        after = await self.write_events(caller, conv_id, build, set_fields=set_fields)
+        _, after = await self.unit.one(Change(caller, conv_id, claim), body)
         return await self.view(caller, after, member)
 
     async def delete(self, caller: Caller, conversation_id: str) -> None:
@@ -256,25 +239,13 @@ class ConversationHandler(HandlerBase):
         if not access.tenant_admin(caller):
             raise PermissionDenied("only tenant admins delete conversations", "forbidden")
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            return [
+        async def body(t: Taken) -> None:
+            t.emit(
                 events_pb2.ConversationEvent(conversation_deleted=events_pb2.ConversationDeleted())
-            ]
+            )
 
-        await self.write_events(
-            caller,
-            conversation_id,
-            build,
-            # Freeing the direct pair's unique key lets the two users start a new
-            # direct conversation; otherwise create() finds only the deleted one.
-            set_fields={
-                "deleted": True,
-                "deleted_at": self.clock.now(),
-                "direct_key": conversation_id,
-            },
-        )
+        claim = Claim(deleted_at=self.clock.now())
+        await self.unit.one(Change(caller, conversation_id, claim), body)
 
     async def browse(self, caller: Caller, query: str, limit: int) -> list[pb.Conversation]:
         if len(query) > MAX_TITLE_CHARS:
@@ -335,25 +306,21 @@ class ConversationHandler(HandlerBase):
         if not new:
             return []
         now = self.clock.now()
-        docs = [_member_doc(conv["_id"], u, role, now) for u in new]
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            for doc in docs:
-                await store.members.insert(doc, session)
-            return [
+        async def body(t: Taken) -> list[Doc]:
+            docs = await t.store.members.insert_members(conv["_id"], dict.fromkeys(new, role), now)
+            t.emit(
                 events_pb2.ConversationEvent(
                     members_added=events_pb2.MembersAdded(
                         members=[convert.member(d, None) for d in docs]
                     )
                 )
-            ]
-
-        try:
-            await self.write_events(
-                caller, conv["_id"], build, inc_fields={"member_count": len(docs)}
             )
+            return docs
+
+        change = Change(caller, conv["_id"], Claim(member_delta=len(new)))
+        try:
+            docs, _ = await self.unit.one(change, body)
         except DuplicateKeyError as exc:
             # Someone added the same user meanwhile; the whole add is retried by the client.
             raise FailedPrecondition("membership changed, try again", "membership_changed") from exc
@@ -384,25 +351,24 @@ class ConversationHandler(HandlerBase):
         await self._remove(caller, conv, target, left=False)
 
     async def _remove(self, caller: Caller, conv: Doc, target: Doc, *, left: bool) -> None:
-        store = self.store(caller)
         user_id = target["user_id"]
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            if target["role"] == pb.MEMBER_ROLE_OWNER and int(after["member_count"]) > 0:
-                owners = await store.members.count_owners(conv["_id"], session)
-                if owners <= 1:
-                    raise FailedPrecondition("hand ownership to another member first", "last_owner")
-            if not await store.members.remove(conv["_id"], user_id, session):
+        async def body(t: Taken) -> None:
+            if (
+                target["role"] == pb.MEMBER_ROLE_OWNER
+                and int(t.conversation["member_count"]) > 0
+                and await t.store.members.count_owners(conv["_id"]) <= 1
+            ):
+                raise FailedPrecondition("hand ownership to another member first", "last_owner")
+            if not await t.store.members.remove(conv["_id"], user_id):
                 raise FailedPrecondition("membership changed, try again", "membership_changed")
-            return [
+            t.emit(
                 events_pb2.ConversationEvent(
                     member_removed=events_pb2.MemberRemoved(user_id=user_id, left=left)
                 )
-            ]
+            )
 
-        await self.write_events(caller, conv["_id"], build, inc_fields={"member_count": -1})
+        await self.unit.one(Change(caller, conv["_id"], Claim(member_delta=-1)), body)
 
     async def set_role(self, caller: Caller, conversation_id: str, user_id: str, role: int) -> Doc:
         conv, member = await self.readable(caller, conversation_id)
@@ -418,30 +384,27 @@ class ConversationHandler(HandlerBase):
             raise InvalidArgument("not a member of this conversation", "member_not_found")
         if target["role"] == role:
             return target
-        updated: dict[str, Doc] = {}
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
+        async def body(t: Taken) -> Doc:
             if (
                 target["role"] == pb.MEMBER_ROLE_OWNER
-                and await store.members.count_owners(conversation_id, session) <= 1
+                and await t.store.members.count_owners(conversation_id) <= 1
             ):
                 raise FailedPrecondition("a conversation keeps one owner", "last_owner")
-            doc = await store.members.set_role(conversation_id, user_id, role, session)
+            doc = await t.store.members.set_role(conversation_id, user_id, role)
             if doc is None:
                 raise FailedPrecondition("membership changed, try again", "membership_changed")
-            updated["doc"] = doc
-            return [
+            t.emit(
                 events_pb2.ConversationEvent(
                     member_role_changed=events_pb2.MemberRoleChanged(
                         member=convert.member(doc, None)
                     )
                 )
-            ]
+            )
+            return doc
 
-        await self.write_events(caller, conversation_id, build)
-        return updated["doc"]
+        updated, _ = await self.unit.one(Change(caller, conversation_id), body)
+        return updated
 
 
 def _check_text_fields(title: str, description: str, topic: str) -> None:

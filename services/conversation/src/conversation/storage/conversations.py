@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,26 +11,64 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc, TenantCollection
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one write takes from a conversation document, and what it changes there.
+
+    ``events`` event seqs and ``messages`` message seqs are taken together;
+    the other fields are the conversation's own changes, committed with them.
+    """
+
+    events: int = 1
+    messages: int = 0
+    member_delta: int = 0
+    title: str | None = None
+    description: str | None = None
+    topic: str | None = None
+    archive: bool = False
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ActivityCursor:
+    """A position in a user's conversations ordered by activity: the last item seen."""
+
+    last_activity_at: datetime
+    conversation_id: str
+
+
 class ConversationRepo:
-    def __init__(self, col: TenantCollection) -> None:
+    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
         self._col = col
+        self._session = session
 
-    async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
-        await self._col.insert_one(doc, session=session)
+    async def insert(self, doc: Doc) -> None:
+        await self._col.insert_one(doc, session=self._session)
 
-    async def get(
-        self, conversation_id: str, session: AsyncClientSession | None = None
-    ) -> Doc | None:
-        return await self._col.find_one({"_id": conversation_id}, session=session)
+    async def get(self, conversation_id: str) -> Doc | None:
+        return await self._col.find_one({"_id": conversation_id}, session=self._session)
 
     async def get_direct(self, direct_key: str) -> Doc | None:
-        return await self._col.find_one({"direct_key": direct_key})
+        return await self._col.find_one({"direct_key": direct_key}, session=self._session)
 
-    async def get_many_by_activity(self, ids: list[str], limit: int) -> list[Doc]:
+    async def get_many_by_activity(
+        self, ids: list[str], limit: int, after: ActivityCursor | None = None
+    ) -> list[Doc]:
+        """Most recent activity first (ties by id), from just past ``after``."""
+        flt: dict[str, Any] = {"_id": {"$in": ids}, "deleted": {"$ne": True}}
+        if after is not None:
+            flt["$or"] = [
+                {"last_activity_at": {"$lt": after.last_activity_at}},
+                {
+                    "last_activity_at": after.last_activity_at,
+                    "_id": {"$gt": after.conversation_id},
+                },
+            ]
         cursor = self._col.find(
-            {"_id": {"$in": ids}, "deleted": {"$ne": True}},
+            flt,
             sort=[("last_activity_at", -1), ("_id", 1)],
             limit=limit,
+            session=self._session,
         )
         return [doc async for doc in cursor]
 
@@ -44,6 +83,7 @@ class ConversationRepo:
             projection={"_id": 1},
             sort=[("last_activity_at", -1), ("_id", 1)],
             limit=limit,
+            session=self._session,
         )
         return [str(doc["_id"]) async for doc in cursor]
 
@@ -54,31 +94,36 @@ class ConversationRepo:
         }
         if query:
             flt["title"] = {"$regex": re.escape(query), "$options": "i"}
-        cursor = self._col.find(flt, sort=[("title", 1), ("_id", 1)], limit=limit)
+        cursor = self._col.find(
+            flt, sort=[("title", 1), ("_id", 1)], limit=limit, session=self._session
+        )
         return [doc async for doc in cursor]
 
-    async def next_seq(
-        self,
-        conversation_id: str,
-        now: datetime,
-        *,
-        message: bool,
-        session: AsyncClientSession,
-        events: int = 1,
-        set_fields: dict[str, Any] | None = None,
-        inc_fields: dict[str, int] | None = None,
-    ) -> Doc | None:
-        """Takes the next event seqs (and message seq) inside the caller's transaction.
+    async def claim(self, conversation_id: str, claim: Claim, now: datetime) -> Doc | None:
+        """Takes the claim's seqs and applies its changes; the document after, or
+        None when the conversation is gone.
 
         The write on the conversation document makes concurrent writes to one
         conversation conflict, so seqs are committed in the order they are taken.
         """
-        inc: dict[str, Any] = {"last_event_seq": events, **(inc_fields or {})}
-        if message:
-            inc["last_seq"] = 1
-        update: dict[str, Any] = {"$inc": inc, "$set": {"last_activity_at": now}}
-        if set_fields:
-            update["$set"].update(set_fields)
+        inc: dict[str, int] = {"last_event_seq": claim.events}
+        if claim.messages:
+            inc["last_seq"] = claim.messages
+        if claim.member_delta:
+            inc["member_count"] = claim.member_delta
+        changes: dict[str, Any] = {"last_activity_at": now}
+        for name in ("title", "description", "topic"):
+            value = getattr(claim, name)
+            if value is not None:
+                changes[name] = value
+        if claim.archive:
+            changes["archived"] = True
+        if claim.deleted_at is not None:
+            # Freeing the direct pair's unique key lets the two users start a new
+            # direct conversation; otherwise create() finds only the deleted one.
+            changes.update(deleted=True, deleted_at=claim.deleted_at, direct_key=conversation_id)
         return await self._col.find_one_and_update(
-            {"_id": conversation_id, "deleted": {"$ne": True}}, update, session=session
+            {"_id": conversation_id, "deleted": {"$ne": True}},
+            {"$inc": inc, "$set": changes},
+            session=self._session,
         )
