@@ -44,6 +44,11 @@ class KeyedLocks:
 
     # Not __len__: an empty table would be falsy, and `locks or KeyedLocks()`
     # once gave every handler a table of its own.
+    def holders(self, key: Hashable) -> int:
+        """How many hold or wait for ``key`` right now."""
+        entry = self._locks.get(key)
+        return entry[1] if entry else 0
+
     def active(self) -> int:
         """Keys held or waited for right now."""
         return len(self._locks)
