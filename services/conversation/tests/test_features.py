@@ -407,7 +407,7 @@ async def test_update_archive_and_delete(
     for caller in (ALICE, BOB, ADMIN):
         with pytest.raises(NotFound):
             await conversations.get(caller, conv)
-    assert await conversations.list_for_caller(BOB, 10) == []
+    assert (await conversations.list_for_caller(BOB, 10)).conversations == []
     assert (await event_kinds(db, conv))[-1] == "conversation_deleted"
 
 

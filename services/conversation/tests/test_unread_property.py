@@ -267,7 +267,9 @@ class UnreadMachine(RuleBasedStateMachine):
     @invariant()
     def counts_match_the_model(self) -> None:
         for who in PEOPLE:
-            listed = self.run(self.traffic.conversations.list_for_caller(self.caller(who), 10))
+            listed = self.run(
+                self.traffic.conversations.list_for_caller(self.caller(who), 10)
+            ).conversations
             mine = [c for c in listed if c.id == self.conv]
             if who not in self.model.members:
                 assert mine == [], who

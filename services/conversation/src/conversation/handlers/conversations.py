@@ -22,13 +22,20 @@ from confab_core.limits import (
 from confab_core.mongo import Doc
 from confab_core.telemetry import tracer
 from conversation import convert
-from conversation.handlers import access
+from conversation.handlers import access, pagetoken
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import Change, Taken
-from conversation.storage.conversations import Claim
+from conversation.storage.conversations import ActivityCursor, Claim
 
 _KINDS = set(pb.ConversationKind.values()) - {pb.CONVERSATION_KIND_UNSPECIFIED}
 _ROLES = set(pb.MemberRole.values()) - {pb.MEMBER_ROLE_UNSPECIFIED}
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    conversations: list[pb.Conversation]
+    # Empty on the last page.
+    next_page_token: str
 
 
 @dataclass(frozen=True)
@@ -153,8 +160,11 @@ class ConversationHandler(HandlerBase):
         conv, member = await self.readable(caller, conversation_id)
         return await self.view(caller, conv, member)
 
-    async def list_for_caller(self, caller: Caller, limit: int) -> list[pb.Conversation]:
+    async def list_for_caller(
+        self, caller: Caller, limit: int, page_token: str = ""
+    ) -> ConversationPage:
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
+        after = pagetoken.decode(caller, page_token) if page_token else None
         # Listing is usually a client's first call: the profile (name, address)
         # must be known before anyone needs to notify this user.
         await self.remember_profile(caller)
@@ -162,8 +172,14 @@ class ConversationHandler(HandlerBase):
         members = {
             m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
         }
-        convs = await store.conversations.get_many_by_activity(list(members), limit)
-        return await self.views(caller, [(c, members[c["_id"]]) for c in convs])
+        convs = await store.conversations.get_many_by_activity(list(members), limit + 1, after)
+        page = convs[:limit]
+        views = await self.views(caller, [(c, members[c["_id"]]) for c in page])
+        if len(convs) <= limit:
+            return ConversationPage(views, "")
+        last = page[-1]
+        cursor = ActivityCursor(last["last_activity_at"], last["_id"])
+        return ConversationPage(views, pagetoken.encode(caller, cursor))
 
     async def list_ids(self, caller: Caller, max_member_count: int, limit: int = 0) -> list[str]:
         if max_member_count < 0:
