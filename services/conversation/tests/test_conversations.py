@@ -311,4 +311,4 @@ async def test_a_page_token_is_only_good_for_its_user(
     for caller, bad in ((BOB, token), (ALICE_B, token), (ALICE, "garbage!"), (ALICE, token[:-4])):
         with pytest.raises(InvalidArgument) as err:
             await conversations.list_for_caller(caller, 1, bad)
-        assert err.value.code == "invalid_page_token"
+        assert err.value.code == "invalid_cursor"

@@ -21,7 +21,7 @@ _VERSION = 1
 
 
 def _invalid() -> InvalidArgument:
-    return InvalidArgument("page token is not valid for this list", "invalid_page_token")
+    return InvalidArgument("page token is not valid for this list", "invalid_cursor")
 
 
 def encode(caller: Caller, cursor: ActivityCursor) -> str:
