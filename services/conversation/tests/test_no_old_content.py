@@ -260,3 +260,20 @@ async def test_nothing_returns_the_text_a_message_had_before_its_edit(
     # The replay shows the current text where it used to show the old one.
     events = await as_(BOB, lambda: stub.ListEvents(pb.ListEventsRequest(conversation_id=conv)))
     assert sum(NEW.encode() in e for e in events.events) >= 4  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_events_stored_before_message_ids_are_rewritten_too(stub: Stub, db: Database) -> None:
+    conv, root, reply = await _setup(stub)
+    # The log as an older version wrote it: no record names its message.
+    await db.db["outbox"].update_many({}, {"$unset": {"message_id": ""}})
+    await db.db["outbox"].drop_index("tenant_id_1_conversation_id_1_message_id_1")
+    await db.ensure_indexes()
+    for message in (reply, root):
+        await as_(
+            ALICE,
+            lambda: stub.DeleteMessage(
+                pb.DeleteMessageRequest(conversation_id=conv, message_id=message.id)  # noqa: B023
+            ),
+        )
+    assert not [b for b in await _stored(db) if OLD.encode() in b]

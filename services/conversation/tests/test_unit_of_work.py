@@ -97,7 +97,7 @@ async def test_edits_reactions_and_reads_queue_behind_one_writer(
         await _until_waiting(unit, key, 1 + len(writes))
         assert not any(t.done() for t in writes)
     await asyncio.gather(*writes)
-    seqs = [int(d["event_seq"]) for d in await outbox(unit.db, conv)]
+    seqs = [int(d["event_seq"]) for d in await outbox(unit.database, conv)]
     assert seqs == list(range(1, len(seqs) + 1))
 
 

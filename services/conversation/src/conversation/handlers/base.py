@@ -19,7 +19,7 @@ class HandlerBase:
         # its writer locks with every other handler built on it.
         self.unit = unit
         self.clock = unit.clock
-        self._db = unit.db
+        self._db = unit.database
         self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
 
     def store(self, caller: Caller) -> TenantStore:

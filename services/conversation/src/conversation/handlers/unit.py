@@ -114,7 +114,7 @@ class UnitOfWork:
         relay_wakeup: asyncio.Event,
         locks: KeyedLocks | None = None,
     ) -> None:
-        self.db = db
+        self.database = db
         self.clock = clock
         self._relay_wakeup = relay_wakeup
         self.locks = KeyedLocks() if locks is None else locks
@@ -139,7 +139,7 @@ class UnitOfWork:
             return Done(value, [t.conversation for t in taken])
 
         async with self.locks.hold_all(keys):
-            done = await self.db.transaction(txn)
+            done = await self.database.transaction(txn)
         # Commit done: wake the relay instead of waiting for its next poll.
         self._relay_wakeup.set()
         return done

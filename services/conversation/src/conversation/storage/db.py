@@ -17,7 +17,12 @@ from conversation.storage.conversations import ConversationRepo
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, search_entry
-from conversation.storage.outbox import EVENT_RETENTION, OutboxReader, OutboxWriter
+from conversation.storage.outbox import (
+    EVENT_RETENTION,
+    OutboxReader,
+    OutboxWriter,
+    carried_message_id,
+)
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -28,6 +33,7 @@ TXN_RETRIES = Counter(
 )
 
 _OLD_SEARCH_INDEX = "tenant_id_1_search_terms_1_conversation_id_1"
+_MESSAGE_ID_INDEX = "tenant_id_1_conversation_id_1_message_id_1"
 
 INDEXES: dict[str, list[IndexModel]] = {
     # Every index starts with tenant_id, so a tenant's data is one key range.
@@ -152,9 +158,27 @@ class Database:
         return LeaseRepo(self.db["leases"])
 
     async def ensure_indexes(self) -> None:
+        tagged = _MESSAGE_ID_INDEX in await self.db["outbox"].index_information()
         for collection, models in INDEXES.items():
             await self.db[collection].create_indexes(models)
         await self._move_search_terms()
+        if not tagged:
+            await self._tag_message_events()
+
+    async def _tag_message_events(self) -> None:
+        """Once, for an event log from before ``message_id``: names the message each
+        retained record carries, so an edit or delete rewrites those records too."""
+        outbox = self.db["outbox"]
+        batch: list[UpdateOne] = []
+        async for doc in outbox.find({"message_id": {"$exists": False}}, {"payload": 1}):
+            message_id = carried_message_id(bytes(doc["payload"]))
+            if message_id:
+                batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"message_id": message_id}}))
+            if len(batch) >= 1000:
+                await outbox.bulk_write(batch, ordered=False)
+                batch = []
+        if batch:
+            await outbox.bulk_write(batch, ordered=False)
 
     async def _move_search_terms(self) -> None:
         """Once, for a database from before ``message_search``: copy the messages'

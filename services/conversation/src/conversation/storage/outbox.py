@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
+from confab.conversation.v1 import events_pb2
 from confab_core.mongo import Doc, TenantCollection
 
 EVENT_RETENTION = timedelta(days=7)
@@ -53,6 +54,22 @@ class PendingRecord:
     event_seq: int
     payload: bytes
     headers: list[tuple[str, bytes]]
+
+
+def carried_message_id(payload: bytes) -> str:
+    """The message whose content an event payload carries ("" for none)."""
+    event = events_pb2.ConversationEvent()
+    event.ParseFromString(payload)
+    kind = event.WhichOneof("payload")
+    if kind == "message_created":
+        return event.message_created.message.id
+    if kind == "message_updated":
+        return event.message_updated.message.id
+    if kind == "message_deleted":
+        return event.message_deleted.message.id
+    if kind == "reaction_changed":
+        return event.reaction_changed.message_id
+    return ""
 
 
 def _document(r: OutboxRecord) -> Doc:
