@@ -14,7 +14,6 @@ from confab_core.limits import MAX_TITLE_CHARS
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
-from conversation.storage.members import member_id
 
 from .conftest import ALICE, ALICE_AGENT, ALICE_B, BOB, CAROL, count, create, decode, outbox, send
 
@@ -257,7 +256,7 @@ async def test_list_members_with_profiles(conversations: ConversationHandler) ->
     # Bob's profile becomes known once he makes a call himself.
     await create(conversations, BOB, pb.CONVERSATION_KIND_DIRECT, ["alice"])
     rows = await conversations.list_members(ALICE, conv_id)
-    by_user = {m["user_id"]: (m, p) for m, p in rows}
+    by_user = {m.user_id: (m, p) for m, p in rows}
     assert set(by_user) == {"alice", "bob", "carol"}
     alice_profile = by_user["alice"][1]
     assert alice_profile is not None and alice_profile["display_name"] == "Alice"
@@ -265,7 +264,7 @@ async def test_list_members_with_profiles(conversations: ConversationHandler) ->
     bob_profile = by_user["bob"][1]
     assert bob_profile is not None and bob_profile["display_name"] == "Bob"
     assert by_user["carol"][1] is None
-    assert by_user["alice"][0]["_id"] == member_id(conv_id, "alice")
+    assert (by_user["alice"][0].conversation_id, by_user["alice"][0].user_id) == (conv_id, "alice")
 
 
 @pytest.mark.asyncio

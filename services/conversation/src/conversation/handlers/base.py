@@ -11,6 +11,7 @@ from conversation import convert
 from conversation.handlers import access
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import TenantStore
+from conversation.storage.members import Member
 
 
 class HandlerBase:
@@ -40,7 +41,7 @@ class HandlerBase:
             self._seen_profiles.clear()
         self._seen_profiles[key] = value
 
-    async def readable(self, caller: Caller, conversation_id: str) -> tuple[Doc, Doc | None]:
+    async def readable(self, caller: Caller, conversation_id: str) -> tuple[Doc, Member | None]:
         """The conversation and the caller's membership, or NotFound.
 
         Another tenant's conversation, or one the caller may not see, is
@@ -56,26 +57,26 @@ class HandlerBase:
             member = None
         return access.require_visible(caller, conv, member), member
 
-    async def counts(self, caller: Caller, conv: Doc, member: Doc | None) -> tuple[int, int]:
+    async def counts(self, caller: Caller, conv: Doc, member: Member | None) -> tuple[int, int]:
         """Unread and mention counts, counted from seq: exact by construction."""
-        if member is None or int(member["last_read_seq"]) >= int(conv["last_seq"]):
+        if member is None or member.last_read_seq >= int(conv["last_seq"]):
             return 0, 0
         found = await self.store(caller).messages.unread_counts(
-            caller.user_id, {conv["_id"]: int(member["last_read_seq"])}
+            caller.user_id, {conv["_id"]: member.last_read_seq}
         )
         return found[conv["_id"]]
 
-    async def view(self, caller: Caller, conv: Doc, member: Doc | None) -> pb.Conversation:
+    async def view(self, caller: Caller, conv: Doc, member: Member | None) -> pb.Conversation:
         return (await self.views(caller, [(conv, member)]))[0]
 
     async def views(
-        self, caller: Caller, pairs: list[tuple[Doc, Doc | None]]
+        self, caller: Caller, pairs: list[tuple[Doc, Member | None]]
     ) -> list[pb.Conversation]:
         """Conversations with the caller's counts, all counted at once."""
         behind = {
-            conv["_id"]: int(member["last_read_seq"])
+            conv["_id"]: member.last_read_seq
             for conv, member in pairs
-            if member is not None and int(member["last_read_seq"]) < int(conv["last_seq"])
+            if member is not None and member.last_read_seq < int(conv["last_seq"])
         }
         counts = (
             await self.store(caller).messages.unread_counts(caller.user_id, behind)

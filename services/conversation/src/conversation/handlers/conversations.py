@@ -26,6 +26,7 @@ from conversation.handlers import access, pagetoken
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import Change, Taken
 from conversation.storage.conversations import ActivityCursor, Claim
+from conversation.storage.members import Member
 
 _KINDS = set(pb.ConversationKind.values()) - {pb.CONVERSATION_KIND_UNSPECIFIED}
 _ROLES = set(pb.MemberRole.values()) - {pb.MEMBER_ROLE_UNSPECIFIED}
@@ -141,7 +142,7 @@ class ConversationHandler(HandlerBase):
         roles = {caller.user_id: pb.MEMBER_ROLE_OWNER}
         roles.update((uid, pb.MEMBER_ROLE_MEMBER) for uid in others)
 
-        async def body(t: Taken) -> Doc:
+        async def body(t: Taken) -> Member:
             docs = await t.store.members.insert_members(conv_id, roles, now)
             t.emit(
                 events_pb2.ConversationEvent(
@@ -169,9 +170,7 @@ class ConversationHandler(HandlerBase):
         # must be known before anyone needs to notify this user.
         await self.remember_profile(caller)
         store = self.store(caller)
-        members = {
-            m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
-        }
+        members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
         convs = await store.conversations.get_many_by_activity(list(members), limit + 1, after)
         page = convs[:limit]
         views = await self.views(caller, [(c, members[c["_id"]]) for c in page])
@@ -189,17 +188,17 @@ class ConversationHandler(HandlerBase):
         if limit < 0:
             raise InvalidArgument("limit must not be negative", "invalid_limit")
         store = self.store(caller)
-        ids = [m["conversation_id"] for m in await store.members.list_for_user(caller.user_id)]
+        ids = [m.conversation_id for m in await store.members.list_for_user(caller.user_id)]
         return await store.conversations.ids_of(ids, max_member_count, limit) if ids else []
 
     async def list_members(
         self, caller: Caller, conversation_id: str
-    ) -> list[tuple[Doc, Doc | None]]:
+    ) -> list[tuple[Member, Doc | None]]:
         await self.readable(caller, conversation_id)
         store = self.store(caller)
         members = await store.members.list_for_conversation(conversation_id)
-        profiles = await store.users.get_many([m["user_id"] for m in members])
-        return [(m, profiles.get(m["user_id"])) for m in members]
+        profiles = await store.users.get_many([m.user_id for m in members])
+        return [(m, profiles.get(m.user_id)) for m in members]
 
     async def update(
         self,
@@ -236,7 +235,7 @@ class ConversationHandler(HandlerBase):
         )
 
     async def _conversation_changed(
-        self, caller: Caller, *, conv_id: str, member: Doc | None, claim: Claim
+        self, caller: Caller, *, conv_id: str, member: Member | None, claim: Claim
     ) -> pb.Conversation:
         async def body(t: Taken) -> None:
             t.emit(
@@ -269,9 +268,7 @@ class ConversationHandler(HandlerBase):
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
         store = self.store(caller)
         convs = await store.conversations.browse_public(query.strip(), limit)
-        members = {
-            m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
-        }
+        members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
         return [convert.conversation(c, members.get(c["_id"])) for c in convs]
 
     async def join(self, caller: Caller, conversation_id: str) -> pb.Conversation:
@@ -291,7 +288,7 @@ class ConversationHandler(HandlerBase):
 
     async def add_members(
         self, caller: Caller, conversation_id: str, user_ids: list[str], role: int
-    ) -> list[Doc]:
+    ) -> list[Member]:
         conv, member = await self.readable(caller, conversation_id)
         role = role or pb.MEMBER_ROLE_MEMBER
         if role not in _ROLES:
@@ -315,15 +312,15 @@ class ConversationHandler(HandlerBase):
             raise PermissionDenied("only owners grant admin roles", "forbidden")
         return await self._add(caller, conv, wanted, role)
 
-    async def _add(self, caller: Caller, conv: Doc, user_ids: list[str], role: int) -> list[Doc]:
+    async def _add(self, caller: Caller, conv: Doc, user_ids: list[str], role: int) -> list[Member]:
         store = self.store(caller)
-        present = {m["user_id"] for m in await store.members.get_many(conv["_id"], user_ids)}
+        present = {m.user_id for m in await store.members.get_many(conv["_id"], user_ids)}
         new = [u for u in user_ids if u not in present]
         if not new:
             return []
         now = self.clock.now()
 
-        async def body(t: Taken) -> list[Doc]:
+        async def body(t: Taken) -> list[Member]:
             docs = await t.store.members.insert_members(conv["_id"], dict.fromkeys(new, role), now)
             t.emit(
                 events_pb2.ConversationEvent(
@@ -366,12 +363,12 @@ class ConversationHandler(HandlerBase):
         access.require_writable(conv)
         await self._remove(caller, conv, target, left=False)
 
-    async def _remove(self, caller: Caller, conv: Doc, target: Doc, *, left: bool) -> None:
-        user_id = target["user_id"]
+    async def _remove(self, caller: Caller, conv: Doc, target: Member, *, left: bool) -> None:
+        user_id = target.user_id
 
         async def body(t: Taken) -> None:
             if (
-                target["role"] == pb.MEMBER_ROLE_OWNER
+                target.role == pb.MEMBER_ROLE_OWNER
                 and int(t.conversation["member_count"]) > 0
                 and await t.store.members.count_owners(conv["_id"]) <= 1
             ):
@@ -386,7 +383,9 @@ class ConversationHandler(HandlerBase):
 
         await self.unit.one(Change(caller, conv["_id"], Claim(member_delta=-1)), body)
 
-    async def set_role(self, caller: Caller, conversation_id: str, user_id: str, role: int) -> Doc:
+    async def set_role(
+        self, caller: Caller, conversation_id: str, user_id: str, role: int
+    ) -> Member:
         conv, member = await self.readable(caller, conversation_id)
         if role not in _ROLES:
             raise InvalidArgument("unknown role", "invalid_role")
@@ -398,12 +397,12 @@ class ConversationHandler(HandlerBase):
         target = await store.members.get(conversation_id, user_id)
         if target is None:
             raise InvalidArgument("not a member of this conversation", "member_not_found")
-        if target["role"] == role:
+        if target.role == role:
             return target
 
-        async def body(t: Taken) -> Doc:
+        async def body(t: Taken) -> Member:
             if (
-                target["role"] == pb.MEMBER_ROLE_OWNER
+                target.role == pb.MEMBER_ROLE_OWNER
                 and await t.store.members.count_owners(conversation_id) <= 1
             ):
                 raise FailedPrecondition("a conversation keeps one owner", "last_owner")

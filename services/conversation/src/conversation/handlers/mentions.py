@@ -14,5 +14,5 @@ async def resolve(store: TenantStore, conversation_id: str, body: str) -> tuple[
     if not names:
         return [], everyone
     members = await store.members.get_many(conversation_id, names[:MAX_LOOKED_UP])
-    present = {m["user_id"] for m in members}
+    present = {m.user_id for m in members}
     return [n for n in names if n in present], everyone

@@ -5,9 +5,9 @@ from __future__ import annotations
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from confab_core.identity import Caller
-from confab_core.mongo import Doc
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import Change, Taken
+from conversation.storage.members import Member
 
 
 class ReadState(HandlerBase):
@@ -18,10 +18,10 @@ class ReadState(HandlerBase):
         if member is None:
             raise PermissionDenied("only members have a read marker", "not_a_member")
         target = min(seq, int(conv["last_seq"]))
-        marker = int(member["last_read_seq"])
+        marker = member.last_read_seq
         if target > marker:
 
-            async def body(t: Taken) -> Doc:
+            async def body(t: Taken) -> Member:
                 updated = await t.store.members.advance_read(
                     conversation_id, caller.user_id, target
                 )
@@ -31,13 +31,13 @@ class ReadState(HandlerBase):
                 t.emit(
                     events_pb2.ConversationEvent(
                         read_marker_changed=events_pb2.ReadMarkerChanged(
-                            user_id=caller.user_id, last_read_seq=int(updated["last_read_seq"])
+                            user_id=caller.user_id, last_read_seq=updated.last_read_seq
                         )
                     )
                 )
                 return updated
 
             moved, conv = await self.unit.one(Change(caller, conversation_id), body)
-            member, marker = moved, int(moved["last_read_seq"])
+            member, marker = moved, moved.last_read_seq
         unread, _ = await self.counts(caller, conv, member)
         return marker, unread

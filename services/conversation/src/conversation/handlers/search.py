@@ -27,9 +27,7 @@ class Search(HandlerBase):
             await self.readable(caller, conversation_id)
             scope = [conversation_id]
         else:
-            scope = [
-                m["conversation_id"] for m in await store.members.list_for_user(caller.user_id)
-            ]
+            scope = [m.conversation_id for m in await store.members.list_for_user(caller.user_id)]
             live = await store.conversations.get_many_by_activity(scope, 0)
             scope = [c["_id"] for c in live]
         if not scope:

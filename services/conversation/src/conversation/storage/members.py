@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -14,15 +15,41 @@ def member_id(conversation_id: str, user_id: str) -> str:
     return f"{conversation_id}:{user_id}"
 
 
-def new_member(conversation_id: str, user_id: str, role: int, now: datetime) -> Doc:
+@dataclass(frozen=True)
+class Member:
+    """One user's membership of one conversation."""
+
+    conversation_id: str
+    user_id: str
+    role: int
+    joined_at: datetime
+    # The highest message seq the user has read.
+    last_read_seq: int
+
+
+def _document(m: Member) -> Doc:
     return {
-        "_id": member_id(conversation_id, user_id),
-        "conversation_id": conversation_id,
-        "user_id": user_id,
-        "role": role,
-        "joined_at": now,
-        "last_read_seq": 0,
+        "_id": member_id(m.conversation_id, m.user_id),
+        "conversation_id": m.conversation_id,
+        "user_id": m.user_id,
+        "role": m.role,
+        "joined_at": m.joined_at,
+        "last_read_seq": m.last_read_seq,
     }
+
+
+def _member(doc: Doc | None) -> Member | None:
+    return None if doc is None else _record(doc)
+
+
+def _record(doc: Doc) -> Member:
+    return Member(
+        conversation_id=str(doc["conversation_id"]),
+        user_id=str(doc["user_id"]),
+        role=int(doc["role"]),
+        joined_at=doc["joined_at"],
+        last_read_seq=int(doc["last_read_seq"]),
+    )
 
 
 class MemberRepo:
@@ -32,36 +59,38 @@ class MemberRepo:
 
     async def insert_members(
         self, conversation_id: str, roles: Mapping[str, int], now: datetime
-    ) -> list[Doc]:
-        """New memberships (user id to role), in one round trip; the stored documents."""
-        docs = [new_member(conversation_id, u, role, now) for u, role in roles.items()]
-        await insert_all(self._col, docs, self._session)
-        return docs
+    ) -> list[Member]:
+        """New memberships (user id to role), in one round trip."""
+        members = [Member(conversation_id, u, role, now, 0) for u, role in roles.items()]
+        await insert_all(self._col, [_document(m) for m in members], self._session)
+        return members
 
-    async def get(self, conversation_id: str, user_id: str) -> Doc | None:
-        return await self._col.find_one(
-            {"_id": member_id(conversation_id, user_id)}, session=self._session
+    async def get(self, conversation_id: str, user_id: str) -> Member | None:
+        return _member(
+            await self._col.find_one(
+                {"_id": member_id(conversation_id, user_id)}, session=self._session
+            )
         )
 
-    async def get_many(self, conversation_id: str, user_ids: list[str]) -> list[Doc]:
+    async def get_many(self, conversation_id: str, user_ids: list[str]) -> list[Member]:
         cursor = self._col.find(
             {"_id": {"$in": [member_id(conversation_id, u) for u in user_ids]}},
             session=self._session,
         )
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
-    async def list_for_conversation(self, conversation_id: str, limit: int = 0) -> list[Doc]:
+    async def list_for_conversation(self, conversation_id: str, limit: int = 0) -> list[Member]:
         cursor = self._col.find(
             {"conversation_id": conversation_id},
             sort=[("joined_at", 1), ("user_id", 1)],
             limit=limit,
             session=self._session,
         )
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
-    async def list_for_user(self, user_id: str) -> list[Doc]:
+    async def list_for_user(self, user_id: str) -> list[Member]:
         cursor = self._col.find({"user_id": user_id}, session=self._session)
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
     async def count_owners(self, conversation_id: str) -> int:
         return await self._col.count(
@@ -75,11 +104,13 @@ class MemberRepo:
         )
         return result.deleted_count == 1
 
-    async def set_role(self, conversation_id: str, user_id: str, role: int) -> Doc | None:
-        return await self._col.find_one_and_update(
-            {"_id": member_id(conversation_id, user_id)},
-            {"$set": {"role": role}},
-            session=self._session,
+    async def set_role(self, conversation_id: str, user_id: str, role: int) -> Member | None:
+        return _member(
+            await self._col.find_one_and_update(
+                {"_id": member_id(conversation_id, user_id)},
+                {"$set": {"role": role}},
+                session=self._session,
+            )
         )
 
     async def advance_read_many(self, marks: list[tuple[str, str, int]]) -> None:
@@ -89,10 +120,12 @@ class MemberRepo:
             session=self._session,
         )
 
-    async def advance_read(self, conversation_id: str, user_id: str, seq: int) -> Doc | None:
+    async def advance_read(self, conversation_id: str, user_id: str, seq: int) -> Member | None:
         """Moves the read marker forward only; a stale mark never moves it back."""
-        return await self._col.find_one_and_update(
-            {"_id": member_id(conversation_id, user_id)},
-            {"$max": {"last_read_seq": seq}},
-            session=self._session,
+        return _member(
+            await self._col.find_one_and_update(
+                {"_id": member_id(conversation_id, user_id)},
+                {"$max": {"last_read_seq": seq}},
+                session=self._session,
+            )
         )
