@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc
+from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
 
 MAX_REACTORS_SHOWN = 50
@@ -27,27 +28,26 @@ def ts(value: datetime | None) -> Timestamp | None:
 
 
 def conversation(
-    doc: Doc, member: Member | None, *, unread: int = 0, mentions: int = 0
+    conv: Conversation, member: Member | None, *, unread: int = 0, mentions: int = 0
 ) -> pb.Conversation:
-    ctx = doc.get("context")
     return pb.Conversation(
-        id=doc["_id"],
-        kind=doc["kind"],
-        title=doc.get("title", ""),
-        description=doc.get("description", ""),
-        topic=doc.get("topic", ""),
-        created_by=doc["created_by"],
-        created_at=ts(doc["created_at"]),
-        last_activity_at=ts(doc["last_activity_at"]),
-        last_seq=int(doc["last_seq"]),
-        member_count=int(doc["member_count"]),
-        context=pb.ContextLink(kind=ctx["kind"], id=ctx["id"]) if ctx else None,
-        archived=bool(doc.get("archived", False)),
+        id=conv.id,
+        kind=cast(pb.ConversationKind.ValueType, conv.kind),
+        title=conv.title,
+        description=conv.description,
+        topic=conv.topic,
+        created_by=conv.created_by,
+        created_at=ts(conv.created_at),
+        last_activity_at=ts(conv.last_activity_at),
+        last_seq=conv.last_seq,
+        member_count=conv.member_count,
+        context=pb.ContextLink(kind=conv.context[0], id=conv.context[1]) if conv.context else None,
+        archived=conv.archived,
         unread_count=unread,
         my_role=_role(member.role) if member else pb.MEMBER_ROLE_UNSPECIFIED,
         last_read_seq=member.last_read_seq if member else 0,
         mention_count=mentions,
-        last_event_seq=int(doc.get("last_event_seq", 0)),
+        last_event_seq=conv.last_event_seq,
     )
 
 

@@ -6,10 +6,10 @@ import asyncio
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.identity import ROLE_SERVICE, Caller
-from confab_core.mongo import Doc
 from conversation import convert
 from conversation.handlers import access
 from conversation.handlers.unit import UnitOfWork
+from conversation.storage.conversations import Conversation
 from conversation.storage.db import TenantStore
 from conversation.storage.members import Member
 
@@ -41,7 +41,9 @@ class HandlerBase:
             self._seen_profiles.clear()
         self._seen_profiles[key] = value
 
-    async def readable(self, caller: Caller, conversation_id: str) -> tuple[Doc, Member | None]:
+    async def readable(
+        self, caller: Caller, conversation_id: str
+    ) -> tuple[Conversation, Member | None]:
         """The conversation and the caller's membership, or NotFound.
 
         Another tenant's conversation, or one the caller may not see, is
@@ -57,26 +59,30 @@ class HandlerBase:
             member = None
         return access.require_visible(caller, conv, member), member
 
-    async def counts(self, caller: Caller, conv: Doc, member: Member | None) -> tuple[int, int]:
+    async def counts(
+        self, caller: Caller, conv: Conversation, member: Member | None
+    ) -> tuple[int, int]:
         """Unread and mention counts, counted from seq: exact by construction."""
-        if member is None or member.last_read_seq >= int(conv["last_seq"]):
+        if member is None or member.last_read_seq >= conv.last_seq:
             return 0, 0
         found = await self.store(caller).messages.unread_counts(
-            caller.user_id, {conv["_id"]: member.last_read_seq}
+            caller.user_id, {conv.id: member.last_read_seq}
         )
-        return found[conv["_id"]]
+        return found[conv.id]
 
-    async def view(self, caller: Caller, conv: Doc, member: Member | None) -> pb.Conversation:
+    async def view(
+        self, caller: Caller, conv: Conversation, member: Member | None
+    ) -> pb.Conversation:
         return (await self.views(caller, [(conv, member)]))[0]
 
     async def views(
-        self, caller: Caller, pairs: list[tuple[Doc, Member | None]]
+        self, caller: Caller, pairs: list[tuple[Conversation, Member | None]]
     ) -> list[pb.Conversation]:
         """Conversations with the caller's counts, all counted at once."""
         behind = {
-            conv["_id"]: member.last_read_seq
+            conv.id: member.last_read_seq
             for conv, member in pairs
-            if member is not None and member.last_read_seq < int(conv["last_seq"])
+            if member is not None and member.last_read_seq < conv.last_seq
         }
         counts = (
             await self.store(caller).messages.unread_counts(caller.user_id, behind)
@@ -87,8 +93,8 @@ class HandlerBase:
             convert.conversation(
                 conv,
                 member,
-                unread=counts.get(conv["_id"], (0, 0))[0],
-                mentions=counts.get(conv["_id"], (0, 0))[1],
+                unread=counts.get(conv.id, (0, 0))[0],
+                mentions=counts.get(conv.id, (0, 0))[1],
             )
             for conv, member in pairs
         ]

@@ -25,7 +25,7 @@ from conversation import convert
 from conversation.handlers import access, pagetoken
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import Change, Taken
-from conversation.storage.conversations import ActivityCursor, Claim
+from conversation.storage.conversations import ActivityCursor, Claim, Conversation
 from conversation.storage.members import Member
 
 _KINDS = set(pb.ConversationKind.values()) - {pb.CONVERSATION_KIND_UNSPECIFIED}
@@ -86,7 +86,7 @@ class ConversationHandler(HandlerBase):
                     )
                 direct_key = "direct:" + "|".join(sorted([caller.user_id, others[0]]))
                 existing = await self.store(caller).conversations.get_direct(direct_key)
-                if existing is not None and not existing.get("deleted"):
+                if existing is not None and not existing.deleted:
                     return await self._existing(caller, existing)
             if kind == pb.CONVERSATION_KIND_AI_ASSISTANT:
                 # An assistant conversation is the user and the bot, nobody else.
@@ -104,8 +104,8 @@ class ConversationHandler(HandlerBase):
                     raise
                 return await self._existing(caller, existing)
 
-    async def _existing(self, caller: Caller, conv: Doc) -> Created:
-        member = await self.store(caller).members.get(conv["_id"], caller.user_id)
+    async def _existing(self, caller: Caller, conv: Conversation) -> Created:
+        member = await self.store(caller).members.get(conv.id, caller.user_id)
         access.require_visible(caller, conv, member)
         return Created(await self.view(caller, conv, member), created=False)
 
@@ -121,24 +121,23 @@ class ConversationHandler(HandlerBase):
     ) -> Created:
         now = self.clock.now()
         conv_id = new_id()
-        conv: Doc = {
-            "_id": conv_id,
-            "kind": kind,
-            "title": title,
-            "description": description,
-            "topic": "",
-            "created_by": caller.user_id,
-            "created_at": now,
-            "last_activity_at": now,
-            "last_seq": 0,
-            "last_event_seq": 1,
-            "member_count": 1 + len(others),
-            "context": {"kind": context[0], "id": context[1]} if context else None,
-            "archived": False,
-            "deleted": False,
-            # Unique per tenant: direct pairs collide on purpose, others never do.
-            "direct_key": direct_key or conv_id,
-        }
+        conv = Conversation(
+            id=conv_id,
+            kind=kind,
+            title=title,
+            description=description,
+            topic="",
+            created_by=caller.user_id,
+            created_at=now,
+            last_activity_at=now,
+            last_seq=0,
+            # The creation is the conversation's first event.
+            last_event_seq=1,
+            member_count=1 + len(others),
+            context=context,
+            archived=False,
+            deleted=False,
+        )
         roles = {caller.user_id: pb.MEMBER_ROLE_OWNER}
         roles.update((uid, pb.MEMBER_ROLE_MEMBER) for uid in others)
 
@@ -154,7 +153,9 @@ class ConversationHandler(HandlerBase):
             )
             return docs[0]
 
-        owner, _ = await self.unit.one(Change(caller, conv_id, new=conv), body)
+        owner, _ = await self.unit.one(
+            Change(caller, conv_id, new=conv, direct_key=direct_key or ""), body
+        )
         return Created(convert.conversation(conv, owner), created=True)
 
     async def get(self, caller: Caller, conversation_id: str) -> pb.Conversation:
@@ -173,11 +174,11 @@ class ConversationHandler(HandlerBase):
         members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
         convs = await store.conversations.get_many_by_activity(list(members), limit + 1, after)
         page = convs[:limit]
-        views = await self.views(caller, [(c, members[c["_id"]]) for c in page])
+        views = await self.views(caller, [(c, members[c.id]) for c in page])
         if len(convs) <= limit:
             return ConversationPage(views, "")
         last = page[-1]
-        cursor = ActivityCursor(last["last_activity_at"], last["_id"])
+        cursor = ActivityCursor(last.last_activity_at, last.id)
         return ConversationPage(views, pagetoken.encode(caller, cursor))
 
     async def list_ids(self, caller: Caller, max_member_count: int, limit: int = 0) -> list[str]:
@@ -211,7 +212,7 @@ class ConversationHandler(HandlerBase):
     ) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
         # Nobody edits a direct conversation, its admins included: say so first.
-        if conv["kind"] == pb.CONVERSATION_KIND_DIRECT:
+        if conv.kind == pb.CONVERSATION_KIND_DIRECT:
             raise PermissionDenied("a direct conversation has no title", "not_editable")
         access.require_conv_admin(caller, conv, member)
         access.require_writable(conv)
@@ -228,7 +229,7 @@ class ConversationHandler(HandlerBase):
     async def archive(self, caller: Caller, conversation_id: str) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
         access.require_conv_admin(caller, conv, member)
-        if conv.get("archived"):
+        if conv.archived:
             return await self.view(caller, conv, member)
         return await self._conversation_changed(
             caller, conv_id=conversation_id, member=member, claim=Claim(archive=True)
@@ -269,7 +270,7 @@ class ConversationHandler(HandlerBase):
         store = self.store(caller)
         convs = await store.conversations.browse_public(query.strip(), limit)
         members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
-        return [convert.conversation(c, members.get(c["_id"])) for c in convs]
+        return [convert.conversation(c, members.get(c.id)) for c in convs]
 
     async def join(self, caller: Caller, conversation_id: str) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
@@ -312,16 +313,18 @@ class ConversationHandler(HandlerBase):
             raise PermissionDenied("only owners grant admin roles", "forbidden")
         return await self._add(caller, conv, wanted, role)
 
-    async def _add(self, caller: Caller, conv: Doc, user_ids: list[str], role: int) -> list[Member]:
+    async def _add(
+        self, caller: Caller, conv: Conversation, user_ids: list[str], role: int
+    ) -> list[Member]:
         store = self.store(caller)
-        present = {m.user_id for m in await store.members.get_many(conv["_id"], user_ids)}
+        present = {m.user_id for m in await store.members.get_many(conv.id, user_ids)}
         new = [u for u in user_ids if u not in present]
         if not new:
             return []
         now = self.clock.now()
 
         async def body(t: Taken) -> list[Member]:
-            docs = await t.store.members.insert_members(conv["_id"], dict.fromkeys(new, role), now)
+            docs = await t.store.members.insert_members(conv.id, dict.fromkeys(new, role), now)
             t.emit(
                 events_pb2.ConversationEvent(
                     members_added=events_pb2.MembersAdded(
@@ -331,7 +334,7 @@ class ConversationHandler(HandlerBase):
             )
             return docs
 
-        change = Change(caller, conv["_id"], Claim(member_delta=len(new)))
+        change = Change(caller, conv.id, Claim(member_delta=len(new)))
         try:
             docs, _ = await self.unit.one(change, body)
         except DuplicateKeyError as exc:
@@ -343,7 +346,7 @@ class ConversationHandler(HandlerBase):
         conv, member = await self.readable(caller, conversation_id)
         if member is None:
             raise PermissionDenied("not a member", "not_a_member")
-        if conv["kind"] in access.FIXED_MEMBERSHIP_KINDS:
+        if conv.kind in access.FIXED_MEMBERSHIP_KINDS:
             raise PermissionDenied("this conversation cannot be left", "cannot_leave")
         # Leaving is a member change: an archived conversation keeps its members.
         access.require_writable(conv)
@@ -363,17 +366,19 @@ class ConversationHandler(HandlerBase):
         access.require_writable(conv)
         await self._remove(caller, conv, target, left=False)
 
-    async def _remove(self, caller: Caller, conv: Doc, target: Member, *, left: bool) -> None:
+    async def _remove(
+        self, caller: Caller, conv: Conversation, target: Member, *, left: bool
+    ) -> None:
         user_id = target.user_id
 
         async def body(t: Taken) -> None:
             if (
                 target.role == pb.MEMBER_ROLE_OWNER
-                and int(t.conversation["member_count"]) > 0
-                and await t.store.members.count_owners(conv["_id"]) <= 1
+                and t.conversation.member_count > 0
+                and await t.store.members.count_owners(conv.id) <= 1
             ):
                 raise FailedPrecondition("hand ownership to another member first", "last_owner")
-            if not await t.store.members.remove(conv["_id"], user_id):
+            if not await t.store.members.remove(conv.id, user_id):
                 raise FailedPrecondition("membership changed, try again", "membership_changed")
             t.emit(
                 events_pb2.ConversationEvent(
@@ -381,7 +386,7 @@ class ConversationHandler(HandlerBase):
                 )
             )
 
-        await self.unit.one(Change(caller, conv["_id"], Claim(member_delta=-1)), body)
+        await self.unit.one(Change(caller, conv.id, Claim(member_delta=-1)), body)
 
     async def set_role(
         self, caller: Caller, conversation_id: str, user_id: str, role: int

@@ -21,6 +21,7 @@ from conversation.handlers.base import HandlerBase
 from conversation.handlers.paging import message_not_found
 from conversation.handlers.sending import validate_text
 from conversation.handlers.unit import Change, Taken
+from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
 
 
@@ -51,7 +52,7 @@ def _rewriter(doc: Doc) -> Callable[[bytes], bytes | None]:
 class Editing(HandlerBase):
     async def _writable_message(
         self, caller: Caller, conversation_id: str, message_id: str
-    ) -> tuple[Doc, Member | None, Doc]:
+    ) -> tuple[Conversation, Member | None, Doc]:
         conv, member = await self.readable(caller, conversation_id)
         message = await self.store(caller).messages.get(conversation_id, message_id)
         if message is None:

@@ -27,7 +27,7 @@ class History(HandlerBase):
             raise InvalidArgument("give after_seq or before_seq, not both", "invalid_cursor")
         limit = page_limit(limit)
         conv, _ = await self.readable(caller, conversation_id)
-        last_seq = int(conv["last_seq"])
+        last_seq = conv.last_seq
         store = self.store(caller)
         if before_seq:
             docs = await store.messages.page_before(

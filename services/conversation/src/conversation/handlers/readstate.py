@@ -17,7 +17,7 @@ class ReadState(HandlerBase):
         conv, member = await self.readable(caller, conversation_id)
         if member is None:
             raise PermissionDenied("only members have a read marker", "not_a_member")
-        target = min(seq, int(conv["last_seq"]))
+        target = min(seq, conv.last_seq)
         marker = member.last_read_seq
         if target > marker:
 

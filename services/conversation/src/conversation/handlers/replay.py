@@ -25,7 +25,7 @@ class Replay(HandlerBase):
             raise InvalidArgument("seq cursors cannot be negative", "invalid_cursor")
         limit = page_limit(limit)
         conv, _ = await self.readable(caller, conversation_id)
-        last = int(conv.get("last_event_seq", 0))
+        last = conv.last_event_seq
         if after_event_seq >= last:
             return EventPage([], has_more=False, resync_required=False)
         stored = await self.store(caller).outbox.page(conversation_id, after_event_seq, limit + 1)

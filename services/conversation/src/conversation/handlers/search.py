@@ -29,7 +29,7 @@ class Search(HandlerBase):
         else:
             scope = [m.conversation_id for m in await store.members.list_for_user(caller.user_id)]
             live = await store.conversations.get_many_by_activity(scope, 0)
-            scope = [c["_id"] for c in live]
+            scope = [c.id for c in live]
         if not scope:
             return []
         with tracer().start_as_current_span(

@@ -111,9 +111,9 @@ class Sending(HandlerBase):
             )
             try:
                 if thread_root_id:
-                    stored = await self._reply(caller, int(conv["kind"]), doc)
+                    stored = await self._reply(caller, int(conv.kind), doc)
                 else:
-                    pending = PendingSend(caller, int(conv["kind"]), doc, inject_headers())
+                    pending = PendingSend(caller, int(conv.kind), doc, inject_headers())
                     stored = await self._sends.submit(pending)
             except DuplicateKeyError:
                 return await self._stored_retry(caller, conversation_id, client_msg_id, span)

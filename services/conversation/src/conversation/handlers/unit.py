@@ -35,11 +35,10 @@ from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
     EVENT_TYPE_HEADER,
 )
-from confab_core.mongo import Doc
 from confab_core.telemetry import inject_headers
 from conversation.handlers import access
 from conversation.handlers.locks import KeyedLocks
-from conversation.storage.conversations import Claim
+from conversation.storage.conversations import Claim, Conversation
 from conversation.storage.db import Database, TenantStore, Transaction
 from conversation.storage.outbox import OutboxRecord
 
@@ -58,7 +57,9 @@ class Change:
     caller: Caller
     conversation_id: str
     claim: Claim = field(default_factory=Claim)
-    new: Doc | None = None
+    new: Conversation | None = None
+    # The new conversation's unique key in its tenant (see ConversationRepo.insert).
+    direct_key: str = ""
     headers: list[tuple[str, bytes]] | None = None
 
 
@@ -78,14 +79,14 @@ class Taken:
     events go."""
 
     change: Change
-    conversation: Doc
+    conversation: Conversation
     store: TenantStore
     events: list[Emitted] = field(default_factory=list)
 
     @property
     def first_seq(self) -> int:
         """The first message seq this change took (its messages take the following)."""
-        return int(self.conversation["last_seq"]) - self.change.claim.messages + 1
+        return self.conversation.last_seq - self.change.claim.messages + 1
 
     def emit(
         self,
@@ -103,7 +104,7 @@ class Taken:
 class Done(Generic[T]):
     value: T
     # Each change's conversation after the unit, in the order of the changes.
-    conversations: list[Doc]
+    conversations: list[Conversation]
 
 
 class UnitOfWork:
@@ -144,7 +145,9 @@ class UnitOfWork:
         self._relay_wakeup.set()
         return done
 
-    async def one(self, change: Change, body: Callable[[Taken], Awaitable[T]]) -> tuple[T, Doc]:
+    async def one(
+        self, change: Change, body: Callable[[Taken], Awaitable[T]]
+    ) -> tuple[T, Conversation]:
         """A unit of one change: the body's value and the conversation after."""
 
         async def single(taken: list[Taken]) -> T:
@@ -156,7 +159,7 @@ class UnitOfWork:
     async def _take(self, tx: Transaction, change: Change, now: datetime) -> Taken:
         store = tx.for_tenant(change.caller.tenant_id)
         if change.new is not None:
-            await store.conversations.insert(change.new)
+            await store.conversations.insert(change.new, change.direct_key or change.new.id)
             return Taken(change, change.new, store)
         after = await store.conversations.claim(change.conversation_id, change.claim, now)
         if after is None:
@@ -170,7 +173,7 @@ class UnitOfWork:
         wanted = change.claim.events
         if len(taken.events) != wanted:
             raise RuntimeError(f"emitted {len(taken.events)} events, claimed {wanted}")
-        first = int(taken.conversation["last_event_seq"]) - wanted + 1
+        first = taken.conversation.last_event_seq - wanted + 1
         default = traces if change.headers is None else change.headers
         out = []
         for offset, emitted in enumerate(taken.events):

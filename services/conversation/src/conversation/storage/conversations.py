@@ -12,6 +12,50 @@ from confab_core.mongo import Doc, TenantCollection
 
 
 @dataclass(frozen=True)
+class Conversation:
+    id: str
+    kind: int
+    title: str
+    description: str
+    topic: str
+    created_by: str
+    created_at: datetime
+    last_activity_at: datetime
+    # The last message seq, and the last event seq, taken so far.
+    last_seq: int
+    last_event_seq: int
+    member_count: int
+    # A link to what the conversation is about: (kind, id), e.g. ("ticket", "T-9").
+    context: tuple[str, str] | None
+    archived: bool
+    deleted: bool
+
+
+def _record(doc: Doc) -> Conversation:
+    ctx = doc.get("context")
+    return Conversation(
+        id=str(doc["_id"]),
+        kind=int(doc["kind"]),
+        title=str(doc.get("title", "")),
+        description=str(doc.get("description", "")),
+        topic=str(doc.get("topic", "")),
+        created_by=str(doc["created_by"]),
+        created_at=doc["created_at"],
+        last_activity_at=doc["last_activity_at"],
+        last_seq=int(doc["last_seq"]),
+        last_event_seq=int(doc.get("last_event_seq", 0)),
+        member_count=int(doc["member_count"]),
+        context=(str(ctx["kind"]), str(ctx["id"])) if ctx else None,
+        archived=bool(doc.get("archived", False)),
+        deleted=bool(doc.get("deleted", False)),
+    )
+
+
+def _found(doc: Doc | None) -> Conversation | None:
+    return None if doc is None else _record(doc)
+
+
+@dataclass(frozen=True)
 class Claim:
     """What one write takes from a conversation document, and what it changes there.
 
@@ -42,18 +86,37 @@ class ConversationRepo:
         self._col = col
         self._session = session
 
-    async def insert(self, doc: Doc) -> None:
+    async def insert(self, conv: Conversation, direct_key: str) -> None:
+        """``direct_key`` is unique per tenant: direct pairs collide on purpose,
+        others (their own id) never do."""
+        doc: Doc = {
+            "_id": conv.id,
+            "kind": conv.kind,
+            "title": conv.title,
+            "description": conv.description,
+            "topic": conv.topic,
+            "created_by": conv.created_by,
+            "created_at": conv.created_at,
+            "last_activity_at": conv.last_activity_at,
+            "last_seq": conv.last_seq,
+            "last_event_seq": conv.last_event_seq,
+            "member_count": conv.member_count,
+            "context": {"kind": conv.context[0], "id": conv.context[1]} if conv.context else None,
+            "archived": conv.archived,
+            "deleted": conv.deleted,
+            "direct_key": direct_key,
+        }
         await self._col.insert_one(doc, session=self._session)
 
-    async def get(self, conversation_id: str) -> Doc | None:
-        return await self._col.find_one({"_id": conversation_id}, session=self._session)
+    async def get(self, conversation_id: str) -> Conversation | None:
+        return _found(await self._col.find_one({"_id": conversation_id}, session=self._session))
 
-    async def get_direct(self, direct_key: str) -> Doc | None:
-        return await self._col.find_one({"direct_key": direct_key}, session=self._session)
+    async def get_direct(self, direct_key: str) -> Conversation | None:
+        return _found(await self._col.find_one({"direct_key": direct_key}, session=self._session))
 
     async def get_many_by_activity(
         self, ids: list[str], limit: int, after: ActivityCursor | None = None
-    ) -> list[Doc]:
+    ) -> list[Conversation]:
         """Most recent activity first (ties by id), from just past ``after``."""
         flt: dict[str, Any] = {"_id": {"$in": ids}, "deleted": {"$ne": True}}
         if after is not None:
@@ -70,7 +133,7 @@ class ConversationRepo:
             limit=limit,
             session=self._session,
         )
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
     async def ids_of(self, ids: list[str], max_members: int, limit: int) -> list[str]:
         """Which of ``ids`` exist, with at most ``max_members`` members (0: any), most
@@ -87,7 +150,7 @@ class ConversationRepo:
         )
         return [str(doc["_id"]) async for doc in cursor]
 
-    async def browse_public(self, query: str, limit: int) -> list[Doc]:
+    async def browse_public(self, query: str, limit: int) -> list[Conversation]:
         flt: dict[str, Any] = {
             "kind": pb.CONVERSATION_KIND_PUBLIC_CHANNEL,
             "deleted": {"$ne": True},
@@ -97,9 +160,9 @@ class ConversationRepo:
         cursor = self._col.find(
             flt, sort=[("title", 1), ("_id", 1)], limit=limit, session=self._session
         )
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
-    async def claim(self, conversation_id: str, claim: Claim, now: datetime) -> Doc | None:
+    async def claim(self, conversation_id: str, claim: Claim, now: datetime) -> Conversation | None:
         """Takes the claim's seqs and applies its changes; the document after, or
         None when the conversation is gone.
 
@@ -122,8 +185,10 @@ class ConversationRepo:
             # Freeing the direct pair's unique key lets the two users start a new
             # direct conversation; otherwise create() finds only the deleted one.
             changes.update(deleted=True, deleted_at=claim.deleted_at, direct_key=conversation_id)
-        return await self._col.find_one_and_update(
-            {"_id": conversation_id, "deleted": {"$ne": True}},
-            {"$inc": inc, "$set": changes},
-            session=self._session,
+        return _found(
+            await self._col.find_one_and_update(
+                {"_id": conversation_id, "deleted": {"$ne": True}},
+                {"$inc": inc, "$set": changes},
+                session=self._session,
+            )
         )
