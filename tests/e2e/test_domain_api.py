@@ -356,7 +356,7 @@ async def test_only_a_tenant_admin_deletes_and_then_it_is_gone(users, sockets) -
             404,
             "conversation_not_found",
         )
-    listed = ok(await bob_api.client.get("/conversations"))
+    listed = ok(await bob_api.client.get("/conversations"))["conversations"]
     assert conv["id"] not in {c["id"] for c in listed}
 
 
@@ -574,3 +574,22 @@ async def test_socket_events_carry_event_seq_in_order(users, sockets) -> None:
         "message:updated",
     ]
     await asyncio.sleep(0)
+
+
+async def test_the_conversation_list_pages_with_a_cursor(users) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    api, bob_api = users(TENANT_A, alice), users(TENANT_A, bob)
+    made = {(await api.create("group", [bob], f"c{i}"))["id"] for i in range(5)}
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(5):
+        page = ok(await bob_api.client.get("/conversations", params={"limit": 2, "cursor": cursor}))
+        seen += [c["id"] for c in page["conversations"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 5 and set(seen) == made
+    # Another user's cursor, or a mangled one, is refused with a stable code.
+    first = ok(await bob_api.client.get("/conversations", params={"limit": 1}))
+    for who, bad in ((api, first["next_cursor"]), (bob_api, "not-a-cursor")):
+        err(await who.client.get("/conversations", params={"cursor": bad}), 422, "invalid_cursor")

@@ -23,6 +23,7 @@ from confab_core.mongo import Doc
 from confab_devservers import ChildServer, KafkaServer, MongoServer
 from conversation.handlers.conversations import ConversationHandler, Created
 from conversation.handlers.messages import MessageHandler, Sent
+from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
 
 TENANT_A = "tenant-a"
@@ -117,13 +118,18 @@ def wakeup() -> asyncio.Event:
 
 
 @pytest.fixture
-def conversations(db: Database, clock: FakeClock, wakeup: asyncio.Event) -> ConversationHandler:
-    return ConversationHandler(db, clock, wakeup)
+def unit(db: Database, clock: FakeClock, wakeup: asyncio.Event) -> UnitOfWork:
+    return UnitOfWork(db, clock, wakeup)
 
 
 @pytest.fixture
-def messages(db: Database, clock: FakeClock, wakeup: asyncio.Event) -> MessageHandler:
-    return MessageHandler(db, clock, wakeup)
+def conversations(unit: UnitOfWork) -> ConversationHandler:
+    return ConversationHandler(unit)
+
+
+@pytest.fixture
+def messages(unit: UnitOfWork) -> MessageHandler:
+    return MessageHandler(unit)
 
 
 def user(name: str, tenant: str = TENANT_A, *roles: str) -> Caller:

@@ -9,12 +9,13 @@ import pytest
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, NotFound, PermissionDenied
+from confab_core.identity import BOT_USER_ID
+from confab_core.limits import MAX_TITLE_CHARS
 from conversation.handlers.conversations import ConversationHandler
-from conversation.limits import BOT_USER_ID, MAX_TITLE_CHARS
+from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
-from conversation.storage.members import member_id
 
-from .conftest import ALICE, ALICE_AGENT, ALICE_B, BOB, CAROL, count, create, decode, outbox
+from .conftest import ALICE, ALICE_AGENT, ALICE_B, BOB, CAROL, count, create, decode, outbox, send
 
 KINDS = [
     pb.CONVERSATION_KIND_GROUP,
@@ -218,11 +219,14 @@ async def test_list_is_most_recent_first_and_limited(
         result = await create(conversations, ALICE, members=["bob"], title=f"c{i}")
         ids.append(result.conversation.id)
     await create(conversations, CAROL, title="not mine")
-    listed = await conversations.list_for_caller(ALICE, 0)
+    listed = (await conversations.list_for_caller(ALICE, 0)).conversations
     assert [c.id for c in listed] == list(reversed(ids))
     assert all(c.my_role == pb.MEMBER_ROLE_OWNER for c in listed)
-    assert [c.id for c in await conversations.list_for_caller(ALICE, 2)] == [ids[3], ids[2]]
-    assert len(await conversations.list_for_caller(BOB, 500)) == 4
+    assert [c.id for c in (await conversations.list_for_caller(ALICE, 2)).conversations] == [
+        ids[3],
+        ids[2],
+    ]
+    assert len((await conversations.list_for_caller(BOB, 500)).conversations) == 4
 
 
 @pytest.mark.asyncio
@@ -252,7 +256,7 @@ async def test_list_members_with_profiles(conversations: ConversationHandler) ->
     # Bob's profile becomes known once he makes a call himself.
     await create(conversations, BOB, pb.CONVERSATION_KIND_DIRECT, ["alice"])
     rows = await conversations.list_members(ALICE, conv_id)
-    by_user = {m["user_id"]: (m, p) for m, p in rows}
+    by_user = {m.user_id: (m, p) for m, p in rows}
     assert set(by_user) == {"alice", "bob", "carol"}
     alice_profile = by_user["alice"][1]
     assert alice_profile is not None and alice_profile["display_name"] == "Alice"
@@ -260,4 +264,50 @@ async def test_list_members_with_profiles(conversations: ConversationHandler) ->
     bob_profile = by_user["bob"][1]
     assert bob_profile is not None and bob_profile["display_name"] == "Bob"
     assert by_user["carol"][1] is None
-    assert by_user["alice"][0]["_id"] == member_id(conv_id, "alice")
+    assert (by_user["alice"][0].conversation_id, by_user["alice"][0].user_id) == (conv_id, "alice")
+
+
+@pytest.mark.asyncio
+async def test_list_pages_with_a_token_through_every_conversation(
+    conversations: ConversationHandler, messages: MessageHandler, clock: FakeClock
+) -> None:
+    ids = []
+    for i in range(7):
+        # Two share each activity time: ties are broken by id, not lost.
+        if i % 2 == 0:
+            clock.advance(10)
+        ids.append(
+            (await create(conversations, ALICE, members=["bob"], title=f"c{i}")).conversation.id
+        )
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await conversations.list_for_caller(BOB, 3, token)
+        seen += [c.id for c in page.conversations]
+        pages += 1
+        if pages == 1:
+            # Activity after the first page moves that conversation ahead of the
+            # cursor: the rest of the walk neither repeats nor skips the others.
+            clock.advance(10)
+            await send(messages, ALICE, seen[-1])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 7
+    assert set(seen) == set(ids)
+
+
+@pytest.mark.asyncio
+async def test_a_page_token_is_only_good_for_its_user(
+    conversations: ConversationHandler,
+) -> None:
+    for _ in range(3):
+        await create(conversations, ALICE, members=["bob"])
+    token = (await conversations.list_for_caller(ALICE, 1)).next_page_token
+    assert token
+    for caller, bad in ((BOB, token), (ALICE_B, token), (ALICE, "garbage!"), (ALICE, token[:-4])):
+        with pytest.raises(InvalidArgument) as err:
+            await conversations.list_for_caller(caller, 1, bad)
+        assert err.value.code == "invalid_cursor"

@@ -37,15 +37,15 @@ async def test_same_key_runs_one_at_a_time_in_arrival_order() -> None:
     release.set()
     await asyncio.gather(*tasks)
     assert order == ["first in", "first out", "second in"]
-    assert len(locks) == 0
+    assert locks.active() == 0
 
 
 @pytest.mark.asyncio
 async def test_other_keys_do_not_wait() -> None:
     locks = KeyedLocks()
     async with locks.hold(("t", "c1")), locks.hold(("t", "c2")):
-        assert len(locks) == 2
-    assert len(locks) == 0
+        assert locks.active() == 2
+    assert locks.active() == 0
 
 
 @pytest.mark.asyncio
@@ -54,6 +54,6 @@ async def test_released_when_the_body_raises() -> None:
     with pytest.raises(RuntimeError):
         async with locks.hold("c1"):
             raise RuntimeError("boom")
-    assert len(locks) == 0
+    assert locks.active() == 0
     async with locks.hold("c1"):
         pass

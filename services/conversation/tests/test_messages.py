@@ -11,10 +11,10 @@ import pytest_asyncio
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.clock import FakeClock
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import ROLE_SERVICE
+from confab_core.identity import BOT_USER_ID, ROLE_SERVICE
+from confab_core.limits import MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
-from conversation.limits import BOT_USER_ID, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS
 from conversation.storage.db import Database
 from conversation.storage.members import member_id
 

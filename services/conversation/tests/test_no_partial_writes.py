@@ -18,10 +18,10 @@ from google.protobuf.message import Message
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import conversation_pb2_grpc as pb_grpc
-from confab_core.identity import ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import BOT_USER_ID, ROLE_TENANT_ADMIN, Caller
+from confab_core.limits import MAX_REACTIONS_PER_MESSAGE
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
-from conversation.limits import BOT_USER_ID, MAX_REACTIONS_PER_MESSAGE
 from conversation.storage.db import Database
 
 from .conftest import ALICE, ALICE_AGENT, BOB, CAROL, create, send, snapshot, user

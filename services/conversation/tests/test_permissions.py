@@ -32,6 +32,7 @@ from confab_core.errors import (
     PermissionDenied,
 )
 from confab_core.identity import (
+    BOT_USER_ID,
     ROLE_AGENT,
     ROLE_MEMBER,
     ROLE_SERVICE,
@@ -41,7 +42,7 @@ from confab_core.identity import (
 )
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
-from conversation.limits import BOT_USER_ID
+from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
 
 from .conftest import create, fresh_tenant, send, user
@@ -154,10 +155,8 @@ class Worlds:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def worlds(shared_db: Database) -> Worlds:
-    clock, wakeup = FakeClock(), asyncio.Event()
-    return Worlds(
-        ConversationHandler(shared_db, clock, wakeup), MessageHandler(shared_db, clock, wakeup)
-    )
+    unit = UnitOfWork(shared_db, FakeClock(), asyncio.Event())
+    return Worlds(ConversationHandler(unit), MessageHandler(unit))
 
 
 # -- outcomes and cases ----------
@@ -253,7 +252,7 @@ async def get(w: World, c: Caller) -> None:
 
 async def list_members(w: World, c: Caller) -> None:
     rows = await w.conversations.list_members(c, w.conv)
-    assert uid("owner") in {m["user_id"] for m, _ in rows}
+    assert uid("owner") in {m.user_id for m, _ in rows}
 
 
 async def page(w: World, c: Caller) -> None:
@@ -287,7 +286,7 @@ def create_kind(kind: str) -> Act:
         made = await create(w.conversations, c, KINDS[kind], ["friend"])
         assert made.created and made.conversation.my_role == pb.MEMBER_ROLE_OWNER
         rows = await w.conversations.list_members(c, made.conversation.id)
-        ids = {m["user_id"] for m, _ in rows}
+        ids = {m.user_id for m, _ in rows}
         if kind == "assistant":
             # The caller and the bot, nobody else.
             assert ids == {c.user_id, BOT_USER_ID}
@@ -314,13 +313,13 @@ async def browse(w: World, c: Caller) -> None:
 async def join(w: World, c: Caller) -> None:
     view = await w.conversations.join(c, w.conv)
     assert view.my_role == pb.MEMBER_ROLE_MEMBER
-    assert c.user_id in {m["user_id"] for m, _ in await w.conversations.list_members(c, w.conv)}
+    assert c.user_id in {m.user_id for m, _ in await w.conversations.list_members(c, w.conv)}
 
 
 async def leave(w: World, c: Caller) -> None:
     await w.conversations.leave(c, w.conv)
     rows = await w.conversations.list_members(w.caller("owner"), w.conv)
-    assert c.user_id not in {m["user_id"] for m, _ in rows}
+    assert c.user_id not in {m.user_id for m, _ in rows}
 
 
 async def leave_alone(w: World, c: Caller) -> None:
@@ -352,7 +351,7 @@ def add_as(role: int) -> Act:
     async def act(w: World, c: Caller) -> None:
         new = newcomer()
         added = await w.conversations.add_members(c, w.conv, [new], role)
-        assert [(m["user_id"], m["role"]) for m in added] == [(new, role)]
+        assert [(m.user_id, m.role) for m in added] == [(new, role)]
 
     return act
 
@@ -361,7 +360,7 @@ def remove(target: str) -> Act:
     async def act(w: World, c: Caller) -> None:
         await w.conversations.remove_member(c, w.conv, uid(target))
         rows = await w.conversations.list_members(w.caller("owner"), w.conv)
-        assert uid(target) not in {m["user_id"] for m, _ in rows}
+        assert uid(target) not in {m.user_id for m, _ in rows}
 
     return act
 
@@ -376,7 +375,7 @@ def promote(target: str, role: int) -> Act:
 def set_role(target: str, role: int) -> Act:
     async def act(w: World, c: Caller) -> None:
         doc = await w.conversations.set_role(c, w.conv, uid(target), role)
-        assert doc["role"] == role
+        assert doc.role == role
 
     return act
 

@@ -76,7 +76,7 @@ async def test_other_tenant_gets_not_found_everywhere(
             with pytest.raises(NotFound) as info:
                 await op(stranger)
             assert info.value.code == "conversation_not_found", (stranger, name)
-        assert await conversations.list_for_caller(stranger, 100) == []
+        assert (await conversations.list_for_caller(stranger, 100)).conversations == []
 
     assert await count(db, "messages") == messages_before
     assert len(await outbox(db)) == events_before
@@ -115,8 +115,8 @@ async def test_same_user_ids_in_two_tenants_are_separate(
     # Same client_msg_id in another tenant is a different message.
     assert sent_b.created and sent_b.message["seq"] == 1
 
-    listed_a = await conversations.list_for_caller(ALICE, 100)
-    listed_b = await conversations.list_for_caller(bob_b, 100)
+    listed_a = (await conversations.list_for_caller(ALICE, 100)).conversations
+    listed_b = (await conversations.list_for_caller(bob_b, 100)).conversations
     assert [c.id for c in listed_a] == [in_a.conversation.id]
     assert [c.id for c in listed_b] == [in_b.conversation.id]
     page = await messages.page(

@@ -42,6 +42,7 @@ from confab_core.errors import FailedPrecondition, NotFound
 from confab_devservers import MongoServer
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
 
 from .conftest import fresh_tenant, user
@@ -105,9 +106,9 @@ class Traffic:
         self.client = mongo.connect(url, "test")
         self.name = f"conv_{uuid.uuid4().hex[:12]}"
         self.db = Database(self.client, self.name)
-        clock, wakeup = FakeClock(), asyncio.Event()
-        self.conversations = ConversationHandler(self.db, clock, wakeup)
-        self.messages = MessageHandler(self.db, clock, wakeup)
+        unit = UnitOfWork(self.db, FakeClock(), asyncio.Event())
+        self.conversations = ConversationHandler(unit)
+        self.messages = MessageHandler(unit)
         self.run(self.db.ensure_indexes())
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -266,7 +267,9 @@ class UnreadMachine(RuleBasedStateMachine):
     @invariant()
     def counts_match_the_model(self) -> None:
         for who in PEOPLE:
-            listed = self.run(self.traffic.conversations.list_for_caller(self.caller(who), 10))
+            listed = self.run(
+                self.traffic.conversations.list_for_caller(self.caller(who), 10)
+            ).conversations
             mine = [c for c in listed if c.id == self.conv]
             if who not in self.model.members:
                 assert mine == [], who

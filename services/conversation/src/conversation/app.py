@@ -29,9 +29,9 @@ from confab_core.metrics import serve_metrics
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from conversation.handlers.conversations import ConversationHandler
-from conversation.handlers.locks import KeyedLocks
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.unit import UnitOfWork
 from conversation.membership_servicer import MembershipServicer
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
@@ -48,6 +48,7 @@ class Service:
     server: GrpcServer
     background: list[Callable[[], Coroutine[Any, Any, None]]]
     close: Callable[[], Awaitable[None]]
+    servicer: ConversationServicer
 
 
 async def build(
@@ -76,10 +77,9 @@ async def build(
         await relay.run()
 
     server = GrpcServer(settings.grpc_port, internal_auth(SERVICE, settings, clock), host=host)
-    writers = KeyedLocks()
-    servicer = ConversationServicer(
-        ConversationHandler(db, clock, wakeup, writers), MessageHandler(db, clock, wakeup, writers)
-    )
+    # One unit of work, so one writer-lock table, for every handler of the process.
+    unit = UnitOfWork(db, clock, wakeup)
+    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
@@ -94,7 +94,7 @@ async def build(
         await producer.stop()
         await client.close()
 
-    return Service(server, [publish], close)
+    return Service(server, [publish], close, servicer)
 
 
 @asynccontextmanager

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc
+from conversation.storage.conversations import Conversation
+from conversation.storage.members import Member
 
 MAX_REACTORS_SHOWN = 50
+
+
+def _role(value: int) -> pb.MemberRole.ValueType:
+    return cast(pb.MemberRole.ValueType, value)
 
 
 def ts(value: datetime | None) -> Timestamp | None:
@@ -21,27 +28,26 @@ def ts(value: datetime | None) -> Timestamp | None:
 
 
 def conversation(
-    doc: Doc, member: Doc | None, *, unread: int = 0, mentions: int = 0
+    conv: Conversation, member: Member | None, *, unread: int = 0, mentions: int = 0
 ) -> pb.Conversation:
-    ctx = doc.get("context")
     return pb.Conversation(
-        id=doc["_id"],
-        kind=doc["kind"],
-        title=doc.get("title", ""),
-        description=doc.get("description", ""),
-        topic=doc.get("topic", ""),
-        created_by=doc["created_by"],
-        created_at=ts(doc["created_at"]),
-        last_activity_at=ts(doc["last_activity_at"]),
-        last_seq=int(doc["last_seq"]),
-        member_count=int(doc["member_count"]),
-        context=pb.ContextLink(kind=ctx["kind"], id=ctx["id"]) if ctx else None,
-        archived=bool(doc.get("archived", False)),
+        id=conv.id,
+        kind=cast(pb.ConversationKind.ValueType, conv.kind),
+        title=conv.title,
+        description=conv.description,
+        topic=conv.topic,
+        created_by=conv.created_by,
+        created_at=ts(conv.created_at),
+        last_activity_at=ts(conv.last_activity_at),
+        last_seq=conv.last_seq,
+        member_count=conv.member_count,
+        context=pb.ContextLink(kind=conv.context[0], id=conv.context[1]) if conv.context else None,
+        archived=conv.archived,
         unread_count=unread,
-        my_role=member["role"] if member else pb.MEMBER_ROLE_UNSPECIFIED,
-        last_read_seq=int(member["last_read_seq"]) if member else 0,
+        my_role=_role(member.role) if member else pb.MEMBER_ROLE_UNSPECIFIED,
+        last_read_seq=member.last_read_seq if member else 0,
         mention_count=mentions,
-        last_event_seq=int(doc.get("last_event_seq", 0)),
+        last_event_seq=conv.last_event_seq,
     )
 
 
@@ -79,12 +85,12 @@ def message(doc: Doc) -> pb.Message:
     )
 
 
-def member(doc: Doc, profile: Doc | None) -> pb.Member:
+def member(m: Member, profile: Doc | None) -> pb.Member:
     return pb.Member(
-        user_id=doc["user_id"],
-        role=doc["role"],
-        joined_at=ts(doc["joined_at"]),
-        last_read_seq=int(doc["last_read_seq"]),
+        user_id=m.user_id,
+        role=_role(m.role),
+        joined_at=ts(m.joined_at),
+        last_read_seq=m.last_read_seq,
         display_name=(profile or {}).get("display_name", ""),
         email=(profile or {}).get("email", ""),
     )

@@ -16,16 +16,14 @@ from datetime import timedelta
 from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge, Histogram
-from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
 from confab_core.clock import Clock
 from confab_core.ids import new_id
 from confab_core.kafka import Producer
-from confab_core.mongo import Doc
 from confab_core.telemetry import extract_headers, inject_headers, tracer
 from conversation.storage.db import Database
-from conversation.storage.outbox import OutboxReader
+from conversation.storage.outbox import PendingRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +55,8 @@ class OutboxRelay:
         poll_seconds: float,
         lease_seconds: float,
     ) -> None:
-        self._db = db
-        self._reader = OutboxReader(db.db["outbox"])
+        self._reader = db.outbox_reader()
+        self._leases = db.leases()
         self._producer = producer
         self._clock = clock
         self._wakeup = wakeup
@@ -100,28 +98,9 @@ class OutboxRelay:
         return held
 
     async def _take_lease(self) -> bool:
-        now = self._clock.now()
-        leases = self._db.db["leases"]
-        try:
-            doc = await leases.find_one_and_update(
-                {"_id": LEASE_ID, "$or": [{"owner": self._owner}, {"expires_at": {"$lt": now}}]},
-                {
-                    "$set": {
-                        "owner": self._owner,
-                        "expires_at": now + timedelta(seconds=self._lease),
-                    }
-                },
-                upsert=True,
-                # The document after the update says who holds the lease now;
-                # the one before names the previous (expired) holder on a takeover.
-                return_document=ReturnDocument.AFTER,
-            )
-        except PyMongoError as exc:
-            # The upsert collides with the unique _id while another replica holds it.
-            if "duplicate key" in str(exc).lower() or getattr(exc, "code", None) == 11000:
-                return False
-            raise
-        return doc is not None and doc.get("owner") == self._owner
+        return await self._leases.take(
+            LEASE_ID, self._owner, self._clock.now(), timedelta(seconds=self._lease)
+        )
 
     async def publish_once(self) -> int:
         with STEP_SECONDS.labels("read").time():
@@ -130,26 +109,26 @@ class OutboxRelay:
         if not pending:
             return 0
         BATCH_RECORDS.observe(len(pending))
-        by_topic: dict[str, list[Doc]] = {}
+        by_topic: dict[str, list[PendingRecord]] = {}
         for doc in pending:
-            by_topic.setdefault(doc["topic"], []).append(doc)
+            by_topic.setdefault(doc.topic, []).append(doc)
         with STEP_SECONDS.labels("publish").time():
             for topic, docs in by_topic.items():
                 await self._producer.send_many(topic, [_record(topic, doc) for doc in docs])
         with STEP_SECONDS.labels("mark").time():
-            await self._reader.mark_published([doc["_id"] for doc in pending], self._clock.now())
+            await self._reader.mark_published([doc.id for doc in pending], self._clock.now())
         PUBLISHED.inc(len(pending))
         return len(pending)
 
 
-def _record(topic: str, doc: Doc) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+def _record(topic: str, doc: PendingRecord) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """The Kafka record of an outbox document, under a producer span.
 
     The span continues the trace stored with the event (the send that caused
     it), and its own context replaces the stored one in the headers, so each
     consumer's span hangs under this publish.
     """
-    stored = [(str(k), bytes(v)) for k, v in doc["headers"]]
+    stored = doc.headers
     with tracer().start_as_current_span(
         f"{topic} publish",
         context=extract_headers(stored),
@@ -157,11 +136,11 @@ def _record(topic: str, doc: Doc) -> tuple[bytes, bytes, list[tuple[str, bytes]]
         attributes={
             "messaging.system": "kafka",
             "messaging.destination.name": topic,
-            "confab.conversation_id": doc["conversation_id"],
-            "confab.event_seq": doc["event_seq"],
+            "confab.conversation_id": doc.conversation_id,
+            "confab.event_seq": doc.event_seq,
         },
     ):
         fresh = inject_headers()
     names = {k for k, _ in fresh}
     headers = [(k, v) for k, v in stored if k not in names] + fresh
-    return doc["conversation_id"].encode(), bytes(doc["payload"]), headers
+    return doc.conversation_id.encode(), doc.payload, headers

@@ -55,8 +55,10 @@ class ConversationServicer(pb_grpc.ConversationServiceServicer):
     async def ListConversations(
         self, request: pb.ListConversationsRequest, context: Ctx
     ) -> pb.ListConversationsResponse:
-        convs = await self._c.list_for_caller(current_caller(), request.limit)
-        return pb.ListConversationsResponse(conversations=convs)
+        page = await self._c.list_for_caller(current_caller(), request.limit, request.page_token)
+        return pb.ListConversationsResponse(
+            conversations=page.conversations, next_page_token=page.next_page_token
+        )
 
     async def ListConversationIds(
         self, request: pb.ListConversationIdsRequest, context: Ctx

@@ -164,6 +164,12 @@ class ConversationOut(BaseModel):
     last_event_seq: int
 
 
+class ConversationPageOut(BaseModel):
+    conversations: list[ConversationOut]
+    # Pass as ?cursor= for the next page; null on the last page.
+    next_cursor: str | None = None
+
+
 class CreateConversationOut(BaseModel):
     conversation: ConversationOut
     created: bool

@@ -12,6 +12,8 @@ from confab_core.identity import (
     Caller,
 )
 from confab_core.mongo import Doc
+from conversation.storage.conversations import Conversation
+from conversation.storage.members import Member
 
 PRIVATE_KINDS = frozenset({pb.CONVERSATION_KIND_DIRECT, pb.CONVERSATION_KIND_AI_ASSISTANT})
 CHANNEL_KINDS = frozenset(
@@ -35,82 +37,86 @@ def can_create(caller: Caller, kind: int) -> bool:
     return True
 
 
-def can_see(caller: Caller, conv: Doc, member: Doc | None) -> bool:
-    if conv.get("deleted"):
+def can_see(caller: Caller, conv: Conversation, member: Member | None) -> bool:
+    if conv.deleted:
         return False
     if member is not None or caller.has_role(ROLE_SERVICE):
         return True
-    if conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL:
+    if conv.kind == pb.CONVERSATION_KIND_PUBLIC_CHANNEL:
         return True
-    return tenant_admin(caller) and conv["kind"] not in PRIVATE_KINDS
+    return tenant_admin(caller) and conv.kind not in PRIVATE_KINDS
 
 
-def require_visible(caller: Caller, conv: Doc | None, member: Doc | None) -> Doc:
+def require_visible(
+    caller: Caller, conv: Conversation | None, member: Member | None
+) -> Conversation:
     if conv is None or not can_see(caller, conv, member):
         raise not_found()
     return conv
 
 
-def conv_admin(caller: Caller, conv: Doc, member: Doc | None) -> bool:
-    if member is not None and member["role"] in ADMIN_ROLES:
+def conv_admin(caller: Caller, conv: Conversation, member: Member | None) -> bool:
+    if member is not None and member.role in ADMIN_ROLES:
         return True
     return tenant_admin(caller) and can_see(caller, conv, member)
 
 
-def require_writable(conv: Doc) -> None:
-    if conv.get("archived"):
+def require_writable(conv: Conversation) -> None:
+    if conv.archived:
         raise FailedPrecondition("conversation is archived", "conversation_archived")
 
 
-def require_conv_admin(caller: Caller, conv: Doc, member: Doc | None) -> None:
+def require_conv_admin(caller: Caller, conv: Conversation, member: Member | None) -> None:
     if not conv_admin(caller, conv, member):
         raise PermissionDenied("conversation admins only", "forbidden")
 
 
-def require_editable_kind(conv: Doc) -> None:
-    if conv["kind"] in FIXED_MEMBERSHIP_KINDS or conv["kind"] == pb.CONVERSATION_KIND_DIRECT:
+def require_editable_kind(conv: Conversation) -> None:
+    if conv.kind in FIXED_MEMBERSHIP_KINDS or conv.kind == pb.CONVERSATION_KIND_DIRECT:
         raise PermissionDenied("this conversation cannot be changed", "not_editable")
 
 
-def can_join(caller: Caller, conv: Doc) -> bool:
-    if conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL:
+def can_join(caller: Caller, conv: Conversation) -> bool:
+    if conv.kind == pb.CONVERSATION_KIND_PUBLIC_CHANNEL:
         return True
-    return tenant_admin(caller) and conv["kind"] == pb.CONVERSATION_KIND_PRIVATE_CHANNEL
+    return tenant_admin(caller) and conv.kind == pb.CONVERSATION_KIND_PRIVATE_CHANNEL
 
 
-def can_add_members(caller: Caller, conv: Doc, member: Doc | None) -> bool:
+def can_add_members(caller: Caller, conv: Conversation, member: Member | None) -> bool:
     if conv_admin(caller, conv, member):
         return True
     return (
-        conv["kind"] == pb.CONVERSATION_KIND_PUBLIC_CHANNEL
+        conv.kind == pb.CONVERSATION_KIND_PUBLIC_CHANNEL
         and member is not None
-        and member["role"] != pb.MEMBER_ROLE_OBSERVER
+        and member.role != pb.MEMBER_ROLE_OBSERVER
     )
 
 
-def can_remove(caller: Caller, conv: Doc, member: Doc | None, target: Doc) -> bool:
+def can_remove(caller: Caller, conv: Conversation, member: Member | None, target: Member) -> bool:
     if tenant_admin(caller) and can_see(caller, conv, member):
         return True
-    if member is None or member["role"] not in ADMIN_ROLES:
+    if member is None or member.role not in ADMIN_ROLES:
         return False
     # Only an owner removes an owner.
-    return bool(target["role"] != pb.MEMBER_ROLE_OWNER or member["role"] == pb.MEMBER_ROLE_OWNER)
+    return bool(target.role != pb.MEMBER_ROLE_OWNER or member.role == pb.MEMBER_ROLE_OWNER)
 
 
-def can_set_role(caller: Caller, conv: Doc, member: Doc | None) -> bool:
+def can_set_role(caller: Caller, conv: Conversation, member: Member | None) -> bool:
     if tenant_admin(caller) and can_see(caller, conv, member):
         return True
-    return member is not None and member["role"] == pb.MEMBER_ROLE_OWNER
+    return member is not None and member.role == pb.MEMBER_ROLE_OWNER
 
 
-def require_participant(member: Doc | None, action: str) -> Doc:
+def require_participant(member: Member | None, action: str) -> Member:
     """Members who may write (send, react); observers only read."""
     if member is None:
         raise PermissionDenied(f"only members can {action}", "not_a_member")
-    if member["role"] == pb.MEMBER_ROLE_OBSERVER:
+    if member.role == pb.MEMBER_ROLE_OBSERVER:
         raise PermissionDenied(f"observers cannot {action}", "observer_cannot_send")
     return member
 
 
-def can_delete_message(caller: Caller, conv: Doc, member: Doc | None, message: Doc) -> bool:
+def can_delete_message(
+    caller: Caller, conv: Conversation, member: Member | None, message: Doc
+) -> bool:
     return message["sender_id"] == caller.user_id or conv_admin(caller, conv, member)

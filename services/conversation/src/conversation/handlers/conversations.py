@@ -3,33 +3,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from confab_core.identity import Caller
+from confab_core.identity import BOT_USER_ID, Caller
 from confab_core.ids import new_id
-from confab_core.mongo import Doc
-from confab_core.telemetry import tracer
-from conversation import convert
-from conversation.handlers import access
-from conversation.handlers.base import HandlerBase
-from conversation.limits import (
-    BOT_USER_ID,
+from confab_core.limits import (
     MAX_DESCRIPTION_CHARS,
+    MAX_ID_CHARS,
     MAX_MEMBERS_AT_CREATE,
     MAX_PAGE,
     MAX_TITLE_CHARS,
     MAX_TOPIC_CHARS,
 )
-from conversation.storage.members import member_id
+from confab_core.mongo import Doc
+from confab_core.telemetry import tracer
+from conversation import convert
+from conversation.handlers import access, pagetoken
+from conversation.handlers.base import HandlerBase
+from conversation.handlers.unit import Change, Taken
+from conversation.storage.conversations import ActivityCursor, Claim, Conversation
+from conversation.storage.members import Member
 
 _KINDS = set(pb.ConversationKind.values()) - {pb.CONVERSATION_KIND_UNSPECIFIED}
 _ROLES = set(pb.MemberRole.values()) - {pb.MEMBER_ROLE_UNSPECIFIED}
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    conversations: list[pb.Conversation]
+    # Empty on the last page.
+    next_page_token: str
 
 
 @dataclass(frozen=True)
@@ -39,19 +46,8 @@ class Created:
 
 
 def _check_ids(user_ids: list[str]) -> None:
-    if any(not u or len(u) > 128 for u in user_ids):
+    if any(not u or len(u) > MAX_ID_CHARS for u in user_ids):
         raise InvalidArgument("member ids must be 1-128 characters", "invalid_member_id")
-
-
-def _member_doc(conv_id: str, user_id: str, role: int, now: Any) -> Doc:
-    return {
-        "_id": member_id(conv_id, user_id),
-        "conversation_id": conv_id,
-        "user_id": user_id,
-        "role": role,
-        "joined_at": now,
-        "last_read_seq": 0,
-    }
 
 
 class ConversationHandler(HandlerBase):
@@ -90,7 +86,7 @@ class ConversationHandler(HandlerBase):
                     )
                 direct_key = "direct:" + "|".join(sorted([caller.user_id, others[0]]))
                 existing = await self.store(caller).conversations.get_direct(direct_key)
-                if existing is not None and not existing.get("deleted"):
+                if existing is not None and not existing.deleted:
                     return await self._existing(caller, existing)
             if kind == pb.CONVERSATION_KIND_AI_ASSISTANT:
                 # An assistant conversation is the user and the bot, nobody else.
@@ -108,8 +104,8 @@ class ConversationHandler(HandlerBase):
                     raise
                 return await self._existing(caller, existing)
 
-    async def _existing(self, caller: Caller, conv: Doc) -> Created:
-        member = await self.store(caller).members.get(conv["_id"], caller.user_id)
+    async def _existing(self, caller: Caller, conv: Conversation) -> Created:
+        member = await self.store(caller).members.get(conv.id, caller.user_id)
         access.require_visible(caller, conv, member)
         return Created(await self.view(caller, conv, member), created=False)
 
@@ -123,60 +119,67 @@ class ConversationHandler(HandlerBase):
         context: tuple[str, str] | None,
         direct_key: str | None,
     ) -> Created:
-        store = self.store(caller)
         now = self.clock.now()
         conv_id = new_id()
-        conv: Doc = {
-            "_id": conv_id,
-            "kind": kind,
-            "title": title,
-            "description": description,
-            "topic": "",
-            "created_by": caller.user_id,
-            "created_at": now,
-            "last_activity_at": now,
-            "last_seq": 0,
-            "last_event_seq": 1,
-            "member_count": 1 + len(others),
-            "context": {"kind": context[0], "id": context[1]} if context else None,
-            "archived": False,
-            "deleted": False,
-            # Unique per tenant: direct pairs collide on purpose, others never do.
-            "direct_key": direct_key or conv_id,
-        }
-        owner = _member_doc(conv_id, caller.user_id, pb.MEMBER_ROLE_OWNER, now)
-        rest = [_member_doc(conv_id, uid, pb.MEMBER_ROLE_MEMBER, now) for uid in others]
+        conv = Conversation(
+            id=conv_id,
+            kind=kind,
+            title=title,
+            description=description,
+            topic="",
+            created_by=caller.user_id,
+            created_at=now,
+            last_activity_at=now,
+            last_seq=0,
+            # The creation is the conversation's first event.
+            last_event_seq=1,
+            member_count=1 + len(others),
+            context=context,
+            archived=False,
+            deleted=False,
+        )
+        roles = {caller.user_id: pb.MEMBER_ROLE_OWNER}
+        roles.update((uid, pb.MEMBER_ROLE_MEMBER) for uid in others)
 
-        async def write(session: AsyncClientSession) -> None:
-            await store.conversations.insert(conv, session)
-            for doc in [owner, *rest]:
-                await store.members.insert(doc, session)
-            event = events_pb2.ConversationEvent(
-                conversation_created=events_pb2.ConversationCreated(
-                    conversation=convert.conversation(conv, None),
-                    member_ids=[caller.user_id, *others],
+        async def body(t: Taken) -> Member:
+            docs = await t.store.members.insert_members(conv_id, roles, now)
+            t.emit(
+                events_pb2.ConversationEvent(
+                    conversation_created=events_pb2.ConversationCreated(
+                        conversation=convert.conversation(conv, None),
+                        member_ids=[caller.user_id, *others],
+                    )
                 )
             )
-            await self.emit(store, session, caller, conv, event)
+            return docs[0]
 
-        await self.transaction(write)
+        owner, _ = await self.unit.one(
+            Change(caller, conv_id, new=conv, direct_key=direct_key or ""), body
+        )
         return Created(convert.conversation(conv, owner), created=True)
 
     async def get(self, caller: Caller, conversation_id: str) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
         return await self.view(caller, conv, member)
 
-    async def list_for_caller(self, caller: Caller, limit: int) -> list[pb.Conversation]:
+    async def list_for_caller(
+        self, caller: Caller, limit: int, page_token: str = ""
+    ) -> ConversationPage:
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
+        after = pagetoken.decode(caller, page_token) if page_token else None
         # Listing is usually a client's first call: the profile (name, address)
         # must be known before anyone needs to notify this user.
         await self.remember_profile(caller)
         store = self.store(caller)
-        members = {
-            m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
-        }
-        convs = await store.conversations.get_many_by_activity(list(members), limit)
-        return [await self.view(caller, c, members[c["_id"]]) for c in convs]
+        members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
+        convs = await store.conversations.get_many_by_activity(list(members), limit + 1, after)
+        page = convs[:limit]
+        views = await self.views(caller, [(c, members[c.id]) for c in page])
+        if len(convs) <= limit:
+            return ConversationPage(views, "")
+        last = page[-1]
+        cursor = ActivityCursor(last.last_activity_at, last.id)
+        return ConversationPage(views, pagetoken.encode(caller, cursor))
 
     async def list_ids(self, caller: Caller, max_member_count: int, limit: int = 0) -> list[str]:
         if max_member_count < 0:
@@ -186,17 +189,17 @@ class ConversationHandler(HandlerBase):
         if limit < 0:
             raise InvalidArgument("limit must not be negative", "invalid_limit")
         store = self.store(caller)
-        ids = [m["conversation_id"] for m in await store.members.list_for_user(caller.user_id)]
+        ids = [m.conversation_id for m in await store.members.list_for_user(caller.user_id)]
         return await store.conversations.ids_of(ids, max_member_count, limit) if ids else []
 
     async def list_members(
         self, caller: Caller, conversation_id: str
-    ) -> list[tuple[Doc, Doc | None]]:
+    ) -> list[tuple[Member, Doc | None]]:
         await self.readable(caller, conversation_id)
         store = self.store(caller)
         members = await store.members.list_for_conversation(conversation_id)
-        profiles = await store.users.get_many([m["user_id"] for m in members])
-        return [(m, profiles.get(m["user_id"])) for m in members]
+        profiles = await store.users.get_many([m.user_id for m in members])
+        return [(m, profiles.get(m.user_id)) for m in members]
 
     async def update(
         self,
@@ -209,46 +212,42 @@ class ConversationHandler(HandlerBase):
     ) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
         # Nobody edits a direct conversation, its admins included: say so first.
-        if conv["kind"] == pb.CONVERSATION_KIND_DIRECT:
+        if conv.kind == pb.CONVERSATION_KIND_DIRECT:
             raise PermissionDenied("a direct conversation has no title", "not_editable")
         access.require_conv_admin(caller, conv, member)
         access.require_writable(conv)
         _check_text_fields(title or "", description or "", topic or "")
-        changes = {
-            k: v
-            for k, v in (("title", title), ("description", description), ("topic", topic))
-            if v is not None
-        }
-        if not changes:
+        if title is None and description is None and topic is None:
             raise InvalidArgument("nothing to update", "nothing_to_update")
         return await self._conversation_changed(
-            caller, conv_id=conversation_id, member=member, set_fields=changes
+            caller,
+            conv_id=conversation_id,
+            member=member,
+            claim=Claim(title=title, description=description, topic=topic),
         )
 
     async def archive(self, caller: Caller, conversation_id: str) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
         access.require_conv_admin(caller, conv, member)
-        if conv.get("archived"):
+        if conv.archived:
             return await self.view(caller, conv, member)
         return await self._conversation_changed(
-            caller, conv_id=conversation_id, member=member, set_fields={"archived": True}
+            caller, conv_id=conversation_id, member=member, claim=Claim(archive=True)
         )
 
     async def _conversation_changed(
-        self, caller: Caller, *, conv_id: str, member: Doc | None, set_fields: dict[str, Any]
+        self, caller: Caller, *, conv_id: str, member: Member | None, claim: Claim
     ) -> pb.Conversation:
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            return [
+        async def body(t: Taken) -> None:
+            t.emit(
                 events_pb2.ConversationEvent(
                     conversation_updated=events_pb2.ConversationUpdated(
-                        conversation=convert.conversation(after, None)
+                        conversation=convert.conversation(t.conversation, None)
                     )
                 )
-            ]
+            )
 
-        after = await self.write_events(caller, conv_id, build, set_fields=set_fields)
+        _, after = await self.unit.one(Change(caller, conv_id, claim), body)
         return await self.view(caller, after, member)
 
     async def delete(self, caller: Caller, conversation_id: str) -> None:
@@ -256,25 +255,13 @@ class ConversationHandler(HandlerBase):
         if not access.tenant_admin(caller):
             raise PermissionDenied("only tenant admins delete conversations", "forbidden")
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            return [
+        async def body(t: Taken) -> None:
+            t.emit(
                 events_pb2.ConversationEvent(conversation_deleted=events_pb2.ConversationDeleted())
-            ]
+            )
 
-        await self.write_events(
-            caller,
-            conversation_id,
-            build,
-            # Freeing the direct pair's unique key lets the two users start a new
-            # direct conversation; otherwise create() finds only the deleted one.
-            set_fields={
-                "deleted": True,
-                "deleted_at": self.clock.now(),
-                "direct_key": conversation_id,
-            },
-        )
+        claim = Claim(deleted_at=self.clock.now())
+        await self.unit.one(Change(caller, conversation_id, claim), body)
 
     async def browse(self, caller: Caller, query: str, limit: int) -> list[pb.Conversation]:
         if len(query) > MAX_TITLE_CHARS:
@@ -282,10 +269,8 @@ class ConversationHandler(HandlerBase):
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
         store = self.store(caller)
         convs = await store.conversations.browse_public(query.strip(), limit)
-        members = {
-            m["conversation_id"]: m for m in await store.members.list_for_user(caller.user_id)
-        }
-        return [convert.conversation(c, members.get(c["_id"])) for c in convs]
+        members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
+        return [convert.conversation(c, members.get(c.id)) for c in convs]
 
     async def join(self, caller: Caller, conversation_id: str) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
@@ -304,7 +289,7 @@ class ConversationHandler(HandlerBase):
 
     async def add_members(
         self, caller: Caller, conversation_id: str, user_ids: list[str], role: int
-    ) -> list[Doc]:
+    ) -> list[Member]:
         conv, member = await self.readable(caller, conversation_id)
         role = role or pb.MEMBER_ROLE_MEMBER
         if role not in _ROLES:
@@ -328,32 +313,30 @@ class ConversationHandler(HandlerBase):
             raise PermissionDenied("only owners grant admin roles", "forbidden")
         return await self._add(caller, conv, wanted, role)
 
-    async def _add(self, caller: Caller, conv: Doc, user_ids: list[str], role: int) -> list[Doc]:
+    async def _add(
+        self, caller: Caller, conv: Conversation, user_ids: list[str], role: int
+    ) -> list[Member]:
         store = self.store(caller)
-        present = {m["user_id"] for m in await store.members.get_many(conv["_id"], user_ids)}
+        present = {m.user_id for m in await store.members.get_many(conv.id, user_ids)}
         new = [u for u in user_ids if u not in present]
         if not new:
             return []
         now = self.clock.now()
-        docs = [_member_doc(conv["_id"], u, role, now) for u in new]
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            for doc in docs:
-                await store.members.insert(doc, session)
-            return [
+        async def body(t: Taken) -> list[Member]:
+            docs = await t.store.members.insert_members(conv.id, dict.fromkeys(new, role), now)
+            t.emit(
                 events_pb2.ConversationEvent(
                     members_added=events_pb2.MembersAdded(
                         members=[convert.member(d, None) for d in docs]
                     )
                 )
-            ]
-
-        try:
-            await self.write_events(
-                caller, conv["_id"], build, inc_fields={"member_count": len(docs)}
             )
+            return docs
+
+        change = Change(caller, conv.id, Claim(member_delta=len(new)))
+        try:
+            docs, _ = await self.unit.one(change, body)
         except DuplicateKeyError as exc:
             # Someone added the same user meanwhile; the whole add is retried by the client.
             raise FailedPrecondition("membership changed, try again", "membership_changed") from exc
@@ -363,7 +346,7 @@ class ConversationHandler(HandlerBase):
         conv, member = await self.readable(caller, conversation_id)
         if member is None:
             raise PermissionDenied("not a member", "not_a_member")
-        if conv["kind"] in access.FIXED_MEMBERSHIP_KINDS:
+        if conv.kind in access.FIXED_MEMBERSHIP_KINDS:
             raise PermissionDenied("this conversation cannot be left", "cannot_leave")
         # Leaving is a member change: an archived conversation keeps its members.
         access.require_writable(conv)
@@ -383,28 +366,31 @@ class ConversationHandler(HandlerBase):
         access.require_writable(conv)
         await self._remove(caller, conv, target, left=False)
 
-    async def _remove(self, caller: Caller, conv: Doc, target: Doc, *, left: bool) -> None:
-        store = self.store(caller)
-        user_id = target["user_id"]
+    async def _remove(
+        self, caller: Caller, conv: Conversation, target: Member, *, left: bool
+    ) -> None:
+        user_id = target.user_id
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
-            if target["role"] == pb.MEMBER_ROLE_OWNER and int(after["member_count"]) > 0:
-                owners = await store.members.count_owners(conv["_id"], session)
-                if owners <= 1:
-                    raise FailedPrecondition("hand ownership to another member first", "last_owner")
-            if not await store.members.remove(conv["_id"], user_id, session):
+        async def body(t: Taken) -> None:
+            if (
+                target.role == pb.MEMBER_ROLE_OWNER
+                and t.conversation.member_count > 0
+                and await t.store.members.count_owners(conv.id) <= 1
+            ):
+                raise FailedPrecondition("hand ownership to another member first", "last_owner")
+            if not await t.store.members.remove(conv.id, user_id):
                 raise FailedPrecondition("membership changed, try again", "membership_changed")
-            return [
+            t.emit(
                 events_pb2.ConversationEvent(
                     member_removed=events_pb2.MemberRemoved(user_id=user_id, left=left)
                 )
-            ]
+            )
 
-        await self.write_events(caller, conv["_id"], build, inc_fields={"member_count": -1})
+        await self.unit.one(Change(caller, conv.id, Claim(member_delta=-1)), body)
 
-    async def set_role(self, caller: Caller, conversation_id: str, user_id: str, role: int) -> Doc:
+    async def set_role(
+        self, caller: Caller, conversation_id: str, user_id: str, role: int
+    ) -> Member:
         conv, member = await self.readable(caller, conversation_id)
         if role not in _ROLES:
             raise InvalidArgument("unknown role", "invalid_role")
@@ -416,32 +402,29 @@ class ConversationHandler(HandlerBase):
         target = await store.members.get(conversation_id, user_id)
         if target is None:
             raise InvalidArgument("not a member of this conversation", "member_not_found")
-        if target["role"] == role:
+        if target.role == role:
             return target
-        updated: dict[str, Doc] = {}
 
-        async def build(
-            session: AsyncClientSession, after: Doc
-        ) -> list[events_pb2.ConversationEvent]:
+        async def body(t: Taken) -> Member:
             if (
-                target["role"] == pb.MEMBER_ROLE_OWNER
-                and await store.members.count_owners(conversation_id, session) <= 1
+                target.role == pb.MEMBER_ROLE_OWNER
+                and await t.store.members.count_owners(conversation_id) <= 1
             ):
                 raise FailedPrecondition("a conversation keeps one owner", "last_owner")
-            doc = await store.members.set_role(conversation_id, user_id, role, session)
+            doc = await t.store.members.set_role(conversation_id, user_id, role)
             if doc is None:
                 raise FailedPrecondition("membership changed, try again", "membership_changed")
-            updated["doc"] = doc
-            return [
+            t.emit(
                 events_pb2.ConversationEvent(
                     member_role_changed=events_pb2.MemberRoleChanged(
                         member=convert.member(doc, None)
                     )
                 )
-            ]
+            )
+            return doc
 
-        await self.write_events(caller, conversation_id, build)
-        return updated["doc"]
+        updated, _ = await self.unit.one(Change(caller, conversation_id), body)
+        return updated
 
 
 def _check_text_fields(title: str, description: str, topic: str) -> None:

@@ -10,8 +10,8 @@ and leaves retries for the rarer conflicts between replicas.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Hashable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 
 class KeyedLocks:
@@ -33,5 +33,22 @@ class KeyedLocks:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    def __len__(self) -> int:
+    @asynccontextmanager
+    async def hold_all(self, keys: Iterable[Hashable]) -> AsyncIterator[None]:
+        """Several keys at once, always taken in sorted order: two holders of
+        overlapping sets can never wait for each other in a cycle."""
+        async with AsyncExitStack() as stack:
+            for key in sorted(set(keys), key=repr):
+                await stack.enter_async_context(self.hold(key))
+            yield
+
+    # Not __len__: an empty table would be falsy, and `locks or KeyedLocks()`
+    # once gave every handler a table of its own.
+    def holders(self, key: Hashable) -> int:
+        """How many hold or wait for ``key`` right now."""
+        entry = self._locks.get(key)
+        return entry[1] if entry else 0
+
+    def active(self) -> int:
+        """Keys held or waited for right now."""
         return len(self._locks)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,28 +11,140 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc, TenantCollection
 
 
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    kind: int
+    title: str
+    description: str
+    topic: str
+    created_by: str
+    created_at: datetime
+    last_activity_at: datetime
+    # The last message seq, and the last event seq, taken so far.
+    last_seq: int
+    last_event_seq: int
+    member_count: int
+    # A link to what the conversation is about: (kind, id), e.g. ("ticket", "T-9").
+    context: tuple[str, str] | None
+    archived: bool
+    deleted: bool
+
+
+def _record(doc: Doc) -> Conversation:
+    ctx = doc.get("context")
+    return Conversation(
+        id=str(doc["_id"]),
+        kind=int(doc["kind"]),
+        title=str(doc.get("title", "")),
+        description=str(doc.get("description", "")),
+        topic=str(doc.get("topic", "")),
+        created_by=str(doc["created_by"]),
+        created_at=doc["created_at"],
+        last_activity_at=doc["last_activity_at"],
+        last_seq=int(doc["last_seq"]),
+        last_event_seq=int(doc.get("last_event_seq", 0)),
+        member_count=int(doc["member_count"]),
+        context=(str(ctx["kind"]), str(ctx["id"])) if ctx else None,
+        archived=bool(doc.get("archived", False)),
+        deleted=bool(doc.get("deleted", False)),
+    )
+
+
+def _found(doc: Doc | None) -> Conversation | None:
+    return None if doc is None else _record(doc)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one write takes from a conversation document, and what it changes there.
+
+    ``events`` event seqs and ``messages`` message seqs are taken together;
+    the other fields are the conversation's own changes, committed with them.
+    """
+
+    events: int = 1
+    messages: int = 0
+    member_delta: int = 0
+    title: str | None = None
+    description: str | None = None
+    topic: str | None = None
+    archive: bool = False
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ActivityCursor:
+    """A position in a user's conversations ordered by activity: the last item seen."""
+
+    last_activity_at: datetime
+    conversation_id: str
+
+
 class ConversationRepo:
-    def __init__(self, col: TenantCollection) -> None:
+    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
         self._col = col
+        self._session = session
 
-    async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
-        await self._col.insert_one(doc, session=session)
+    async def insert(self, conv: Conversation, direct_key: str) -> None:
+        """``direct_key`` is unique per tenant: direct pairs collide on purpose,
+        others (their own id) never do."""
+        doc: Doc = {
+            "_id": conv.id,
+            "kind": conv.kind,
+            "title": conv.title,
+            "description": conv.description,
+            "topic": conv.topic,
+            "created_by": conv.created_by,
+            "created_at": conv.created_at,
+            "last_activity_at": conv.last_activity_at,
+            "last_seq": conv.last_seq,
+            "last_event_seq": conv.last_event_seq,
+            "member_count": conv.member_count,
+            "context": {"kind": conv.context[0], "id": conv.context[1]} if conv.context else None,
+            "archived": conv.archived,
+            "deleted": conv.deleted,
+            "direct_key": direct_key,
+        }
+        await self._col.insert_one(doc, session=self._session)
 
-    async def get(
-        self, conversation_id: str, session: AsyncClientSession | None = None
-    ) -> Doc | None:
-        return await self._col.find_one({"_id": conversation_id}, session=session)
+    async def get(self, conversation_id: str) -> Conversation | None:
+        return _found(await self._col.find_one({"_id": conversation_id}, session=self._session))
 
-    async def get_direct(self, direct_key: str) -> Doc | None:
-        return await self._col.find_one({"direct_key": direct_key})
-
-    async def get_many_by_activity(self, ids: list[str], limit: int) -> list[Doc]:
+    async def live_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` name a conversation that is not deleted."""
+        if not ids:
+            return set()
         cursor = self._col.find(
             {"_id": {"$in": ids}, "deleted": {"$ne": True}},
+            projection={"_id": 1},
+            session=self._session,
+        )
+        return {doc["_id"] async for doc in cursor}
+
+    async def get_direct(self, direct_key: str) -> Conversation | None:
+        return _found(await self._col.find_one({"direct_key": direct_key}, session=self._session))
+
+    async def get_many_by_activity(
+        self, ids: list[str], limit: int, after: ActivityCursor | None = None
+    ) -> list[Conversation]:
+        """Most recent activity first (ties by id), from just past ``after``."""
+        flt: dict[str, Any] = {"_id": {"$in": ids}, "deleted": {"$ne": True}}
+        if after is not None:
+            flt["$or"] = [
+                {"last_activity_at": {"$lt": after.last_activity_at}},
+                {
+                    "last_activity_at": after.last_activity_at,
+                    "_id": {"$gt": after.conversation_id},
+                },
+            ]
+        cursor = self._col.find(
+            flt,
             sort=[("last_activity_at", -1), ("_id", 1)],
             limit=limit,
+            session=self._session,
         )
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
     async def ids_of(self, ids: list[str], max_members: int, limit: int) -> list[str]:
         """Which of ``ids`` exist, with at most ``max_members`` members (0: any), most
@@ -44,41 +157,49 @@ class ConversationRepo:
             projection={"_id": 1},
             sort=[("last_activity_at", -1), ("_id", 1)],
             limit=limit,
+            session=self._session,
         )
         return [str(doc["_id"]) async for doc in cursor]
 
-    async def browse_public(self, query: str, limit: int) -> list[Doc]:
+    async def browse_public(self, query: str, limit: int) -> list[Conversation]:
         flt: dict[str, Any] = {
             "kind": pb.CONVERSATION_KIND_PUBLIC_CHANNEL,
             "deleted": {"$ne": True},
         }
         if query:
             flt["title"] = {"$regex": re.escape(query), "$options": "i"}
-        cursor = self._col.find(flt, sort=[("title", 1), ("_id", 1)], limit=limit)
-        return [doc async for doc in cursor]
+        cursor = self._col.find(
+            flt, sort=[("title", 1), ("_id", 1)], limit=limit, session=self._session
+        )
+        return [_record(doc) async for doc in cursor]
 
-    async def next_seq(
-        self,
-        conversation_id: str,
-        now: datetime,
-        *,
-        message: bool,
-        session: AsyncClientSession,
-        events: int = 1,
-        set_fields: dict[str, Any] | None = None,
-        inc_fields: dict[str, int] | None = None,
-    ) -> Doc | None:
-        """Takes the next event seqs (and message seq) inside the caller's transaction.
+    async def claim(self, conversation_id: str, claim: Claim, now: datetime) -> Conversation | None:
+        """Takes the claim's seqs and applies its changes; the document after, or
+        None when the conversation is gone.
 
         The write on the conversation document makes concurrent writes to one
         conversation conflict, so seqs are committed in the order they are taken.
         """
-        inc: dict[str, Any] = {"last_event_seq": events, **(inc_fields or {})}
-        if message:
-            inc["last_seq"] = 1
-        update: dict[str, Any] = {"$inc": inc, "$set": {"last_activity_at": now}}
-        if set_fields:
-            update["$set"].update(set_fields)
-        return await self._col.find_one_and_update(
-            {"_id": conversation_id, "deleted": {"$ne": True}}, update, session=session
+        inc: dict[str, int] = {"last_event_seq": claim.events}
+        if claim.messages:
+            inc["last_seq"] = claim.messages
+        if claim.member_delta:
+            inc["member_count"] = claim.member_delta
+        changes: dict[str, Any] = {"last_activity_at": now}
+        for name in ("title", "description", "topic"):
+            value = getattr(claim, name)
+            if value is not None:
+                changes[name] = value
+        if claim.archive:
+            changes["archived"] = True
+        if claim.deleted_at is not None:
+            # Freeing the direct pair's unique key lets the two users start a new
+            # direct conversation; otherwise create() finds only the deleted one.
+            changes.update(deleted=True, deleted_at=claim.deleted_at, direct_key=conversation_id)
+        return _found(
+            await self._col.find_one_and_update(
+                {"_id": conversation_id, "deleted": {"$ne": True}},
+                {"$inc": inc, "$set": changes},
+                session=self._session,
+            )
         )

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from prometheus_client import Counter
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
+from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, search_entry
-from conversation.storage.outbox import EVENT_RETENTION, OutboxWriter
+from conversation.storage.outbox import (
+    EVENT_RETENTION,
+    OutboxReader,
+    OutboxWriter,
+    carried_message_id,
+)
 from conversation.storage.users import UserRepo
 
+T = TypeVar("T")
+
+TXN_RETRIES = Counter(
+    "confab_conversation_transaction_retries_total",
+    "Transactions run again after a transient error (a write conflict, most often)",
+)
+
 _OLD_SEARCH_INDEX = "tenant_id_1_search_terms_1_conversation_id_1"
+_MESSAGE_ID_INDEX = "tenant_id_1_conversation_id_1_message_id_1"
 
 INDEXES: dict[str, list[IndexModel]] = {
     # Every index starts with tenant_id, so a tenant's data is one key range.
@@ -73,6 +91,10 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("tenant_id", ASCENDING), ("conversation_id", ASCENDING), ("event_seq", ASCENDING)],
             unique=True,
         ),
+        # Every retained copy of a message's content, for its edit or delete.
+        IndexModel(
+            [("tenant_id", ASCENDING), ("conversation_id", ASCENDING), ("message_id", ASCENDING)]
+        ),
         IndexModel(
             [("published_at", ASCENDING)],
             expireAfterSeconds=int(EVENT_RETENTION.total_seconds()),
@@ -91,15 +113,72 @@ class TenantStore:
     outbox: OutboxWriter
 
 
+class Transaction:
+    """One transaction's view of the database: every store it hands out is bound
+    to the transaction's session, and to one tenant."""
+
+    def __init__(self, db: Database, session: AsyncClientSession) -> None:
+        self._db = db
+        self._session = session
+
+    def for_tenant(self, tenant_id: str) -> TenantStore:
+        return self._db.for_tenant(tenant_id, self._session)
+
+
 class Database:
+    """The one owner of the MongoDB handle; nothing outside storage reaches past it.
+
+    ``client`` and ``db`` stay readable for tests that inspect what was stored.
+    """
+
     def __init__(self, client: AsyncMongoClient[Doc], name: str) -> None:
         self.client = client
         self.db: AsyncDatabase[Doc] = client[name]
 
+    async def transaction(self, body: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Runs ``body`` in one transaction and commits it; runs it again on a
+        transient error (a write conflict, most often), so ``body`` must only write
+        through the stores it is given."""
+        attempts = 0
+
+        async def attempt(session: AsyncClientSession) -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                TXN_RETRIES.inc()
+            return await body(Transaction(self, session))
+
+        async with self.client.start_session() as session:
+            return await session.with_transaction(attempt)
+
+    def outbox_reader(self) -> OutboxReader:
+        return OutboxReader(self.db["outbox"])
+
+    def leases(self) -> LeaseRepo:
+        return LeaseRepo(self.db["leases"])
+
     async def ensure_indexes(self) -> None:
+        tagged = _MESSAGE_ID_INDEX in await self.db["outbox"].index_information()
         for collection, models in INDEXES.items():
             await self.db[collection].create_indexes(models)
         await self._move_search_terms()
+        if not tagged:
+            await self._tag_message_events()
+
+    async def _tag_message_events(self) -> None:
+        """Once, for an event log from before ``message_id``: names the message each
+        retained record carries, so an edit or delete rewrites those records too."""
+        outbox = self.db["outbox"]
+        batch: list[UpdateOne] = []
+        async for doc in outbox.find({"message_id": {"$exists": False}}, {"payload": 1}):
+            message_id = carried_message_id(bytes(doc["payload"]))
+            if message_id:
+                batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"message_id": message_id}}))
+            if len(batch) >= 1000:
+                await outbox.bulk_write(batch, ordered=False)
+                batch = []
+        if batch:
+            await outbox.bulk_write(batch, ordered=False)
 
     async def _move_search_terms(self) -> None:
         """Once, for a database from before ``message_search``: copy the messages'
@@ -124,14 +203,16 @@ class Database:
             if _OLD_SEARCH_INDEX in await messages.index_information():
                 raise
 
-    def for_tenant(self, tenant_id: str) -> TenantStore:
+    def for_tenant(self, tenant_id: str, session: AsyncClientSession | None = None) -> TenantStore:
+        """A tenant's store; bound to ``session`` when a Transaction hands it out."""
+
         def scoped(name: str) -> TenantCollection:
             return TenantCollection(self.db[name], tenant_id)
 
         return TenantStore(
-            conversations=ConversationRepo(scoped("conversations")),
-            members=MemberRepo(scoped("members")),
-            messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION)),
-            users=UserRepo(scoped("users")),
-            outbox=OutboxWriter(scoped("outbox")),
+            conversations=ConversationRepo(scoped("conversations"), session),
+            members=MemberRepo(scoped("members"), session),
+            messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), session),
+            users=UserRepo(scoped("users"), session),
+            outbox=OutboxWriter(scoped("outbox"), session),
         )

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.inserts import insert_all
 
 SEARCH_COLLECTION = "message_search"
 
@@ -17,6 +20,69 @@ def search_entry(doc: Doc) -> Doc:
         "created_at": doc["created_at"],
         "search_terms": doc["search_terms"],
     }
+
+
+def new_message(
+    *,
+    message_id: str,
+    conversation_id: str,
+    sender_id: str,
+    sender_name: str,
+    kind: int,
+    text: str,
+    client_msg_id: str,
+    created_at: datetime,
+    thread_root_id: str,
+    mentions: list[str],
+    mentions_all: bool,
+    file: Doc | None,
+    search_terms: list[str],
+) -> Doc:
+    """A message's document, without its seq (the unit of work that stores it assigns it)."""
+    return {
+        "_id": message_id,
+        "conversation_id": conversation_id,
+        "sender_id": sender_id,
+        "sender_name": sender_name,
+        "kind": kind,
+        "text": text,
+        "client_msg_id": client_msg_id,
+        "created_at": created_at,
+        "thread_root_id": thread_root_id,
+        "deleted": False,
+        "reply_count": 0,
+        "mentions": mentions,
+        "mentions_all": mentions_all,
+        "reactions": [],
+        "file": file,
+        "search_terms": search_terms,
+    }
+
+
+@dataclass(frozen=True)
+class ReactionToggle:
+    """What toggling one user's emoji did: the message after, and whether it was added.
+
+    ``message`` is None when the message is gone or deleted; ``full`` when adding
+    the emoji would pass the limit of different reactions (nothing was written).
+    """
+
+    message: Doc | None
+    added: bool = False
+    full: bool = False
+
+
+def _toggled(reactions: list[Doc], emoji: str, user_id: str) -> tuple[list[Doc], bool]:
+    out = [{"emoji": r["emoji"], "users": list(r["users"])} for r in reactions]
+    for r in out:
+        if r["emoji"] == emoji:
+            if user_id in r["users"]:
+                r["users"].remove(user_id)
+                return [x for x in out if x["users"]], False
+            r["users"].append(user_id)
+            return out, True
+    out.append({"emoji": emoji, "users": [user_id]})
+    return out, True
 
 
 class MessageRepo:
@@ -32,34 +98,30 @@ class MessageRepo:
     edits and deletes can meet one.
     """
 
-    def __init__(self, col: TenantCollection, search: TenantCollection) -> None:
+    def __init__(
+        self,
+        col: TenantCollection,
+        search: TenantCollection,
+        session: AsyncClientSession | None = None,
+    ) -> None:
         self._col = col
         self._search = search
+        self._session = session
 
-    async def insert_many(self, docs: list[Doc], session: AsyncClientSession) -> None:
-        await self._col.insert_many(docs, session=session)
+    async def insert_many(self, docs: list[Doc]) -> None:
+        """New messages (seqs assigned) and their words, one insert per collection."""
+        await insert_all(self._col, docs, self._session)
         await self._search.insert_many(
-            [search_entry(d) for d in docs if d.get("search_terms")], session=session
+            [search_entry(d) for d in docs if d.get("search_terms")], session=self._session
         )
 
-    async def insert(self, doc: Doc, session: AsyncClientSession | None = None) -> None:
-        await self._col.insert_one(doc, session=session)
-        if doc.get("search_terms"):
-            await self._search.insert_one(search_entry(doc), session=session)
-
-    async def get(
-        self, conversation_id: str, message_id: str, session: AsyncClientSession | None = None
-    ) -> Doc | None:
+    async def get(self, conversation_id: str, message_id: str) -> Doc | None:
         return await self._col.find_one(
-            {"conversation_id": conversation_id, "_id": message_id}, session=session
+            {"conversation_id": conversation_id, "_id": message_id}, session=self._session
         )
 
     async def by_client_id(
-        self,
-        conversation_id: str,
-        sender_id: str,
-        client_msg_id: str,
-        session: AsyncClientSession | None = None,
+        self, conversation_id: str, sender_id: str, client_msg_id: str
     ) -> Doc | None:
         return await self._col.find_one(
             {
@@ -67,7 +129,7 @@ class MessageRepo:
                 "sender_id": sender_id,
                 "client_msg_id": client_msg_id,
             },
-            session=session,
+            session=self._session,
         )
 
     # Pages read seq windows, not open-ended ranges. SecantusDB materializes every
@@ -85,6 +147,7 @@ class MessageRepo:
             {"conversation_id": conversation_id, "seq": seq},
             sort=[("seq", order)],
             limit=limit,
+            session=self._session,
         )
         return [doc async for doc in cursor]
 
@@ -143,30 +206,105 @@ class MessageRepo:
             },
             sort=[("seq", 1)],
             limit=limit,
+            session=self._session,
         )
         return [doc async for doc in cursor]
 
-    async def update(
+    async def _update(self, conversation_id: str, message_id: str, update: Doc) -> Doc | None:
+        return await self._col.find_one_and_update(
+            {"conversation_id": conversation_id, "_id": message_id},
+            update,
+            session=self._session,
+        )
+
+    async def _reindex(self, doc: Doc) -> None:
+        """Same transaction as the change: search never sees words the message no longer has."""
+        if doc["search_terms"]:
+            entry = search_entry(doc)
+            del entry["_id"]
+            await self._search.update_one(
+                {"_id": doc["_id"]}, {"$set": entry}, upsert=True, session=self._session
+            )
+        else:
+            await self._search.delete_many({"_id": doc["_id"]}, session=self._session)
+
+    async def edit_text(
         self,
         conversation_id: str,
         message_id: str,
-        update: dict[str, Any],
-        session: AsyncClientSession,
+        *,
+        text: str,
+        mentions: list[str],
+        mentions_all: bool,
+        search_terms: list[str],
+        now: datetime,
     ) -> Doc | None:
+        """New text for a live message; None if it is gone or deleted."""
         doc = await self._col.find_one_and_update(
-            {"conversation_id": conversation_id, "_id": message_id}, update, session=session
+            {"conversation_id": conversation_id, "_id": message_id, "deleted": {"$ne": True}},
+            {
+                "$set": {
+                    "text": text,
+                    "edited_at": now,
+                    "mentions": mentions,
+                    "mentions_all": mentions_all,
+                    "search_terms": search_terms,
+                }
+            },
+            session=self._session,
         )
-        if doc is not None and "search_terms" in update.get("$set", {}):
-            # Same transaction: search never sees words the message no longer has.
-            if doc["search_terms"]:
-                entry = search_entry(doc)
-                del entry["_id"]
-                await self._search.update_one(
-                    {"_id": message_id}, {"$set": entry}, upsert=True, session=session
-                )
-            else:
-                await self._search.delete_many({"_id": message_id}, session=session)
+        if doc is not None:
+            await self._reindex(doc)
         return doc
+
+    async def tombstone(self, conversation_id: str, message_id: str, now: datetime) -> Doc | None:
+        """Empties a message of everything it said, keeping its place (its seq)."""
+        doc = await self._update(
+            conversation_id,
+            message_id,
+            {
+                "$set": {
+                    "text": "",
+                    "file": None,
+                    "reactions": [],
+                    "mentions": [],
+                    "mentions_all": False,
+                    "search_terms": [],
+                    "deleted": True,
+                    "deleted_at": now,
+                }
+            },
+        )
+        if doc is not None:
+            await self._reindex(doc)
+        return doc
+
+    async def toggle_reaction(
+        self, conversation_id: str, message_id: str, emoji: str, user_id: str, max_kinds: int
+    ) -> ReactionToggle:
+        """Adds the user's emoji, or takes it back if they had given it.
+
+        Read and written in the caller's transaction (under its conversation
+        lock): the toggle must see the latest set.
+        """
+        current = await self.get(conversation_id, message_id)
+        if current is None or current.get("deleted"):
+            return ReactionToggle(None)
+        reactions, added = _toggled(current.get("reactions", []), emoji, user_id)
+        if len(reactions) > max_kinds:
+            return ReactionToggle(current, full=True)
+        doc = await self._update(conversation_id, message_id, {"$set": {"reactions": reactions}})
+        return ReactionToggle(doc, added=added)
+
+    async def bump_reply_count(
+        self, conversation_id: str, root_id: str, now: datetime
+    ) -> Doc | None:
+        """One more reply in the thread under ``root_id``; the root after, or None."""
+        return await self._update(
+            conversation_id,
+            root_id,
+            {"$inc": {"reply_count": 1}, "$set": {"last_reply_at": now}},
+        )
 
     async def count_unread(self, conversation_id: str, user_id: str, after_seq: int) -> int:
         """Top-level messages from others after the read marker, tombstones excluded."""
@@ -177,7 +315,8 @@ class MessageRepo:
                 "thread_root_id": "",
                 "deleted": {"$ne": True},
                 "sender_id": {"$ne": user_id},
-            }
+            },
+            session=self._session,
         )
 
     async def count_mentions(self, conversation_id: str, user_id: str, after_seq: int) -> int:
@@ -189,8 +328,25 @@ class MessageRepo:
                 "deleted": {"$ne": True},
                 "sender_id": {"$ne": user_id},
                 "$or": [{"mentions": user_id}, {"mentions_all": True}],
-            }
+            },
+            session=self._session,
         )
+
+    async def unread_counts(
+        self, user_id: str, marks: dict[str, int]
+    ) -> dict[str, tuple[int, int]]:
+        """(unread, mentions) per conversation id, from the given read markers.
+
+        Every count runs at once: a list of N conversations waits for one count,
+        not for 2N in a row.
+        """
+        ids = list(marks)
+        results = await asyncio.gather(
+            *(self.count_unread(c, user_id, marks[c]) for c in ids),
+            *(self.count_mentions(c, user_id, marks[c]) for c in ids),
+        )
+        n = len(ids)
+        return {c: (results[i], results[n + i]) for i, c in enumerate(ids)}
 
     @staticmethod
     def search_filter(conversation_ids: list[str], terms: list[str]) -> Doc:
@@ -212,6 +368,7 @@ class MessageRepo:
         cursor = self._search.find(
             self.search_filter(conversation_ids, terms),
             sort=[("created_at", -1), ("_id", 1)],
+            session=self._session,
             # One word: every match the server finds is a result, so it may stop at limit.
             limit=limit if len(wanted) == 1 else 0,
         )
@@ -226,6 +383,9 @@ class MessageRepo:
             await cursor.close()
         if not hits:
             return []
-        found = self._col.find({"_id": {"$in": hits}, "conversation_id": {"$in": conversation_ids}})
+        found = self._col.find(
+            {"_id": {"$in": hits}, "conversation_id": {"$in": conversation_ids}},
+            session=self._session,
+        )
         by_id = {doc["_id"]: doc async for doc in found}
         return [by_id[i] for i in hits if i in by_id and not by_id[i].get("deleted")]

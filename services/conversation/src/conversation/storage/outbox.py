@@ -7,69 +7,128 @@ replay a conversation's events, then a TTL index removes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
+from confab.conversation.v1 import events_pb2
 from confab_core.mongo import Doc, TenantCollection
 
 EVENT_RETENTION = timedelta(days=7)
 
 
-def record(
-    event_id: str,
-    topic: str,
-    conversation_id: str,
-    event_seq: int,
-    payload: bytes,
-    headers: list[tuple[str, bytes]],
-    now: datetime,
-) -> Doc:
-    return {
-        "_id": event_id,
-        "topic": topic,
-        "conversation_id": conversation_id,
-        "event_seq": event_seq,
-        "payload": payload,
-        "headers": [[k, v] for k, v in headers],
-        "created_at": now,
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One event, serialized, on its way to ``topic``.
+
+    ``message_id``: the message whose content the payload carries, if any, so
+    an edit or a delete can rewrite every retained copy of that content.
+    """
+
+    event_id: str
+    topic: str
+    conversation_id: str
+    event_seq: int
+    payload: bytes
+    headers: list[tuple[str, bytes]]
+    created_at: datetime
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    """A record the relay has yet to publish (any tenant)."""
+
+    id: str
+    topic: str
+    conversation_id: str
+    event_seq: int
+    payload: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def carried_message_id(payload: bytes) -> str:
+    """The message whose content an event payload carries ("" for none)."""
+    event = events_pb2.ConversationEvent()
+    event.ParseFromString(payload)
+    kind = event.WhichOneof("payload")
+    if kind == "message_created":
+        return event.message_created.message.id
+    if kind == "message_updated":
+        return event.message_updated.message.id
+    if kind == "message_deleted":
+        return event.message_deleted.message.id
+    if kind == "reaction_changed":
+        return event.reaction_changed.message_id
+    return ""
+
+
+def _document(r: OutboxRecord) -> Doc:
+    doc: Doc = {
+        "_id": r.event_id,
+        "topic": r.topic,
+        "conversation_id": r.conversation_id,
+        "event_seq": r.event_seq,
+        "payload": r.payload,
+        "headers": [[k, v] for k, v in r.headers],
+        "created_at": r.created_at,
         "published": False,
     }
+    if r.message_id:
+        doc["message_id"] = r.message_id
+    return doc
 
 
 class OutboxWriter:
-    def __init__(self, col: TenantCollection) -> None:
+    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
         self._col = col
+        self._session = session
 
-    async def add(
-        self,
-        *,
-        event_id: str,
-        topic: str,
-        conversation_id: str,
-        event_seq: int,
-        payload: bytes,
-        headers: list[tuple[str, bytes]],
-        now: datetime,
-        session: AsyncClientSession,
-    ) -> None:
-        await self._col.insert_one(
-            record(event_id, topic, conversation_id, event_seq, payload, headers, now),
-            session=session,
-        )
+    async def add_many(self, records: list[OutboxRecord]) -> None:
+        await self._col.insert_many([_document(r) for r in records], session=self._session)
 
-    async def add_many(self, records: list[Doc], session: AsyncClientSession) -> None:
-        await self._col.insert_many(records, session=session)
-
-    async def page(self, conversation_id: str, after_event_seq: int, limit: int) -> list[Doc]:
+    async def page(
+        self, conversation_id: str, after_event_seq: int, limit: int
+    ) -> list[StoredEvent]:
         cursor = self._col.find(
             {"conversation_id": conversation_id, "event_seq": {"$gt": after_event_seq}},
             sort=[("event_seq", 1)],
             limit=limit,
             projection={"payload": 1, "event_seq": 1},
+            session=self._session,
         )
-        return [doc async for doc in cursor]
+        return [StoredEvent(int(d["event_seq"]), bytes(d["payload"])) async for d in cursor]
+
+    async def rewrite_message(
+        self, conversation_id: str, message_id: str, rewrite: Callable[[bytes], bytes | None]
+    ) -> int:
+        """Replaces the payload of every retained event carrying ``message_id``'s
+        content by ``rewrite(payload)`` (None: leave it); how many changed.
+
+        Run in the transaction of the edit or delete, so neither a replay nor the
+        stored log ever holds the content the message no longer has.
+        """
+        cursor = self._col.find(
+            {"conversation_id": conversation_id, "message_id": message_id},
+            projection={"payload": 1},
+            session=self._session,
+        )
+        updates: list[tuple[Doc, Doc]] = []
+        async for doc in cursor:
+            payload = rewrite(bytes(doc["payload"]))
+            if payload is not None:
+                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+        await self._col.update_each(updates, session=self._session)
+        return len(updates)
 
 
 class OutboxReader:
@@ -82,7 +141,7 @@ class OutboxReader:
     def __init__(self, col: AsyncCollection[Doc]) -> None:
         self._col = col
 
-    async def pending(self, limit: int) -> list[Doc]:
+    async def pending(self, limit: int) -> list[PendingRecord]:
         # Sorting by (conversation, event_seq) means a batch cut by the limit
         # still holds each conversation's oldest events first.
         cursor = (
@@ -90,7 +149,17 @@ class OutboxReader:
             .sort([("conversation_id", 1), ("event_seq", 1)])
             .limit(limit)
         )
-        return [doc async for doc in cursor]
+        return [
+            PendingRecord(
+                id=str(d["_id"]),
+                topic=str(d["topic"]),
+                conversation_id=str(d["conversation_id"]),
+                event_seq=int(d["event_seq"]),
+                payload=bytes(d["payload"]),
+                headers=[(str(k), bytes(v)) for k, v in d["headers"]],
+            )
+            async for d in cursor
+        ]
 
     async def mark_published(self, ids: list[str], now: datetime) -> None:
         await self._col.update_many(

@@ -59,10 +59,15 @@ class ChatOps:
         resp = await self._b.conversation.get_conversation(caller, req)
         return convert.conversation(resp.conversation)
 
-    async def list_conversations(self, caller: Caller, limit: int) -> list[schemas.ConversationOut]:
-        req = cpb.ListConversationsRequest(limit=limit)
+    async def list_conversations(
+        self, caller: Caller, limit: int, cursor: str
+    ) -> schemas.ConversationPageOut:
+        req = cpb.ListConversationsRequest(limit=limit, page_token=cursor)
         resp = await self._b.conversation.list_conversations(caller, req)
-        return [convert.conversation(c) for c in resp.conversations]
+        return schemas.ConversationPageOut(
+            conversations=[convert.conversation(c) for c in resp.conversations],
+            next_cursor=resp.next_page_token or None,
+        )
 
     async def list_members(self, caller: Caller, conversation_id: str) -> list[schemas.MemberOut]:
         req = cpb.ListMembersRequest(conversation_id=conversation_id)

@@ -42,13 +42,15 @@ async def create_conversation(
     return result
 
 
-@router.get("", response_model=list[schemas.ConversationOut], responses=ERRORS)
+@router.get("", response_model=schemas.ConversationPageOut, responses=ERRORS)
 async def list_conversations(
     caller: CallerDep,
     ops: OpsDep,
     limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE)] = limits.DEFAULT_PAGE,
-) -> list[schemas.ConversationOut]:
-    return await ops.list_conversations(caller, limit)
+    cursor: Annotated[str, Query(max_length=1024)] = "",
+) -> schemas.ConversationPageOut:
+    """Most recent activity first; ``next_cursor`` fetches the following page."""
+    return await ops.list_conversations(caller, limit, cursor)
 
 
 @router.get("/{conversation_id}", response_model=schemas.ConversationOut, responses=ERRORS)

@@ -1,0 +1,121 @@
+"""Edits and deletes: the message changes, and so does every retained copy of it.
+
+The outbox doubles as the event log clients replay for seven days, and its
+``message_created`` / ``message_updated`` records carry the message's text. An
+edit or delete rewrites those records in its own transaction, so no replay
+(and no raw read of the log) returns what the message no longer says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from confab.conversation.v1 import events_pb2
+from confab_core.errors import FailedPrecondition, PermissionDenied
+from confab_core.identity import Caller
+from confab_core.mongo import Doc
+from conversation import convert
+from conversation.handlers import access, mentions
+from conversation.handlers import text as textutil
+from conversation.handlers.base import HandlerBase
+from conversation.handlers.paging import message_not_found
+from conversation.handlers.sending import validate_text
+from conversation.handlers.unit import Change, Taken
+from conversation.storage.conversations import Conversation
+from conversation.storage.members import Member
+
+
+def _rewriter(doc: Doc) -> Callable[[bytes], bytes | None]:
+    """A payload rewriter: each event about ``doc`` shows it as it is now."""
+    now = convert.message(doc)
+
+    def rewrite(payload: bytes) -> bytes | None:
+        event = events_pb2.ConversationEvent()
+        event.ParseFromString(payload)
+        kind = event.WhichOneof("payload")
+        if kind == "message_created" and event.message_created.message.id == doc["_id"]:
+            event.message_created.message.CopyFrom(now)
+        elif kind == "message_updated" and event.message_updated.message.id == doc["_id"]:
+            event.message_updated.message.CopyFrom(now)
+        elif kind == "message_deleted" and event.message_deleted.message.id == doc["_id"]:
+            event.message_deleted.message.CopyFrom(now)
+        elif kind == "reaction_changed" and event.reaction_changed.message_id == doc["_id"]:
+            del event.reaction_changed.reactions[:]
+            event.reaction_changed.reactions.extend(now.reactions)
+        else:
+            return None
+        return event.SerializeToString()
+
+    return rewrite
+
+
+class Editing(HandlerBase):
+    async def _writable_message(
+        self, caller: Caller, conversation_id: str, message_id: str
+    ) -> tuple[Conversation, Member | None, Doc]:
+        conv, member = await self.readable(caller, conversation_id)
+        message = await self.store(caller).messages.get(conversation_id, message_id)
+        if message is None:
+            raise message_not_found()
+        return conv, member, message
+
+    async def edit(
+        self, caller: Caller, *, conversation_id: str, message_id: str, text: str
+    ) -> Doc:
+        validate_text(text)
+        conv, _, message = await self._writable_message(caller, conversation_id, message_id)
+        if message["sender_id"] != caller.user_id:
+            raise PermissionDenied("only the author can edit a message", "not_the_author")
+        if message.get("deleted"):
+            raise FailedPrecondition("the message was deleted", "message_deleted")
+        access.require_writable(conv)
+        found, everyone = await mentions.resolve(self.store(caller), conversation_id, text)
+        terms = textutil.terms(text + " " + (message.get("file") or {}).get("name", ""))
+
+        async def body(t: Taken) -> Doc:
+            doc = await t.store.messages.edit_text(
+                conversation_id,
+                message_id,
+                text=text,
+                mentions=found,
+                mentions_all=everyone,
+                search_terms=terms,
+                now=self.clock.now(),
+            )
+            if doc is None:
+                raise FailedPrecondition("the message was deleted", "message_deleted")
+            await t.store.outbox.rewrite_message(conversation_id, message_id, _rewriter(doc))
+            t.emit(
+                events_pb2.ConversationEvent(
+                    message_updated=events_pb2.MessageUpdated(message=convert.message(doc))
+                ),
+                message_id=message_id,
+            )
+            return doc
+
+        doc, _ = await self.unit.one(Change(caller, conversation_id), body)
+        return doc
+
+    async def delete(self, caller: Caller, *, conversation_id: str, message_id: str) -> Doc:
+        conv, member, message = await self._writable_message(caller, conversation_id, message_id)
+        if not access.can_delete_message(caller, conv, member, message):
+            raise PermissionDenied("only the author or an admin can delete", "forbidden")
+        if message.get("deleted"):
+            return message
+        access.require_writable(conv)
+
+        async def body(t: Taken) -> Doc:
+            doc = await t.store.messages.tombstone(conversation_id, message_id, self.clock.now())
+            if doc is None:
+                raise message_not_found()
+            await t.store.outbox.rewrite_message(conversation_id, message_id, _rewriter(doc))
+            t.emit(
+                events_pb2.ConversationEvent(
+                    message_deleted=events_pb2.MessageDeleted(message=convert.message(doc))
+                ),
+                message_id=message_id,
+            )
+            return doc
+
+        doc, _ = await self.unit.one(Change(caller, conversation_id), body)
+        return doc

@@ -1,0 +1,251 @@
+"""Sending: lone sends and thread replies, through the group commit and the unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from opentelemetry.trace import Span
+from pymongo.errors import DuplicateKeyError
+
+from confab.conversation.v1 import conversation_pb2 as pb
+from confab.conversation.v1 import events_pb2
+from confab_core.errors import InvalidArgument
+from confab_core.identity import ROLE_SERVICE, Caller
+from confab_core.ids import new_id
+from confab_core.limits import (
+    MAX_CLIENT_MSG_ID_CHARS,
+    MAX_CONTENT_TYPE_CHARS,
+    MAX_FILE_BYTES,
+    MAX_FILE_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_URL_CHARS,
+)
+from confab_core.mongo import Doc
+from confab_core.telemetry import inject_headers, tracer
+from conversation import convert
+from conversation.handlers import access, mentions
+from conversation.handlers import text as textutil
+from conversation.handlers.base import HandlerBase
+from conversation.handlers.sendbatch import PendingSend, SendBatcher
+from conversation.handlers.unit import Change, Taken, UnitOfWork
+from conversation.storage.conversations import Claim
+from conversation.storage.messages import new_message
+
+_USER_KINDS = {pb.MESSAGE_KIND_TEXT, pb.MESSAGE_KIND_FILE}
+_SERVICE_KINDS = {pb.MESSAGE_KIND_BOT, pb.MESSAGE_KIND_SYSTEM}
+
+
+@dataclass(frozen=True)
+class Sent:
+    message: Doc
+    created: bool
+
+
+def message_created(doc: Doc, conversation_kind: int) -> events_pb2.ConversationEvent:
+    return events_pb2.ConversationEvent(
+        message_created=events_pb2.MessageCreated(
+            message=convert.message(doc),
+            conversation_kind=cast(pb.ConversationKind.ValueType, conversation_kind),
+        )
+    )
+
+
+class Sending(HandlerBase):
+    def __init__(self, unit: UnitOfWork) -> None:
+        super().__init__(unit)
+        # A lone send is a batch of one: both go through commit_sends.
+        self._sends = SendBatcher(self._commit_sends, self._commit_sends)
+
+    async def send(
+        self,
+        caller: Caller,
+        *,
+        conversation_id: str,
+        client_msg_id: str,
+        text: str,
+        kind: int,
+        thread_root_id: str,
+        file: dict[str, Any] | None = None,
+    ) -> Sent:
+        with tracer().start_as_current_span(
+            "confab.message.send",
+            attributes={
+                "confab.tenant_id": caller.tenant_id,
+                "confab.conversation_id": conversation_id,
+            },
+        ) as span:
+            kind = kind or pb.MESSAGE_KIND_TEXT
+            _validate(caller, client_msg_id, text, kind, file)
+            await self.remember_profile(caller)
+            conv, member = await self.readable(caller, conversation_id)
+            access.require_participant(member, "send")
+            access.require_writable(conv)
+            store = self.store(caller)
+            # A retried send is found by the unique (sender, client_msg_id) index
+            # inside the transaction, not by a read before it: retries are rare,
+            # and the read cost every send a round trip.
+            if thread_root_id:
+                root = await store.messages.get(conversation_id, thread_root_id)
+                if root is None or root.get("thread_root_id") or root.get("deleted"):
+                    raise InvalidArgument(
+                        "thread root must be a top-level message of this conversation",
+                        "invalid_thread_root",
+                    )
+            found, everyone = await mentions.resolve(store, conversation_id, text)
+            doc = new_message(
+                message_id=new_id(),
+                conversation_id=conversation_id,
+                sender_id=caller.user_id,
+                sender_name=caller.display_name,
+                kind=kind,
+                text=text,
+                client_msg_id=client_msg_id,
+                created_at=self.clock.now(),
+                thread_root_id=thread_root_id,
+                mentions=found,
+                mentions_all=everyone,
+                file=file,
+                search_terms=textutil.terms(text + " " + (file or {}).get("name", "")),
+            )
+            try:
+                if thread_root_id:
+                    stored = await self._reply(caller, int(conv.kind), doc)
+                else:
+                    pending = PendingSend(caller, int(conv.kind), doc, inject_headers())
+                    stored = await self._sends.submit(pending)
+            except DuplicateKeyError:
+                return await self._stored_retry(caller, conversation_id, client_msg_id, span)
+            span.set_attribute("confab.message.seq", stored["seq"])
+            return Sent(stored, created=True)
+
+    async def _reply(self, caller: Caller, conversation_kind: int, doc: Doc) -> Doc:
+        """A thread reply: its message, and the root's reply count, in one unit."""
+        conversation_id, root_id = doc["conversation_id"], doc["thread_root_id"]
+
+        async def body(t: Taken) -> Doc:
+            stored = {**doc, "seq": t.first_seq}
+            await t.store.messages.insert_many([stored])
+            # The sender has read everything up to their own message.
+            await t.store.members.advance_read(conversation_id, caller.user_id, stored["seq"])
+            root = await t.store.messages.bump_reply_count(
+                conversation_id, root_id, self.clock.now()
+            )
+            if root is None:
+                raise InvalidArgument("thread root vanished", "invalid_thread_root")
+            t.emit(message_created(stored, conversation_kind), message_id=stored["_id"])
+            t.emit(
+                events_pb2.ConversationEvent(
+                    message_updated=events_pb2.MessageUpdated(message=convert.message(root))
+                ),
+                message_id=root_id,
+            )
+            return stored
+
+        change = Change(caller, conversation_id, Claim(events=2, messages=1))
+        stored, _ = await self.unit.one(change, body)
+        return stored
+
+    async def _stored_retry(
+        self, caller: Caller, conversation_id: str, client_msg_id: str, span: Span
+    ) -> Sent:
+        """A retry of a send that was stored: the transaction rolled back the seq
+        it took, and the first send's message is the answer."""
+        again = await self.store(caller).messages.by_client_id(
+            conversation_id, caller.user_id, client_msg_id
+        )
+        if again is None:
+            raise RuntimeError("duplicate send, but its message is not there")
+        span.set_attribute("confab.message.duplicate", True)
+        return Sent(again, created=False)
+
+    async def _commit_sends(self, items: list[PendingSend]) -> None:
+        """Sends to any conversations of any tenants in one unit of work: per
+        conversation one claim, then one insert per collection and tenant."""
+        groups: dict[tuple[str, str], list[PendingSend]] = {}
+        for item in items:
+            key = (item.caller.tenant_id, item.doc["conversation_id"])
+            groups.setdefault(key, []).append(item)
+        changes = [
+            Change(group[0].caller, conv_id, Claim(events=len(group), messages=len(group)))
+            for (_, conv_id), group in groups.items()
+        ]
+
+        async def body(taken: list[Taken]) -> list[Doc]:
+            per_tenant: dict[str, tuple[Taken, list[Doc], list[tuple[str, str, int]]]] = {}
+            stored_all: list[Doc] = []
+            for t, group in zip(taken, groups.values(), strict=True):
+                _, docs, reads = per_tenant.setdefault(t.change.caller.tenant_id, (t, [], []))
+                for offset, item in enumerate(group):
+                    stored = {**item.doc, "seq": t.first_seq + offset}
+                    docs.append(stored)
+                    stored_all.append(stored)
+                    reads.append((t.change.conversation_id, item.caller.user_id, stored["seq"]))
+                    t.emit(
+                        message_created(stored, item.conversation_kind),
+                        message_id=stored["_id"],
+                        actor=item.caller,
+                        headers=item.headers,
+                    )
+            for t, docs, reads in per_tenant.values():
+                await t.store.messages.insert_many(docs)
+                # Each sender has read everything up to their own message.
+                await t.store.members.advance_read_many(reads)
+            return stored_all
+
+        done = await self.unit.run(changes, body)
+        by_id = {doc["_id"]: doc for doc in done.value}
+        for item in items:
+            item.done.set_result(by_id[item.doc["_id"]])
+
+
+def validate_text(body: str) -> None:
+    if not body.strip():
+        raise InvalidArgument("message text is empty", "empty_message")
+    if len(body) > MAX_TEXT_CHARS:
+        raise InvalidArgument(
+            f"message text exceeds {MAX_TEXT_CHARS} characters", "message_too_long"
+        )
+
+
+def _validate(
+    caller: Caller, client_msg_id: str, body: str, kind: int, file: dict[str, Any] | None
+) -> None:
+    if not client_msg_id:
+        raise InvalidArgument("client_msg_id is required", "client_msg_id_required")
+    if len(client_msg_id) > MAX_CLIENT_MSG_ID_CHARS:
+        raise InvalidArgument("client_msg_id too long", "client_msg_id_too_long")
+    allowed = _USER_KINDS | (_SERVICE_KINDS if caller.has_role(ROLE_SERVICE) else set())
+    if kind not in allowed:
+        raise InvalidArgument("message kind not allowed", "invalid_message_kind")
+    if kind == pb.MESSAGE_KIND_FILE:
+        _validate_file(file)
+        if len(body) > MAX_TEXT_CHARS:
+            raise InvalidArgument("caption too long", "message_too_long")
+    else:
+        if file is not None:
+            raise InvalidArgument("only file messages carry a file", "unexpected_file")
+        validate_text(body)
+
+
+def _validate_file(file: dict[str, Any] | None) -> None:
+    if not file:
+        raise InvalidArgument("a file message needs a file", "file_required")
+    parts = urlsplit(str(file.get("url", "")))
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or len(file["url"]) > MAX_URL_CHARS
+    ):
+        raise InvalidArgument("file url must be http(s) and at most 2048 chars", "invalid_file")
+    name = str(file.get("name", ""))
+    if (
+        not name
+        or len(name) > MAX_FILE_NAME_CHARS
+        or len(str(file.get("content_type", ""))) > MAX_CONTENT_TYPE_CHARS
+    ):
+        raise InvalidArgument("file name 1-255 chars, content type up to 127", "invalid_file")
+    size = int(file.get("size_bytes", 0))
+    if size < 0 or size > MAX_FILE_BYTES:
+        raise InvalidArgument("file size out of range", "invalid_file")
