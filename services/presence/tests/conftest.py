@@ -110,6 +110,19 @@ def internal_auth(service: str) -> InternalAuth:
     return InternalAuth(service, INTERNAL_KEY.encode(), SystemClock())
 
 
+class Kit:
+    """The helpers above, handed to tests by the ``kit`` fixture: this folder cannot be
+    a package (the conversation service's tests already are one named ``tests``)."""
+
+    create_group = staticmethod(create_group)
+    internal_auth = staticmethod(internal_auth)
+
+
+@pytest.fixture
+def kit() -> type[Kit]:
+    return Kit
+
+
 async def open_memberships(target: str, clock: FakeClock) -> tuple[Memberships, grpc.aio.Channel]:
     # Tokens carry real expiries, so they are signed by the system clock; the
     # caches follow the test's clock.

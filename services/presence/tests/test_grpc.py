@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import Token
 from datetime import timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -31,24 +32,22 @@ from presence.events import EventQueue
 from presence.handlers.presence import PresenceHandler
 from presence.servicer import PresenceServicer
 
-from .conftest import create_group, internal_auth
-
 STAFF = frozenset({ROLE_AGENT})
 
 
 @asynccontextmanager
 async def serving(
-    handler: PresenceHandler, as_service: str = GATEWAY
+    handler: PresenceHandler, kit: Any, as_service: str = GATEWAY
 ) -> AsyncIterator[pb_grpc.PresenceServiceAsyncStub]:
     """The servicer behind a real server; calls are signed as ``as_service``."""
-    server = GrpcServer(0, internal_auth(PRESENCE), host="127.0.0.1")
+    server = GrpcServer(0, kit.internal_auth(PRESENCE), host="127.0.0.1")
     servicer = PresenceServicer(handler)
     server.add(
         lambda s: pb_grpc.add_PresenceServiceServicer_to_server(servicer, s),
         pb.DESCRIPTOR.services_by_name["PresenceService"].full_name,
     )
     port = await server.start()
-    ch = channel(f"127.0.0.1:{port}", internal_auth(as_service), PRESENCE)
+    ch = channel(f"127.0.0.1:{port}", kit.internal_auth(as_service), PRESENCE)
     try:
         yield pb_grpc.PresenceServiceStub(ch)  # type: ignore[misc]
     finally:
@@ -57,8 +56,10 @@ async def serving(
 
 
 @pytest_asyncio.fixture
-async def stub(handler: PresenceHandler) -> AsyncIterator[pb_grpc.PresenceServiceAsyncStub]:
-    async with serving(handler) as found:
+async def stub(
+    handler: PresenceHandler, kit: Any
+) -> AsyncIterator[pb_grpc.PresenceServiceAsyncStub]:
+    async with serving(handler, kit) as found:
         yield found
 
 
@@ -125,7 +126,9 @@ async def test_heartbeat_is_internal_and_takes_tenants_from_entries(stub) -> Non
 
 
 @pytest.mark.asyncio
-async def test_heartbeat_needs_a_gateways_service_token(handler: PresenceHandler, stub) -> None:
+async def test_heartbeat_needs_a_gateways_service_token(
+    handler: PresenceHandler, stub, kit: Any
+) -> None:
     beat = pb.HeartbeatRequest(
         gateway_id="gw1",
         connections=[pb.HeartbeatConnection(tenant_id="t1", user_id="a", connection_id="c1")],
@@ -136,12 +139,12 @@ async def test_heartbeat_needs_a_gateways_service_token(handler: PresenceHandler
         assert (await stub.Heartbeat(beat)).refreshed == 0
     finally:
         reset_caller(token)
-    async with serving(handler, as_service="bot") as as_bot:
+    async with serving(handler, kit, as_service="bot") as as_bot:
         with pytest.raises(grpc.aio.AioRpcError) as denied:
             await as_bot.Heartbeat(beat)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert translate(denied.value).code == "service_not_allowed"
-    server = GrpcServer(0, internal_auth(PRESENCE), host="127.0.0.1")
+    server = GrpcServer(0, kit.internal_auth(PRESENCE), host="127.0.0.1")
     servicer = PresenceServicer(handler)
     server.add(
         lambda s: pb_grpc.add_PresenceServiceServicer_to_server(servicer, s),
@@ -256,12 +259,12 @@ async def test_set_status_is_scoped_to_the_callers_tenant_over_grpc(stub, clock)
 
 @pytest.mark.asyncio
 async def test_set_typing_over_grpc(
-    db, queue, make_handler, real_memberships, conversation_addr, clock: FakeClock, events
+    db, queue, make_handler, real_memberships, conversation_addr, clock: FakeClock, events, kit: Any
 ) -> None:
     alice = Caller(tenant_id="t1", user_id="alice")
-    conv_id = await create_group(conversation_addr, alice, ["bob"])
+    conv_id = await kit.create_group(conversation_addr, alice, ["bob"])
     handler = make_handler(db, queue, members=real_memberships)
-    async with serving(handler) as stub:
+    async with serving(handler, kit) as stub:
         with acting_as(alice):
             got = await stub.SetTyping(pb.SetTypingRequest(conversation_id=conv_id, typing=True))
         with (

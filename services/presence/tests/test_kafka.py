@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -29,8 +30,6 @@ from confab_core.kafka import (
 from confab_devservers import KafkaServer
 from presence.events import EventQueue, Publisher
 from presence.handlers.presence import PresenceHandler
-
-from .conftest import create_group
 
 DEADLINE = 60.0
 
@@ -174,6 +173,7 @@ async def test_status_and_typing_events_arrive_on_the_topic_in_order(
     conversation_addr: str,
     queue: EventQueue,
     clock: FakeClock,
+    kit: Any,
 ) -> None:
     handler: PresenceHandler = make_handler(db, queue, members=real_memberships)
     bootstrap = kafka_server.bootstrap_servers
@@ -185,7 +185,7 @@ async def test_status_and_typing_events_arrive_on_the_topic_in_order(
     expires = Timestamp()
     expires.FromDatetime(clock.now() + timedelta(hours=1))
     await handler.set_status(alice, pb.PRESENCE_STATUS_BUSY, "Deep work", expires.ToMilliseconds())
-    conv_id = await create_group(conversation_addr, alice, [])
+    conv_id = await kit.create_group(conversation_addr, alice, [])
     typing_expires = await handler.set_typing(alice, conv_id, True)
     producer = Producer(bootstrap)
     publisher = Publisher(queue, producer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,8 +22,6 @@ from presence import convert
 from presence.events import PendingEvent
 from presence.handlers.presence import HeartbeatEntry, PresenceHandler
 from presence.sweeper import Sweeper
-
-from .conftest import create_group
 
 # Staff read the whole tenant: these tests are about presence, not visibility.
 STAFF = frozenset({ROLE_AGENT})
@@ -407,10 +406,16 @@ async def test_status_metrics(handler: PresenceHandler) -> None:
 
 @pytest.mark.asyncio
 async def test_spans_carry_confab_attributes(
-    db, queue, make_handler, real_memberships, conversation_addr, monkeypatch: pytest.MonkeyPatch
+    db,
+    queue,
+    make_handler,
+    real_memberships,
+    conversation_addr,
+    monkeypatch: pytest.MonkeyPatch,
+    kit: Any,
 ) -> None:
     handler = make_handler(db, queue, members=real_memberships)
-    conv_id = await create_group(conversation_addr, ALICE, [])
+    conv_id = await kit.create_group(conversation_addr, ALICE, [])
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

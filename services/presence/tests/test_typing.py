@@ -21,22 +21,20 @@ from presence.events import EventQueue
 from presence.handlers.presence import PresenceHandler
 from presence.storage.presence import PresenceDb
 
-from .conftest import create_group
-
 ALICE = Caller(tenant_id="t1", user_id="alice")
 TTL_MS = 6_000  # the conftest's typing TTL, the service's default
 
 
 @pytest_asyncio.fixture
-async def convs(conversation_addr: str) -> dict[str, str]:
+async def convs(conversation_addr: str, kit: Any) -> dict[str, str]:
     """Real conversations by test name: alice and bob are in each of t1's; the
     other alice is in t2's "t2:conv-1"."""
     out = {
-        name: await create_group(conversation_addr, ALICE, ["bob"])
+        name: await kit.create_group(conversation_addr, ALICE, ["bob"])
         for name in ("conv-1", "conv-2", "conv-m")
     }
     t2_alice = Caller(tenant_id="t2", user_id="alice")
-    out["t2:conv-1"] = await create_group(conversation_addr, t2_alice, [])
+    out["t2:conv-1"] = await kit.create_group(conversation_addr, t2_alice, [])
     return out
 
 
@@ -250,10 +248,10 @@ async def test_only_members_may_type(
 
 @pytest.mark.asyncio
 async def test_a_visible_conversation_still_needs_membership(
-    handler: PresenceHandler, conversation_addr: str, events
+    handler: PresenceHandler, conversation_addr: str, events, kit: Any
 ) -> None:
     admin = Caller(tenant_id="t1", user_id="root", roles=frozenset({"tenant_admin"}))
-    channel_id = await create_group(
+    channel_id = await kit.create_group(
         conversation_addr, admin, [], kind=cpb.CONVERSATION_KIND_PUBLIC_CHANNEL
     )
     with pytest.raises(PermissionDenied) as refused:

@@ -5,6 +5,7 @@ reads exactly like one that does not exist."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -20,8 +21,6 @@ from presence.events import EventQueue
 from presence.handlers.presence import PresenceHandler
 from presence.storage.presence import PresenceDb
 
-from .conftest import create_group, internal_auth
-
 ALICE = Caller(tenant_id="t1", user_id="alice")
 BOB = Caller(tenant_id="t1", user_id="bob")
 CAROL = Caller(tenant_id="t1", user_id="carol")
@@ -36,10 +35,10 @@ def handler(db: PresenceDb, queue: EventQueue, make_handler, real_memberships) -
 
 
 @pytest_asyncio.fixture
-async def shared(conversation_addr: str, handler: PresenceHandler) -> str:
+async def shared(conversation_addr: str, handler: PresenceHandler, kit: Any) -> str:
     """Alice and Bob share a group; Carol shares nothing with either. All three
     are online, Carol with a custom status."""
-    conv_id = await create_group(conversation_addr, ALICE, ["bob"])
+    conv_id = await kit.create_group(conversation_addr, ALICE, ["bob"])
     for caller in (ALICE, BOB, CAROL):
         await handler.connect(caller, f"{caller.user_id}-1", "gw1")
     await handler.set_status(CAROL, pb.PRESENCE_STATUS_BUSY, "Secret project")
@@ -87,11 +86,11 @@ async def test_anyone_sees_themselves_without_sharing_anything(
 
 @pytest.mark.asyncio
 async def test_a_deleted_conversation_shares_nothing_once_the_cache_lapses(
-    handler: PresenceHandler, shared: str, conversation_addr: str, clock: FakeClock
+    handler: PresenceHandler, shared: str, conversation_addr: str, clock: FakeClock, kit: Any
 ) -> None:
     [bob] = await handler.get(ALICE, ["bob"])
     assert bob.status == pb.PRESENCE_STATUS_ONLINE
-    ch = channel(conversation_addr, internal_auth("gateway"), CONVERSATION)
+    ch = channel(conversation_addr, kit.internal_auth("gateway"), CONVERSATION)
     try:
         with acting_as(ADMIN):
             await cgrpc.ConversationServiceStub(ch).DeleteConversation(
