@@ -175,7 +175,7 @@ def _found(doc: Doc | None) -> Message | None:
     return None if doc is None else _record(doc)
 
 
-def search_entry(doc: Doc) -> Doc:
+def _search_entry(doc: Doc) -> Doc:
     """A message's words, in the collection search reads (one entry per message)."""
     return {
         "_id": doc["_id"],
@@ -243,7 +243,7 @@ class MessageRepo:
         docs = [_document(m, seq) for m, seq in placed]
         await insert_all(self._col, docs, self._session)
         await self._search.insert_many(
-            [search_entry(d) for d in docs if d["search_terms"]], session=self._session
+            [_search_entry(d) for d in docs if d["search_terms"]], session=self._session
         )
         return [m.at(seq) for m, seq in placed]
 
@@ -358,7 +358,7 @@ class MessageRepo:
     async def _reindex(self, doc: Doc) -> None:
         """Same transaction as the change: search never sees words the message no longer has."""
         if doc["search_terms"]:
-            entry = search_entry(doc)
+            entry = _search_entry(doc)
             del entry["_id"]
             await self._search.update_one(
                 {"_id": doc["_id"]}, {"$set": entry}, upsert=True, session=self._session
