@@ -13,6 +13,7 @@ import inspect
 import pkgutil
 import typing
 from collections.abc import Iterator, Mapping, MutableMapping
+from datetime import UTC, datetime
 from types import ModuleType, UnionType
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 
 import conversation.storage
 from confab_core.mongo import Doc
+from conversation.storage import messages
 
 
 def _modules() -> list[ModuleType]:
@@ -100,3 +102,25 @@ def test_records_are_typed_all_the_way_down(record: type) -> None:
     hints = typing.get_type_hints(record)
     raw = {f.name: hints[f.name] for f in dataclasses.fields(record) if _raw(hints[f.name])}
     assert not raw, f"{record.__name__} holds untyped values: {raw}"
+
+
+def test_a_sent_message_is_what_reading_it_back_gives() -> None:
+    # Every field distinct, so a field given in the wrong place cannot go unseen.
+    new = messages.NewMessage(
+        id="m-id",
+        conversation_id="c-id",
+        sender_id="s-id",
+        sender_name="Sender",
+        kind=2,
+        text="the text",
+        client_msg_id="client-id",
+        created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        thread_root_id="root-id",
+        mentions=("bob", "carol"),
+        mentions_all=True,
+        file=messages.FileAttachment("https://f.example/a", "a.pdf", "application/pdf", 7),
+        search_terms=["the", "text"],
+    )
+    sent = new.at(41)
+    assert sent == messages._record(messages._document(new, 41))
+    assert (sent.seq, sent.deleted, sent.reply_count, sent.reactions) == (41, False, 0, ())

@@ -77,23 +77,25 @@ class NewMessage:
 
     def at(self, seq: int) -> Message:
         """The message as stored with ``seq``."""
+        # Positional, in Message's field order: once per message sent, and
+        # keywords cost a dict per call.
         return Message(
-            id=self.id,
-            conversation_id=self.conversation_id,
-            seq=seq,
-            sender_id=self.sender_id,
-            sender_name=self.sender_name,
-            kind=self.kind,
-            text=self.text,
-            client_msg_id=self.client_msg_id,
-            created_at=self.created_at,
-            thread_root_id=self.thread_root_id,
-            deleted=False,
-            reply_count=0,
-            mentions=self.mentions,
-            mentions_all=self.mentions_all,
-            reactions=(),
-            file=self.file,
+            self.id,
+            self.conversation_id,
+            seq,
+            self.sender_id,
+            self.sender_name,
+            self.kind,
+            self.text,
+            self.client_msg_id,
+            self.created_at,
+            self.thread_root_id,
+            False,
+            0,
+            self.mentions,
+            self.mentions_all,
+            (),
+            self.file,
         )
 
 
