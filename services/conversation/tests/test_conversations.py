@@ -259,10 +259,10 @@ async def test_list_members_with_profiles(conversations: ConversationHandler) ->
     by_user = {m.user_id: (m, p) for m, p in rows}
     assert set(by_user) == {"alice", "bob", "carol"}
     alice_profile = by_user["alice"][1]
-    assert alice_profile is not None and alice_profile["display_name"] == "Alice"
-    assert alice_profile["email"] == "alice@tenant-a.example"
+    assert alice_profile is not None and alice_profile.display_name == "Alice"
+    assert alice_profile.email == "alice@tenant-a.example"
     bob_profile = by_user["bob"][1]
-    assert bob_profile is not None and bob_profile["display_name"] == "Bob"
+    assert bob_profile is not None and bob_profile.display_name == "Bob"
     assert by_user["carol"][1] is None
     assert (by_user["alice"][0].conversation_id, by_user["alice"][0].user_id) == (conv_id, "alice")
 

@@ -13,6 +13,7 @@ from confab_core.mongo import Doc
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
+from conversation.storage.messages import Reaction
 
 from .conftest import (
     ALICE,
@@ -50,14 +51,14 @@ async def test_author_edits_own_message(
 ) -> None:
     conv = await group_of(conversations, "bob")
     msg = (await send(messages, ALICE, conv, text="helo")).message
-    edited = await messages.edit(ALICE, conversation_id=conv, message_id=msg["_id"], text="hello")
-    assert edited["text"] == "hello" and edited["edited_at"] is not None
-    assert edited["seq"] == msg["seq"]
+    edited = await messages.edit(ALICE, conversation_id=conv, message_id=msg.id, text="hello")
+    assert edited.text == "hello" and edited.edited_at is not None
+    assert edited.seq == msg.seq
     with pytest.raises(PermissionDenied) as info:
-        await messages.edit(BOB, conversation_id=conv, message_id=msg["_id"], text="hijack")
+        await messages.edit(BOB, conversation_id=conv, message_id=msg.id, text="hijack")
     assert info.value.code == "not_the_author"
     with pytest.raises(InvalidArgument):
-        await messages.edit(ALICE, conversation_id=conv, message_id=msg["_id"], text="  ")
+        await messages.edit(ALICE, conversation_id=conv, message_id=msg.id, text="  ")
     with pytest.raises(NotFound) as missing:
         await messages.edit(ALICE, conversation_id=conv, message_id="nope", text="x")
     assert missing.value.code == "message_not_found"
@@ -75,20 +76,20 @@ async def test_delete_leaves_a_tombstone(
     conv = await group_of(conversations, "bob", "carol")
     msg = (await send(messages, BOB, conv, text="oops")).message
     with pytest.raises(PermissionDenied):
-        await messages.delete(CAROL, conversation_id=conv, message_id=msg["_id"])
-    gone = await messages.delete(BOB, conversation_id=conv, message_id=msg["_id"])
-    assert gone["deleted"] is True and gone["text"] == ""
+        await messages.delete(CAROL, conversation_id=conv, message_id=msg.id)
+    gone = await messages.delete(BOB, conversation_id=conv, message_id=msg.id)
+    assert gone.deleted is True and gone.text == ""
     # Deleting again is a no-op; editing a tombstone is refused.
-    again = await messages.delete(BOB, conversation_id=conv, message_id=msg["_id"])
-    assert again["deleted"] is True
+    again = await messages.delete(BOB, conversation_id=conv, message_id=msg.id)
+    assert again.deleted is True
     with pytest.raises(FailedPrecondition) as info:
-        await messages.edit(BOB, conversation_id=conv, message_id=msg["_id"], text="back")
+        await messages.edit(BOB, conversation_id=conv, message_id=msg.id, text="back")
     assert info.value.code == "message_deleted"
     # The owner (a conv admin) may delete anyone's message.
     other = (await send(messages, CAROL, conv, text="spam")).message
-    await messages.delete(ALICE, conversation_id=conv, message_id=other["_id"])
+    await messages.delete(ALICE, conversation_id=conv, message_id=other.id)
     page = await messages.page(ALICE, conversation_id=conv, after_seq=0, before_seq=0, limit=10)
-    assert [(m["seq"], m["deleted"]) for m in page.messages] == [(1, True), (2, True)]
+    assert [(m.seq, m.deleted) for m in page.messages] == [(1, True), (2, True)]
     assert (await event_kinds(db, conv)).count("message_deleted") == 2
 
 
@@ -101,19 +102,17 @@ async def test_reactions_toggle(
 ) -> None:
     conv = await group_of(conversations, "bob", "carol")
     msg = (await send(messages, ALICE, conv)).message
-    doc, added = await messages.react(BOB, conversation_id=conv, message_id=msg["_id"], emoji="👍")
-    assert added and doc["reactions"] == [{"emoji": "👍", "users": ["bob"]}]
-    doc, added = await messages.react(
-        CAROL, conversation_id=conv, message_id=msg["_id"], emoji="👍"
-    )
-    assert added and doc["reactions"] == [{"emoji": "👍", "users": ["bob", "carol"]}]
-    doc, added = await messages.react(BOB, conversation_id=conv, message_id=msg["_id"], emoji="👍")
-    assert not added and doc["reactions"] == [{"emoji": "👍", "users": ["carol"]}]
-    doc, _ = await messages.react(CAROL, conversation_id=conv, message_id=msg["_id"], emoji="👍")
-    assert doc["reactions"] == []
+    doc, added = await messages.react(BOB, conversation_id=conv, message_id=msg.id, emoji="👍")
+    assert added and doc.reactions == (Reaction("👍", ("bob",)),)
+    doc, added = await messages.react(CAROL, conversation_id=conv, message_id=msg.id, emoji="👍")
+    assert added and doc.reactions == (Reaction("👍", ("bob", "carol")),)
+    doc, added = await messages.react(BOB, conversation_id=conv, message_id=msg.id, emoji="👍")
+    assert not added and doc.reactions == (Reaction("👍", ("carol",)),)
+    doc, _ = await messages.react(CAROL, conversation_id=conv, message_id=msg.id, emoji="👍")
+    assert doc.reactions == ()
     for bad in ("", "a b", "x" * 65):
         with pytest.raises(InvalidArgument) as info:
-            await messages.react(BOB, conversation_id=conv, message_id=msg["_id"], emoji=bad)
+            await messages.react(BOB, conversation_id=conv, message_id=msg.id, emoji=bad)
         assert info.value.code == "invalid_emoji"
 
 
@@ -126,12 +125,12 @@ async def test_concurrent_reactions_are_all_kept(
     msg = (await send(messages, ALICE, conv)).message
     await asyncio.gather(
         *(
-            messages.react(user(n), conversation_id=conv, message_id=msg["_id"], emoji="🎉")
+            messages.react(user(n), conversation_id=conv, message_id=msg.id, emoji="🎉")
             for n in names
         )
     )
     page = await messages.page(ALICE, conversation_id=conv, after_seq=0, before_seq=0, limit=1)
-    assert sorted(page.messages[0]["reactions"][0]["users"]) == names
+    assert sorted(page.messages[0].reactions[0].users) == names
 
 
 # -- threads ----------
@@ -144,21 +143,21 @@ async def test_thread_replies_are_listed_and_counted(
     conv = await group_of(conversations, "bob")
     root = (await send(messages, ALICE, conv, text="root")).message
     for i in range(3):
-        await send(messages, BOB, conv, text=f"r{i}", thread_root_id=root["_id"])
+        await send(messages, BOB, conv, text=f"r{i}", thread_root_id=root.id)
     await send(messages, ALICE, conv, text="top level again")
     got_root, page = await messages.thread(
-        ALICE, conversation_id=conv, root_message_id=root["_id"], after_seq=0, limit=2
+        ALICE, conversation_id=conv, root_message_id=root.id, after_seq=0, limit=2
     )
-    assert got_root["reply_count"] == 3
-    assert [m["text"] for m in page.messages] == ["r0", "r1"] and page.has_more
+    assert got_root.reply_count == 3
+    assert [m.text for m in page.messages] == ["r0", "r1"] and page.has_more
     _, rest = await messages.thread(
         ALICE,
         conversation_id=conv,
-        root_message_id=root["_id"],
-        after_seq=page.messages[-1]["seq"],
+        root_message_id=root.id,
+        after_seq=page.messages[-1].seq,
         limit=2,
     )
-    assert [m["text"] for m in rest.messages] == ["r2"] and not rest.has_more
+    assert [m.text for m in rest.messages] == ["r2"] and not rest.has_more
     # A reply takes two event seqs: the reply, and the root's new reply count.
     kinds = await event_kinds(db, conv)
     assert kinds[2:4] == ["message_created", "message_updated"]
@@ -166,7 +165,7 @@ async def test_thread_replies_are_listed_and_counted(
         await messages.thread(
             ALICE,
             conversation_id=conv,
-            root_message_id=page.messages[0]["_id"],
+            root_message_id=page.messages[0].id,
             after_seq=0,
             limit=5,
         )
@@ -181,10 +180,10 @@ async def test_mentions_and_unread_counts(
 ) -> None:
     conv = await group_of(conversations, "bob", "carol")
     sent = await send(messages, ALICE, conv, text="hi @bob and @nobody, mail bob@example.com")
-    assert sent.message["mentions"] == ["bob"]
+    assert sent.message.mentions == ("bob",)
     await send(messages, ALICE, conv, text="@channel standup")
     root = (await send(messages, CAROL, conv, text="question")).message
-    await send(messages, ALICE, conv, text="reply @bob", thread_root_id=root["_id"])
+    await send(messages, ALICE, conv, text="reply @bob", thread_root_id=root.id)
     view = await conversations.get(BOB, conv)
     # Thread replies count as mentions but not as unread top-level messages.
     assert (view.unread_count, view.mention_count) == (3, 3)
@@ -210,10 +209,9 @@ async def test_search_finds_words_in_visible_conversations_only(
     await send(messages, CAROL, theirs, text="secret cafe plans")
     await send(messages, ALICE_B, other_tenant, text="cafe in tenant b")
     found = await messages.search(BOB, query="CAFE", conversation_id="", limit=0)
-    assert sorted(m["text"] for m in found) == ["The Café opens at nine", "cafe closed on sunday"]
+    assert sorted(m.text for m in found) == ["The Café opens at nine", "cafe closed on sunday"]
     assert [
-        m["text"]
-        for m in await messages.search(BOB, query="cafe nine", conversation_id=mine, limit=5)
+        m.text for m in await messages.search(BOB, query="cafe nine", conversation_id=mine, limit=5)
     ] == ["The Café opens at nine"]
     with pytest.raises(NotFound):
         await messages.search(BOB, query="cafe", conversation_id=theirs, limit=5)
@@ -391,8 +389,8 @@ async def test_update_archive_and_delete(
     assert archived.archived
     for write in (
         send(messages, BOB, conv),
-        messages.edit(BOB, conversation_id=conv, message_id=msg["_id"], text="x"),
-        messages.react(BOB, conversation_id=conv, message_id=msg["_id"], emoji="👍"),
+        messages.edit(BOB, conversation_id=conv, message_id=msg.id, text="x"),
+        messages.react(BOB, conversation_id=conv, message_id=msg.id, emoji="👍"),
         conversations.add_members(ALICE, conv, ["carol"], 0),
     ):
         with pytest.raises(FailedPrecondition) as info:

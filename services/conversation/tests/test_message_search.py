@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pymongo import ASCENDING
 
+from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
@@ -24,7 +25,7 @@ async def entries(db: Database) -> dict[str, Doc]:
 
 async def texts(messages: MessageHandler, query: str) -> list[str]:
     found = await messages.search(BOB, query=query, conversation_id="", limit=0)
-    return [m["text"] for m in found]
+    return [m.text for m in found]
 
 
 @pytest.mark.asyncio
@@ -52,21 +53,21 @@ async def test_entries_follow_sends_edits_and_deletes(
 ) -> None:
     conv = (await create(conversations, ALICE, members=["bob"])).conversation.id
     msg = (await send(messages, ALICE, conv, text="alpha bravo")).message
-    entry = (await entries(db))[msg["_id"]]
+    entry = (await entries(db))[msg.id]
     assert entry == {
-        "_id": msg["_id"],
+        "_id": msg.id,
         "tenant_id": ALICE.tenant_id,
         "conversation_id": conv,
-        "created_at": msg["created_at"],
+        "created_at": msg.created_at,
         "search_terms": ["alpha", "bravo"],
     }
-    await messages.edit(ALICE, conversation_id=conv, message_id=msg["_id"], text="charlie")
-    assert (await entries(db))[msg["_id"]]["search_terms"] == ["charlie"]
+    await messages.edit(ALICE, conversation_id=conv, message_id=msg.id, text="charlie")
+    assert (await entries(db))[msg.id]["search_terms"] == ["charlie"]
     # A reaction does not touch the words.
-    await messages.react(BOB, conversation_id=conv, message_id=msg["_id"], emoji="+1")
-    assert (await entries(db))[msg["_id"]]["search_terms"] == ["charlie"]
-    await messages.delete(ALICE, conversation_id=conv, message_id=msg["_id"])
-    assert msg["_id"] not in await entries(db)
+    await messages.react(BOB, conversation_id=conv, message_id=msg.id, emoji="+1")
+    assert (await entries(db))[msg.id]["search_terms"] == ["charlie"]
+    await messages.delete(ALICE, conversation_id=conv, message_id=msg.id)
+    assert msg.id not in await entries(db)
     assert await texts(messages, "charlie") == []
 
 
@@ -89,6 +90,7 @@ async def test_a_database_from_before_gets_its_words_moved(
                 "seq": i,
                 "sender_id": "alice",
                 "client_msg_id": f"c{i}",
+                "kind": pb.MESSAGE_KIND_TEXT,
                 "text": text,
                 "created_at": now,
                 "deleted": not terms,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -17,6 +18,7 @@ from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
 from conversation.storage.members import member_id
+from conversation.storage.messages import FileAttachment
 
 from .conftest import ALICE, ALICE_AGENT, BOB, CAROL, count, create, decode, outbox, send, user
 
@@ -46,14 +48,14 @@ async def test_send_assigns_gapless_seqs(
         clock.advance(1)
         sender = (ALICE, BOB)[i % 2]
         sent.append(await send(messages, sender, group, text=f"m{i}", client_msg_id=f"c{i}"))
-    assert [s.message["seq"] for s in sent] == [1, 2, 3, 4, 5]
+    assert [s.message.seq for s in sent] == [1, 2, 3, 4, 5]
     assert all(s.created for s in sent)
     first = sent[0].message
-    assert first["sender_id"] == "alice"
-    assert first["sender_name"] == "Alice"
-    assert first["text"] == "m0"
-    assert first["client_msg_id"] == "c0"
-    assert first["kind"] == pb.MESSAGE_KIND_TEXT
+    assert first.sender_id == "alice"
+    assert first.sender_name == "Alice"
+    assert first.text == "m0"
+    assert first.client_msg_id == "c0"
+    assert first.kind == pb.MESSAGE_KIND_TEXT
     assert await seqs(db, group) == [1, 2, 3, 4, 5]
     conv = await db.db["conversations"].find_one({"_id": group})
     assert conv is not None
@@ -72,7 +74,7 @@ async def test_concurrent_sends_get_exactly_one_to_n(
     results = await asyncio.gather(
         *(send(messages, senders[i % 3], group, text=f"m{i}") for i in range(20))
     )
-    assert sorted(r.message["seq"] for r in results) == list(range(1, 21))
+    assert sorted(r.message.seq for r in results) == list(range(1, 21))
     assert all(r.created for r in results)
     assert await seqs(db, group) == list(range(1, 21))
     # One event per write, gapless after the creation event.
@@ -93,11 +95,11 @@ async def test_repeated_client_msg_id_returns_the_stored_message(
     first = await send(messages, ALICE, group, text="hi", client_msg_id="same")
     again = await send(messages, ALICE, group, text="hi (retry)", client_msg_id="same")
     assert first.created and not again.created
-    assert again.message["_id"] == first.message["_id"]
-    assert again.message["text"] == "hi"
+    assert again.message.id == first.message.id
+    assert again.message.text == "hi"
     # The id is per sender: Bob's "same" is his own message.
     bobs = await send(messages, BOB, group, client_msg_id="same")
-    assert bobs.created and bobs.message["seq"] == 2
+    assert bobs.created and bobs.message.seq == 2
     assert await seqs(db, group) == [1, 2]
     assert await event_seqs(db, group) == [1, 2, 3]
 
@@ -110,12 +112,12 @@ async def test_racing_identical_sends_store_one_message(
         *(send(messages, ALICE, group, text="once", client_msg_id="dup") for _ in range(6))
     )
     assert sum(r.created for r in results) == 1
-    assert len({r.message["_id"] for r in results}) == 1
-    assert {r.message["seq"] for r in results} == {1}
+    assert len({r.message.id for r in results}) == 1
+    assert {r.message.seq for r in results} == {1}
     assert await seqs(db, group) == [1]
     assert await event_seqs(db, group) == [1, 2]
     # The next send continues without a gap left by the losers.
-    assert (await send(messages, BOB, group)).message["seq"] == 2
+    assert (await send(messages, BOB, group)).message.seq == 2
 
 
 @pytest.mark.asyncio
@@ -157,7 +159,7 @@ async def test_text_at_the_limit_and_file_kind_are_fine(
     sent = await send(messages, ALICE, group, text="x" * MAX_TEXT_CHARS)
     assert sent.created
     unspecified = await send(messages, ALICE, group, kind=pb.MESSAGE_KIND_UNSPECIFIED)
-    assert unspecified.message["kind"] == pb.MESSAGE_KIND_TEXT
+    assert unspecified.message.kind == pb.MESSAGE_KIND_TEXT
     attachment = {
         "url": "https://files.example/a.pdf",
         "name": "a.pdf",
@@ -165,8 +167,8 @@ async def test_text_at_the_limit_and_file_kind_are_fine(
         "size_bytes": 10,
     }
     file = await send(messages, ALICE, group, text="", kind=pb.MESSAGE_KIND_FILE, file=attachment)
-    assert file.message["kind"] == pb.MESSAGE_KIND_FILE
-    assert file.message["file"] == attachment
+    assert file.message.kind == pb.MESSAGE_KIND_FILE
+    assert file.message.file == FileAttachment(**attachment)
 
 
 @pytest.mark.asyncio
@@ -211,7 +213,7 @@ async def test_non_member_of_public_channel_reads_but_cannot_send(
     page = await messages.page(
         CAROL, conversation_id=channel_id, after_seq=0, before_seq=0, limit=10
     )
-    assert [m["text"] for m in page.messages] == ["announcement"]
+    assert [m.text for m in page.messages] == ["announcement"]
     with pytest.raises(PermissionDenied):
         await messages.mark_read(CAROL, conversation_id=channel_id, seq=1)
     assert await count(db, "messages") == 1
@@ -233,7 +235,7 @@ async def test_bot_sends_bot_messages_in_assistant_conversations(
     ).conversation.id
     bot = user(BOT_USER_ID, ALICE.tenant_id, ROLE_SERVICE)
     sent = await send(messages, bot, conv_id, text="How can I help?", kind=pb.MESSAGE_KIND_BOT)
-    assert sent.created and sent.message["kind"] == pb.MESSAGE_KIND_BOT
+    assert sent.created and sent.message.kind == pb.MESSAGE_KIND_BOT
     # The service role writes no user profile.
     assert await db.db["users"].count_documents({"user_id": BOT_USER_ID}) == 0
     event = decode((await outbox(db, conv_id))[-1])
@@ -243,9 +245,9 @@ async def test_bot_sends_bot_messages_in_assistant_conversations(
 @pytest.mark.asyncio
 async def test_thread_replies_need_a_top_level_root(messages: MessageHandler, group: str) -> None:
     root = (await send(messages, ALICE, group, text="root")).message
-    reply = await send(messages, BOB, group, text="reply", thread_root_id=root["_id"])
-    assert reply.message["thread_root_id"] == root["_id"]
-    for bad in ("missing-id", reply.message["_id"]):
+    reply = await send(messages, BOB, group, text="reply", thread_root_id=root.id)
+    assert reply.message.thread_root_id == root.id
+    for bad in ("missing-id", reply.message.id):
         with pytest.raises(InvalidArgument) as info:
             await send(messages, CAROL, group, thread_root_id=bad)
         assert info.value.code == "invalid_thread_root"
@@ -260,7 +262,7 @@ async def page(
     result = await messages.page(
         ALICE, conversation_id=conv, after_seq=after, before_seq=before, limit=limit
     )
-    return [m["seq"] for m in result.messages], result.has_more
+    return [m.seq for m in result.messages], result.has_more
 
 
 @pytest.mark.asyncio
@@ -295,6 +297,9 @@ async def test_default_page_size_is_fifty(
                 "seq": seq,
                 "sender_id": "alice",
                 "client_msg_id": f"c{seq}",
+                "kind": pb.MESSAGE_KIND_TEXT,
+                "text": f"m{seq}",
+                "created_at": datetime(2026, 1, 1, tzinfo=UTC),
             }
             for seq in range(1, 52)
         ]

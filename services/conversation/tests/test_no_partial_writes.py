@@ -69,11 +69,11 @@ async def scene(
         await create(conversations, ALICE_AGENT, pb.CONVERSATION_KIND_PUBLIC_CHANNEL)
     ).conversation.id
     await conversations.archive(ALICE, archived)
-    message = (await send(messages, ALICE, group, text="root")).message["_id"]
-    reply = (await send(messages, BOB, group, text="reply", thread_root_id=message)).message["_id"]
-    tombstone = (await send(messages, BOB, group, text="gone")).message["_id"]
+    message = (await send(messages, ALICE, group, text="root")).message.id
+    reply = (await send(messages, BOB, group, text="reply", thread_root_id=message)).message.id
+    tombstone = (await send(messages, BOB, group, text="gone")).message.id
     await messages.delete(BOB, conversation_id=group, message_id=tombstone)
-    crowded = (await send(messages, BOB, group, text="popular")).message["_id"]
+    crowded = (await send(messages, BOB, group, text="popular")).message.id
     # As many different reactions as a message may have.
     await db.db["messages"].update_one(
         {"_id": crowded},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 
+from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc, TenantCollection
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
@@ -51,6 +53,9 @@ async def preload(db: Database, conv: str, seqs: list[int], last_seq: int) -> No
                 "seq": seq,
                 "sender_id": "alice",
                 "client_msg_id": f"c{seq}",
+                "kind": pb.MESSAGE_KIND_TEXT,
+                "text": f"m{seq}",
+                "created_at": datetime(2026, 1, 1, tzinfo=UTC),
             }
             for seq in seqs
         ]
@@ -72,13 +77,13 @@ async def test_a_page_of_a_dense_history_is_one_bounded_window(
     messages, col = repo(db)
 
     got = await messages.page_before(conv, 500, 51, 1000)
-    assert [m["seq"] for m in got] == list(range(499, 448, -1))
+    assert [m.seq for m in got] == list(range(499, 448, -1))
     # Both ends bounded: the server matches 51 documents, not 499.
     assert col.seqs == [{"$gte": 449, "$lt": 500}]
 
     col.seqs.clear()
     got = await messages.page_after(conv, 500, 51, 1000)
-    assert [m["seq"] for m in got] == list(range(501, 552))
+    assert [m.seq for m in got] == list(range(501, 552))
     assert col.seqs == [{"$gt": 500, "$lte": 551}]
 
 
@@ -94,12 +99,10 @@ async def test_pages_over_missing_seqs_match_the_open_range(
     for limit in (1, 3, 51):
         for cursor in (0, 1, 2, 50, 99, 100, 101, 500, 899, 900, 950, 1501, 1600, 1999, 2000, 2001):
             after = await messages.page_after(conv, cursor, limit, 2000)
-            assert [m["seq"] for m in after] == [s for s in present if s > cursor][:limit]
+            assert [m.seq for m in after] == [s for s in present if s > cursor][:limit]
             if cursor:
                 before = await messages.page_before(conv, cursor, limit, 2000)
-                assert [m["seq"] for m in before] == [s for s in present if s < cursor][::-1][
-                    :limit
-                ]
+                assert [m.seq for m in before] == [s for s in present if s < cursor][::-1][:limit]
 
 
 @pytest.mark.asyncio
@@ -111,11 +114,11 @@ async def test_pages_reach_messages_past_a_stale_last_seq(
     await preload(db, conv, list(range(1, 161)), 160)
     messages, _ = repo(db)
     got = await messages.page_after(conv, 90, 51, 100)
-    assert [m["seq"] for m in got] == list(range(91, 142))
+    assert [m.seq for m in got] == list(range(91, 142))
     got = await messages.page_before(conv, MAX_INT64, 51, 100)
-    assert [m["seq"] for m in got] == list(range(160, 109, -1))
+    assert [m.seq for m in got] == list(range(160, 109, -1))
     got = await messages.page_before(conv, 155, 3, 100)
-    assert [m["seq"] for m in got] == [154, 153, 152]
+    assert [m.seq for m in got] == [154, 153, 152]
 
 
 @pytest.mark.asyncio
@@ -127,11 +130,11 @@ async def test_the_newest_page_through_the_handler(
     page = await messages.page(
         ALICE, conversation_id=conv, after_seq=0, before_seq=MAX_INT64, limit=50
     )
-    assert [m["seq"] for m in page.messages] == list(range(300, 250, -1))
+    assert [m.seq for m in page.messages] == list(range(300, 250, -1))
     assert page.has_more
     page = await messages.page(ALICE, conversation_id=conv, after_seq=0, before_seq=51, limit=50)
-    assert [m["seq"] for m in page.messages] == list(range(50, 0, -1))
+    assert [m.seq for m in page.messages] == list(range(50, 0, -1))
     assert not page.has_more
     page = await messages.page(ALICE, conversation_id=conv, after_seq=250, before_seq=0, limit=50)
-    assert [m["seq"] for m in page.messages] == list(range(251, 301))
+    assert [m.seq for m in page.messages] == list(range(251, 301))
     assert not page.has_more

@@ -125,7 +125,7 @@ async def build_world(
         for who in members:
             kind_ = pb.MESSAGE_KIND_BOT if who == "service" else pb.MESSAGE_KIND_TEXT
             sent = await send(messages, w.caller(who), w.conv, f"hello from {who}", kind=kind_)
-            w.msg[who] = sent.message["_id"]
+            w.msg[who] = sent.message.id
     if "admin" in members:
         await conversations.set_role(owner, w.conv, "admin", pb.MEMBER_ROLE_ADMIN)
         await conversations.set_role(owner, w.conv, "observer", pb.MEMBER_ROLE_OBSERVER)
@@ -264,7 +264,7 @@ async def thread(w: World, c: Caller) -> None:
     root, _ = await w.messages.thread(
         c, conversation_id=w.conv, root_message_id=w.msg["owner"], after_seq=0, limit=10
     )
-    assert root["_id"] == w.msg["owner"]
+    assert root.id == w.msg["owner"]
 
 
 async def search(w: World, c: Caller) -> None:
@@ -391,7 +391,7 @@ def send_kind(kind: int) -> Act:
                 "size_bytes": 1,
             }
         sent = await send(w.messages, c, w.conv, "a message", kind=kind, file=file)
-        assert sent.created and sent.message["kind"] == kind
+        assert sent.created and sent.message.kind == kind
 
     return act
 
@@ -401,7 +401,7 @@ def edit(author: str) -> Act:
         doc = await w.messages.edit(
             c, conversation_id=w.conv, message_id=w.msg[author], text="edited"
         )
-        assert doc["text"] == "edited"
+        assert doc.text == "edited"
 
     return act
 
@@ -409,7 +409,7 @@ def edit(author: str) -> Act:
 def delete_message(author: str) -> Act:
     async def act(w: World, c: Caller) -> None:
         doc = await w.messages.delete(c, conversation_id=w.conv, message_id=w.msg[author])
-        assert doc["deleted"]
+        assert doc.deleted
 
     return act
 

@@ -160,10 +160,10 @@ async def tenant_a(conversations: ConversationHandler, messages: MessageHandler)
     direct = (
         await create(conversations, ALICE, pb.CONVERSATION_KIND_DIRECT, ["bob"])
     ).conversation.id
-    message = (await send(messages, ALICE, group, text="secret plan")).message["_id"]
+    message = (await send(messages, ALICE, group, text="secret plan")).message.id
     reply = (
         await send(messages, ALICE, group, text="secret reply", thread_root_id=message)
-    ).message["_id"]
+    ).message.id
     await send(messages, ALICE, channel, text="secret announcement")
     return TenantA(group, channel, direct, message, reply)
 

@@ -40,7 +40,7 @@ async def texts(
     messages: MessageHandler, caller: Any, query: str, conversation_id: str = "", limit: int = 0
 ) -> list[str]:
     found = await messages.search(caller, query=query, conversation_id=conversation_id, limit=limit)
-    return [m["text"] for m in found]
+    return [m.text for m in found]
 
 
 # -- search ----------
@@ -76,7 +76,7 @@ async def test_search_folds_case_and_accents_and_needs_every_word(
 
 @pytest.mark.asyncio
 async def test_search_stays_in_the_callers_conversations_and_tenant(
-    conversations: ConversationHandler, messages: MessageHandler
+    db: Database, conversations: ConversationHandler, messages: MessageHandler
 ) -> None:
     mine = (await create(conversations, ALICE, members=["bob"])).conversation.id
     not_mine = (await create(conversations, CAROL, members=["dave"])).conversation.id
@@ -91,17 +91,19 @@ async def test_search_stays_in_the_callers_conversations_and_tenant(
     await send(messages, ALICE_B, theirs, text="quarterly zebra report")
 
     found = await messages.search(BOB, query="zebra report", conversation_id="", limit=0)
-    assert [m["conversation_id"] for m in found] == [mine]
+    assert [m.conversation_id for m in found] == [mine]
     # A public channel the caller is not in is searched only when named.
     assert [
-        m["conversation_id"]
+        m.conversation_id
         for m in await messages.search(BOB, query="zebra", conversation_id=channel, limit=0)
     ] == [channel]
     with pytest.raises(NotFound):
         await messages.search(BOB, query="zebra", conversation_id=not_mine, limit=0)
 
     found_b = await messages.search(BOB_B, query="zebra report", conversation_id="", limit=0)
-    assert [(m["tenant_id"], m["conversation_id"]) for m in found_b] == [(TENANT_B, theirs)]
+    assert [m.conversation_id for m in found_b] == [theirs]
+    stored_b = [await db.db["messages"].find_one({"_id": m.id}) for m in found_b]
+    assert [(d["tenant_id"], d["conversation_id"]) for d in stored_b if d] == [(TENANT_B, theirs)]
     for stranger in (BOB_B, MALLORY):
         for conv in (mine, channel):
             with pytest.raises(NotFound) as info:
@@ -118,11 +120,11 @@ async def test_tombstones_are_not_found_and_edits_are_reindexed(
     conv = (await create(conversations, ALICE, members=["bob"])).conversation.id
     msg = (await send(messages, ALICE, conv, text="alpha bravo")).message
     await send(messages, BOB, conv, text="bravo charlie")
-    await messages.edit(ALICE, conversation_id=conv, message_id=msg["_id"], text="delta echo")
+    await messages.edit(ALICE, conversation_id=conv, message_id=msg.id, text="delta echo")
     assert await texts(messages, BOB, "alpha") == []
     assert await texts(messages, BOB, "bravo") == ["bravo charlie"]
     assert await texts(messages, BOB, "ECHO delta") == ["delta echo"]
-    await messages.delete(ALICE, conversation_id=conv, message_id=msg["_id"])
+    await messages.delete(ALICE, conversation_id=conv, message_id=msg.id)
     assert await texts(messages, BOB, "delta") == []
     assert await texts(messages, BOB, "echo", conv) == []
     # A deleted conversation's messages are gone from search too.
@@ -187,7 +189,7 @@ async def test_search_walks_the_search_terms_index(
     monkeypatch.setattr(TenantCollection, "find", spy)
     found = await messages.search(BOB, query="update XYLOPHONE", conversation_id="", limit=0)
     monkeypatch.undo()
-    assert sorted(m["text"] for m in found) == [
+    assert sorted(m.text for m in found) == [
         "status update 0 xylophone",
         "status update 10 xylophone",
         "status update 20 xylophone",
@@ -234,11 +236,11 @@ async def test_list_events_replays_every_kind_of_change_in_order(
 ) -> None:
     conv = (await create(conversations, ALICE, members=["bob", "carol"])).conversation.id
     root = (await send(messages, ALICE, conv, text="root")).message
-    await send(messages, BOB, conv, text="reply", thread_root_id=root["_id"])
-    await messages.edit(ALICE, conversation_id=conv, message_id=root["_id"], text="root!")
-    await messages.react(BOB, conversation_id=conv, message_id=root["_id"], emoji="👍")
+    await send(messages, BOB, conv, text="reply", thread_root_id=root.id)
+    await messages.edit(ALICE, conversation_id=conv, message_id=root.id, text="root!")
+    await messages.react(BOB, conversation_id=conv, message_id=root.id, emoji="👍")
     doomed = (await send(messages, CAROL, conv, text="oops")).message
-    await messages.delete(CAROL, conversation_id=conv, message_id=doomed["_id"])
+    await messages.delete(CAROL, conversation_id=conv, message_id=doomed.id)
     # Clamped to the last message (seq 3).
     await messages.mark_read(BOB, conversation_id=conv, seq=99)
     await conversations.add_members(ALICE, conv, ["dave"], 0)

@@ -44,18 +44,18 @@ async def test_concurrent_sends_share_transactions_and_stay_gapless(
     assert batched_sends() > before, "no two sends shared a transaction"
     assert all(s.created for s in sent)
     for conv, tenant_msgs in ((a1, 30), (a2, 30), (b1, 30)):
-        mine = [s.message for s in sent if s.message["conversation_id"] == conv]
-        assert sorted(m["seq"] for m in mine) == list(range(1, tenant_msgs + 1))
+        mine = [s.message for s in sent if s.message.conversation_id == conv]
+        assert sorted(m.seq for m in mine) == list(range(1, tenant_msgs + 1))
         events = [decode(d) for d in await outbox(db, conv)]
         created = [e for e in events if e.WhichOneof("payload") == "message_created"]
         assert [e.message_created.message.seq for e in created] == list(range(1, 31))
-        by_seq = {m["seq"]: m["_id"] for m in mine}
+        by_seq = {m.seq: m.id for m in mine}
         assert all(
             by_seq[e.message_created.message.seq] == e.message_created.message.id for e in created
         )
         assert [e.event_seq for e in events] == list(range(1, len(events) + 1))
     # Each sender has read up to their own last message.
-    last_bob = max(s.message["seq"] for s, (c, conv) in zip(sent, plan, strict=True) if c is BOB)
+    last_bob = max(s.message.seq for s, (c, conv) in zip(sent, plan, strict=True) if c is BOB)
     bob = await db.db["members"].find_one({"_id": member_id(a1, "bob")})
     assert bob is not None and bob["last_read_seq"] >= last_bob
     conv_doc = await db.db["conversations"].find_one({"_id": a1})
@@ -75,9 +75,9 @@ async def test_a_retry_in_a_batch_returns_the_stored_message_and_costs_no_seq(
     )
     retry = results[5]
     assert not retry.created
-    assert retry.message["_id"] == first.message["_id"] and retry.message["text"] == "original"
+    assert retry.message.id == first.message.id and retry.message.text == "original"
     fresh = [r for r in results if r.created]
-    assert sorted(r.message["seq"] for r in fresh) == list(range(2, 12))
+    assert sorted(r.message.seq for r in fresh) == list(range(2, 12))
     stored = [d async for d in db.db["messages"].find({"conversation_id": conv})]
     assert sorted(d["seq"] for d in stored) == list(range(1, 12))
 
@@ -111,5 +111,5 @@ async def test_a_deleted_conversation_fails_only_its_own_sends(
     )
     failure = results[-1]
     assert failure is not None and getattr(failure, "code", "") == "conversation_not_found"
-    assert sorted(r.message["seq"] for r in results[:-1]) == [1, 2, 3, 4]  # type: ignore[union-attr]
+    assert sorted(r.message.seq for r in results[:-1]) == [1, 2, 3, 4]  # type: ignore[union-attr]
     assert await db.db["messages"].count_documents({"conversation_id": doomed}) == 0

@@ -113,7 +113,7 @@ async def test_same_user_ids_in_two_tenants_are_separate(
     await send(messages, ALICE, in_a.conversation.id, client_msg_id="c1", text="to A")
     sent_b = await send(messages, ALICE_B, in_b.conversation.id, client_msg_id="c1", text="to B")
     # Same client_msg_id in another tenant is a different message.
-    assert sent_b.created and sent_b.message["seq"] == 1
+    assert sent_b.created and sent_b.message.seq == 1
 
     listed_a = (await conversations.list_for_caller(ALICE, 100)).conversations
     listed_b = (await conversations.list_for_caller(bob_b, 100)).conversations
@@ -122,7 +122,7 @@ async def test_same_user_ids_in_two_tenants_are_separate(
     page = await messages.page(
         bob_b, conversation_id=in_b.conversation.id, after_seq=0, before_seq=0, limit=10
     )
-    assert [m["text"] for m in page.messages] == ["to B"]
+    assert [m.text for m in page.messages] == ["to B"]
 
     # Profiles are per tenant too.
     profiles = {(u["tenant_id"], u["user_id"]) async for u in db.db["users"].find({})}

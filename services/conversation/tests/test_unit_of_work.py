@@ -73,7 +73,7 @@ async def test_group_committed_sends_wait_for_the_conversations_writer(
         ]
         assert not first.done()
     sent = [await first, *[await t for t in rest]]
-    assert [s.message["seq"] for s in sent] == [1, 2, 1]
+    assert [s.message.seq for s in sent] == [1, 2, 1]
     assert unit.locks.active() == 0
 
 
@@ -87,10 +87,10 @@ async def test_edits_reactions_and_reads_queue_behind_one_writer(
     async with unit.locks.hold(key):
         writes = [
             asyncio.create_task(
-                messages.edit(ALICE, conversation_id=conv, message_id=msg["_id"], text="edited")
+                messages.edit(ALICE, conversation_id=conv, message_id=msg.id, text="edited")
             ),
             asyncio.create_task(
-                messages.react(BOB, conversation_id=conv, message_id=msg["_id"], emoji="+1")
+                messages.react(BOB, conversation_id=conv, message_id=msg.id, emoji="+1")
             ),
             asyncio.create_task(messages.mark_read(BOB, conversation_id=conv, seq=1)),
             asyncio.create_task(conversations.add_members(ALICE, conv, ["carol"], 0)),

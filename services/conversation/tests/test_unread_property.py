@@ -179,20 +179,20 @@ class UnreadMachine(RuleBasedStateMachine):
             return
         sent = self.run(coro).message
         self.model.last_seq += 1
-        assert sent["seq"] == self.model.last_seq
+        assert sent.seq == self.model.last_seq
         self.model.messages.append(
             Msg(
-                id=sent["_id"],
-                seq=sent["seq"],
+                id=sent.id,
+                seq=sent.seq,
                 sender=sender,
                 top_level=root is None,
                 mentions=self.model.resolve(names),
                 everyone=everyone is not None,
             )
         )
-        assert set(sent["mentions"]) == self.model.messages[-1].mentions
+        assert set(sent.mentions) == self.model.messages[-1].mentions
         # Sending reads everything up to one's own message.
-        self.model.markers[sender] = max(self.model.markers[sender], sent["seq"])
+        self.model.markers[sender] = max(self.model.markers[sender], sent.seq)
 
     @precondition(lambda self: self.model.messages)
     @rule(

@@ -1,4 +1,4 @@
-"""MongoDB documents to protobuf messages."""
+"""Storage records to protobuf messages."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as pb
-from confab_core.mongo import Doc
 from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
+from conversation.storage.messages import Message
+from conversation.storage.users import UserProfile
 
 MAX_REACTORS_SHOWN = 50
 
@@ -51,46 +52,50 @@ def conversation(
     )
 
 
-def reactions(doc: Doc) -> list[pb.Reaction]:
+def reactions(message: Message) -> list[pb.Reaction]:
     return [
-        pb.Reaction(
-            emoji=r["emoji"], count=len(r["users"]), user_ids=r["users"][:MAX_REACTORS_SHOWN]
-        )
-        for r in doc.get("reactions", [])
-        if r["users"]
+        pb.Reaction(emoji=r.emoji, count=len(r.users), user_ids=r.users[:MAX_REACTORS_SHOWN])
+        for r in message.reactions
+        if r.users
     ]
 
 
-def message(doc: Doc) -> pb.Message:
-    file = doc.get("file")
+def message(m: Message) -> pb.Message:
+    f = m.file
     return pb.Message(
-        id=doc["_id"],
-        conversation_id=doc["conversation_id"],
-        seq=int(doc["seq"]),
-        sender_id=doc["sender_id"],
-        sender_name=doc.get("sender_name", ""),
-        kind=doc["kind"],
-        text=doc["text"],
-        client_msg_id=doc["client_msg_id"],
-        created_at=ts(doc["created_at"]),
-        thread_root_id=doc.get("thread_root_id", ""),
-        edited_at=ts(doc.get("edited_at")),
-        deleted=bool(doc.get("deleted", False)),
-        reply_count=int(doc.get("reply_count", 0)),
-        last_reply_at=ts(doc.get("last_reply_at")),
-        mentions=doc.get("mentions", []),
-        mentions_all=bool(doc.get("mentions_all", False)),
-        reactions=reactions(doc),
-        file=pb.FileAttachment(**file) if file else None,
+        id=m.id,
+        conversation_id=m.conversation_id,
+        seq=m.seq,
+        sender_id=m.sender_id,
+        sender_name=m.sender_name,
+        kind=cast(pb.MessageKind.ValueType, m.kind),
+        text=m.text,
+        client_msg_id=m.client_msg_id,
+        created_at=ts(m.created_at),
+        thread_root_id=m.thread_root_id,
+        edited_at=ts(m.edited_at),
+        deleted=m.deleted,
+        reply_count=m.reply_count,
+        last_reply_at=ts(m.last_reply_at),
+        mentions=m.mentions,
+        mentions_all=m.mentions_all,
+        reactions=reactions(m),
+        file=(
+            pb.FileAttachment(
+                url=f.url, name=f.name, content_type=f.content_type, size_bytes=f.size_bytes
+            )
+            if f
+            else None
+        ),
     )
 
 
-def member(m: Member, profile: Doc | None) -> pb.Member:
+def member(m: Member, profile: UserProfile | None) -> pb.Member:
     return pb.Member(
         user_id=m.user_id,
         role=_role(m.role),
         joined_at=ts(m.joined_at),
         last_read_seq=m.last_read_seq,
-        display_name=(profile or {}).get("display_name", ""),
-        email=(profile or {}).get("email", ""),
+        display_name=profile.display_name if profile else "",
+        email=profile.email if profile else "",
     )

@@ -1,4 +1,4 @@
-"""Who may do what: docs/permissions.md as code. Pure functions of caller and documents."""
+"""Who may do what: docs/permissions.md as code. Pure functions of caller and records."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from confab_core.identity import (
     ROLE_TENANT_ADMIN,
     Caller,
 )
-from confab_core.mongo import Doc
 from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
+from conversation.storage.messages import Message
 
 PRIVATE_KINDS = frozenset({pb.CONVERSATION_KIND_DIRECT, pb.CONVERSATION_KIND_AI_ASSISTANT})
 CHANNEL_KINDS = frozenset(
@@ -117,6 +117,6 @@ def require_participant(member: Member | None, action: str) -> Member:
 
 
 def can_delete_message(
-    caller: Caller, conv: Conversation, member: Member | None, message: Doc
+    caller: Caller, conv: Conversation, member: Member | None, message: Message
 ) -> bool:
-    return message["sender_id"] == caller.user_id or conv_admin(caller, conv, member)
+    return message.sender_id == caller.user_id or conv_admin(caller, conv, member)

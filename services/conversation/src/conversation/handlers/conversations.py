@@ -19,7 +19,6 @@ from confab_core.limits import (
     MAX_TITLE_CHARS,
     MAX_TOPIC_CHARS,
 )
-from confab_core.mongo import Doc
 from confab_core.telemetry import tracer
 from conversation import convert
 from conversation.handlers import access, pagetoken
@@ -27,6 +26,7 @@ from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import Change, Taken
 from conversation.storage.conversations import ActivityCursor, Claim, Conversation
 from conversation.storage.members import Member
+from conversation.storage.users import UserProfile
 
 _KINDS = set(pb.ConversationKind.values()) - {pb.CONVERSATION_KIND_UNSPECIFIED}
 _ROLES = set(pb.MemberRole.values()) - {pb.MEMBER_ROLE_UNSPECIFIED}
@@ -194,7 +194,7 @@ class ConversationHandler(HandlerBase):
 
     async def list_members(
         self, caller: Caller, conversation_id: str
-    ) -> list[tuple[Member, Doc | None]]:
+    ) -> list[tuple[Member, UserProfile | None]]:
         await self.readable(caller, conversation_id)
         store = self.store(caller)
         members = await store.members.list_for_conversation(conversation_id)

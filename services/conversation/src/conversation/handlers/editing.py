@@ -13,7 +13,6 @@ from collections.abc import Callable
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, PermissionDenied
 from confab_core.identity import Caller
-from confab_core.mongo import Doc
 from conversation import convert
 from conversation.handlers import access, mentions
 from conversation.handlers import text as textutil
@@ -23,23 +22,25 @@ from conversation.handlers.sending import validate_text
 from conversation.handlers.unit import Change, Taken
 from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
+from conversation.storage.messages import Message
 
 
-def _rewriter(doc: Doc) -> Callable[[bytes], bytes | None]:
-    """A payload rewriter: each event about ``doc`` shows it as it is now."""
-    now = convert.message(doc)
+def _rewriter(message: Message) -> Callable[[bytes], bytes | None]:
+    """A payload rewriter: each event about ``message`` shows it as it is now."""
+    now = convert.message(message)
+    message_id = message.id
 
     def rewrite(payload: bytes) -> bytes | None:
         event = events_pb2.ConversationEvent()
         event.ParseFromString(payload)
         kind = event.WhichOneof("payload")
-        if kind == "message_created" and event.message_created.message.id == doc["_id"]:
+        if kind == "message_created" and event.message_created.message.id == message_id:
             event.message_created.message.CopyFrom(now)
-        elif kind == "message_updated" and event.message_updated.message.id == doc["_id"]:
+        elif kind == "message_updated" and event.message_updated.message.id == message_id:
             event.message_updated.message.CopyFrom(now)
-        elif kind == "message_deleted" and event.message_deleted.message.id == doc["_id"]:
+        elif kind == "message_deleted" and event.message_deleted.message.id == message_id:
             event.message_deleted.message.CopyFrom(now)
-        elif kind == "reaction_changed" and event.reaction_changed.message_id == doc["_id"]:
+        elif kind == "reaction_changed" and event.reaction_changed.message_id == message_id:
             del event.reaction_changed.reactions[:]
             event.reaction_changed.reactions.extend(now.reactions)
         else:
@@ -52,7 +53,7 @@ def _rewriter(doc: Doc) -> Callable[[bytes], bytes | None]:
 class Editing(HandlerBase):
     async def _writable_message(
         self, caller: Caller, conversation_id: str, message_id: str
-    ) -> tuple[Conversation, Member | None, Doc]:
+    ) -> tuple[Conversation, Member | None, Message]:
         conv, member = await self.readable(caller, conversation_id)
         message = await self.store(caller).messages.get(conversation_id, message_id)
         if message is None:
@@ -61,18 +62,18 @@ class Editing(HandlerBase):
 
     async def edit(
         self, caller: Caller, *, conversation_id: str, message_id: str, text: str
-    ) -> Doc:
+    ) -> Message:
         validate_text(text)
         conv, _, message = await self._writable_message(caller, conversation_id, message_id)
-        if message["sender_id"] != caller.user_id:
+        if message.sender_id != caller.user_id:
             raise PermissionDenied("only the author can edit a message", "not_the_author")
-        if message.get("deleted"):
+        if message.deleted:
             raise FailedPrecondition("the message was deleted", "message_deleted")
         access.require_writable(conv)
         found, everyone = await mentions.resolve(self.store(caller), conversation_id, text)
-        terms = textutil.terms(text + " " + (message.get("file") or {}).get("name", ""))
+        terms = textutil.terms(text + " " + (message.file.name if message.file else ""))
 
-        async def body(t: Taken) -> Doc:
+        async def body(t: Taken) -> Message:
             doc = await t.store.messages.edit_text(
                 conversation_id,
                 message_id,
@@ -96,15 +97,15 @@ class Editing(HandlerBase):
         doc, _ = await self.unit.one(Change(caller, conversation_id), body)
         return doc
 
-    async def delete(self, caller: Caller, *, conversation_id: str, message_id: str) -> Doc:
+    async def delete(self, caller: Caller, *, conversation_id: str, message_id: str) -> Message:
         conv, member, message = await self._writable_message(caller, conversation_id, message_id)
         if not access.can_delete_message(caller, conv, member, message):
             raise PermissionDenied("only the author or an admin can delete", "forbidden")
-        if message.get("deleted"):
+        if message.deleted:
             return message
         access.require_writable(conv)
 
-        async def body(t: Taken) -> Doc:
+        async def body(t: Taken) -> Message:
             doc = await t.store.messages.tombstone(conversation_id, message_id, self.clock.now())
             if doc is None:
                 raise message_not_found()

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from confab_core.errors import InvalidArgument
 from confab_core.identity import Caller
-from confab_core.mongo import Doc
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.paging import message_not_found, page_limit
+from conversation.storage.messages import Message
 
 
 @dataclass(frozen=True)
 class Page:
-    messages: list[Doc]
+    messages: list[Message]
     has_more: bool
 
 
@@ -45,14 +45,14 @@ class History(HandlerBase):
         root_message_id: str,
         after_seq: int,
         limit: int,
-    ) -> tuple[Doc, Page]:
+    ) -> tuple[Message, Page]:
         if after_seq < 0:
             raise InvalidArgument("seq cursors cannot be negative", "invalid_cursor")
         limit = page_limit(limit)
         await self.readable(caller, conversation_id)
         store = self.store(caller)
         root = await store.messages.get(conversation_id, root_message_id)
-        if root is None or root.get("thread_root_id"):
+        if root is None or root.thread_root_id:
             raise message_not_found()
         docs = await store.messages.thread_after(
             conversation_id, root_message_id, after_seq, limit + 1

@@ -8,30 +8,30 @@ from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument
 from confab_core.identity import Caller
 from confab_core.limits import MAX_EMOJI_CHARS, MAX_REACTIONS_PER_MESSAGE
-from confab_core.mongo import Doc
 from conversation import convert
 from conversation.handlers import access
 from conversation.handlers.editing import Editing
 from conversation.handlers.paging import message_not_found
 from conversation.handlers.unit import Change, Taken
+from conversation.storage.messages import Message
 
 
 @dataclass(frozen=True)
 class Reacted:
-    message: Doc
+    message: Message
     added: bool
 
 
 class Reactions(Editing):
     async def react(
         self, caller: Caller, *, conversation_id: str, message_id: str, emoji: str
-    ) -> tuple[Doc, bool]:
+    ) -> tuple[Message, bool]:
         if not emoji or len(emoji) > MAX_EMOJI_CHARS or any(c.isspace() for c in emoji):
             raise InvalidArgument("an emoji is 1-64 characters without spaces", "invalid_emoji")
         conv, member, message = await self._writable_message(caller, conversation_id, message_id)
         access.require_participant(member, "react")
         access.require_writable(conv)
-        if message.get("deleted"):
+        if message.deleted:
             raise FailedPrecondition("the message was deleted", "message_deleted")
 
         async def body(t: Taken) -> Reacted:

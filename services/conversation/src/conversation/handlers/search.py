@@ -5,17 +5,17 @@ from __future__ import annotations
 from confab_core.errors import InvalidArgument
 from confab_core.identity import Caller
 from confab_core.limits import MAX_QUERY_CHARS, MAX_SEARCH_TERMS
-from confab_core.mongo import Doc
 from confab_core.telemetry import tracer
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.paging import page_limit
+from conversation.storage.messages import Message
 
 
 class Search(HandlerBase):
     async def search(
         self, caller: Caller, *, query: str, conversation_id: str, limit: int
-    ) -> list[Doc]:
+    ) -> list[Message]:
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidArgument("query too long", "query_too_long")
         terms = textutil.terms(query)[:MAX_SEARCH_TERMS]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Histogram
 
 from confab_core.identity import Caller
-from confab_core.mongo import Doc
+from conversation.storage.messages import Message, NewMessage
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +32,15 @@ BATCH_SIZE = Histogram(
 )
 
 
-def _future() -> asyncio.Future[Doc]:
-    return asyncio.get_running_loop().create_future()
-
-
 @dataclass
 class PendingSend:
     caller: Caller
     conversation_kind: int
     # The message, without its seq (the commit assigns it).
-    doc: Doc
+    message: NewMessage
     # The sender's trace context, so the event's trace continues their request.
     headers: list[tuple[str, bytes]]
-    done: asyncio.Future[Doc] = field(
+    done: asyncio.Future[Message] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -60,7 +56,7 @@ class SendBatcher:
         self._queue: list[PendingSend] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    async def submit(self, item: PendingSend) -> Doc:
+    async def submit(self, item: PendingSend) -> Message:
         self._queue.append(item)
         if self._drainer is None or self._drainer.done():
             # A clean context: the drainer outlives the request that woke it.

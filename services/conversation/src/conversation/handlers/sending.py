@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -22,7 +22,6 @@ from confab_core.limits import (
     MAX_TEXT_CHARS,
     MAX_URL_CHARS,
 )
-from confab_core.mongo import Doc
 from confab_core.telemetry import inject_headers, tracer
 from conversation import convert
 from conversation.handlers import access, mentions
@@ -31,7 +30,7 @@ from conversation.handlers.base import HandlerBase
 from conversation.handlers.sendbatch import PendingSend, SendBatcher
 from conversation.handlers.unit import Change, Taken, UnitOfWork
 from conversation.storage.conversations import Claim
-from conversation.storage.messages import new_message
+from conversation.storage.messages import FileAttachment, Message, NewMessage
 
 _USER_KINDS = {pb.MESSAGE_KIND_TEXT, pb.MESSAGE_KIND_FILE}
 _SERVICE_KINDS = {pb.MESSAGE_KIND_BOT, pb.MESSAGE_KIND_SYSTEM}
@@ -39,14 +38,14 @@ _SERVICE_KINDS = {pb.MESSAGE_KIND_BOT, pb.MESSAGE_KIND_SYSTEM}
 
 @dataclass(frozen=True)
 class Sent:
-    message: Doc
+    message: Message
     created: bool
 
 
-def message_created(doc: Doc, conversation_kind: int) -> events_pb2.ConversationEvent:
+def message_created(message: Message, conversation_kind: int) -> events_pb2.ConversationEvent:
     return events_pb2.ConversationEvent(
         message_created=events_pb2.MessageCreated(
-            message=convert.message(doc),
+            message=convert.message(message),
             conversation_kind=cast(pb.ConversationKind.ValueType, conversation_kind),
         )
     )
@@ -88,14 +87,15 @@ class Sending(HandlerBase):
             # and the read cost every send a round trip.
             if thread_root_id:
                 root = await store.messages.get(conversation_id, thread_root_id)
-                if root is None or root.get("thread_root_id") or root.get("deleted"):
+                if root is None or root.thread_root_id or root.deleted:
                     raise InvalidArgument(
                         "thread root must be a top-level message of this conversation",
                         "invalid_thread_root",
                     )
             found, everyone = await mentions.resolve(store, conversation_id, text)
-            doc = new_message(
-                message_id=new_id(),
+            attachment = _attachment(file)
+            new = NewMessage(
+                id=new_id(),
                 conversation_id=conversation_id,
                 sender_id=caller.user_id,
                 sender_name=caller.display_name,
@@ -104,37 +104,36 @@ class Sending(HandlerBase):
                 client_msg_id=client_msg_id,
                 created_at=self.clock.now(),
                 thread_root_id=thread_root_id,
-                mentions=found,
+                mentions=tuple(found),
                 mentions_all=everyone,
-                file=file,
-                search_terms=textutil.terms(text + " " + (file or {}).get("name", "")),
+                file=attachment,
+                search_terms=textutil.terms(text + " " + (attachment.name if attachment else "")),
             )
             try:
                 if thread_root_id:
-                    stored = await self._reply(caller, int(conv.kind), doc)
+                    stored = await self._reply(caller, int(conv.kind), new)
                 else:
-                    pending = PendingSend(caller, int(conv.kind), doc, inject_headers())
+                    pending = PendingSend(caller, int(conv.kind), new, inject_headers())
                     stored = await self._sends.submit(pending)
             except DuplicateKeyError:
                 return await self._stored_retry(caller, conversation_id, client_msg_id, span)
-            span.set_attribute("confab.message.seq", stored["seq"])
+            span.set_attribute("confab.message.seq", stored.seq)
             return Sent(stored, created=True)
 
-    async def _reply(self, caller: Caller, conversation_kind: int, doc: Doc) -> Doc:
+    async def _reply(self, caller: Caller, conversation_kind: int, new: NewMessage) -> Message:
         """A thread reply: its message, and the root's reply count, in one unit."""
-        conversation_id, root_id = doc["conversation_id"], doc["thread_root_id"]
+        conversation_id, root_id = new.conversation_id, new.thread_root_id
 
-        async def body(t: Taken) -> Doc:
-            stored = {**doc, "seq": t.first_seq}
-            await t.store.messages.insert_many([stored])
+        async def body(t: Taken) -> Message:
+            (stored,) = await t.store.messages.insert_many([(new, t.first_seq)])
             # The sender has read everything up to their own message.
-            await t.store.members.advance_read(conversation_id, caller.user_id, stored["seq"])
+            await t.store.members.advance_read(conversation_id, caller.user_id, stored.seq)
             root = await t.store.messages.bump_reply_count(
                 conversation_id, root_id, self.clock.now()
             )
             if root is None:
                 raise InvalidArgument("thread root vanished", "invalid_thread_root")
-            t.emit(message_created(stored, conversation_kind), message_id=stored["_id"])
+            t.emit(message_created(stored, conversation_kind), message_id=stored.id)
             t.emit(
                 events_pb2.ConversationEvent(
                     message_updated=events_pb2.MessageUpdated(message=convert.message(root))
@@ -165,39 +164,65 @@ class Sending(HandlerBase):
         conversation one claim, then one insert per collection and tenant."""
         groups: dict[tuple[str, str], list[PendingSend]] = {}
         for item in items:
-            key = (item.caller.tenant_id, item.doc["conversation_id"])
+            key = (item.caller.tenant_id, item.message.conversation_id)
             groups.setdefault(key, []).append(item)
         changes = [
             Change(group[0].caller, conv_id, Claim(events=len(group), messages=len(group)))
             for (_, conv_id), group in groups.items()
         ]
 
-        async def body(taken: list[Taken]) -> list[Doc]:
-            per_tenant: dict[str, tuple[Taken, list[Doc], list[tuple[str, str, int]]]] = {}
-            stored_all: list[Doc] = []
+        async def body(taken: list[Taken]) -> list[Message]:
+            per_tenant: dict[str, _TenantSends] = {}
             for t, group in zip(taken, groups.values(), strict=True):
-                _, docs, reads = per_tenant.setdefault(t.change.caller.tenant_id, (t, [], []))
+                sends = per_tenant.setdefault(t.change.caller.tenant_id, _TenantSends(t))
                 for offset, item in enumerate(group):
-                    stored = {**item.doc, "seq": t.first_seq + offset}
-                    docs.append(stored)
-                    stored_all.append(stored)
-                    reads.append((t.change.conversation_id, item.caller.user_id, stored["seq"]))
+                    seq = t.first_seq + offset
+                    sends.placed.append((item.message, seq))
+                    sends.owners.append((t, item))
+                    sends.reads.append((t.change.conversation_id, item.caller.user_id, seq))
+            stored_all: list[Message] = []
+            for sends in per_tenant.values():
+                stored = await sends.taken.store.messages.insert_many(sends.placed)
+                # Each sender has read everything up to their own message.
+                await sends.taken.store.members.advance_read_many(sends.reads)
+                # In each conversation's order: a change's events are stamped as emitted.
+                for message, (t, item) in zip(stored, sends.owners, strict=True):
                     t.emit(
-                        message_created(stored, item.conversation_kind),
-                        message_id=stored["_id"],
+                        message_created(message, item.conversation_kind),
+                        message_id=message.id,
                         actor=item.caller,
                         headers=item.headers,
                     )
-            for t, docs, reads in per_tenant.values():
-                await t.store.messages.insert_many(docs)
-                # Each sender has read everything up to their own message.
-                await t.store.members.advance_read_many(reads)
+                stored_all += stored
             return stored_all
 
         done = await self.unit.run(changes, body)
-        by_id = {doc["_id"]: doc for doc in done.value}
+        by_id = {m.id: m for m in done.value}
         for item in items:
-            item.done.set_result(by_id[item.doc["_id"]])
+            item.done.set_result(by_id[item.message.id])
+
+
+@dataclass
+class _TenantSends:
+    """One tenant's share of a batch: one insert, one read-marker write."""
+
+    taken: Taken
+    placed: list[tuple[NewMessage, int]] = field(default_factory=list)
+    # Whose each placed message is: the change it belongs to, and its send.
+    owners: list[tuple[Taken, PendingSend]] = field(default_factory=list)
+    reads: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def _attachment(file: dict[str, Any] | None) -> FileAttachment | None:
+    """The validated file of a send, as stored."""
+    if file is None:
+        return None
+    return FileAttachment(
+        url=str(file["url"]),
+        name=str(file["name"]),
+        content_type=str(file.get("content_type", "")),
+        size_bytes=int(file.get("size_bytes", 0)),
+    )
 
 
 def validate_text(body: str) -> None:

@@ -11,7 +11,7 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc, TenantCollection
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Conversation:
     id: str
     kind: int
@@ -55,7 +55,7 @@ def _found(doc: Doc | None) -> Conversation | None:
     return None if doc is None else _record(doc)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
     """What one write takes from a conversation document, and what it changes there.
 
@@ -73,7 +73,7 @@ class Claim:
     deleted_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityCursor:
     """A position in a user's conversations ordered by activity: the last item seen."""
 

@@ -16,7 +16,7 @@ from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
-from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, search_entry
+from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, _search_entry
 from conversation.storage.outbox import (
     EVENT_RETENTION,
     OutboxReader,
@@ -189,7 +189,7 @@ class Database:
         search = self.db[SEARCH_COLLECTION]
         batch: list[UpdateOne] = []
         async for doc in messages.find({"search_terms.0": {"$exists": True}}):
-            entry = {**search_entry(doc), "tenant_id": doc["tenant_id"]}
+            entry = {**_search_entry(doc), "tenant_id": doc["tenant_id"]}
             batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": entry}, upsert=True))
             if len(batch) >= 1000:
                 await search.bulk_write(batch, ordered=False)

@@ -15,7 +15,7 @@ def member_id(conversation_id: str, user_id: str) -> str:
     return f"{conversation_id}:{user_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One user's membership of one conversation."""
 

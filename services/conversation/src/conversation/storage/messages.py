@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +13,171 @@ from conversation.storage.inserts import insert_all
 SEARCH_COLLECTION = "message_search"
 
 
-def search_entry(doc: Doc) -> Doc:
+@dataclass(frozen=True, slots=True)
+class FileAttachment:
+    url: str
+    name: str
+    content_type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji on a message, and who gave it (in the order they did)."""
+
+    emoji: str
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message; a deleted one is a tombstone that keeps its seq."""
+
+    id: str
+    conversation_id: str
+    seq: int
+    sender_id: str
+    sender_name: str
+    kind: int
+    text: str
+    client_msg_id: str
+    created_at: datetime
+    # "" for a top-level message; a reply names its thread's root.
+    thread_root_id: str
+    deleted: bool
+    reply_count: int
+    # The members the text names, and whether it names everyone (@channel).
+    mentions: tuple[str, ...]
+    mentions_all: bool
+    reactions: tuple[Reaction, ...]
+    file: FileAttachment | None
+    edited_at: datetime | None = None
+    last_reply_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message about to be stored: everything but its seq, which the unit of
+    work that stores it assigns."""
+
+    id: str
+    conversation_id: str
+    sender_id: str
+    sender_name: str
+    kind: int
+    text: str
+    client_msg_id: str
+    created_at: datetime
+    thread_root_id: str
+    mentions: tuple[str, ...]
+    mentions_all: bool
+    file: FileAttachment | None
+    # Its words, for search.
+    search_terms: list[str]
+
+    def at(self, seq: int) -> Message:
+        """The message as stored with ``seq``."""
+        # Positional, in Message's field order: once per message sent, and
+        # keywords cost a dict per call.
+        return Message(
+            self.id,
+            self.conversation_id,
+            seq,
+            self.sender_id,
+            self.sender_name,
+            self.kind,
+            self.text,
+            self.client_msg_id,
+            self.created_at,
+            self.thread_root_id,
+            False,
+            0,
+            self.mentions,
+            self.mentions_all,
+            (),
+            self.file,
+        )
+
+
+def _file_document(f: FileAttachment | None) -> Doc | None:
+    if f is None:
+        return None
+    return {
+        "url": f.url,
+        "name": f.name,
+        "content_type": f.content_type,
+        "size_bytes": f.size_bytes,
+    }
+
+
+def _document(m: NewMessage, seq: int) -> Doc:
+    return {
+        "_id": m.id,
+        "conversation_id": m.conversation_id,
+        "seq": seq,
+        "sender_id": m.sender_id,
+        "sender_name": m.sender_name,
+        "kind": m.kind,
+        "text": m.text,
+        "client_msg_id": m.client_msg_id,
+        "created_at": m.created_at,
+        "thread_root_id": m.thread_root_id,
+        "deleted": False,
+        "reply_count": 0,
+        "mentions": list(m.mentions),
+        "mentions_all": m.mentions_all,
+        "reactions": [],
+        "file": _file_document(m.file),
+        "search_terms": m.search_terms,
+    }
+
+
+def _reaction_documents(reactions: tuple[Reaction, ...]) -> list[Doc]:
+    return [{"emoji": r.emoji, "users": list(r.users)} for r in reactions]
+
+
+def _record(doc: Doc) -> Message:
+    # Documents stored before a field existed lack it: the defaults are what
+    # such a message meant.
+    f = doc.get("file")
+    return Message(
+        id=str(doc["_id"]),
+        conversation_id=str(doc["conversation_id"]),
+        seq=int(doc["seq"]),
+        sender_id=str(doc["sender_id"]),
+        sender_name=str(doc.get("sender_name", "")),
+        kind=int(doc["kind"]),
+        text=str(doc["text"]),
+        client_msg_id=str(doc["client_msg_id"]),
+        created_at=doc["created_at"],
+        thread_root_id=str(doc.get("thread_root_id", "")),
+        deleted=bool(doc.get("deleted", False)),
+        reply_count=int(doc.get("reply_count", 0)),
+        mentions=tuple(doc.get("mentions", ())),
+        mentions_all=bool(doc.get("mentions_all", False)),
+        reactions=tuple(
+            Reaction(str(r["emoji"]), tuple(r["users"])) for r in doc.get("reactions", ())
+        ),
+        file=(
+            FileAttachment(
+                url=str(f.get("url", "")),
+                name=str(f.get("name", "")),
+                content_type=str(f.get("content_type", "")),
+                size_bytes=int(f.get("size_bytes", 0)),
+            )
+            if f
+            else None
+        ),
+        edited_at=doc.get("edited_at"),
+        last_reply_at=doc.get("last_reply_at"),
+    )
+
+
+def _found(doc: Doc | None) -> Message | None:
+    return None if doc is None else _record(doc)
+
+
+def _search_entry(doc: Doc) -> Doc:
     """A message's words, in the collection search reads (one entry per message)."""
     return {
         "_id": doc["_id"],
@@ -22,44 +187,7 @@ def search_entry(doc: Doc) -> Doc:
     }
 
 
-def new_message(
-    *,
-    message_id: str,
-    conversation_id: str,
-    sender_id: str,
-    sender_name: str,
-    kind: int,
-    text: str,
-    client_msg_id: str,
-    created_at: datetime,
-    thread_root_id: str,
-    mentions: list[str],
-    mentions_all: bool,
-    file: Doc | None,
-    search_terms: list[str],
-) -> Doc:
-    """A message's document, without its seq (the unit of work that stores it assigns it)."""
-    return {
-        "_id": message_id,
-        "conversation_id": conversation_id,
-        "sender_id": sender_id,
-        "sender_name": sender_name,
-        "kind": kind,
-        "text": text,
-        "client_msg_id": client_msg_id,
-        "created_at": created_at,
-        "thread_root_id": thread_root_id,
-        "deleted": False,
-        "reply_count": 0,
-        "mentions": mentions,
-        "mentions_all": mentions_all,
-        "reactions": [],
-        "file": file,
-        "search_terms": search_terms,
-    }
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReactionToggle:
     """What toggling one user's emoji did: the message after, and whether it was added.
 
@@ -67,22 +195,25 @@ class ReactionToggle:
     the emoji would pass the limit of different reactions (nothing was written).
     """
 
-    message: Doc | None
+    message: Message | None
     added: bool = False
     full: bool = False
 
 
-def _toggled(reactions: list[Doc], emoji: str, user_id: str) -> tuple[list[Doc], bool]:
-    out = [{"emoji": r["emoji"], "users": list(r["users"])} for r in reactions]
-    for r in out:
-        if r["emoji"] == emoji:
-            if user_id in r["users"]:
-                r["users"].remove(user_id)
-                return [x for x in out if x["users"]], False
-            r["users"].append(user_id)
-            return out, True
-    out.append({"emoji": emoji, "users": [user_id]})
-    return out, True
+def _toggled(
+    reactions: tuple[Reaction, ...], emoji: str, user_id: str
+) -> tuple[tuple[Reaction, ...], bool]:
+    out = list(reactions)
+    for i, r in enumerate(out):
+        if r.emoji != emoji:
+            continue
+        if user_id in r.users:
+            out[i] = Reaction(emoji, tuple(u for u in r.users if u != user_id))
+            return tuple(x for x in out if x.users), False
+        out[i] = Reaction(emoji, (*r.users, user_id))
+        return tuple(out), True
+    out.append(Reaction(emoji, (user_id,)))
+    return tuple(out), True
 
 
 class MessageRepo:
@@ -108,28 +239,35 @@ class MessageRepo:
         self._search = search
         self._session = session
 
-    async def insert_many(self, docs: list[Doc]) -> None:
-        """New messages (seqs assigned) and their words, one insert per collection."""
+    async def insert_many(self, placed: Sequence[tuple[NewMessage, int]]) -> list[Message]:
+        """New messages, each with the seq it was given, and their words: one
+        insert per collection. The messages as stored, in the same order."""
+        docs = [_document(m, seq) for m, seq in placed]
         await insert_all(self._col, docs, self._session)
         await self._search.insert_many(
-            [search_entry(d) for d in docs if d.get("search_terms")], session=self._session
+            [_search_entry(d) for d in docs if d["search_terms"]], session=self._session
         )
+        return [m.at(seq) for m, seq in placed]
 
-    async def get(self, conversation_id: str, message_id: str) -> Doc | None:
-        return await self._col.find_one(
-            {"conversation_id": conversation_id, "_id": message_id}, session=self._session
+    async def get(self, conversation_id: str, message_id: str) -> Message | None:
+        return _found(
+            await self._col.find_one(
+                {"conversation_id": conversation_id, "_id": message_id}, session=self._session
+            )
         )
 
     async def by_client_id(
         self, conversation_id: str, sender_id: str, client_msg_id: str
-    ) -> Doc | None:
-        return await self._col.find_one(
-            {
-                "conversation_id": conversation_id,
-                "sender_id": sender_id,
-                "client_msg_id": client_msg_id,
-            },
-            session=self._session,
+    ) -> Message | None:
+        return _found(
+            await self._col.find_one(
+                {
+                    "conversation_id": conversation_id,
+                    "sender_id": sender_id,
+                    "client_msg_id": client_msg_id,
+                },
+                session=self._session,
+            )
         )
 
     # Pages read seq windows, not open-ended ranges. SecantusDB materializes every
@@ -142,24 +280,26 @@ class MessageRepo:
     # seqs be missing, the next window is twice as wide, and the last one is
     # open on the far side, so the result is exactly what the open range gives.
 
-    async def _window(self, conversation_id: str, seq: Doc, order: int, limit: int) -> list[Doc]:
+    async def _window(
+        self, conversation_id: str, seq: Doc, order: int, limit: int
+    ) -> list[Message]:
         cursor = self._col.find(
             {"conversation_id": conversation_id, "seq": seq},
             sort=[("seq", order)],
             limit=limit,
             session=self._session,
         )
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
     async def page_after(
         self, conversation_id: str, after_seq: int, limit: int, last_seq: int
-    ) -> list[Doc]:
+    ) -> list[Message]:
         """Up to ``limit`` messages with seq > ``after_seq``, oldest first.
 
         ``last_seq`` is the conversation's, as read before: past it the window is
         left open, so a message sent since is still found.
         """
-        out: list[Doc] = []
+        out: list[Message] = []
         low, span = after_seq, max(limit, 1)
         while len(out) < limit:
             high = low + span
@@ -174,13 +314,13 @@ class MessageRepo:
 
     async def page_before(
         self, conversation_id: str, before_seq: int, limit: int, last_seq: int
-    ) -> list[Doc]:
+    ) -> list[Message]:
         """Up to ``limit`` messages with seq < ``before_seq``, newest first.
 
         A ``before_seq`` past ``last_seq`` + 1 (e.g. "the newest page") starts
         the first window at ``last_seq`` while still reaching up to ``before_seq``.
         """
-        out: list[Doc] = []
+        out: list[Message] = []
         high, span = before_seq, max(limit, 1)
         top = min(before_seq, last_seq + 1)
         while len(out) < limit:
@@ -197,7 +337,7 @@ class MessageRepo:
 
     async def thread_after(
         self, conversation_id: str, root_id: str, after_seq: int, limit: int
-    ) -> list[Doc]:
+    ) -> list[Message]:
         cursor = self._col.find(
             {
                 "conversation_id": conversation_id,
@@ -208,7 +348,7 @@ class MessageRepo:
             limit=limit,
             session=self._session,
         )
-        return [doc async for doc in cursor]
+        return [_record(doc) async for doc in cursor]
 
     async def _update(self, conversation_id: str, message_id: str, update: Doc) -> Doc | None:
         return await self._col.find_one_and_update(
@@ -220,7 +360,7 @@ class MessageRepo:
     async def _reindex(self, doc: Doc) -> None:
         """Same transaction as the change: search never sees words the message no longer has."""
         if doc["search_terms"]:
-            entry = search_entry(doc)
+            entry = _search_entry(doc)
             del entry["_id"]
             await self._search.update_one(
                 {"_id": doc["_id"]}, {"$set": entry}, upsert=True, session=self._session
@@ -238,7 +378,7 @@ class MessageRepo:
         mentions_all: bool,
         search_terms: list[str],
         now: datetime,
-    ) -> Doc | None:
+    ) -> Message | None:
         """New text for a live message; None if it is gone or deleted."""
         doc = await self._col.find_one_and_update(
             {"conversation_id": conversation_id, "_id": message_id, "deleted": {"$ne": True}},
@@ -253,11 +393,14 @@ class MessageRepo:
             },
             session=self._session,
         )
-        if doc is not None:
-            await self._reindex(doc)
-        return doc
+        if doc is None:
+            return None
+        await self._reindex(doc)
+        return _record(doc)
 
-    async def tombstone(self, conversation_id: str, message_id: str, now: datetime) -> Doc | None:
+    async def tombstone(
+        self, conversation_id: str, message_id: str, now: datetime
+    ) -> Message | None:
         """Empties a message of everything it said, keeping its place (its seq)."""
         doc = await self._update(
             conversation_id,
@@ -275,9 +418,10 @@ class MessageRepo:
                 }
             },
         )
-        if doc is not None:
-            await self._reindex(doc)
-        return doc
+        if doc is None:
+            return None
+        await self._reindex(doc)
+        return _record(doc)
 
     async def toggle_reaction(
         self, conversation_id: str, message_id: str, emoji: str, user_id: str, max_kinds: int
@@ -288,22 +432,26 @@ class MessageRepo:
         lock): the toggle must see the latest set.
         """
         current = await self.get(conversation_id, message_id)
-        if current is None or current.get("deleted"):
+        if current is None or current.deleted:
             return ReactionToggle(None)
-        reactions, added = _toggled(current.get("reactions", []), emoji, user_id)
+        reactions, added = _toggled(current.reactions, emoji, user_id)
         if len(reactions) > max_kinds:
             return ReactionToggle(current, full=True)
-        doc = await self._update(conversation_id, message_id, {"$set": {"reactions": reactions}})
-        return ReactionToggle(doc, added=added)
+        doc = await self._update(
+            conversation_id, message_id, {"$set": {"reactions": _reaction_documents(reactions)}}
+        )
+        return ReactionToggle(_found(doc), added=added)
 
     async def bump_reply_count(
         self, conversation_id: str, root_id: str, now: datetime
-    ) -> Doc | None:
+    ) -> Message | None:
         """One more reply in the thread under ``root_id``; the root after, or None."""
-        return await self._update(
-            conversation_id,
-            root_id,
-            {"$inc": {"reply_count": 1}, "$set": {"last_reply_at": now}},
+        return _found(
+            await self._update(
+                conversation_id,
+                root_id,
+                {"$inc": {"reply_count": 1}, "$set": {"last_reply_at": now}},
+            )
         )
 
     async def count_unread(self, conversation_id: str, user_id: str, after_seq: int) -> int:
@@ -349,7 +497,7 @@ class MessageRepo:
         return {c: (results[i], results[n + i]) for i, c in enumerate(ids)}
 
     @staticmethod
-    def search_filter(conversation_ids: list[str], terms: list[str]) -> Doc:
+    def _search_filter(conversation_ids: list[str], terms: list[str]) -> Doc:
         """What the server matches in ``message_search``: one word (the longest,
         likely the rarest) in the caller's conversations.
 
@@ -362,11 +510,13 @@ class MessageRepo:
             "conversation_id": {"$in": conversation_ids},
         }
 
-    async def search(self, conversation_ids: list[str], terms: list[str], limit: int) -> list[Doc]:
+    async def search(
+        self, conversation_ids: list[str], terms: list[str], limit: int
+    ) -> list[Message]:
         """Newest first, every word present; tombstones have no words and never match."""
         wanted = set(terms)
         cursor = self._search.find(
-            self.search_filter(conversation_ids, terms),
+            self._search_filter(conversation_ids, terms),
             sort=[("created_at", -1), ("_id", 1)],
             session=self._session,
             # One word: every match the server finds is a result, so it may stop at limit.
@@ -388,4 +538,4 @@ class MessageRepo:
             session=self._session,
         )
         by_id = {doc["_id"]: doc async for doc in found}
-        return [by_id[i] for i in hits if i in by_id and not by_id[i].get("deleted")]
+        return [_record(by_id[i]) for i in hits if i in by_id and not by_id[i].get("deleted")]

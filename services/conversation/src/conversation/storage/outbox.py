@@ -20,7 +20,7 @@ from confab_core.mongo import Doc, TenantCollection
 EVENT_RETENTION = timedelta(days=7)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutboxRecord:
     """One event, serialized, on its way to ``topic``.
 
@@ -38,13 +38,13 @@ class OutboxRecord:
     message_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     event_seq: int
     payload: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PendingRecord:
     """A record the relay has yet to publish (any tenant)."""
 

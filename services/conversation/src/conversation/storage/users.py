@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from confab_core.mongo import Doc, TenantCollection
+from confab_core.mongo import TenantCollection
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """What a user's last verified token said about them."""
+
+    user_id: str
+    display_name: str
+    email: str
 
 
 class UserRepo:
@@ -22,6 +32,14 @@ class UserRepo:
             session=self._session,
         )
 
-    async def get_many(self, user_ids: list[str]) -> dict[str, Doc]:
+    async def get_many(self, user_ids: list[str]) -> dict[str, UserProfile]:
+        """The known profiles among ``user_ids``, by user id."""
         cursor = self._col.find({"user_id": {"$in": user_ids}}, session=self._session)
-        return {doc["user_id"]: doc async for doc in cursor}
+        return {
+            str(doc["user_id"]): UserProfile(
+                user_id=str(doc["user_id"]),
+                display_name=str(doc.get("display_name", "")),
+                email=str(doc.get("email", "")),
+            )
+            async for doc in cursor
+        }
