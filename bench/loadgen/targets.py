@@ -20,19 +20,10 @@ from typing import Any
 import httpx
 from confab_devfleet import Fleet, FleetOptions
 
+from gateway.ratelimit import Action
+
 BENCH_TENANT = "bench"
 UNLIMITED = "1000000000"
-# Every action gateway.ratelimit limits.
-RATE_LIMITED = (
-    "send",
-    "conversation_create",
-    "member_add",
-    "search",
-    "summary",
-    "typing",
-    "presence",
-    "connect",
-)
 RUST_SECANTUS_DEFAULT = "/tmp/secrs/bin/secantusd-rs"
 
 
@@ -100,7 +91,7 @@ class ConfabTarget(Target):
             # Every action (sends, connects, typing...): the bench measures the
             # system, not the limiter's refusals.
             "GATEWAY_RATE_LIMITS": json.dumps(
-                {a: {"user": int(UNLIMITED), "tenant": int(UNLIMITED)} for a in RATE_LIMITED}
+                {a: {"user": int(UNLIMITED), "tenant": int(UNLIMITED)} for a in Action}
             ),
             # The production default; the dev fleet's 5 s is for quick tests.
             "GATEWAY_HEARTBEAT_SECONDS": "20",

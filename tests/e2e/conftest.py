@@ -17,6 +17,7 @@ import socketio
 from confab_devfleet import Fleet, FleetOptions
 
 from confab_devservers import FakeOpenAI
+from gateway.ratelimit import Action
 
 TENANT_A = "tenant-a"
 TENANT_B = "tenant-b"
@@ -31,21 +32,11 @@ LOW_LIMITS = {
 # A tenant for tests that set up at scale (a user in 1,000 conversations).
 TENANT_BULK = "tenant-bulk"
 _UNLIMITED = {"user": 1_000_000, "tenant": 1_000_000}
-_ACTIONS = (
-    "send",
-    "conversation_create",
-    "member_add",
-    "search",
-    "summary",
-    "typing",
-    "presence",
-    "connect",
-)
 TENANT_RATE_LIMITS = {
     TENANT_LIMITED: LOW_LIMITS,
     TENANT_BULK: {"conversation_create": _UNLIMITED},
     # The fuzzer calls every operation as one user, many times a second.
-    "tenant-fuzz": {action: _UNLIMITED for action in _ACTIONS},
+    "tenant-fuzz": {action: _UNLIMITED for action in Action},
 }
 
 
