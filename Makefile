@@ -10,6 +10,10 @@ export UV
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+# Tests and the dev fleet start servers with fork+exec from processes that hold gRPC
+# channels; gRPC's fork handlers can then hang Popen for good (grpc/grpc#37259).
+# We always exec right after fork, the case gRPC documents this switch for.
+export GRPC_ENABLE_FORK_SUPPORT := false
 
 PY_PACKAGES := -p confab_core -p confab_devservers -p confab_devfleet \
 	-p conversation -p presence -p bot -p notification -p gateway
