@@ -4,6 +4,7 @@ traffic goes on, crypto-shredding, and the KeyService's callers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -24,12 +25,13 @@ from confab_core.crypto import (
     UndecryptableError,
     blob_key_id,
 )
-from confab_core.errors import FailedPrecondition, PermissionDenied
+from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from confab_core.grpcx.client import channel
 from confab_core.identity import ROLE_MEMBER, ROLE_SERVICE, ROLE_TENANT_ADMIN, Caller, acting_as
 from confab_core.servicetoken import GATEWAY, PRESENCE, InternalAuth
 from confab_devservers import MongoServer
 from conversation import app
+from conversation import keys as keys_cli
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.messages import MessageHandler
@@ -445,3 +447,25 @@ async def test_key_service_over_grpc(mongo_server: MongoServer, key_file: Path) 
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(PRESENCE, service)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.asyncio
+async def test_rotate_and_status_commands(mongo_server: MongoServer, key_file: Path) -> None:
+    settings = ConversationSettings(
+        mongo_url=mongo_server.url,
+        kafka_bootstrap_servers="127.0.0.1:9",
+        mongo_database=f"conv_{uuid.uuid4().hex[:12]}",
+        internal_key="key-command-tests-internal-key-32b",  # type: ignore[arg-type]
+        key_file=key_file,
+    )
+    clock = FakeClock()
+    rotated = json.loads(await keys_cli.run(["rotate", "--tenant", "t-cli"], settings, clock))
+    assert rotated["staged"]["key_id"] == "k2"
+    status = json.loads(await keys_cli.run(["status", "--tenant", "t-cli"], settings, clock))
+    assert status["current_key_id"] == "k1"
+    assert [k["key_id"] for k in status["keys"]] == ["k1", "k2"]
+    assert status["jobs"][0]["state"] == "pending"
+    with pytest.raises(SystemExit):
+        await keys_cli.run(["rotate"], settings, clock)
+    with pytest.raises(InvalidArgument):
+        await keys_cli.run(["status", "--tenant", ""], settings, clock)
