@@ -20,6 +20,7 @@ from confab.conversation.v1 import keys_pb2, keys_pb2_grpc
 from confab_core import mongo
 from confab_core.clock import FakeClock
 from confab_core.crypto import (
+    KeyServiceSource,
     KeysShreddedError,
     LocalKeyFileProvider,
     UndecryptableError,
@@ -447,6 +448,20 @@ async def test_key_service_over_grpc(mongo_server: MongoServer, key_file: Path) 
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(PRESENCE, service)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # What gateway, bot and notification use: the library's remote source.
+        auth = InternalAuth(GATEWAY, internal_key.encode(), FakeClock())
+        async with channel(target, auth, "conversation") as chan:
+            source = KeyServiceSource(chan, GATEWAY)
+            keys = await source.keys("t-9")
+            assert keys.current.key == got.keys[0].key and keys.search_key == got.search_key
+            # Shredded by another replica (this one never cached the tenant's keys).
+            client = mongo.connect(mongo_server.url, "test")
+            try:
+                await KeyHandler(app.database(settings, client, FakeClock())).shred("t-10")
+            finally:
+                await client.close()
+            with pytest.raises(KeysShreddedError):
+                await source.keys("t-10")
 
 
 @pytest.mark.asyncio
