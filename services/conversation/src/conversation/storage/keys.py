@@ -267,6 +267,9 @@ class KeyVault:
         )
         await self._jobs().delete_many({"tenant_id": tenant_id})
         self._cache.invalidate(tenant_id)
+        # Last: should it fail, the tombstone above already stops every use, and a
+        # retried shred destroys it then.
+        await self._provider.destroy(tenant_id)
 
     async def status(self, tenant_id: str) -> KeyStatus:
         doc = await self._col(tenant_id).find_one({})
