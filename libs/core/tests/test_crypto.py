@@ -192,4 +192,5 @@ def test_the_dev_fleets_key_file_is_one_the_provider_reads(tmp_path: Path) -> No
     assert dev_key_file(path).read_text() == path.read_text()
     assert path.stat().st_mode & 0o777 == 0o600
     provider = LocalKeyFileProvider(path)
-    assert asyncio.run(provider.unwrap("t", asyncio.run(provider.wrap("t", b"k" * 32)))) == b"k" * 32
+    wrapped = asyncio.run(provider.wrap("t", b"k" * 32))
+    assert asyncio.run(provider.unwrap("t", wrapped)) == b"k" * 32
