@@ -14,6 +14,8 @@ from confab.conversation.v1 import (
     conversation_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
 )
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
@@ -31,8 +33,10 @@ from confab_core.telemetry import setup_tracing
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.membership_servicer import MembershipServicer
+from conversation.policy_servicer import PolicyServicer
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
@@ -79,6 +83,8 @@ async def build(
     server = GrpcServer(settings.grpc_port, internal_auth(SERVICE, settings, clock), host=host)
     # One unit of work, so one writer-lock table, for every handler of the process.
     unit = UnitOfWork(db, clock, wakeup)
+    # One policy cache per process, shared by the policy API and message writes.
+    policies = PolicyHandler(db, clock)
     servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
@@ -88,6 +94,11 @@ async def build(
     server.add(
         lambda s: membership_pb2_grpc.add_MembershipServiceServicer_to_server(membership, s),
         membership_pb2.DESCRIPTOR.services_by_name["MembershipService"].full_name,
+    )
+    policy = PolicyServicer(policies)
+    server.add(
+        lambda s: policy_pb2_grpc.add_PolicyServiceServicer_to_server(policy, s),
+        policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     )
 
     async def close() -> None:

@@ -40,6 +40,7 @@ from gateway.routes import (
     members,
     messages,
     notifications,
+    policy,
     presence,
     reactions,
     search,
@@ -147,6 +148,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         search,
         presence,
         notifications,
+        policy,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

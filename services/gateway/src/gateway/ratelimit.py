@@ -45,6 +45,7 @@ class Action(StrEnum):
     TYPING = "typing"
     PRESENCE = "presence"
     CONNECT = "connect"
+    POLICY = "policy"
 
 
 class Limit(BaseModel):
@@ -70,6 +71,8 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # budget lets a whole tenant of tens of thousands come back within minutes after
     # a gateway restart, but not all in the same second.
     Action.CONNECT: Limit(user=10, tenant=2000),
+    # Admin reads and changes of the tenant policy: rare by nature.
+    Action.POLICY: Limit(user=10, tenant=100),
 }
 
 
@@ -138,4 +141,5 @@ _NOUNS: Mapping[Action, str] = {
     Action.TYPING: "typing updates",
     Action.PRESENCE: "presence changes",
     Action.CONNECT: "connections",
+    Action.POLICY: "policy calls",
 }

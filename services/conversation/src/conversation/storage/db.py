@@ -23,6 +23,7 @@ from conversation.storage.outbox import (
     OutboxWriter,
     carried_message_id,
 )
+from conversation.storage.policies import POLICY_COLLECTION, PolicyRepo
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -101,6 +102,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     "leases": [IndexModel([("expires_at", DESCENDING)])],
+    # One document per tenant, keyed by the tenant id.
+    POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
 }
 
 
@@ -153,6 +156,9 @@ class Database:
 
     def outbox_reader(self) -> OutboxReader:
         return OutboxReader(self.db["outbox"])
+
+    def policies(self, tenant_id: str) -> PolicyRepo:
+        return PolicyRepo(TenantCollection(self.db[POLICY_COLLECTION], tenant_id))
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
