@@ -3,13 +3,34 @@
 
 from __future__ import annotations
 
-EMAIL = "email"
-PHONE = "phone"
-CARD = "card"
-IBAN = "iban"
-SSN = "ssn"
-NINO = "nino"
-SECRET = "secret"
+from confab_core.pii.detect import (
+    CARD,
+    EMAIL,
+    IBAN,
+    KINDS,
+    NINO,
+    PHONE,
+    PHONE_REGIONS,
+    SECRET,
+    SSN,
+    Finding,
+    mask,
+    placeholder,
+    scan,
+)
 
-# Every kind a tenant policy may name, in the order reports list them.
-KINDS: tuple[str, ...] = (EMAIL, PHONE, CARD, IBAN, SSN, NINO, SECRET)
+__all__ = [
+    "CARD",
+    "EMAIL",
+    "IBAN",
+    "KINDS",
+    "NINO",
+    "PHONE",
+    "PHONE_REGIONS",
+    "SECRET",
+    "SSN",
+    "Finding",
+    "mask",
+    "placeholder",
+    "scan",
+]
