@@ -99,6 +99,14 @@ class AuditTrail:
             ),
         )
 
+    async def in_unit_all(
+        self, t: Taken, items: list[tuple[str, Target, Fields, Fields]]
+    ) -> list[AuditRecord]:
+        """Several (action, target, before, after) at once: one claim of the chain."""
+        caller, conv_id = t.change.caller, t.change.conversation_id
+        entries = [entry(caller, a, tg, b, af, conversation_id=conv_id) for a, tg, b, af in items]
+        return await t.store.audit.append_many(entries, self._clock.now())
+
     async def append(self, store: TenantStore, audited: AuditEntry) -> AuditRecord:
         """Appends through a store bound to a transaction (``Taken.store``,
         ``Transaction.for_tenant``)."""

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.inserts import insert_all
 
 AUDIT_COLLECTION = "audit"
 HEADS_COLLECTION = "audit_heads"
@@ -134,6 +135,26 @@ def _fields(value: object) -> Fields:
     return out
 
 
+def _document(tenant_id: str, r: AuditRecord) -> Doc:
+    e = r.entry
+    return {
+        "_id": f"{tenant_id}:{r.seq:012d}",
+        "seq": r.seq,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+        "at": r.at,
+        "actor_id": e.actor_id,
+        "action": e.action,
+        "target_kind": e.target.kind,
+        "target_id": e.target.id,
+        "conversation_id": e.conversation_id,
+        "before": dict(e.before),
+        "after": dict(e.after),
+        "request_id": e.request_id,
+        "client_ip": e.client_ip,
+    }
+
+
 def _record(doc: Doc) -> AuditRecord:
     return AuditRecord(
         seq=int(doc["seq"]),
@@ -170,46 +191,39 @@ class AuditRepo:
         self._head_id = f"audit:{records.tenant_id}"
 
     async def append(self, entry: AuditEntry, now: datetime) -> AuditRecord:
+        return (await self.append_many([entry], now))[0]
+
+    async def append_many(self, entries: list[AuditEntry], now: datetime) -> list[AuditRecord]:
+        """Appends in order with one head claim and one insert, whatever their number."""
         if self._session is None:
             raise RuntimeError("audit appends run inside a transaction")
+        if not entries:
+            return []
         tenant = self._records.tenant_id
         # The $inc is the claim: a second transaction appending to this chain
         # conflicts on this document and runs again after this one commits.
         head = await self._heads.find_one_and_update(
             {"_id": self._head_id},
-            {"$inc": {"seq": 1}, "$setOnInsert": {"hash": GENESIS_HASH}},
+            {"$inc": {"seq": len(entries)}, "$setOnInsert": {"hash": GENESIS_HASH}},
             upsert=True,
             session=self._session,
         )
         if head is None:
             raise RuntimeError("audit head upsert returned nothing")
-        seq = int(head["seq"])
+        seq = int(head["seq"]) - len(entries)
         prev = str(head.get("hash", GENESIS_HASH))
         at = _stored_time(now)
-        digest = chain_hash(tenant, seq, prev, at, entry)
+        records: list[AuditRecord] = []
+        for entry in entries:
+            seq += 1
+            digest = chain_hash(tenant, seq, prev, at, entry)
+            records.append(AuditRecord(seq, prev, digest, at, entry))
+            prev = digest
         await self._heads.update_one(
-            {"_id": self._head_id}, {"$set": {"hash": digest}}, session=self._session
+            {"_id": self._head_id}, {"$set": {"hash": prev}}, session=self._session
         )
-        await self._records.insert_one(
-            {
-                "_id": f"{tenant}:{seq:012d}",
-                "seq": seq,
-                "prev_hash": prev,
-                "hash": digest,
-                "at": at,
-                "actor_id": entry.actor_id,
-                "action": entry.action,
-                "target_kind": entry.target.kind,
-                "target_id": entry.target.id,
-                "conversation_id": entry.conversation_id,
-                "before": dict(entry.before),
-                "after": dict(entry.after),
-                "request_id": entry.request_id,
-                "client_ip": entry.client_ip,
-            },
-            session=self._session,
-        )
-        return AuditRecord(seq, prev, digest, at, entry)
+        await insert_all(self._records, [_document(tenant, r) for r in records], self._session)
+        return records
 
     async def query(self, q: AuditQuery) -> list[AuditRecord]:
         flt: Doc = {}

@@ -241,6 +241,16 @@ class SanctionRepo:
         cursor = self._col.find({"_id": {"$in": ids}}, session=self._session)
         return [_sanction(doc) async for doc in cursor]
 
+    async def bans_among(self, user_ids: list[str], conversation_id: str) -> list[Sanction]:
+        """Bans on any of ``user_ids`` that reach ``conversation_id`` (its own and
+        tenant-wide ones; only tenant-wide ones when it is TENANT_WIDE)."""
+        if not user_ids:
+            return []
+        scopes = {conversation_id, TENANT_WIDE}
+        ids = [self._id(BAN, u, scope) for u in user_ids for scope in scopes]
+        cursor = self._col.find({"_id": {"$in": ids}}, session=self._session)
+        return [_sanction(doc) async for doc in cursor]
+
     async def listing(
         self, *, conversation_id: str | None, user_id: str, limit: int
     ) -> list[Sanction]:
