@@ -12,6 +12,8 @@ from typing import Any
 from confab.conversation.v1 import (
     conversation_pb2,
     conversation_pb2_grpc,
+    governance_pb2,
+    governance_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
     policy_pb2,
@@ -30,9 +32,12 @@ from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.governance_servicer import AuditServicer, ModerationServicer
+from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.membership_servicer import MembershipServicer
@@ -89,6 +94,16 @@ async def build(
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    audit = AuditServicer(AuditTrail(db, clock))
+    server.add(
+        lambda s: governance_pb2_grpc.add_AuditServiceServicer_to_server(audit, s),
+        governance_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    )
+    moderation = ModerationServicer(ModerationHandler(unit))
+    server.add(
+        lambda s: governance_pb2_grpc.add_ModerationServiceServicer_to_server(moderation, s),
+        governance_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
     )
     membership = MembershipServicer(MembershipHandler(db))
     server.add(

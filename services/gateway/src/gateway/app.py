@@ -32,6 +32,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
+from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
     channels,
     conversations,
@@ -122,7 +123,9 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             await redis.aclose()
 
     api = build_api(lifespan)
-    limited = TracingMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
+    limited = TracingMiddleware(
+        RequestInfoMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
+    )
     app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
     return app
 

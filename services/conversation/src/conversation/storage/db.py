@@ -13,10 +13,17 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, _search_entry
+from conversation.storage.moderation import (
+    QUEUE_COLLECTION,
+    SANCTIONS_COLLECTION,
+    ModerationQueueRepo,
+    SanctionRepo,
+)
 from conversation.storage.outbox import (
     EVENT_RETENTION,
     OutboxReader,
@@ -104,6 +111,37 @@ INDEXES: dict[str, list[IndexModel]] = {
     "leases": [IndexModel([("expires_at", DESCENDING)])],
     # One document per tenant, keyed by the tenant id.
     POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # The chain in order (verify, paging), and the query API's filters.
+    AUDIT_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("seq", ASCENDING)], unique=True),
+        IndexModel([("tenant_id", ASCENDING), ("actor_id", ASCENDING), ("seq", DESCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("action", ASCENDING), ("seq", DESCENDING)]),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("target_kind", ASCENDING),
+                ("target_id", ASCENDING),
+                ("seq", DESCENDING),
+            ]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("at", ASCENDING)]),
+    ],
+    QUEUE_COLLECTION: [
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("created_at", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+    ],
+    SANCTIONS_COLLECTION: [
+        IndexModel(
+            [("tenant_id", ASCENDING), ("conversation_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)]),
+    ],
 }
 
 
@@ -114,6 +152,9 @@ class TenantStore:
     messages: MessageRepo
     users: UserRepo
     outbox: OutboxWriter
+    audit: AuditRepo
+    moderation: ModerationQueueRepo
+    sanctions: SanctionRepo
 
 
 class Transaction:
@@ -221,4 +262,7 @@ class Database:
             messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), session),
             users=UserRepo(scoped("users"), session),
             outbox=OutboxWriter(scoped("outbox"), session),
+            audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), session),
+            moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), session),
+            sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), session),
         )
