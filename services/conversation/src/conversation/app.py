@@ -90,7 +90,7 @@ async def build(
     unit = UnitOfWork(db, clock, wakeup)
     # One policy cache per process, shared by the policy API and message writes.
     policies = PolicyHandler(db, clock)
-    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit))
+    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit, policies))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,

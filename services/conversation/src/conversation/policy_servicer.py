@@ -66,7 +66,11 @@ class PolicyServicer(pb_grpc.PolicyServiceServicer):
         self._p = policies
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: Ctx) -> pb.GetPolicyResponse:
-        return pb.GetPolicyResponse(policy=policy_message(await self._p.get(current_caller())))
+        caller = current_caller()
+        policy = await self._p.get(caller)
+        return pb.GetPolicyResponse(
+            policy=policy_message(policy), pii_counts=await self._p.pii_counts(caller)
+        )
 
     async def UpdatePolicy(
         self, request: pb.UpdatePolicyRequest, context: Ctx

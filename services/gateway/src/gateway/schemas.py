@@ -333,6 +333,11 @@ class PolicyOut(BaseModel):
     erasure_mode: ErasureModeName
     updated_at: datetime | None = Field(description="null until the policy is first changed")
     version: int = Field(description="0 for the defaults; +1 per update")
+    pii_counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="GET only: message writes that carried each PII kind, whatever the "
+        "policy did with them",
+    )
 
 
 class PolicyPatchIn(Strict):

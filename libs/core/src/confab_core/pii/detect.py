@@ -117,6 +117,7 @@ _EMAIL = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24})(?![\w-])"
 )
 # name@2x.png is an image at twice the resolution, not an address.
+_DOMAIN_END = re.compile(r"@[A-Za-z0-9.-]+\.[A-Za-z]{2,24}$")
 _FILE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "pdf", "js", "css"})
 
 
@@ -124,8 +125,13 @@ def _emails(text: str) -> Iterable[Finding]:
     if "@" not in text:
         return
     for m in _EMAIL.finditer(text):
-        if m.group(1).lower() not in _FILE_EXTENSIONS:
-            yield Finding(EMAIL, m.start(), m.end())
+        end = m.end()
+        if m.group(1).lower() in _FILE_EXTENSIONS:
+            # "bob@example.com.pdf" is an address in a file name; "logo@2x.png" none.
+            end = m.start(1) - 1
+            if not _DOMAIN_END.search(text, m.start(), end):
+                continue
+        yield Finding(EMAIL, m.start(), end)
 
 
 # --- IBANs -------------------------------------------------------------------

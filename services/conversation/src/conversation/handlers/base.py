@@ -9,6 +9,8 @@ from confab_core.identity import ROLE_SERVICE, Caller
 from conversation import convert
 from conversation.handlers import access, sanctions
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.pii import PiiGuard
+from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.conversations import Conversation
 from conversation.storage.db import TenantStore
@@ -16,12 +18,14 @@ from conversation.storage.members import Member
 
 
 class HandlerBase:
-    def __init__(self, unit: UnitOfWork) -> None:
+    def __init__(self, unit: UnitOfWork, policies: PolicyHandler | None = None) -> None:
         # Handlers write only through the unit of work they are given, and share
         # its writer locks with every other handler built on it.
         self.unit = unit
         self.clock = unit.clock
         self._db = unit.database
+        # The process's policy cache when given (the app shares one), else its own.
+        self.pii = PiiGuard(self._db, policies or PolicyHandler(self._db, self.clock))
         self.audit = AuditTrail(unit.database, unit.clock)
         self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
 

@@ -18,6 +18,7 @@ from conversation.handlers import access, audit, mentions
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.paging import message_not_found
+from conversation.handlers.pii import queue_flagged
 from conversation.handlers.sending import validate_text
 from conversation.handlers.unit import Change, Taken
 from conversation.storage.audit import Target
@@ -78,6 +79,8 @@ class Editing(HandlerBase):
         if message.deleted:
             raise FailedPrecondition("the message was deleted", "message_deleted")
         access.require_writable(conv)
+        screened = await self.pii.screen(caller, text, None)
+        text = screened.text
         found, everyone = await mentions.resolve(self.store(caller), conversation_id, text)
         terms = textutil.terms(text + " " + (message.file.name if message.file else ""))
 
@@ -90,9 +93,11 @@ class Editing(HandlerBase):
                 mentions_all=everyone,
                 search_terms=terms,
                 now=self.clock.now(),
+                pii_kinds=screened.flagged,
             )
             if doc is None:
                 raise FailedPrecondition("the message was deleted", "message_deleted")
+            await queue_flagged(t.store, doc, self.clock.now())
             await t.store.outbox.rewrite_message(conversation_id, message_id, _rewriter(doc))
             t.emit(
                 events_pb2.ConversationEvent(

@@ -129,6 +129,10 @@ class PolicyHandler:
         _require_reader(caller)
         return await self._db.policies(caller.tenant_id).get() or DEFAULT_POLICY
 
+    async def pii_counts(self, caller: Caller) -> dict[str, int]:
+        _require_reader(caller)
+        return await self._db.pii_counts(caller.tenant_id).counts()
+
     async def update(self, caller: Caller, patch: PolicyPatch) -> PolicyRecord:
         _require_admin(caller)
         repo = self._db.policies(caller.tenant_id)

@@ -30,7 +30,12 @@ from conversation.storage.outbox import (
     OutboxWriter,
     carried_message_id,
 )
-from conversation.storage.policies import POLICY_COLLECTION, PolicyRepo
+from conversation.storage.policies import (
+    PII_COUNT_COLLECTION,
+    POLICY_COLLECTION,
+    PiiCountRepo,
+    PolicyRepo,
+)
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -111,6 +116,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     "leases": [IndexModel([("expires_at", DESCENDING)])],
     # One document per tenant, keyed by the tenant id.
     POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    PII_COUNT_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # The chain in order (verify, paging), and the query API's filters.
     AUDIT_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING), ("seq", ASCENDING)], unique=True),
@@ -200,6 +206,9 @@ class Database:
 
     def policies(self, tenant_id: str) -> PolicyRepo:
         return PolicyRepo(TenantCollection(self.db[POLICY_COLLECTION], tenant_id))
+
+    def pii_counts(self, tenant_id: str) -> PiiCountRepo:
+        return PiiCountRepo(TenantCollection(self.db[PII_COUNT_COLLECTION], tenant_id))
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])

@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from confab_core.mongo import Doc, TenantCollection
 
 POLICY_COLLECTION = "tenant_policies"
+PII_COUNT_COLLECTION = "pii_counts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +83,23 @@ class PolicyRepo:
             # The upsert of a first version raced another first version.
             return False
         return result.matched_count == 1 or result.upserted_id is not None
+
+
+class PiiCountRepo:
+    """Per tenant, how many message writes carried each PII kind (whatever the
+    policy then did with them): one document per tenant."""
+
+    def __init__(self, col: TenantCollection) -> None:
+        self._col = col
+
+    async def add(self, kinds: tuple[str, ...]) -> None:
+        await self._col.update_one(
+            {"_id": self._col.tenant_id},
+            {"$inc": {f"counts.{kind}": 1 for kind in kinds}},
+            upsert=True,
+        )
+
+    async def counts(self) -> dict[str, int]:
+        doc = await self._col.find_one({"_id": self._col.tenant_id})
+        counts = {} if doc is None else doc.get("counts", {})
+        return {str(k): int(v) for k, v in counts.items()}

@@ -235,7 +235,7 @@ class ChatOps:
     async def get_policy(self, caller: Caller) -> schemas.PolicyOut:
         await self._limiter.check(caller, Action.POLICY)
         resp = await self._b.policy.get_policy(caller, ppol.GetPolicyRequest())
-        return policy.policy_out(resp.policy)
+        return policy.policy_out(resp.policy, dict(resp.pii_counts))
 
     async def update_policy(self, caller: Caller, body: schemas.PolicyPatchIn) -> schemas.PolicyOut:
         await self._limiter.check(caller, Action.POLICY)

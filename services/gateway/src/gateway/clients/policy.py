@@ -40,7 +40,7 @@ class PolicyClient(PeerClient):
         return await self._call(self._stub.UpdatePolicy, request, caller)
 
 
-def policy_out(p: ppb.TenantPolicy) -> schemas.PolicyOut:
+def policy_out(p: ppb.TenantPolicy, pii_counts: dict[str, int] | None = None) -> schemas.PolicyOut:
     return schemas.PolicyOut(
         pii_mode=cast(schemas.PiiModeName, ppb.PiiMode.Name(p.pii_mode)[9:].lower()),
         pii_kinds=cast(list[schemas.PiiKindName], list(p.pii_kinds)),
@@ -54,6 +54,7 @@ def policy_out(p: ppb.TenantPolicy) -> schemas.PolicyOut:
         ),
         updated_at=p.updated_at.ToDatetime(tzinfo=UTC) if p.HasField("updated_at") else None,
         version=p.version,
+        pii_counts=pii_counts or {},
     )
 
 

@@ -25,29 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#confab/conversation/v1/policy.proto\x12\x16\x63onfab.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x02\n\x0cTenantPolicy\x12\x31\n\x08pii_mode\x18\x01 \x01(\x0e\x32\x1f.confab.conversation.v1.PiiMode\x12\x11\n\tpii_kinds\x18\x02 \x03(\t\x12\x18\n\x10mask_bot_prompts\x18\x03 \x01(\x08\x12\x1e\n\x16retention_message_days\x18\x04 \x01(\x05\x12\x1f\n\x17retention_archived_days\x18\x05 \x01(\x05\x12\x1f\n\x17retention_inactive_days\x18\x06 \x01(\x05\x12\x1c\n\x14\x61udit_retention_days\x18\x07 \x01(\x05\x12\x39\n\x0c\x65rasure_mode\x18\x08 \x01(\x0e\x32#.confab.conversation.v1.ErasureMode\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\x03\"\x12\n\x10GetPolicyRequest\"I\n\x11GetPolicyResponse\x12\x34\n\x06policy\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.TenantPolicy\"\x1c\n\x0bPiiKindList\x12\r\n\x05kinds\x18\x01 \x03(\t\"\xcb\x04\n\x13UpdatePolicyRequest\x12\x36\n\x08pii_mode\x18\x01 \x01(\x0e\x32\x1f.confab.conversation.v1.PiiModeH\x00\x88\x01\x01\x12\x36\n\tpii_kinds\x18\x02 \x01(\x0b\x32#.confab.conversation.v1.PiiKindList\x12\x1d\n\x10mask_bot_prompts\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12#\n\x16retention_message_days\x18\x04 \x01(\x05H\x02\x88\x01\x01\x12$\n\x17retention_archived_days\x18\x05 \x01(\x05H\x03\x88\x01\x01\x12$\n\x17retention_inactive_days\x18\x06 \x01(\x05H\x04\x88\x01\x01\x12!\n\x14\x61udit_retention_days\x18\x07 \x01(\x05H\x05\x88\x01\x01\x12>\n\x0c\x65rasure_mode\x18\x08 \x01(\x0e\x32#.confab.conversation.v1.ErasureModeH\x06\x88\x01\x01\x12\x1d\n\x10\x65xpected_version\x18\t \x01(\x03H\x07\x88\x01\x01\x42\x0b\n\t_pii_modeB\x13\n\x11_mask_bot_promptsB\x19\n\x17_retention_message_daysB\x1a\n\x18_retention_archived_daysB\x1a\n\x18_retention_inactive_daysB\x17\n\x15_audit_retention_daysB\x0f\n\r_erasure_modeB\x13\n\x11_expected_version\"L\n\x14UpdatePolicyResponse\x12\x34\n\x06policy\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.TenantPolicy*o\n\x07PiiMode\x12\x18\n\x14PII_MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cPII_MODE_OFF\x10\x01\x12\x11\n\rPII_MODE_FLAG\x10\x02\x12\x11\n\rPII_MODE_MASK\x10\x03\x12\x12\n\x0ePII_MODE_BLOCK\x10\x04*`\n\x0b\x45rasureMode\x12\x1c\n\x18\x45RASURE_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45RASURE_MODE_DELETE\x10\x01\x12\x1a\n\x16\x45RASURE_MODE_ANONYMISE\x10\x02\x32\xdc\x01\n\rPolicyService\x12`\n\tGetPolicy\x12(.confab.conversation.v1.GetPolicyRequest\x1a).confab.conversation.v1.GetPolicyResponse\x12i\n\x0cUpdatePolicy\x12+.confab.conversation.v1.UpdatePolicyRequest\x1a,.confab.conversation.v1.UpdatePolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#confab/conversation/v1/policy.proto\x12\x16\x63onfab.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x02\n\x0cTenantPolicy\x12\x31\n\x08pii_mode\x18\x01 \x01(\x0e\x32\x1f.confab.conversation.v1.PiiMode\x12\x11\n\tpii_kinds\x18\x02 \x03(\t\x12\x18\n\x10mask_bot_prompts\x18\x03 \x01(\x08\x12\x1e\n\x16retention_message_days\x18\x04 \x01(\x05\x12\x1f\n\x17retention_archived_days\x18\x05 \x01(\x05\x12\x1f\n\x17retention_inactive_days\x18\x06 \x01(\x05\x12\x1c\n\x14\x61udit_retention_days\x18\x07 \x01(\x05\x12\x39\n\x0c\x65rasure_mode\x18\x08 \x01(\x0e\x32#.confab.conversation.v1.ErasureMode\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\x03\"\x12\n\x10GetPolicyRequest\"\xc9\x01\n\x11GetPolicyResponse\x12\x34\n\x06policy\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.TenantPolicy\x12L\n\npii_counts\x18\x02 \x03(\x0b\x32\x38.confab.conversation.v1.GetPolicyResponse.PiiCountsEntry\x1a\x30\n\x0ePiiCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x1c\n\x0bPiiKindList\x12\r\n\x05kinds\x18\x01 \x03(\t\"\xcb\x04\n\x13UpdatePolicyRequest\x12\x36\n\x08pii_mode\x18\x01 \x01(\x0e\x32\x1f.confab.conversation.v1.PiiModeH\x00\x88\x01\x01\x12\x36\n\tpii_kinds\x18\x02 \x01(\x0b\x32#.confab.conversation.v1.PiiKindList\x12\x1d\n\x10mask_bot_prompts\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12#\n\x16retention_message_days\x18\x04 \x01(\x05H\x02\x88\x01\x01\x12$\n\x17retention_archived_days\x18\x05 \x01(\x05H\x03\x88\x01\x01\x12$\n\x17retention_inactive_days\x18\x06 \x01(\x05H\x04\x88\x01\x01\x12!\n\x14\x61udit_retention_days\x18\x07 \x01(\x05H\x05\x88\x01\x01\x12>\n\x0c\x65rasure_mode\x18\x08 \x01(\x0e\x32#.confab.conversation.v1.ErasureModeH\x06\x88\x01\x01\x12\x1d\n\x10\x65xpected_version\x18\t \x01(\x03H\x07\x88\x01\x01\x42\x0b\n\t_pii_modeB\x13\n\x11_mask_bot_promptsB\x19\n\x17_retention_message_daysB\x1a\n\x18_retention_archived_daysB\x1a\n\x18_retention_inactive_daysB\x17\n\x15_audit_retention_daysB\x0f\n\r_erasure_modeB\x13\n\x11_expected_version\"L\n\x14UpdatePolicyResponse\x12\x34\n\x06policy\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.TenantPolicy*o\n\x07PiiMode\x12\x18\n\x14PII_MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cPII_MODE_OFF\x10\x01\x12\x11\n\rPII_MODE_FLAG\x10\x02\x12\x11\n\rPII_MODE_MASK\x10\x03\x12\x12\n\x0ePII_MODE_BLOCK\x10\x04*`\n\x0b\x45rasureMode\x12\x1c\n\x18\x45RASURE_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45RASURE_MODE_DELETE\x10\x01\x12\x1a\n\x16\x45RASURE_MODE_ANONYMISE\x10\x02\x32\xdc\x01\n\rPolicyService\x12`\n\tGetPolicy\x12(.confab.conversation.v1.GetPolicyRequest\x1a).confab.conversation.v1.GetPolicyResponse\x12i\n\x0cUpdatePolicy\x12+.confab.conversation.v1.UpdatePolicyRequest\x1a,.confab.conversation.v1.UpdatePolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'confab.conversation.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PIIMODE']._serialized_start=1254
-  _globals['_PIIMODE']._serialized_end=1365
-  _globals['_ERASUREMODE']._serialized_start=1367
-  _globals['_ERASUREMODE']._serialized_end=1463
+  _globals['_GETPOLICYRESPONSE_PIICOUNTSENTRY']._loaded_options = None
+  _globals['_GETPOLICYRESPONSE_PIICOUNTSENTRY']._serialized_options = b'8\001'
+  _globals['_PIIMODE']._serialized_start=1383
+  _globals['_PIIMODE']._serialized_end=1494
+  _globals['_ERASUREMODE']._serialized_start=1496
+  _globals['_ERASUREMODE']._serialized_end=1592
   _globals['_TENANTPOLICY']._serialized_start=97
   _globals['_TENANTPOLICY']._serialized_end=459
   _globals['_GETPOLICYREQUEST']._serialized_start=461
   _globals['_GETPOLICYREQUEST']._serialized_end=479
-  _globals['_GETPOLICYRESPONSE']._serialized_start=481
-  _globals['_GETPOLICYRESPONSE']._serialized_end=554
-  _globals['_PIIKINDLIST']._serialized_start=556
-  _globals['_PIIKINDLIST']._serialized_end=584
-  _globals['_UPDATEPOLICYREQUEST']._serialized_start=587
-  _globals['_UPDATEPOLICYREQUEST']._serialized_end=1174
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=1176
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=1252
-  _globals['_POLICYSERVICE']._serialized_start=1466
-  _globals['_POLICYSERVICE']._serialized_end=1686
+  _globals['_GETPOLICYRESPONSE']._serialized_start=482
+  _globals['_GETPOLICYRESPONSE']._serialized_end=683
+  _globals['_GETPOLICYRESPONSE_PIICOUNTSENTRY']._serialized_start=635
+  _globals['_GETPOLICYRESPONSE_PIICOUNTSENTRY']._serialized_end=683
+  _globals['_PIIKINDLIST']._serialized_start=685
+  _globals['_PIIKINDLIST']._serialized_end=713
+  _globals['_UPDATEPOLICYREQUEST']._serialized_start=716
+  _globals['_UPDATEPOLICYREQUEST']._serialized_end=1303
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=1305
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=1381
+  _globals['_POLICYSERVICE']._serialized_start=1595
+  _globals['_POLICYSERVICE']._serialized_end=1815
 # @@protoc_insertion_point(module_scope)
