@@ -34,12 +34,14 @@ from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
+    audit,
     channels,
     conversations,
     events,
     health,
     members,
     messages,
+    moderation,
     notifications,
     presence,
     reactions,
@@ -150,6 +152,8 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         search,
         presence,
         notifications,
+        audit,
+        moderation,
     ):
         v1.include_router(module.router)
     api.include_router(v1)
