@@ -8,9 +8,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2 as ev
+from confab_core.auth import JwtVerifier
+from confab_core.identity import Caller
 from confab_core.requestinfo import current_request
 from gateway.realtime.fanout import Fanout
+from gateway.realtime.sockets import Session, SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 
 pytestmark = pytest.mark.asyncio
@@ -82,3 +86,31 @@ async def test_an_unusable_request_id_is_replaced(given: str) -> None:
         resp = await http.get("/where", headers={"X-Request-ID": given} if given else {})
     made = resp.json()["request_id"]
     assert made and made != given and resp.headers["x-request-id"] == made
+
+
+async def test_each_socket_event_is_a_request_with_the_sockets_address(h: Any) -> None:
+    server = h.RoomServer()
+    seen: list[tuple[str, str]] = []
+
+    class Recording(h.FakeConversation):  # type: ignore[name-defined,misc]
+        def __getattr__(self, name: str) -> Any:
+            rpc = super().__getattr__(name)
+
+            async def wrapped(request: Any, **kw: Any) -> Any:
+                info = current_request()
+                seen.append((info.request_id, info.client_ip))
+                return await rpc(request, **kw)
+
+            return wrapped
+
+    stub = Recording()
+    stub.responses["DeleteMessage"] = cpb.DeleteMessageResponse(message=h.message(deleted=True))
+    gw = SocketGateway(server, h.make_ops(stub), JwtVerifier(hs256_secret="x" * 40), "gw-1")
+    gw.sessions["sid1"] = Session(Caller("t1", "u1"), "conn-1", 4e9)
+    for _ in range(2):
+        ack = await server.handlers["message:delete"](
+            "sid1", {"conversation_id": "c1", "message_id": "m1"}
+        )
+        assert ack["ok"] is True
+    assert [ip for _, ip in seen] == ["192.0.2.1", "192.0.2.1"]
+    assert seen[0][0] and seen[0][0] != seen[1][0]
