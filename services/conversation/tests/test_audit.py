@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from datetime import timedelta
 
 import pytest
 
 from confab_core.clock import FakeClock
 from confab_core.requestinfo import RequestInfo, serving
+from confab_devservers import MongoServer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.unit import Change, Taken, UnitOfWork
 from conversation.storage.audit import Target
@@ -163,3 +167,39 @@ async def test_the_queue_takes_one_entry_per_message_and_reporter(db: Database) 
         )
         == []
     )
+
+
+async def test_the_verify_command_names_the_first_broken_link(
+    db: Database, clock: FakeClock, mongo_server: MongoServer
+) -> None:
+    trail = AuditTrail(db, clock)
+    for i in range(3):
+        await trail.record(ADMIN, "member.role_changed", Target("user", f"u{i}"))
+    env = {
+        **os.environ,
+        "CONVERSATION_MONGO_URL": mongo_server.url,
+        "CONVERSATION_MONGO_DATABASE": db.db.name,
+        "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": "unused:9092",
+        "CONVERSATION_INTERNAL_KEY": "k" * 32,
+    }
+
+    async def run() -> tuple[int, dict[str, object]]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "conversation.audit",
+            "verify",
+            "--tenant",
+            TENANT_A,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, json.loads(out)
+
+    code, body = await run()
+    assert (code, body["ok"], body["checked"]) == (0, True, 3)
+    await db.db["audit"].update_one({"tenant_id": TENANT_A, "seq": 2}, {"$set": {"actor_id": "x"}})
+    code, body = await run()
+    assert (code, body["ok"], body["broken_seq"], body["broken_reason"]) == (1, False, 2, "hash")

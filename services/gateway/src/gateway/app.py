@@ -34,12 +34,14 @@ from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
+    audit,
     channels,
     conversations,
     events,
     health,
     members,
     messages,
+    moderation,
     notifications,
     policy,
     presence,
@@ -152,6 +154,8 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         presence,
         notifications,
         policy,
+        audit,
+        moderation,
     ):
         v1.include_router(module.router)
     api.include_router(v1)
