@@ -256,6 +256,10 @@ _PHONE_WORDS = re.compile(
 )
 
 
+_SINGLE_DIGIT_GROUP = re.compile(r"(?<!\d)\d(?!\d)")
+MAX_PHONE_CHECKS = 25
+
+
 def _phone_regions(candidate: str, international: bool) -> tuple[str, ...]:
     """The regions worth a parse (each costs ~150 µs): any one for an international
     number; North American numbers never start with a trunk 0, the others' do."""
@@ -271,9 +275,13 @@ def _phone_digits(candidate: str) -> int:
 
 
 def _phones(text: str) -> Iterable[Finding]:
+    checks = 0
     for m in _PHONE_CANDIDATE.finditer(text):
         cand = m.group(0).rstrip(" .-/(")
         if not 7 <= _phone_digits(cand) <= 15 or _DATE_OR_IP.search(cand):
+            continue
+        # Phone formats group digits in twos and more; "1 2 3 4 5 6 7" is a list.
+        if len(_SINGLE_DIGIT_GROUP.findall(cand)) > 2:
             continue
         international = cand.startswith(("+", "00"))
         # An unformatted run of digits is an order or tracking number more often
@@ -282,6 +290,11 @@ def _phones(text: str) -> Iterable[Finding]:
             text[max(0, m.start() - 24) : m.start()]
         ):
             continue
+        # Each check costs up to ~1 ms: a message that is a dump of numbers is
+        # checked for its first MAX_PHONE_CHECKS candidates only.
+        checks += 1
+        if checks > MAX_PHONE_CHECKS:
+            return
         regions = _phone_regions(cand, international)
         for region in regions:
             found = next(
