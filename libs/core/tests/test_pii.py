@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from confab_core.pii import CARD, EMAIL, IBAN, NINO, PHONE, SECRET, SSN, mask, scan
+from confab_core.pii.detect import MAX_PHONE_CHECKS
 
 
 def kinds(text: str) -> list[tuple[str, str]]:
@@ -79,3 +80,10 @@ def test_phone_numbers_need_a_format_a_plus_or_a_phone_word() -> None:
     assert kinds("text me 4155552671") == [(PHONE, "4155552671")]
     assert kinds("ruf an: 030 12345678") == [(PHONE, "030 12345678")]
     assert kinds("+33 6 12 34 56 78") == [(PHONE, "+33 6 12 34 56 78")]
+
+
+def test_a_message_of_numbers_checks_a_bounded_number_of_phones() -> None:
+    phones = ", ".join(f"+1 212 555 {1000 + i}" for i in range(MAX_PHONE_CHECKS + 5))
+    assert [k for k, _ in kinds(phones)] == [PHONE] * MAX_PHONE_CHECKS
+    # Digits one by one are a list, not a phone number.
+    assert kinds("call 1 2 3 4 5 6 7 8") == []
