@@ -3,6 +3,7 @@ and the cached read message writes consult."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -228,3 +229,25 @@ async def test_another_replicas_change_takes_effect_within_the_cache_time(
     assert (await here.current(TENANT_A)).pii_mode == "flag"
     clock.advance(POLICY_CACHE_SECONDS)
     assert (await here.current(TENANT_A)).pii_mode == "block"
+
+
+@pytest.mark.asyncio
+async def test_a_burst_after_expiry_reads_the_policy_once(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = PolicyHandler(db, clock)
+    reads = 0
+    real = Database.policies
+
+    def counting(self: Database, tenant_id: str) -> object:
+        nonlocal reads
+        reads += 1
+        return real(self, tenant_id)
+
+    monkeypatch.setattr(Database, "policies", counting)
+    found = await asyncio.gather(*(handler.current(TENANT_A) for _ in range(20)))
+    assert {p.pii_mode for p in found} == {"flag"}
+    assert reads == 1
+    clock.advance(POLICY_CACHE_SECONDS)
+    await asyncio.gather(*(handler.current(TENANT_A) for _ in range(20)))
+    assert reads == 2

@@ -3,6 +3,7 @@ cached read every message write consults."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 
 from confab_core import pii
@@ -111,6 +112,7 @@ class PolicyHandler:
         self._db = db
         self._clock = clock
         self._cache: dict[str, tuple[float, PolicyRecord]] = {}
+        self._reading: dict[str, asyncio.Future[PolicyRecord]] = {}
 
     async def current(self, tenant_id: str) -> PolicyRecord:
         """The tenant's policy, at most POLICY_CACHE_SECONDS old: read on every
@@ -119,10 +121,21 @@ class PolicyHandler:
         hit = self._cache.get(tenant_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        # One read per tenant at a time: when the cached copy expires under a burst
+        # of sends, they all wait for the same read instead of each making one.
+        pending = self._reading.get(tenant_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read(tenant_id))
+            self._reading[tenant_id] = pending
+            pending.add_done_callback(lambda _: self._reading.pop(tenant_id, None))
+        return await asyncio.shield(pending)
+
+    async def _read(self, tenant_id: str) -> PolicyRecord:
+        started = self._clock.monotonic()
         policy = await self._db.policies(tenant_id).get() or DEFAULT_POLICY
         if len(self._cache) >= _CACHE_MAX_TENANTS:
             self._cache.clear()
-        self._cache[tenant_id] = (now + POLICY_CACHE_SECONDS, policy)
+        self._cache[tenant_id] = (started + POLICY_CACHE_SECONDS, policy)
         return policy
 
     async def get(self, caller: Caller) -> PolicyRecord:
