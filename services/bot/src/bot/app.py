@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from bot.clients.conversation import ConversationClient
+from bot.clients.policy import PolicyReader
 from bot.handlers.replies import ReplyHandler
 from bot.handlers.summaries import SummaryHandler
-from bot.model import model_from
+from bot.model import MaskingChat, model_from
 from bot.servicer import BotServicer
 from bot.settings import BotSettings
 from confab.bot.v1 import bot_pb2, bot_pb2_grpc
@@ -33,8 +34,8 @@ async def main() -> None:
     setup_tracing(SERVICE)
     serve_metrics(settings.metrics_port)
 
-    model = model_from(settings)
-    if model is None:
+    base_model = model_from(settings)
+    if base_model is None:
         # Not fatal: the rest of the fleet works, and users are told in-chat.
         log.warning(
             "no AI model configured (BOT_OPENAI_BASE_URL / BOT_OPENAI_API_KEY); "
@@ -43,6 +44,8 @@ async def main() -> None:
     auth = internal_auth(SERVICE, settings, SystemClock())
     conversation_channel = channel(settings.conversation_addr, auth, CONVERSATION)
     conversations = ConversationClient(conversation_channel, settings.peer_timeout_seconds)
+    policies = PolicyReader(conversation_channel, SystemClock(), settings.peer_timeout_seconds)
+    model = None if base_model is None else MaskingChat(base_model, policies)
     replies = ReplyHandler(
         conversations,
         model,
@@ -71,5 +74,5 @@ async def main() -> None:
         await run_until_signal(server, [consume], settings.shutdown_grace_seconds)
     finally:
         await conversation_channel.close()
-        if model is not None:
-            await model.close()
+        if base_model is not None:
+            await base_model.close()

@@ -7,8 +7,11 @@ from typing import Protocol
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-from bot.prompting import Turn
+from bot.clients.policy import PolicyReader
+from bot.prompting import Turn, masked_turns
 from bot.settings import BotSettings
+from confab_core.errors import ConfabError
+from confab_core.identity import current_caller
 
 
 class ModelError(Exception):
@@ -45,6 +48,26 @@ class OpenAIChat:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class MaskingChat:
+    """A model whose prompts lose the PII the tenant's policy asks to mask.
+
+    The tenant is the current caller's (the bot replying in it, or the member
+    asking for a summary). When the policy cannot be read, every kind is masked:
+    an answer without the PII beats none, and beats sending it."""
+
+    def __init__(self, model: ChatModel, policies: PolicyReader) -> None:
+        self._model = model
+        self._policies = policies
+
+    async def complete(self, turns: list[Turn]) -> str:
+        try:
+            policy = await self._policies.prompt_policy(current_caller().tenant_id)
+            mask, kinds = policy.mask_prompts, policy.kinds
+        except ConfabError:
+            mask, kinds = True, ()
+        return await self._model.complete(masked_turns(turns, kinds) if mask else turns)
 
 
 def model_from(settings: BotSettings) -> OpenAIChat | None:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
+from confab_core import pii
 from confab_core.identity import BOT_USER_ID
 from confab_core.limits import MAX_TEXT_CHARS
 
@@ -106,3 +107,12 @@ def transcript(messages: list[pb.Message]) -> str:
 def summary_turns(title: str, messages: list[pb.Message]) -> list[Turn]:
     heading = f"Conversation: {title}\n\n" if title.strip() else ""
     return [Turn("system", SUMMARY_PROMPT), Turn("user", heading + transcript(messages))]
+
+
+def masked_turns(turns: list[Turn], kinds: tuple[str, ...]) -> list[Turn]:
+    """The turns with PII of ``kinds`` (empty: all) masked, the way the conversation
+    service masks messages; the system prompt is the operator's and kept."""
+    return [
+        t if t.role == "system" else Turn(t.role, pii.mask(t.content, pii.scan(t.content, kinds)))
+        for t in turns
+    ]

@@ -15,10 +15,14 @@ from pymongo import AsyncMongoClient
 from confab.conversation.v1 import (
     conversation_pb2,
     conversation_pb2_grpc,
+    governance_pb2,
+    governance_pb2_grpc,
     keys_pb2,
     keys_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
 )
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
@@ -35,13 +39,18 @@ from confab_core.metrics import serve_metrics
 from confab_core.mongo import Doc
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.governance_servicer import AuditServicer, ModerationServicer
+from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.moderation import ModerationHandler
+from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.keys_servicer import KeyServicer
 from conversation.membership_servicer import MembershipServicer
+from conversation.policy_servicer import PolicyServicer
 from conversation.reencrypt import ReencryptRunner
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
@@ -114,15 +123,32 @@ async def build(
     server = GrpcServer(settings.grpc_port, internal_auth(SERVICE, settings, clock), host=host)
     # One unit of work, so one writer-lock table, for every handler of the process.
     unit = UnitOfWork(db, clock, wakeup)
-    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit))
+    # One policy cache per process, shared by the policy API and message writes.
+    policies = PolicyHandler(db, clock)
+    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit, policies))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    audit = AuditServicer(AuditTrail(db, clock))
+    server.add(
+        lambda s: governance_pb2_grpc.add_AuditServiceServicer_to_server(audit, s),
+        governance_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    )
+    moderation = ModerationServicer(ModerationHandler(unit))
+    server.add(
+        lambda s: governance_pb2_grpc.add_ModerationServiceServicer_to_server(moderation, s),
+        governance_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
     )
     membership = MembershipServicer(MembershipHandler(db))
     server.add(
         lambda s: membership_pb2_grpc.add_MembershipServiceServicer_to_server(membership, s),
         membership_pb2.DESCRIPTOR.services_by_name["MembershipService"].full_name,
+    )
+    policy = PolicyServicer(policies)
+    server.add(
+        lambda s: policy_pb2_grpc.add_PolicyServiceServicer_to_server(policy, s),
+        policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     )
 
     keys = KeyServicer(KeyHandler(db))

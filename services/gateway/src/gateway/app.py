@@ -32,14 +32,18 @@ from gateway.ratelimit import RateLimiter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
+from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
+    audit,
     channels,
     conversations,
     events,
     health,
     members,
     messages,
+    moderation,
     notifications,
+    policy,
     presence,
     reactions,
     search,
@@ -121,7 +125,9 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             await redis.aclose()
 
     api = build_api(lifespan)
-    limited = TracingMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
+    limited = TracingMiddleware(
+        RequestInfoMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
+    )
     app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
     return app
 
@@ -147,6 +153,9 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         search,
         presence,
         notifications,
+        policy,
+        audit,
+        moderation,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

@@ -45,6 +45,14 @@ class Action(StrEnum):
     TYPING = "typing"
     PRESENCE = "presence"
     CONNECT = "connect"
+    POLICY = "policy"
+    # Mutes, bans, lifts and queue resolutions.
+    MODERATE = "moderate"
+    REPORT = "report"
+    # Reading the audit log, the moderation queue and sanctions.
+    AUDIT_READ = "audit_read"
+    # Walks a whole chain.
+    AUDIT_VERIFY = "audit_verify"
 
 
 class Limit(BaseModel):
@@ -70,6 +78,12 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # budget lets a whole tenant of tens of thousands come back within minutes after
     # a gateway restart, but not all in the same second.
     Action.CONNECT: Limit(user=10, tenant=2000),
+    # Admin reads and changes of the tenant policy: rare by nature.
+    Action.POLICY: Limit(user=10, tenant=100),
+    Action.MODERATE: Limit(user=30, tenant=500),
+    Action.REPORT: Limit(user=10, tenant=500),
+    Action.AUDIT_READ: Limit(user=20, tenant=200),
+    Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
 }
 
 
@@ -138,4 +152,9 @@ _NOUNS: Mapping[Action, str] = {
     Action.TYPING: "typing updates",
     Action.PRESENCE: "presence changes",
     Action.CONNECT: "connections",
+    Action.POLICY: "policy calls",
+    Action.MODERATE: "moderation actions",
+    Action.REPORT: "reports",
+    Action.AUDIT_READ: "audit and moderation reads",
+    Action.AUDIT_VERIFY: "audit verifications",
 }

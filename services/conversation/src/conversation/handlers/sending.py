@@ -27,6 +27,8 @@ from conversation import convert
 from conversation.handlers import access, mentions
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
+from conversation.handlers.pii import queue_flagged
+from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.sendbatch import PendingSend, SendBatcher
 from conversation.handlers.unit import Change, Taken, UnitOfWork
 from conversation.storage.conversations import Claim
@@ -52,8 +54,8 @@ def message_created(message: Message, conversation_kind: int) -> events_pb2.Conv
 
 
 class Sending(HandlerBase):
-    def __init__(self, unit: UnitOfWork) -> None:
-        super().__init__(unit)
+    def __init__(self, unit: UnitOfWork, policies: PolicyHandler | None = None) -> None:
+        super().__init__(unit, policies)
         # A lone send is a batch of one: both go through commit_sends.
         self._sends = SendBatcher(self._commit_sends, self._commit_sends)
 
@@ -78,9 +80,15 @@ class Sending(HandlerBase):
             kind = kind or pb.MESSAGE_KIND_TEXT
             _validate(caller, client_msg_id, text, kind, file)
             await self.remember_profile(caller)
-            conv, member = await self.readable(caller, conversation_id)
+            conv, member = await self.writable_by(caller, conversation_id)
             access.require_participant(member, "send")
             access.require_writable(conv)
+            screened = await self.pii.screen(
+                caller, text, str(file["name"]) if file is not None else None
+            )
+            text = screened.text
+            if file is not None and screened.file_name is not None:
+                file = {**file, "name": screened.file_name}
             store = self.store(caller)
             # A retried send is found by the unique (sender, client_msg_id) index
             # inside the transaction, not by a read before it: retries are rare,
@@ -108,6 +116,7 @@ class Sending(HandlerBase):
                 mentions_all=everyone,
                 file=attachment,
                 search_terms=textutil.terms(text + " " + (attachment.name if attachment else "")),
+                pii_kinds=screened.flagged,
             )
             try:
                 if thread_root_id:
@@ -126,6 +135,7 @@ class Sending(HandlerBase):
 
         async def body(t: Taken) -> Message:
             (stored,) = await t.store.messages.insert_many([(new, t.first_seq)])
+            await queue_flagged(t.store, stored, self.clock.now())
             # The sender has read everything up to their own message.
             await t.store.members.advance_read(conversation_id, caller.user_id, stored.seq)
             root = await t.store.messages.bump_reply_count(
@@ -183,6 +193,8 @@ class Sending(HandlerBase):
             stored_all: list[Message] = []
             for sends in per_tenant.values():
                 stored = await sends.taken.store.messages.insert_many(sends.placed)
+                for message in stored:
+                    await queue_flagged(sends.taken.store, message, self.clock.now())
                 # Each sender has read everything up to their own message.
                 await sends.taken.store.members.advance_read_many(sends.reads)
                 # In each conversation's order: a change's events are stamped as emitted.

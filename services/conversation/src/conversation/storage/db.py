@@ -16,16 +16,29 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, _search_entry
+from conversation.storage.moderation import (
+    QUEUE_COLLECTION,
+    SANCTIONS_COLLECTION,
+    ModerationQueueRepo,
+    SanctionRepo,
+)
 from conversation.storage.outbox import (
     EVENT_RETENTION,
     OutboxReader,
     OutboxWriter,
     carried_message_id,
+)
+from conversation.storage.policies import (
+    PII_COUNT_COLLECTION,
+    POLICY_COLLECTION,
+    PiiCountRepo,
+    PolicyRepo,
 )
 from conversation.storage.users import UserRepo
 
@@ -112,6 +125,40 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    # One document per tenant, keyed by the tenant id.
+    POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    PII_COUNT_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # The chain in order (verify, paging), and the query API's filters.
+    AUDIT_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("seq", ASCENDING)], unique=True),
+        IndexModel([("tenant_id", ASCENDING), ("actor_id", ASCENDING), ("seq", DESCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("action", ASCENDING), ("seq", DESCENDING)]),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("target_kind", ASCENDING),
+                ("target_id", ASCENDING),
+                ("seq", DESCENDING),
+            ]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("at", ASCENDING)]),
+    ],
+    QUEUE_COLLECTION: [
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("created_at", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+    ],
+    SANCTIONS_COLLECTION: [
+        IndexModel(
+            [("tenant_id", ASCENDING), ("conversation_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)]),
+    ],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -124,6 +171,9 @@ class TenantStore:
     messages: MessageRepo
     users: UserRepo
     outbox: OutboxWriter
+    audit: AuditRepo
+    moderation: ModerationQueueRepo
+    sanctions: SanctionRepo
 
 
 class Transaction:
@@ -184,6 +234,12 @@ class Database:
 
     def outbox_reader(self) -> OutboxReader:
         return OutboxReader(self.db["outbox"])
+
+    def policies(self, tenant_id: str) -> PolicyRepo:
+        return PolicyRepo(TenantCollection(self.db[POLICY_COLLECTION], tenant_id))
+
+    def pii_counts(self, tenant_id: str) -> PiiCountRepo:
+        return PiiCountRepo(TenantCollection(self.db[PII_COUNT_COLLECTION], tenant_id))
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
@@ -255,4 +311,7 @@ class Database:
             messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), crypto, session),
             users=UserRepo(scoped("users"), crypto, session),
             outbox=OutboxWriter(scoped("outbox"), session),
+            audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), session),
+            moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), session),
+            sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), session),
         )

@@ -56,6 +56,8 @@ class Message:
     file: FileAttachment | None
     edited_at: datetime | None = None
     last_reply_at: datetime | None = None
+    # The PII kinds the tenant's policy flagged in it, as written (see handlers/pii).
+    pii_kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class NewMessage:
     file: FileAttachment | None
     # Its words, for search.
     search_terms: list[str]
+    pii_kinds: tuple[str, ...] = ()
 
     def at(self, seq: int) -> Message:
         """The message as stored with ``seq``."""
@@ -99,6 +102,9 @@ class NewMessage:
             self.mentions_all,
             (),
             self.file,
+            None,
+            None,
+            self.pii_kinds,
         )
 
 
@@ -132,7 +138,7 @@ def _opened_file(c: TenantCipher, message_id: str, stored: object) -> Doc | None
 
 
 def _document(m: NewMessage, seq: int, c: TenantCipher) -> Doc:
-    return {
+    doc: Doc = {
         "_id": m.id,
         "conversation_id": m.conversation_id,
         "seq": seq,
@@ -152,6 +158,9 @@ def _document(m: NewMessage, seq: int, c: TenantCipher) -> Doc:
         # Blind tokens, never words: see confab_core.crypto.blind.
         "search_terms": c.tokens(m.search_terms),
     }
+    if m.pii_kinds:
+        doc["pii_kinds"] = list(m.pii_kinds)
+    return doc
 
 
 def _reaction_documents(reactions: tuple[Reaction, ...]) -> list[Doc]:
@@ -193,6 +202,7 @@ def _record(doc: Doc, c: TenantCipher) -> Message:
         ),
         edited_at=doc.get("edited_at"),
         last_reply_at=doc.get("last_reply_at"),
+        pii_kinds=tuple(str(k) for k in doc.get("pii_kinds", ())),
     )
 
 
@@ -410,20 +420,27 @@ class MessageRepo:
         mentions_all: bool,
         search_terms: list[str],
         now: datetime,
+        pii_kinds: tuple[str, ...] = (),
     ) -> Message | None:
-        """New text for a live message; None if it is gone or deleted."""
+        """New text for a live message; None if it is gone or deleted. Its PII
+        mark is the new text's."""
         c = await self._crypto.cipher()
+        update: Doc = {
+            "$set": {
+                "text": c.seal(_C, message_id, "text", text),
+                "edited_at": now,
+                "mentions": mentions,
+                "mentions_all": mentions_all,
+                "search_terms": c.tokens(search_terms),
+            }
+        }
+        if pii_kinds:
+            update["$set"]["pii_kinds"] = list(pii_kinds)
+        else:
+            update["$unset"] = {"pii_kinds": ""}
         doc = await self._col.find_one_and_update(
             {"conversation_id": conversation_id, "_id": message_id, "deleted": {"$ne": True}},
-            {
-                "$set": {
-                    "text": c.seal(_C, message_id, "text", text),
-                    "edited_at": now,
-                    "mentions": mentions,
-                    "mentions_all": mentions_all,
-                    "search_terms": c.tokens(search_terms),
-                }
-            },
+            update,
             session=self._session,
         )
         if doc is None:
@@ -449,7 +466,8 @@ class MessageRepo:
                     "search_terms": [],
                     "deleted": True,
                     "deleted_at": now,
-                }
+                },
+                "$unset": {"pii_kinds": ""},
             },
         )
         if doc is None:

@@ -7,14 +7,16 @@ from dataclasses import dataclass
 import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
-from confab.conversation.v1 import conversation_pb2_grpc
+from confab.conversation.v1 import conversation_pb2_grpc, governance_pb2_grpc, policy_pb2_grpc
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
+from gateway.clients.governance import AuditClient, ModerationClient
 from gateway.clients.notification import NotificationClient
+from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
 
 
@@ -24,6 +26,9 @@ class Backends:
     presence: PresenceClient
     notification: NotificationClient
     bot: BotClient
+    policy: PolicyClient
+    audit: AuditClient
+    moderation: ModerationClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -52,6 +57,11 @@ class Backends:
                 notification_pb2_grpc.NotificationServiceStub(chans[2]), timeout
             ),
             bot=BotClient(bot_pb2_grpc.BotServiceStub(chans[3]), timeout),
+            policy=PolicyClient(policy_pb2_grpc.PolicyServiceStub(chans[0]), timeout),
+            audit=AuditClient(governance_pb2_grpc.AuditServiceStub(chans[0]), timeout),
+            moderation=ModerationClient(
+                governance_pb2_grpc.ModerationServiceStub(chans[0]), timeout
+            ),
             channels=chans,
         )
 
