@@ -178,7 +178,8 @@ async def test_block_refuses_naming_the_kinds_and_stores_nothing(
             ALICE, conversation_id=conv, message_id=ok.message.id, text="mail a@example.org"
         )
     assert info.value.code == "pii_blocked"
-    assert (await _raw(db, ok.message.id))["text"] == "no secrets here"
+    stored = await db.for_tenant(ALICE.tenant_id).messages.get(conv, ok.message.id)
+    assert stored is not None and stored.text == "no secrets here"
     assert await db.db["messages"].count_documents({}) == 1
     # A bot cannot rephrase: its reply is masked instead of refused.
     bot = await send(msgs, BOT, conv, f"your card {CARD}", kind=pb.MESSAGE_KIND_BOT)
