@@ -33,7 +33,7 @@ from confab_core.errors import (
     PermissionDenied,
 )
 from confab_core.identity import SERVICE_USER_IDS, Caller
-from confab_core.limits import MAX_ID_CHARS, MAX_PAGE
+from confab_core.limits import MAX_ID_CHARS, MAX_PAGE, MAX_REASON_CHARS
 from conversation.handlers import access, audit
 from conversation.handlers.conversations import role_name
 from conversation.handlers.editing import Editing
@@ -56,7 +56,6 @@ from conversation.storage.moderation import (
     Sanction,
 )
 
-MAX_REASON_CHARS = 500
 FANOUT_CHUNK = 50
 DISMISS = "dismiss"
 DELETE_MESSAGE = "delete_message"
