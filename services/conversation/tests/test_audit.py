@@ -41,9 +41,14 @@ async def test_records_chain_and_carry_the_request(db: Database, clock: FakeCloc
 
 
 async def test_concurrent_appends_never_fork(db: Database, clock: FakeClock) -> None:
-    trail = AuditTrail(db, clock)
+    # Two trails with lock tables of their own: two replicas, whose appends
+    # conflict on the chain head and retry.
+    trail, other = AuditTrail(db, clock), AuditTrail(db, clock)
     records = await asyncio.gather(
-        *(trail.record(ADMIN, "user.muted", Target("user", f"u{i}")) for i in range(12))
+        *(
+            (trail if i % 2 else other).record(ADMIN, "user.muted", Target("user", f"u{i}"))
+            for i in range(12)
+        )
     )
     assert sorted(r.seq for r in records) == list(range(1, 13))
     assert len({r.prev_hash for r in records}) == 12
@@ -62,14 +67,17 @@ async def test_an_append_commits_with_the_unit_or_not_at_all(
         await trail.in_unit(t, "member.role_changed", Target("member", "bob"))
         raise RuntimeError("the change fails")
 
-    with pytest.raises(RuntimeError):
-        await unit.one(Change(ALICE, conv.id, Claim(events=0)), failing)
-    assert await db.db["audit"].count_documents({}) == 0
-
     async def inside(t: Taken) -> None:
         await trail.in_unit(t, "member.role_changed", Target("member", "bob"))
 
-    await unit.one(Change(ALICE, conv.id, Claim(events=0)), inside)
+    with pytest.raises(RuntimeError, match="the change fails"):
+        await unit.one(Change(ALICE, conv.id, Claim(events=0), audited=True), failing)
+    # A change that audits says so, and so queues on the chain's writer lock.
+    with pytest.raises(RuntimeError, match="audited=True"):
+        await unit.one(Change(ALICE, conv.id, Claim(events=0)), inside)
+    assert await db.db["audit"].count_documents({}) == 0
+
+    await unit.one(Change(ALICE, conv.id, Claim(events=0), audited=True), inside)
     [doc] = [d async for d in db.db["audit"].find({})]
     assert (doc["conversation_id"], doc["actor_id"], doc["seq"]) == (conv.id, "alice", 1)
 
