@@ -373,3 +373,38 @@ async def test_every_admin_action_leaves_one_audit_record(
     title = await db.db["audit"].find_one({"action": "conversation.updated"})
     assert title is not None and title["after"] == {"title": "New"}
     assert await actions(db, TENANT_B) == []
+
+
+async def test_a_report_from_a_direct_conversation_is_resolved_tenant_wide(
+    conversations: ConversationHandler, messages: MessageHandler, moderation: ModerationHandler
+) -> None:
+    direct = (
+        await create(conversations, BOB, kind=pb.CONVERSATION_KIND_DIRECT, members=["alice"])
+    ).conversation.id
+    rude = (await send(messages, BOB, direct, text="rude")).message
+    entry = (
+        await moderation.report(ALICE, conversation_id=direct, message_id=rude.id, reason="abuse")
+    ).entry
+    [item], _ = await moderation.queue(ADMIN, status="", kind="report", limit=0, page_token="")
+    assert item.message is not None and item.message.text == "rude"
+    await refused(
+        "not_editable",
+        PermissionDenied,
+        moderation.resolve(
+            ADMIN, entry_id=entry.id, action="mute_author", expires_at=None, tenant_wide=False
+        ),
+    )
+    done = await moderation.resolve(
+        ADMIN, entry_id=entry.id, action="mute_author", expires_at=None, tenant_wide=True
+    )
+    assert done.entry.resolution == "mute_author"
+    await refused("muted", PermissionDenied, send(messages, BOB, direct))
+    # Deleting it works too: the queue entry is what lets the admin reach it.
+    other = (await send(messages, ALICE, direct, text="and you")).message
+    second = (
+        await moderation.report(BOB, conversation_id=direct, message_id=other.id, reason="x")
+    ).entry
+    deleted = await moderation.resolve(
+        ADMIN, entry_id=second.id, action="delete_message", expires_at=None, tenant_wide=False
+    )
+    assert deleted.message is not None and deleted.message.deleted

@@ -392,6 +392,11 @@ class ModerationHandler(Editing):
         if entry.status != STATUS_OPEN:
             raise Conflict("this entry is already resolved", "already_resolved")
         if action in (MUTE_AUTHOR, BAN_AUTHOR):
+            conv = await store.conversations.get(entry.conversation_id)
+            if not tenant_wide and conv is not None and conv.kind in access.FIXED_MEMBERSHIP_KINDS:
+                # Tenant admins do not see into others' direct conversations, and
+                # their membership is fixed: only a tenant-wide sanction applies.
+                raise PermissionDenied("sanction this author tenant-wide", "not_editable")
             await self.sanction(
                 caller,
                 kind=MUTE if action == MUTE_AUTHOR else BAN,
