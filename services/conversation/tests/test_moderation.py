@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -15,12 +17,13 @@ from confab_core.errors import (
     NotFound,
     PermissionDenied,
 )
-from confab_core.identity import ROLE_AGENT, ROLE_TENANT_ADMIN
+from confab_core.identity import ROLE_AGENT, ROLE_TENANT_ADMIN, Caller
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
+from conversation.storage.moderation import Sanction
 
 from .conftest import ALICE, ALICE_B, BOB, CAROL, TENANT_B, create, decode, outbox, send, user
 
@@ -36,9 +39,9 @@ def moderation(unit: UnitOfWork) -> ModerationHandler:
     return ModerationHandler(unit)
 
 
-async def refused(code: str, kind: type[ConfabError], awaitable: object) -> None:
+async def refused(code: str, kind: type[ConfabError], awaitable: Awaitable[object]) -> None:
     with pytest.raises(kind) as info:
-        await awaitable  # type: ignore[misc]
+        await awaitable
     assert info.value.code == code
 
 
@@ -181,9 +184,11 @@ async def test_who_may_sanction(
 ) -> None:
     conv = await group(conversations)
 
-    def mute(caller: object, target: str = "carol", conversation_id: str = conv) -> object:
+    def mute(
+        caller: Caller, target: str = "carol", conversation_id: str = conv
+    ) -> Awaitable[Sanction]:
         return moderation.sanction(
-            caller,  # type: ignore[arg-type]
+            caller,
             kind="mute",
             user_id=target,
             conversation_id=conversation_id,
@@ -212,7 +217,7 @@ async def test_bad_sanctions_are_clear_4xx(
     clock: FakeClock, conversations: ConversationHandler, moderation: ModerationHandler
 ) -> None:
     conv = await group(conversations)
-    cases = [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("invalid_sanction_kind", {"kind": "kick"}),
         ("invalid_user_id", {"user_id": ""}),
         ("invalid_user_id", {"user_id": "x" * 129}),
@@ -222,7 +227,7 @@ async def test_bad_sanctions_are_clear_4xx(
         ("reason_too_long", {"reason": "x" * 501}),
     ]
     for code, change in cases:
-        args: dict[str, object] = {
+        args: dict[str, Any] = {
             "kind": "mute",
             "user_id": "bob",
             "conversation_id": conv,
@@ -230,7 +235,7 @@ async def test_bad_sanctions_are_clear_4xx(
             "reason": "",
             **change,
         }
-        await refused(code, InvalidArgument, moderation.sanction(ALICE, **args))  # type: ignore[arg-type]
+        await refused(code, InvalidArgument, moderation.sanction(ALICE, **args))
     await refused(
         "sanction_not_found",
         NotFound,
