@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from confab_core.identity import ROLE_AGENT, ROLE_TENANT_ADMIN, Caller
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
+from conversation.handlers.sanctions import SanctionCache
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
 from conversation.storage.moderation import Sanction
@@ -413,3 +415,43 @@ async def test_a_report_from_a_direct_conversation_is_resolved_tenant_wide(
         ADMIN, entry_id=second.id, action="delete_message", expires_at=None, tenant_wide=False
     )
     assert deleted.message is not None and deleted.message.deleted
+
+
+async def test_another_replica_sees_a_mute_within_the_cache_period(
+    db: Database,
+    clock: FakeClock,
+    conversations: ConversationHandler,
+    messages: MessageHandler,
+    moderation: ModerationHandler,
+) -> None:
+    conv = await group(conversations)
+    # A second process: its own unit of work, so its own sanction view.
+    replica = MessageHandler(UnitOfWork(db, clock, asyncio.Event()))
+    await send(replica, BOB, conv)
+    await moderation.sanction(
+        ALICE, kind="mute", user_id="bob", conversation_id=conv, expires_at=None, reason=""
+    )
+    # This process knows at once; the other still has the tenant's view it read.
+    await refused("muted", PermissionDenied, send(messages, BOB, conv))
+    await send(replica, BOB, conv, text="slipped through")
+    clock.advance(2.0)
+    await refused("muted", PermissionDenied, send(replica, BOB, conv))
+
+
+async def test_a_tenant_with_many_sanctions_is_read_per_call(
+    db: Database, unit: UnitOfWork, clock: FakeClock
+) -> None:
+    many = SanctionCache(clock, max_per_tenant=2)
+    store = db.for_tenant(ALICE.tenant_id)
+    for name in ("u1", "u2", "u3"):
+        await store.sanctions.impose(Sanction("mute", name, "", "root", clock.now(), None, ""))
+    await store.sanctions.impose(
+        Sanction("ban", "u4", "c1", "root", clock.now(), clock.now() + timedelta(seconds=1), "")
+    )
+    assert [s.user_id for s in await many.against(store, ALICE.tenant_id, "u3", "c9")] == ["u3"]
+    few = SanctionCache(clock, max_per_tenant=10)
+    assert [s.kind for s in await few.against(store, ALICE.tenant_id, "u4", "c1")] == ["ban"]
+    assert await few.against(store, ALICE.tenant_id, "u4", "c2") == []
+    clock.advance(5)
+    # Expired sanctions are not loaded into a fresh view.
+    assert await few.against(store, ALICE.tenant_id, "u4", "c1") == []

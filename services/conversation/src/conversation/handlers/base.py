@@ -65,13 +65,14 @@ class HandlerBase:
         self, caller: Caller, conversation_id: str
     ) -> tuple[Conversation, Member | None]:
         """``readable``, and the caller is neither muted nor banned there: what a
-        send, an edit or a reaction needs. The sanctions are read beside the
-        conversation and the membership, so the check costs no extra wait."""
+        send, an edit or a reaction needs. The sanctions come from the
+        process's view (``SanctionCache``), read beside the conversation and the
+        membership when it has to be refreshed."""
         store = self.store(caller)
         conv, member, against = await asyncio.gather(
             store.conversations.get(conversation_id),
             store.members.get(conversation_id, caller.user_id),
-            store.sanctions.against(caller.user_id, conversation_id),
+            self.unit.sanctions.against(store, caller.tenant_id, caller.user_id, conversation_id),
         )
         if conv is None:
             member = None

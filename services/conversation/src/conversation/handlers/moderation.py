@@ -149,12 +149,15 @@ class ModerationHandler(Editing):
         if expires_at is not None and expires_at <= now:
             raise InvalidArgument("expiry must be in the future", "invalid_expiry")
         sanction = Sanction(kind, user_id, conversation_id, caller.user_id, now, expires_at, reason)
-        if conversation_id:
-            conv = await self._moderated(caller, conversation_id, user_id)
-            await self._in_conversation(caller, conv, sanction)
-        else:
-            _require_tenant_admin(caller)
-            await self._tenant_wide(caller, sanction)
+        try:
+            if conversation_id:
+                conv = await self._moderated(caller, conversation_id, user_id)
+                await self._in_conversation(caller, conv, sanction)
+            else:
+                _require_tenant_admin(caller)
+                await self._tenant_wide(caller, sanction)
+        finally:
+            self.unit.sanctions.forget(caller.tenant_id)
         return sanction
 
     async def _moderated(self, caller: Caller, conversation_id: str, user_id: str) -> Conversation:
@@ -257,6 +260,12 @@ class ModerationHandler(Editing):
             await self.unit.run(changes, body)
 
     async def lift(self, caller: Caller, *, kind: str, user_id: str, conversation_id: str) -> None:
+        try:
+            await self._lift(caller, kind=kind, user_id=user_id, conversation_id=conversation_id)
+        finally:
+            self.unit.sanctions.forget(caller.tenant_id)
+
+    async def _lift(self, caller: Caller, *, kind: str, user_id: str, conversation_id: str) -> None:
         _check_target(caller, kind, user_id)
         if conversation_id:
             conv = await self._moderated(caller, conversation_id, user_id)

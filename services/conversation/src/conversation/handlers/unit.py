@@ -38,6 +38,7 @@ from confab_core.kafka import (
 from confab_core.telemetry import inject_headers
 from conversation.handlers import access
 from conversation.handlers.locks import KeyedLocks
+from conversation.handlers.sanctions import SanctionCache
 from conversation.storage.conversations import Claim, Conversation
 from conversation.storage.db import Database, TenantStore, Transaction
 from conversation.storage.outbox import OutboxRecord
@@ -126,6 +127,9 @@ class UnitOfWork:
         self.clock = clock
         self._relay_wakeup = relay_wakeup
         self.locks = KeyedLocks() if locks is None else locks
+        # Shared like the locks: a handler that imposes a sanction drops the
+        # entry every other handler of the process reads.
+        self.sanctions = SanctionCache(clock)
 
     async def run(
         self, changes: list[Change], body: Callable[[list[Taken]], Awaitable[T]]
