@@ -33,10 +33,11 @@ def err(resp: httpx.Response, status: int, code: str) -> None:
 
 
 async def send(api: Any, conversation_id: str, text: str) -> httpx.Response:
-    return await api.client.post(
+    resp: httpx.Response = await api.client.post(
         f"/conversations/{conversation_id}/messages",
         json={"text": text, "client_msg_id": uid("c")},
     )
+    return resp
 
 
 async def test_mute_report_resolve_ban_and_the_audit_trail(users: Any, sockets: Any) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -15,12 +18,14 @@ from confab_core.errors import (
     NotFound,
     PermissionDenied,
 )
-from confab_core.identity import ROLE_AGENT, ROLE_TENANT_ADMIN
+from confab_core.identity import ROLE_AGENT, ROLE_TENANT_ADMIN, Caller
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
+from conversation.handlers.sanctions import SanctionCache
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
+from conversation.storage.moderation import Sanction
 
 from .conftest import ALICE, ALICE_B, BOB, CAROL, TENANT_B, create, decode, outbox, send, user
 
@@ -36,9 +41,9 @@ def moderation(unit: UnitOfWork) -> ModerationHandler:
     return ModerationHandler(unit)
 
 
-async def refused(code: str, kind: type[ConfabError], awaitable: object) -> None:
+async def refused(code: str, kind: type[ConfabError], awaitable: Awaitable[object]) -> None:
     with pytest.raises(kind) as info:
-        await awaitable  # type: ignore[misc]
+        await awaitable
     assert info.value.code == code
 
 
@@ -181,9 +186,11 @@ async def test_who_may_sanction(
 ) -> None:
     conv = await group(conversations)
 
-    def mute(caller: object, target: str = "carol", conversation_id: str = conv) -> object:
+    def mute(
+        caller: Caller, target: str = "carol", conversation_id: str = conv
+    ) -> Awaitable[Sanction]:
         return moderation.sanction(
-            caller,  # type: ignore[arg-type]
+            caller,
             kind="mute",
             user_id=target,
             conversation_id=conversation_id,
@@ -212,7 +219,7 @@ async def test_bad_sanctions_are_clear_4xx(
     clock: FakeClock, conversations: ConversationHandler, moderation: ModerationHandler
 ) -> None:
     conv = await group(conversations)
-    cases = [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("invalid_sanction_kind", {"kind": "kick"}),
         ("invalid_user_id", {"user_id": ""}),
         ("invalid_user_id", {"user_id": "x" * 129}),
@@ -222,7 +229,7 @@ async def test_bad_sanctions_are_clear_4xx(
         ("reason_too_long", {"reason": "x" * 501}),
     ]
     for code, change in cases:
-        args: dict[str, object] = {
+        args: dict[str, Any] = {
             "kind": "mute",
             "user_id": "bob",
             "conversation_id": conv,
@@ -230,7 +237,7 @@ async def test_bad_sanctions_are_clear_4xx(
             "reason": "",
             **change,
         }
-        await refused(code, InvalidArgument, moderation.sanction(ALICE, **args))  # type: ignore[arg-type]
+        await refused(code, InvalidArgument, moderation.sanction(ALICE, **args))
     await refused(
         "sanction_not_found",
         NotFound,
@@ -373,3 +380,78 @@ async def test_every_admin_action_leaves_one_audit_record(
     title = await db.db["audit"].find_one({"action": "conversation.updated"})
     assert title is not None and title["after"] == {"title": "New"}
     assert await actions(db, TENANT_B) == []
+
+
+async def test_a_report_from_a_direct_conversation_is_resolved_tenant_wide(
+    conversations: ConversationHandler, messages: MessageHandler, moderation: ModerationHandler
+) -> None:
+    direct = (
+        await create(conversations, BOB, kind=pb.CONVERSATION_KIND_DIRECT, members=["alice"])
+    ).conversation.id
+    rude = (await send(messages, BOB, direct, text="rude")).message
+    entry = (
+        await moderation.report(ALICE, conversation_id=direct, message_id=rude.id, reason="abuse")
+    ).entry
+    [item], _ = await moderation.queue(ADMIN, status="", kind="report", limit=0, page_token="")
+    assert item.message is not None and item.message.text == "rude"
+    await refused(
+        "not_editable",
+        PermissionDenied,
+        moderation.resolve(
+            ADMIN, entry_id=entry.id, action="mute_author", expires_at=None, tenant_wide=False
+        ),
+    )
+    done = await moderation.resolve(
+        ADMIN, entry_id=entry.id, action="mute_author", expires_at=None, tenant_wide=True
+    )
+    assert done.entry.resolution == "mute_author"
+    await refused("muted", PermissionDenied, send(messages, BOB, direct))
+    # Deleting it works too: the queue entry is what lets the admin reach it.
+    other = (await send(messages, ALICE, direct, text="and you")).message
+    second = (
+        await moderation.report(BOB, conversation_id=direct, message_id=other.id, reason="x")
+    ).entry
+    deleted = await moderation.resolve(
+        ADMIN, entry_id=second.id, action="delete_message", expires_at=None, tenant_wide=False
+    )
+    assert deleted.message is not None and deleted.message.deleted
+
+
+async def test_another_replica_sees_a_mute_within_the_cache_period(
+    db: Database,
+    clock: FakeClock,
+    conversations: ConversationHandler,
+    messages: MessageHandler,
+    moderation: ModerationHandler,
+) -> None:
+    conv = await group(conversations)
+    # A second process: its own unit of work, so its own sanction view.
+    replica = MessageHandler(UnitOfWork(db, clock, asyncio.Event()))
+    await send(replica, BOB, conv)
+    await moderation.sanction(
+        ALICE, kind="mute", user_id="bob", conversation_id=conv, expires_at=None, reason=""
+    )
+    # This process knows at once; the other still has the tenant's view it read.
+    await refused("muted", PermissionDenied, send(messages, BOB, conv))
+    await send(replica, BOB, conv, text="slipped through")
+    clock.advance(2.0)
+    await refused("muted", PermissionDenied, send(replica, BOB, conv))
+
+
+async def test_a_tenant_with_many_sanctions_is_read_per_call(
+    db: Database, unit: UnitOfWork, clock: FakeClock
+) -> None:
+    many = SanctionCache(clock, max_per_tenant=2)
+    store = db.for_tenant(ALICE.tenant_id)
+    for name in ("u1", "u2", "u3"):
+        await store.sanctions.impose(Sanction("mute", name, "", "root", clock.now(), None, ""))
+    await store.sanctions.impose(
+        Sanction("ban", "u4", "c1", "root", clock.now(), clock.now() + timedelta(seconds=1), "")
+    )
+    assert [s.user_id for s in await many.against(store, ALICE.tenant_id, "u3", "c9")] == ["u3"]
+    few = SanctionCache(clock, max_per_tenant=10)
+    assert [s.kind for s in await few.against(store, ALICE.tenant_id, "u4", "c1")] == ["ban"]
+    assert await few.against(store, ALICE.tenant_id, "u4", "c2") == []
+    clock.advance(5)
+    # Expired sanctions are not loaded into a fresh view.
+    assert await few.against(store, ALICE.tenant_id, "u4", "c1") == []

@@ -92,7 +92,7 @@ async def test_each_socket_event_is_a_request_with_the_sockets_address(h: Any) -
     server = h.RoomServer()
     seen: list[tuple[str, str]] = []
 
-    class Recording(h.FakeConversation):  # type: ignore[name-defined,misc]
+    class Recording(h.FakeConversation):  # type: ignore[misc]
         def __getattr__(self, name: str) -> Any:
             rpc = super().__getattr__(name)
 

@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, StringConstraints
 
+from confab_core import limits
 from gateway.schemas import Id, Strict
 
 SanctionKindName = Literal["mute", "ban"]
-Reason = Annotated[str, StringConstraints(max_length=500)]
-ReportReason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Reason = Annotated[str, StringConstraints(max_length=limits.MAX_REASON_CHARS)]
+ReportReason = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_REASON_CHARS)]
 ResolutionName = Literal["dismiss", "delete_message", "mute_author", "ban_author"]
 
 

@@ -26,7 +26,7 @@ class HandlerBase:
         self._db = unit.database
         # The process's policy cache when given (the app shares one), else its own.
         self.pii = PiiGuard(self._db, policies or PolicyHandler(self._db, self.clock))
-        self.audit = AuditTrail(unit.database, unit.clock)
+        self.audit = AuditTrail(unit.database, unit.clock, unit.locks)
         self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
 
     def store(self, caller: Caller) -> TenantStore:
@@ -69,13 +69,14 @@ class HandlerBase:
         self, caller: Caller, conversation_id: str
     ) -> tuple[Conversation, Member | None]:
         """``readable``, and the caller is neither muted nor banned there: what a
-        send, an edit or a reaction needs. The sanctions are read beside the
-        conversation and the membership, so the check costs no extra wait."""
+        send, an edit or a reaction needs. The sanctions come from the
+        process's view (``SanctionCache``), read beside the conversation and the
+        membership when it has to be refreshed."""
         store = self.store(caller)
         conv, member, against = await asyncio.gather(
             store.conversations.get(conversation_id),
             store.members.get(conversation_id, caller.user_id),
-            store.sanctions.against(caller.user_id, conversation_id),
+            self.unit.sanctions.against(store, caller.tenant_id, caller.user_id, conversation_id),
         )
         if conv is None:
             member = None

@@ -33,7 +33,7 @@ from confab_core.errors import (
     PermissionDenied,
 )
 from confab_core.identity import SERVICE_USER_IDS, Caller
-from confab_core.limits import MAX_ID_CHARS, MAX_PAGE
+from confab_core.limits import MAX_ID_CHARS, MAX_PAGE, MAX_REASON_CHARS
 from conversation.handlers import access, audit
 from conversation.handlers.conversations import role_name
 from conversation.handlers.editing import Editing
@@ -56,7 +56,6 @@ from conversation.storage.moderation import (
     Sanction,
 )
 
-MAX_REASON_CHARS = 500
 FANOUT_CHUNK = 50
 DISMISS = "dismiss"
 DELETE_MESSAGE = "delete_message"
@@ -150,12 +149,15 @@ class ModerationHandler(Editing):
         if expires_at is not None and expires_at <= now:
             raise InvalidArgument("expiry must be in the future", "invalid_expiry")
         sanction = Sanction(kind, user_id, conversation_id, caller.user_id, now, expires_at, reason)
-        if conversation_id:
-            conv = await self._moderated(caller, conversation_id, user_id)
-            await self._in_conversation(caller, conv, sanction)
-        else:
-            _require_tenant_admin(caller)
-            await self._tenant_wide(caller, sanction)
+        try:
+            if conversation_id:
+                conv = await self._moderated(caller, conversation_id, user_id)
+                await self._in_conversation(caller, conv, sanction)
+            else:
+                _require_tenant_admin(caller)
+                await self._tenant_wide(caller, sanction)
+        finally:
+            self.unit.sanctions.forget(caller.tenant_id)
         return sanction
 
     async def _moderated(self, caller: Caller, conversation_id: str, user_id: str) -> Conversation:
@@ -196,7 +198,7 @@ class ModerationHandler(Editing):
                 )
 
         claim = Claim(events=2, member_delta=-1) if removes else Claim()
-        await self.unit.one(Change(caller, conv.id, claim), body)
+        await self.unit.one(Change(caller, conv.id, claim, audited=True), body)
 
     async def _tenant_wide(self, caller: Caller, s: Sanction) -> None:
         async def write(tx: Transaction) -> None:
@@ -207,7 +209,7 @@ class ModerationHandler(Editing):
                 store, audit.entry(caller, _IMPOSED[s.kind], Target("user", s.user_id), {}, after)
             )
 
-        await self._db.transaction(write)
+        await self.audit.transaction(caller.tenant_id, write)
         await self._tell_conversations(
             caller, s.user_id, lambda: _event(s.kind, s.user_id, True, s.expires_at), s.kind == BAN
         )
@@ -258,6 +260,12 @@ class ModerationHandler(Editing):
             await self.unit.run(changes, body)
 
     async def lift(self, caller: Caller, *, kind: str, user_id: str, conversation_id: str) -> None:
+        try:
+            await self._lift(caller, kind=kind, user_id=user_id, conversation_id=conversation_id)
+        finally:
+            self.unit.sanctions.forget(caller.tenant_id)
+
+    async def _lift(self, caller: Caller, *, kind: str, user_id: str, conversation_id: str) -> None:
         _check_target(caller, kind, user_id)
         if conversation_id:
             conv = await self._moderated(caller, conversation_id, user_id)
@@ -272,7 +280,7 @@ class ModerationHandler(Editing):
                 )
                 t.emit(_lifted(kind, user_id, False))
 
-            await self.unit.one(Change(caller, conv.id), body)
+            await self.unit.one(Change(caller, conv.id, audited=True), body)
             return
         _require_tenant_admin(caller)
 
@@ -285,7 +293,7 @@ class ModerationHandler(Editing):
                 audit.entry(caller, _LIFTED[kind], Target("user", user_id), {"scope": "tenant"}),
             )
 
-        await self._db.transaction(write)
+        await self.audit.transaction(caller.tenant_id, write)
         await self._tell_conversations(
             caller, user_id, lambda: _lifted(kind, user_id, True), remove=False
         )
@@ -393,6 +401,11 @@ class ModerationHandler(Editing):
         if entry.status != STATUS_OPEN:
             raise Conflict("this entry is already resolved", "already_resolved")
         if action in (MUTE_AUTHOR, BAN_AUTHOR):
+            conv = await store.conversations.get(entry.conversation_id)
+            if not tenant_wide and conv is not None and conv.kind in access.FIXED_MEMBERSHIP_KINDS:
+                # Tenant admins do not see into others' direct conversations, and
+                # their membership is fixed: only a tenant-wide sanction applies.
+                raise PermissionDenied("sanction this author tenant-wide", "not_editable")
             await self.sanction(
                 caller,
                 kind=MUTE if action == MUTE_AUTHOR else BAN,
@@ -444,7 +457,8 @@ class ModerationHandler(Editing):
                     await self.audit.in_unit_all(t, items)
                     return resolved
 
-                done, _ = await self.unit.one(Change(caller, entry.conversation_id), body)
+                change = Change(caller, entry.conversation_id, audited=True)
+                done, _ = await self.unit.one(change, body)
                 return done
 
         async def write(tx: Transaction) -> QueueEntry:
@@ -459,7 +473,7 @@ class ModerationHandler(Editing):
             await store.audit.append_many(entries, now)
             return resolved
 
-        return await self._db.transaction(write)
+        return await self.audit.transaction(caller.tenant_id, write)
 
 
 def _require_tenant_admin(caller: Caller) -> None:

@@ -38,11 +38,17 @@ from confab_core.kafka import (
 from confab_core.telemetry import inject_headers
 from conversation.handlers import access
 from conversation.handlers.locks import KeyedLocks
+from conversation.handlers.sanctions import SanctionCache
 from conversation.storage.conversations import Claim, Conversation
 from conversation.storage.db import Database, TenantStore, Transaction
 from conversation.storage.outbox import OutboxRecord
 
 T = TypeVar("T")
+
+# The writer-lock key of a tenant's audit chain, beside its conversations' keys
+# (no conversation id starts with NUL): changes that append to the chain queue
+# here instead of conflicting on its head document and retrying.
+AUDIT_CHAIN = "\x00audit"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class Change:
     # The new conversation's unique key in its tenant (see ConversationRepo.insert).
     direct_key: str = ""
     headers: list[tuple[str, bytes]] | None = None
+    # Appends to the tenant's audit chain: also takes the chain's writer lock.
+    audited: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,11 +127,15 @@ class UnitOfWork:
         self.clock = clock
         self._relay_wakeup = relay_wakeup
         self.locks = KeyedLocks() if locks is None else locks
+        # Shared like the locks: a handler that imposes a sanction drops the
+        # entry every other handler of the process reads.
+        self.sanctions = SanctionCache(clock)
 
     async def run(
         self, changes: list[Change], body: Callable[[list[Taken]], Awaitable[T]]
     ) -> Done[T]:
         keys = [(c.caller.tenant_id, c.conversation_id) for c in changes]
+        keys += [(c.caller.tenant_id, AUDIT_CHAIN) for c in changes if c.audited]
         traces = inject_headers()
 
         async def txn(tx: Transaction) -> Done[T]:

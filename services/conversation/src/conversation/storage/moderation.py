@@ -251,6 +251,15 @@ class SanctionRepo:
         cursor = self._col.find({"_id": {"$in": ids}}, session=self._session)
         return [_sanction(doc) async for doc in cursor]
 
+    async def active(self, now: datetime, limit: int) -> list[Sanction]:
+        """The tenant's sanctions in force at ``now`` (no expiry, or a later one)."""
+        cursor = self._col.find(
+            {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]},
+            limit=limit,
+            session=self._session,
+        )
+        return [_sanction(doc) async for doc in cursor]
+
     async def listing(
         self, *, conversation_id: str | None, user_id: str, limit: int
     ) -> list[Sanction]:
