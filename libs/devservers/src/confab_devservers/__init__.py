@@ -7,6 +7,7 @@ ports and data. The SMTP sink and the fake OpenAI server run in-process.
 
 from ._ports import free_port as _free_port
 from ._process import ChildServer, ServerStartError
+from .certs import CertFiles, DevCA
 from .fake_openai import FakeOpenAI, RecordedRequest, ReplyFn, echo_reply
 from .kafka_server import KafkaServer, ensure_kafka_libs, find_repo_root
 from .mongo_server import MongoServer
@@ -20,7 +21,9 @@ def free_port() -> int:
 
 
 __all__ = [
+    "CertFiles",
     "ChildServer",
+    "DevCA",
     "FakeOpenAI",
     "KafkaServer",
     "MongoServer",

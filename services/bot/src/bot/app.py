@@ -54,6 +54,7 @@ async def main() -> None:
     async def consume() -> None:
         await consume_forever(
             bootstrap=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
             topics=[CONVERSATION_EVENTS_TOPIC],
             group_id=CONSUMER_GROUP,
             handler=replies.handle_record,

@@ -59,7 +59,7 @@ async def build(
     db = Database(client, settings.mongo_database)
     await db.ensure_indexes()
     wakeup = asyncio.Event()
-    producer = Producer(settings.kafka_bootstrap_servers)
+    producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
     relay = OutboxRelay(
         db,
         producer,
@@ -72,7 +72,9 @@ async def build(
 
     async def publish() -> None:
         await ensure_topics_with_retry(
-            settings.kafka_bootstrap_servers, [TopicSpec(CONVERSATION_EVENTS_TOPIC)]
+            settings.kafka_bootstrap_servers,
+            [TopicSpec(CONVERSATION_EVENTS_TOPIC)],
+            security=settings.kafka_security(),
         )
         await relay.run()
 

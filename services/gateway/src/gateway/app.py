@@ -99,6 +99,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             asyncio.create_task(
                 consume_forever(
                     bootstrap=settings.kafka_bootstrap_servers,
+                    security=settings.kafka_security(),
                     topics=[CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC],
                     group_id=f"gateway-{gateway_id}",
                     handler=fanout.handle,

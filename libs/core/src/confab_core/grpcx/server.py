@@ -1,4 +1,4 @@
-"""Runs a gRPC service: interceptors, health, reflection, graceful SIGTERM."""
+"""Runs a gRPC service: interceptors, health, reflection, mTLS, graceful SIGTERM."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 class GrpcServer:
     def __init__(self, port: int, auth: InternalAuth, host: str = "0.0.0.0") -> None:
         self._address = f"{host}:{port}"
+        self._tls = auth.tls
         self.server = grpc.aio.server(
             interceptors=[ServerInterceptor(auth.verifier)],
             options=[("grpc.so_reuseport", 0)],
@@ -37,7 +38,10 @@ class GrpcServer:
 
     async def start(self) -> int:
         reflection.enable_server_reflection(self._names, self.server)
-        self.port = self.server.add_insecure_port(self._address)
+        if self._tls is None:
+            self.port = self.server.add_insecure_port(self._address)
+        else:
+            self.port = self.server.add_secure_port(self._address, self._tls.server_credentials())
         await self.server.start()
         for name in [*self._names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
