@@ -1,8 +1,8 @@
 """Real servers for Confab's dev fleet and integration/e2e tests.
 
-Kafka, SecantusDB (MongoDB wire protocol) and Redis run as child processes on
-free 127.0.0.1 ports and can be stopped, killed and restarted on the same
-ports and data. The SMTP sink and the fake OpenAI server run in-process.
+Kafka, SecantusDB (MongoDB wire protocol), Redis and local-kms (AWS KMS API)
+run as child processes on free 127.0.0.1 ports and can be stopped, killed and
+restarted on the same ports and data. The SMTP sink and the fake OpenAI server run in-process.
 """
 
 from ._ports import free_port as _free_port
@@ -10,6 +10,7 @@ from ._process import ChildServer, ServerStartError
 from .certs import CertFiles, DevCA
 from .fake_openai import FakeOpenAI, RecordedRequest, ReplyFn, echo_reply
 from .kafka_server import KafkaServer, ensure_kafka_libs, find_repo_root
+from .kms_server import KmsServer, ensure_local_kms
 from .mongo_server import MongoServer
 from .redis_server import RedisServer
 from .smtp_sink import SmtpMessage, SmtpSink
@@ -26,6 +27,7 @@ __all__ = [
     "DevCA",
     "FakeOpenAI",
     "KafkaServer",
+    "KmsServer",
     "MongoServer",
     "RecordedRequest",
     "RedisServer",
@@ -35,6 +37,7 @@ __all__ = [
     "SmtpSink",
     "echo_reply",
     "ensure_kafka_libs",
+    "ensure_local_kms",
     "find_repo_root",
     "free_port",
 ]
