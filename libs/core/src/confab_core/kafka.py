@@ -42,6 +42,11 @@ EVENT_TYPE_HEADER = "confab-event-type"
 CONVERSATION_EVENT_TYPE = b"confab.conversation.v1.ConversationEvent"
 PRESENCE_EVENT_TYPE = b"confab.presence.v1.PresenceEvent"
 PRESENCE_SEQ_HEADER = "confab-presence-seq"
+# A conversation event's value is sealed with its tenant's data key
+# (confab_core.sealed_events); these say which tenant's keys open it, and the
+# event id its associated data is bound to.
+TENANT_ID_HEADER = "confab-tenant-id"
+EVENT_ID_HEADER = "confab-event-id"
 
 CONSUMED = Counter(
     "confab_kafka_consumed_total", "Kafka records handled", ["topic", "group", "outcome"]
