@@ -10,6 +10,7 @@ from ._process import ChildServer, ServerStartError
 from .certs import CertFiles, DevCA
 from .fake_openai import FakeOpenAI, RecordedRequest, ReplyFn, echo_reply
 from .kafka_server import KafkaServer, ensure_kafka_libs, find_repo_root
+from .keys import dev_key_file
 from .kms_server import KmsServer, ensure_local_kms
 from .mongo_server import MongoServer
 from .redis_server import RedisServer
@@ -35,6 +36,7 @@ __all__ = [
     "ServerStartError",
     "SmtpMessage",
     "SmtpSink",
+    "dev_key_file",
     "echo_reply",
     "ensure_kafka_libs",
     "ensure_local_kms",

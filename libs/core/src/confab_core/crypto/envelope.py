@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from confab_core.errors import FailedPrecondition
+
 VERSION = 1
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -33,11 +35,15 @@ class UndecryptableError(Exception):
     """A blob that cannot be opened: wrong place (aad), unknown key, tampering, bad format."""
 
 
-class KeysShreddedError(Exception):
-    """The tenant's keys were destroyed (crypto-shredding): nothing of theirs decrypts."""
+class KeysShreddedError(FailedPrecondition):
+    """The tenant's keys were destroyed (crypto-shredding): nothing of theirs decrypts.
+
+    A domain error, so a call reaching it anywhere is FAILED_PRECONDITION
+    ``keys_shredded`` (HTTP 409), never a 500.
+    """
 
     def __init__(self, tenant_id: str) -> None:
-        super().__init__(f"the keys of tenant {tenant_id!r} were destroyed")
+        super().__init__("this tenant's keys were destroyed", "keys_shredded")
         self.tenant_id = tenant_id
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 from prometheus_client import Counter
@@ -12,8 +13,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from confab_core.clock import Clock, SystemClock
+from confab_core.crypto import KeyProvider
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
+from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, _search_entry
@@ -101,7 +105,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     "leases": [IndexModel([("expires_at", DESCENDING)])],
+    # One document per tenant: the unique index makes concurrent first uses agree.
+    KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # Read across tenants by the re-encrypt runner.
+    JOBS_COLLECTION: [
+        IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
+    ],
 }
+DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
+DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -131,9 +144,27 @@ class Database:
     ``client`` and ``db`` stay readable for tests that inspect what was stored.
     """
 
-    def __init__(self, client: AsyncMongoClient[Doc], name: str) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Doc],
+        name: str,
+        key_provider: KeyProvider,
+        clock: Clock | None = None,
+        *,
+        key_cache_ttl: timedelta = DEFAULT_KEY_CACHE_TTL,
+        rotation_delay: timedelta = DEFAULT_ROTATION_DELAY,
+    ) -> None:
         self.client = client
         self.db: AsyncDatabase[Doc] = client[name]
+        self._clock = clock or SystemClock()
+        # Every sealed field of every tenant goes through this one vault (and its cache).
+        self.keys = KeyVault(
+            self.db,
+            key_provider,
+            self._clock,
+            cache_ttl=key_cache_ttl,
+            rotation_delay=rotation_delay,
+        )
 
     async def transaction(self, body: Callable[[Transaction], Awaitable[T]]) -> T:
         """Runs ``body`` in one transaction and commits it; runs it again on a
@@ -156,6 +187,9 @@ class Database:
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
+
+    def key_jobs(self) -> KeyJobRepo:
+        return KeyJobRepo(self.db, self.keys, self._clock)
 
     async def ensure_indexes(self) -> None:
         tagged = _MESSAGE_ID_INDEX in await self.db["outbox"].index_information()
@@ -209,10 +243,11 @@ class Database:
         def scoped(name: str) -> TenantCollection:
             return TenantCollection(self.db[name], tenant_id)
 
+        crypto = self.keys.for_tenant(tenant_id)
         return TenantStore(
-            conversations=ConversationRepo(scoped("conversations"), session),
+            conversations=ConversationRepo(scoped("conversations"), crypto, session),
             members=MemberRepo(scoped("members"), session),
-            messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), session),
-            users=UserRepo(scoped("users"), session),
+            messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), crypto, session),
+            users=UserRepo(scoped("users"), crypto, session),
             outbox=OutboxWriter(scoped("outbox"), session),
         )
