@@ -161,3 +161,26 @@ def test_an_unreadable_tls_file_stops_the_service_naming_it(
     with pytest.raises(SettingsError) as info:
         internal_auth("demo", settings, SystemClock())
     assert str(bad) in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_probes_get_a_plaintext_health_port_and_nothing_else(pki: Pki) -> None:
+    auth = InternalAuth("probe", KEY, SystemClock(), tls(pki.server))
+    server = GrpcServer(0, auth, "127.0.0.1", health_port=0)
+    server.add(lambda s: None, "confab.test.v1.Probe")
+    await server.start()
+    try:
+        assert server.health_port > 0
+        health_target = f"127.0.0.1:{server.health_port}"
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert await check(grpc.aio.insecure_channel(health_target)) == serving
+        # Only health listens there: a business method is UNIMPLEMENTED, not served.
+        plain = grpc.aio.insecure_channel(health_target)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await plain.unary_unary("/confab.test.v1.Probe/WhoAmI")(b"", timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        finally:
+            await plain.close()
+    finally:
+        await server.stop(0)

@@ -37,6 +37,8 @@ class ServiceSettings(BaseSettings):
     grpc_tls_ca_file: Path | None = None
     grpc_tls_cert_file: Path | None = None
     grpc_tls_key_file: Path | None = None
+    # With mTLS on: a plaintext port serving only gRPC health, for kubelet probes.
+    grpc_health_port: int | None = None
 
     # How every Kafka client of the service reaches the brokers (kafka.KafkaSecurity).
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"

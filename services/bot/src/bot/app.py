@@ -60,7 +60,7 @@ async def main() -> None:
             handler=replies.handle_record,
         )
 
-    server = GrpcServer(settings.grpc_port, auth)
+    server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = BotServicer(
         SummaryHandler(conversations, model, max_messages=settings.summary_messages)
     )

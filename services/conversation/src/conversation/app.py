@@ -113,7 +113,12 @@ async def build(
         )
         await relay.run()
 
-    server = GrpcServer(settings.grpc_port, internal_auth(SERVICE, settings, clock), host=host)
+    server = GrpcServer(
+        settings.grpc_port,
+        internal_auth(SERVICE, settings, clock),
+        host=host,
+        health_port=settings.grpc_health_port,
+    )
     # One unit of work, so one writer-lock table, for every handler of the process.
     unit = UnitOfWork(db, clock, wakeup)
     servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit))

@@ -68,7 +68,7 @@ async def main() -> None:
             handler=handler.handle_record,
         )
 
-    server = GrpcServer(settings.grpc_port, auth)
+    server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = NotificationServicer(NotificationQueries(db))
     server.add(
         lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s),

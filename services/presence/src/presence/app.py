@@ -75,7 +75,7 @@ async def main() -> None:
         )
         await publisher.run()
 
-    server = GrpcServer(settings.grpc_port, auth)
+    server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = PresenceServicer(
         PresenceHandler(
             db,

@@ -249,5 +249,5 @@ class Database:
             members=MemberRepo(scoped("members"), session),
             messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), crypto, session),
             users=UserRepo(scoped("users"), crypto, session),
-            outbox=OutboxWriter(scoped("outbox"), session),
+            outbox=OutboxWriter(scoped("outbox"), self.keys, session),
         )
