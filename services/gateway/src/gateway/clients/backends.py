@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
-from confab.conversation.v1 import conversation_pb2_grpc
+from confab.conversation.v1 import conversation_pb2_grpc, keys_pb2_grpc
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
+from gateway.clients.keys import KeyClient
 from gateway.clients.notification import NotificationClient
 from gateway.clients.presence import PresenceClient
 
@@ -24,6 +25,7 @@ class Backends:
     presence: PresenceClient
     notification: NotificationClient
     bot: BotClient
+    keys: KeyClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -52,6 +54,7 @@ class Backends:
                 notification_pb2_grpc.NotificationServiceStub(chans[2]), timeout
             ),
             bot=BotClient(bot_pb2_grpc.BotServiceStub(chans[3]), timeout),
+            keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             channels=chans,
         )
 
