@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from confab_core.clock import Clock, SystemClock
-from confab_core.crypto import KeyProvider
+from confab_core.crypto import KeyProvider, KeysShreddedError
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
@@ -26,6 +26,7 @@ from conversation.storage.outbox import (
     OutboxReader,
     OutboxWriter,
     carried_message_id,
+    opened_payload,
 )
 from conversation.storage.users import UserRepo
 
@@ -204,8 +205,14 @@ class Database:
         retained record carries, so an edit or delete rewrites those records too."""
         outbox = self.db["outbox"]
         batch: list[UpdateOne] = []
-        async for doc in outbox.find({"message_id": {"$exists": False}}, {"payload": 1}):
-            message_id = carried_message_id(bytes(doc["payload"]))
+        projection = {"payload": 1, "sealed": 1, "tenant_id": 1}
+        async for doc in outbox.find({"message_id": {"$exists": False}}, projection):
+            try:
+                keys = await self.keys.keys(str(doc["tenant_id"]))
+            except KeysShreddedError:
+                # Nothing of the tenant's can be read, or needs rewriting, again.
+                continue
+            message_id = carried_message_id(opened_payload(keys, doc))
             if message_id:
                 batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"message_id": message_id}}))
             if len(batch) >= 1000:

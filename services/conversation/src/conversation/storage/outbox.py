@@ -80,6 +80,15 @@ def carried_message_id(payload: bytes) -> str:
     return ""
 
 
+def opened_payload(keys: TenantKeys, doc: Doc) -> bytes:
+    """A stored record's serialized event. Records written before sealing (no
+    ``sealed`` flag) hold it in the clear until they expire or are rewritten."""
+    payload = bytes(doc["payload"])
+    if not doc.get("sealed"):
+        return payload
+    return open_event(keys, str(doc["_id"]), payload)
+
+
 def _document(r: OutboxRecord, keys: TenantKeys) -> Doc:
     tenant = keys.tenant_id
     headers = [*r.headers, *event_headers(tenant, r.event_id)]
@@ -89,6 +98,7 @@ def _document(r: OutboxRecord, keys: TenantKeys) -> Doc:
         "conversation_id": r.conversation_id,
         "event_seq": r.event_seq,
         "payload": seal_event(keys.current, tenant, r.event_id, r.payload),
+        "sealed": True,
         "headers": [[k, v] for k, v in headers],
         "created_at": r.created_at,
         "published": False,
@@ -123,17 +133,14 @@ class OutboxWriter:
             {"conversation_id": conversation_id, "event_seq": {"$gt": after_event_seq}},
             sort=[("event_seq", 1)],
             limit=limit,
-            projection={"payload": 1, "event_seq": 1},
+            projection={"payload": 1, "event_seq": 1, "sealed": 1},
             session=self._session,
         )
         docs = [d async for d in cursor]
         if not docs:
             return []
         keys = await self._tenant_keys()
-        return [
-            StoredEvent(int(d["event_seq"]), open_event(keys, str(d["_id"]), bytes(d["payload"])))
-            for d in docs
-        ]
+        return [StoredEvent(int(d["event_seq"]), opened_payload(keys, d)) for d in docs]
 
     async def rewrite_message(
         self, conversation_id: str, message_id: str, rewrite: Callable[[bytes], bytes | None]
@@ -146,7 +153,7 @@ class OutboxWriter:
         """
         cursor = self._col.find(
             {"conversation_id": conversation_id, "message_id": message_id},
-            projection={"payload": 1},
+            projection={"payload": 1, "sealed": 1},
             session=self._session,
         )
         docs = [d async for d in cursor]
@@ -155,11 +162,11 @@ class OutboxWriter:
         keys = await self._tenant_keys()
         updates: list[tuple[Doc, Doc]] = []
         for doc in docs:
-            event_id = str(doc["_id"])
-            payload = rewrite(open_event(keys, event_id, bytes(doc["payload"])))
+            payload = rewrite(opened_payload(keys, doc))
             if payload is not None:
+                event_id = str(doc["_id"])
                 sealed = seal_event(keys.current, keys.tenant_id, event_id, payload)
-                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": sealed}}))
+                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": sealed, "sealed": True}}))
         await self._col.update_each(updates, session=self._session)
         return len(updates)
 
