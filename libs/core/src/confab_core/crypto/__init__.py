@@ -25,6 +25,7 @@ from confab_core.crypto.providers import (
     LocalKeyFileProvider,
     write_local_key_file,
 )
+from confab_core.crypto.remote import KeyServiceSource
 
 __all__ = [
     "KEY_BYTES",
@@ -33,6 +34,7 @@ __all__ = [
     "DataKey",
     "KeyFileError",
     "KeyProvider",
+    "KeyServiceSource",
     "KeySource",
     "KeysShreddedError",
     "LocalKeyFileProvider",

@@ -57,6 +57,7 @@ class LocalKeyFileProvider:
     """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         try:
             text = path.read_text(encoding="ascii").strip()
         except FileNotFoundError as exc:

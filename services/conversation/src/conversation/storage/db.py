@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from confab_core.clock import Clock, SystemClock
-from confab_core.crypto import KeyProvider, KeysShreddedError
+from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
@@ -223,13 +223,18 @@ class Database:
 
     async def _move_search_terms(self) -> None:
         """Once, for a database from before ``message_search``: copy the messages'
-        words there, then drop the multikey index from the messages collection."""
+        words there (as blind tokens), then drop the multikey index from the
+        messages collection. The words left on the messages go at the tenant's
+        next key rotation (see KeyJobRepo)."""
         messages = self.db["messages"]
         if _OLD_SEARCH_INDEX not in await messages.index_information():
             return
         search = self.db[SEARCH_COLLECTION]
         batch: list[UpdateOne] = []
         async for doc in messages.find({"search_terms.0": {"$exists": True}}):
+            # Words from before encryption: the index gets their blind tokens.
+            keys = await self.keys.keys(doc["tenant_id"])
+            doc["search_terms"] = blind_tokens(keys.search_key, doc["search_terms"])
             entry = {**_search_entry(doc), "tenant_id": doc["tenant_id"]}
             batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": entry}, upsert=True))
             if len(batch) >= 1000:

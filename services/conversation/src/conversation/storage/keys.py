@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -42,6 +43,8 @@ from confab_core.crypto import (
 from confab_core.mongo import Doc, TenantCollection
 
 KEYS_COLLECTION = "tenant_keys"
+# The name messages.SEARCH_COLLECTION gives it (that module imports this one).
+SEARCH_COLLECTION = "message_search"
 JOBS_COLLECTION = "key_jobs"
 
 # What is sealed, per collection: the field naming the document in the
@@ -76,19 +79,6 @@ class TenantCipher:
             where = aad(self.keys.tenant_id, collection, doc_id, field)
             return unseal(self.keys, stored, where).decode("utf-8")
         return "" if stored is None else str(stored)
-
-    def seal_json(self, collection: str, doc_id: str, field: str, value: Doc | None) -> Any:
-        if value is None:
-            return None
-        return self.seal(collection, doc_id, field, json.dumps(value, separators=(",", ":")))
-
-    def open_json(self, collection: str, doc_id: str, field: str, stored: Any) -> Doc | None:
-        if stored is None or stored == "":
-            return None
-        if isinstance(stored, dict):
-            return stored
-        loaded: Doc = json.loads(self.open(collection, doc_id, field, stored))
-        return loaded
 
     def tokens(self, words: Iterable[str]) -> list[str]:
         return blind_tokens(self.keys.search_key, words)
@@ -164,7 +154,7 @@ class KeyVault:
     def _col(self, tenant_id: str) -> TenantCollection:
         return TenantCollection(self._db[KEYS_COLLECTION], tenant_id)
 
-    def jobs(self) -> AsyncCollection[Doc]:
+    def _jobs(self) -> AsyncCollection[Doc]:
         return self._db[JOBS_COLLECTION]
 
     def for_tenant(self, tenant_id: str) -> TenantCrypto:
@@ -240,7 +230,7 @@ class KeyVault:
             )
             if changed.modified_count:
                 break
-        await self.jobs().insert_one(
+        await self._jobs().insert_one(
             {
                 "_id": f"{tenant_id}/{key_id}",
                 "tenant_id": tenant_id,
@@ -275,7 +265,7 @@ class KeyVault:
             },
             upsert=True,
         )
-        await self.jobs().delete_many({"tenant_id": tenant_id})
+        await self._jobs().delete_many({"tenant_id": tenant_id})
         self._cache.invalidate(tenant_id)
 
     async def status(self, tenant_id: str) -> KeyStatus:
@@ -289,7 +279,7 @@ class KeyVault:
                 not_before=j["not_before"],
                 finished_at=j.get("finished_at"),
             )
-            async for j in self.jobs().find({"tenant_id": tenant_id}, sort=[("created_at", 1)])
+            async for j in self._jobs().find({"tenant_id": tenant_id}, sort=[("created_at", 1)])
         ]
         if doc is None or doc.get("shredded") or not doc["keys"]:
             return KeyStatus(tenant_id, bool(doc and doc.get("shredded")), "", (), tuple(jobs))
@@ -314,7 +304,8 @@ class ClaimedJob:
     tenant_id: str
     key_id: str
     phase: int
-    after_id: Any
+    # A document id: strings, but users' are ObjectIds.
+    after_id: str | ObjectId | None
     done: int
     total: int
 
@@ -331,7 +322,7 @@ class KeyJobRepo:
     async def claim(self, owner: str, lease: timedelta) -> ClaimedJob | None:
         """A job due and not leased by a live replica, now leased to ``owner``."""
         now = self._clock.now()
-        doc = await self._vault.jobs().find_one_and_update(
+        doc = await self._db[JOBS_COLLECTION].find_one_and_update(
             {
                 "state": {"$ne": "done"},
                 "not_before": {"$lte": now},
@@ -347,7 +338,9 @@ class KeyJobRepo:
             total = 0
             for name in JOB_ORDER:
                 total += await self._db[name].count_documents({"tenant_id": doc["tenant_id"]})
-            await self._vault.jobs().update_one({"_id": doc["_id"]}, {"$set": {"total": total}})
+            await self._db[JOBS_COLLECTION].update_one(
+                {"_id": doc["_id"]}, {"$set": {"total": total}}
+            )
             doc["total"] = total
         return ClaimedJob(
             id=str(doc["_id"]),
@@ -374,6 +367,8 @@ class KeyJobRepo:
             docs = [d async for d in col.find(flt, sort=[("_id", 1)], limit=batch_size)]
             updates = [u for d in docs if (u := _resealed(cipher, name, d)) is not None]
             await col.update_each(updates)
+            if name == "messages":
+                await self._reindex_legacy(job.tenant_id, updates)
             done += len(docs)
             if len(docs) < batch_size:
                 phase, after_id = phase + 1, None
@@ -389,12 +384,23 @@ class KeyJobRepo:
         }
         if finished:
             changes.update(state="done", finished_at=now, lease_owner=None)
-        kept = await self._vault.jobs().update_one(
+        kept = await self._db[JOBS_COLLECTION].update_one(
             {"_id": job.id, "lease_owner": owner}, {"$set": changes}
         )
         if not kept.modified_count or finished:
             return None
         return ClaimedJob(job.id, job.tenant_id, job.key_id, phase, after_id, done, job.total)
+
+    async def _reindex_legacy(self, tenant_id: str, updates: list[tuple[Doc, Doc]]) -> None:
+        """Search entries of messages from before encryption get their words' tokens."""
+        search = TenantCollection(self._db[SEARCH_COLLECTION], tenant_id)
+        await search.update_each(
+            [
+                ({"_id": flt["_id"]}, {"$set": {"search_terms": change["$set"]["search_terms"]}})
+                for flt, change in updates
+                if "search_terms" in change["$set"]
+            ]
+        )
 
 
 def _resealed(cipher: TenantCipher, collection: str, doc: Doc) -> tuple[Doc, Doc] | None:
@@ -419,8 +425,13 @@ def _resealed(cipher: TenantCipher, collection: str, doc: Doc) -> tuple[Doc, Doc
         elif isinstance(stored, str) and stored:
             changes[name] = cipher.seal(collection, doc_id, name, stored)
         elif isinstance(stored, dict):
-            changes[name] = cipher.seal_json(collection, doc_id, name, stored)
+            changes[name] = cipher.seal(
+                collection, doc_id, name, json.dumps(stored, separators=(",", ":"))
+            )
         else:
             continue
         flt[name] = stored
+    if collection == "messages" and isinstance(doc.get("text"), str) and doc.get("text"):
+        # Text stored before encryption came with its words in clear: tokens replace them.
+        changes["search_terms"] = cipher.tokens(doc.get("search_terms") or [])
     return (flt, {"$set": changes}) if changes else None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +113,24 @@ def _file_document(f: FileAttachment | None) -> Doc | None:
     }
 
 
+def _sealed_file(c: TenantCipher, message_id: str, f: FileAttachment | None) -> bytes | str | None:
+    """All of a file's metadata (name, url, type, size) as one sealed field."""
+    doc = _file_document(f)
+    if doc is None:
+        return None
+    return c.seal(_C, message_id, "file", json.dumps(doc, separators=(",", ":")))
+
+
+def _opened_file(c: TenantCipher, message_id: str, stored: object) -> Doc | None:
+    if not stored:
+        return None
+    if isinstance(stored, dict):
+        # Stored before encryption, until the next key rotation's job seals it.
+        return stored
+    opened: Doc = json.loads(c.open(_C, message_id, "file", stored))
+    return opened
+
+
 def _document(m: NewMessage, seq: int, c: TenantCipher) -> Doc:
     return {
         "_id": m.id,
@@ -129,7 +148,7 @@ def _document(m: NewMessage, seq: int, c: TenantCipher) -> Doc:
         "mentions": list(m.mentions),
         "mentions_all": m.mentions_all,
         "reactions": [],
-        "file": c.seal_json(_C, m.id, "file", _file_document(m.file)),
+        "file": _sealed_file(c, m.id, m.file),
         # Blind tokens, never words: see confab_core.crypto.blind.
         "search_terms": c.tokens(m.search_terms),
     }
@@ -143,7 +162,7 @@ def _record(doc: Doc, c: TenantCipher) -> Message:
     # Documents stored before a field existed lack it: the defaults are what
     # such a message meant.
     doc_id = str(doc["_id"])
-    f = c.open_json(_C, doc_id, "file", doc.get("file"))
+    f = _opened_file(c, doc_id, doc.get("file"))
     return Message(
         id=doc_id,
         conversation_id=str(doc["conversation_id"]),
