@@ -55,3 +55,29 @@ def test_survives_a_restart(kms: KmsServer) -> None:
     kms.stop()
     kms.start(timeout=60)
     assert asyncio.run(_provider(kms, kms.alias).unwrap("t1", wrapped)) == b"k" * 32
+
+
+def test_a_key_per_tenant_and_shredding_it(kms: KmsServer) -> None:
+    provider = _provider(kms, "alias/confab-{tenant}")
+    key = bytes(range(32))
+
+    async def body() -> None:
+        one = await provider.wrap("t1", key)
+        other = await provider.wrap("t2", key)
+        assert await provider.unwrap("t1", one) == key
+        # Another tenant's KMS key refuses it even with a forged context.
+        with pytest.raises(UndecryptableError):
+            await _provider(kms, "alias/confab-t2").unwrap("t1", one)
+        await provider.destroy("t1")
+        # A backup's copy of the wrapped key no longer unwraps.
+        with pytest.raises(UndecryptableError):
+            await provider.unwrap("t1", one)
+        assert await provider.unwrap("t2", other) == key
+        await provider.destroy("never-seen")
+
+    asyncio.run(body())
+
+
+def test_a_per_tenant_key_needs_an_alias() -> None:
+    with pytest.raises(ValueError, match="alias"):
+        AwsKmsProvider("key-{tenant}", region="eu-west-2")

@@ -20,6 +20,7 @@ from confab.conversation.v1 import keys_pb2, keys_pb2_grpc
 from confab_core import mongo
 from confab_core.clock import FakeClock
 from confab_core.crypto import (
+    AwsKmsProvider,
     KeyServiceSource,
     KeysShreddedError,
     LocalKeyFileProvider,
@@ -30,7 +31,7 @@ from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDe
 from confab_core.grpcx.client import channel
 from confab_core.identity import ROLE_MEMBER, ROLE_SERVICE, ROLE_TENANT_ADMIN, Caller, acting_as
 from confab_core.servicetoken import GATEWAY, PRESENCE, InternalAuth
-from confab_devservers import MongoServer
+from confab_devservers import KmsServer, MongoServer
 from conversation import app
 from conversation import keys as keys_cli
 from conversation.handlers.conversations import ConversationHandler
@@ -484,3 +485,36 @@ async def test_rotate_and_status_commands(mongo_server: MongoServer, key_file: P
         await keys_cli.run(["rotate"], settings, clock)
     with pytest.raises(InvalidArgument):
         await keys_cli.run(["status", "--tenant", ""], settings, clock)
+
+
+@pytest.mark.asyncio
+async def test_a_backup_of_the_keys_is_useless_after_a_shred_with_per_tenant_kms_keys(
+    mongo_server: MongoServer, tmp_path: Path
+) -> None:
+    kms = KmsServer(tmp_path / "kms")
+    kms.start(timeout=120)
+    client = mongo.connect(mongo_server.url, "test")
+    name = f"conv_{uuid.uuid4().hex[:12]}"
+    try:
+        provider = AwsKmsProvider(
+            "alias/confab-{tenant}",
+            region=kms.region,
+            endpoint_url=kms.url,
+            access_key_id="dev",
+            secret_access_key="dev",
+        )
+        clock = FakeClock()
+        db = Database(client, name, provider, clock)
+        await db.ensure_indexes()
+        work = Workload(db, clock, tenant())
+        await work.run(rounds=1)
+        backup = await db.db["tenant_keys"].find_one({"tenant_id": work.tenant_id})
+        await KeyHandler(db).shred(work.tenant_id)
+        # Restoring the backup brings the wrapped keys back, but not their KMS key.
+        await db.db["tenant_keys"].replace_one({"tenant_id": work.tenant_id}, backup)
+        with pytest.raises(UndecryptableError):
+            await db.keys.fresh_keys(work.tenant_id)
+    finally:
+        await client.drop_database(name)
+        await client.close()
+        kms.kill()

@@ -23,6 +23,16 @@ _LOCAL_VERSION = 1
 _LOCAL_AAD = b"confab.kek.local.v1\x00"
 # What KMS binds each wrap to (its EncryptionContext); the same pair must be given to unwrap.
 KMS_CONTEXT_KEY = "confab_tenant_id"
+_UNWRAP_REFUSALS = frozenset(
+    {
+        "InvalidCiphertextException",
+        "IncorrectKeyException",
+        # The tenant's key was scheduled for deletion (crypto-shredded), or its alias is gone.
+        "KMSInvalidStateException",
+        "NotFoundException",
+        "DisabledException",
+    }
+)
 
 
 class KeyProvider(Protocol):
@@ -30,6 +40,11 @@ class KeyProvider(Protocol):
 
     async def unwrap(self, tenant_id: str, wrapped: bytes) -> bytes:
         """Raises ``UndecryptableError`` for a blob this provider did not wrap for this tenant."""
+        ...
+
+    async def destroy(self, tenant_id: str) -> None:
+        """Destroys key-encryption material of the tenant's own, where the provider
+        has any: then even copies of wrapped keys (backups) never unwrap again."""
         ...
 
 
@@ -88,6 +103,9 @@ class LocalKeyFileProvider:
         except InvalidTag as exc:
             raise UndecryptableError("wrapped key failed its check") from exc
 
+    async def destroy(self, tenant_id: str) -> None:
+        """Nothing to destroy: one key-encryption key serves every tenant (dev only)."""
+
 
 class AwsKmsProvider:
     """Wraps with the AWS KMS API (Encrypt/Decrypt), the tenant as EncryptionContext.
@@ -96,6 +114,11 @@ class AwsKmsProvider:
     ``endpoint_url``. boto3 is synchronous; calls run in a worker thread, and they
     are rare (a data key is unwrapped once per cache lifetime, wrapped once per
     tenant and rotation).
+
+    A ``key_id`` holding ``{tenant}`` (``alias/confab-{tenant}``) names an alias per
+    tenant: its KMS key is created on the tenant's first wrap, and ``destroy``
+    schedules its deletion, after which no copy of the tenant's wrapped keys
+    unwraps. A plain ``key_id`` is one KMS key shared by every tenant.
     """
 
     def __init__(
@@ -111,7 +134,11 @@ class AwsKmsProvider:
 
         if not key_id:
             raise ValueError("a KMS key id (or ARN or alias) is required")
+        if "{tenant}" in key_id and not key_id.startswith("alias/"):
+            raise ValueError("a per-tenant KMS key is named by an alias: alias/...{tenant}...")
         self._key_id = key_id
+        self._per_tenant = "{tenant}" in key_id
+        self._known: set[str] = set()
         self._client: Any = boto3.session.Session().client(
             "kms",
             region_name=region,
@@ -120,10 +147,38 @@ class AwsKmsProvider:
             aws_secret_access_key=secret_access_key,
         )
 
+    def _key_for(self, tenant_id: str) -> str:
+        return self._key_id.replace("{tenant}", tenant_id) if self._per_tenant else self._key_id
+
+    def _ensure_tenant_key(self, alias: str) -> None:
+        """Creates the tenant's KMS key and alias unless they exist (blocking; in a thread)."""
+        from botocore.exceptions import ClientError
+
+        if alias in self._known:
+            return
+        try:
+            self._client.describe_key(KeyId=alias)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NotFoundException":
+                raise
+            created = self._client.create_key(Description=f"confab {alias}")
+            key_id = created["KeyMetadata"]["KeyId"]
+            try:
+                self._client.create_alias(AliasName=alias, TargetKeyId=key_id)
+            except ClientError as race:
+                # Another replica named its key first: use theirs, drop ours.
+                if race.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                    raise
+                self._client.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        self._known.add(alias)
+
     async def wrap(self, tenant_id: str, key: bytes) -> bytes:
+        key_id = self._key_for(tenant_id)
+        if self._per_tenant:
+            await asyncio.to_thread(self._ensure_tenant_key, key_id)
         response = await asyncio.to_thread(
             self._client.encrypt,
-            KeyId=self._key_id,
+            KeyId=key_id,
             Plaintext=key,
             EncryptionContext={KMS_CONTEXT_KEY: tenant_id},
         )
@@ -136,14 +191,33 @@ class AwsKmsProvider:
         try:
             response = await asyncio.to_thread(
                 self._client.decrypt,
-                KeyId=self._key_id,
+                KeyId=self._key_for(tenant_id),
                 CiphertextBlob=wrapped,
                 EncryptionContext={KMS_CONTEXT_KEY: tenant_id},
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("InvalidCiphertextException", "IncorrectKeyException"):
+            if code in _UNWRAP_REFUSALS:
                 raise UndecryptableError(f"KMS refused to unwrap: {code}") from exc
             raise
         plain: bytes = response["Plaintext"]
         return plain
+
+    async def destroy(self, tenant_id: str) -> None:
+        if self._per_tenant:
+            await asyncio.to_thread(self._destroy, self._key_for(tenant_id))
+
+    def _destroy(self, alias: str) -> None:
+        from botocore.exceptions import ClientError
+
+        self._known.discard(alias)
+        try:
+            key_id = self._client.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NotFoundException":
+                return
+            raise
+        # KMS keeps a key at least 7 days before deleting it; it can no longer
+        # decrypt from now on (KMSInvalidStateException), so nothing unwraps.
+        self._client.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        self._client.delete_alias(AliasName=alias)

@@ -267,6 +267,9 @@ class KeyVault:
         )
         await self._jobs().delete_many({"tenant_id": tenant_id})
         self._cache.invalidate(tenant_id)
+        # Last: should it fail, the tombstone above already stops every use, and a
+        # retried shred destroys it then.
+        await self._provider.destroy(tenant_id)
 
     async def status(self, tenant_id: str) -> KeyStatus:
         doc = await self._col(tenant_id).find_one({})
@@ -337,7 +340,7 @@ class KeyJobRepo:
         if doc["total"] == 0 and doc["phase"] == 0 and doc["after_id"] is None:
             total = 0
             for name in JOB_ORDER:
-                total += await self._db[name].count_documents({"tenant_id": doc["tenant_id"]})
+                total += await TenantCollection(self._db[name], doc["tenant_id"]).count({})
             await self._db[JOBS_COLLECTION].update_one(
                 {"_id": doc["_id"]}, {"$set": {"total": total}}
             )
