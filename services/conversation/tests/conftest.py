@@ -30,6 +30,7 @@ from conversation.handlers.conversations import ConversationHandler, Created
 from conversation.handlers.messages import MessageHandler, Sent
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
+from conversation.storage.outbox import opened_payload
 
 TENANT_A = "tenant-a"
 TENANT_B = "tenant-b"
@@ -210,7 +211,7 @@ async def outbox(db: Database, conversation_id: str | None = None) -> list[Doc]:
     out = []
     async for doc in cursor:
         keys = await db.keys.keys(str(doc["tenant_id"]))
-        out.append({**doc, "payload": open_event(keys, str(doc["_id"]), bytes(doc["payload"]))})
+        out.append({**doc, "payload": opened_payload(keys, doc)})
     return out
 
 

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from confab.conversation.v1 import events_pb2
 from confab_core.clock import FakeClock
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
@@ -392,3 +393,20 @@ async def test_two_running_relays_publish_each_event_once(
     assert await by_conversation(db, records) == {
         c: list(range(1, n + 1)) for c, n in expected.items()
     }
+
+
+@pytest.mark.asyncio
+async def test_records_from_before_sealing_still_replay(
+    db: Database, conversations: ConversationHandler, messages: MessageHandler
+) -> None:
+    conv = (await create(conversations, ALICE, members=["bob"])).conversation.id
+    await send(messages, ALICE, conv, text="written before sealing")
+    # The log as an older version wrote it: payloads in the clear, no flag.
+    for doc in await outbox(db, conv):
+        await db.db["outbox"].update_one(
+            {"_id": doc["_id"]}, {"$set": {"payload": doc["payload"]}, "$unset": {"sealed": ""}}
+        )
+    stored = await db.for_tenant(ALICE.tenant_id).outbox.page(conv, 0, 10)
+    assert [s.event_seq for s in stored] == [1, 2]
+    replayed = events_pb2.ConversationEvent.FromString(stored[1].payload)
+    assert replayed.message_created.message.text == "written before sealing"
