@@ -58,6 +58,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> 
             openai_base_url=fake_openai.base_url,
             openai_api_key="test-key",
             extra_env={"gateway": {"GATEWAY_TENANT_RATE_LIMITS": json.dumps(TENANT_RATE_LIMITS)}},
+            grpc_tls=True,
         )
     )
     try:
@@ -81,7 +82,7 @@ def running_fleet(
     env = {"gateway": {"GATEWAY_RATE_LIMITS": json.dumps(limits)}}
     for name, values in (extra_env or {}).items():
         env[name] = {**env.get(name, {}), **values}
-    fleet = Fleet(FleetOptions(workdir=workdir, gateways=gateways, extra_env=env))
+    fleet = Fleet(FleetOptions(workdir=workdir, gateways=gateways, extra_env=env, grpc_tls=True))
     try:
         fleet.start()
         yield fleet

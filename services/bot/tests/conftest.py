@@ -21,6 +21,7 @@ from aiokafka import ConsumerRecord
 
 import conversation.app as conversation_app
 from bot.clients.conversation import ConversationClient
+from bot.clients.keys import KeyClient
 from bot.handlers.replies import ReplyHandler
 from bot.handlers.summaries import SummaryHandler
 from bot.model import OpenAIChat
@@ -31,6 +32,7 @@ from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
 from confab.conversation.v1 import events_pb2
 from confab_core.clock import SystemClock
+from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import Caller, reset_caller, set_caller
@@ -39,6 +41,7 @@ from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
     consume_forever,
 )
+from confab_core.sealed_events import EventOpener
 from confab_core.servicetoken import BOT, CONVERSATION, GATEWAY, InternalAuth
 from confab_devservers import ChildServer, FakeOpenAI, KafkaServer, MongoServer, dev_key_file
 from conversation.settings import ConversationSettings
@@ -126,6 +129,7 @@ class Stack:
     fake: FakeOpenAI
     conversations: conv_grpc.ConversationServiceStub
     client: ConversationClient
+    events: EventOpener
     tenant_id: str = "t1"
     handled: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -156,6 +160,7 @@ class Stack:
             system_prompt=SYSTEM_PROMPT,
             history_messages=20,
             display_name="Confab Assistant",
+            events=self.events,
         )
 
     async def serve_bot(self, *, configured: bool = True) -> pb_grpc.BotServiceStub:
@@ -260,10 +265,10 @@ class Stack:
     async def handled_message(self, message_id: str) -> ConsumerRecord[bytes, bytes]:
         """The consumed record of ``message_id``, once the handler has finished it."""
 
-        def find() -> ConsumerRecord[bytes, bytes] | None:
+        async def find() -> ConsumerRecord[bytes, bytes] | None:
             for record in self.handled:
-                event = events_pb2.ConversationEvent.FromString(record.value or b"")
-                if event.message_created.message.id == message_id:
+                event = await self.events.open(record)
+                if event is not None and event.message_created.message.id == message_id:
                     return record
             return None
 
@@ -280,6 +285,8 @@ async def stack(
         fake=fake_openai,
         conversations=conv_grpc.ConversationServiceStub(conversation_channel),
         client=ConversationClient(conversation_channel),
+        # Sealed events opened with keys from the real KeyService, as the service does.
+        events=EventOpener(CachingKeySource(KeyClient(conversation_channel)), "bot-test"),
     )
     try:
         yield stack

@@ -6,6 +6,7 @@ from aiokafka import ConsumerRecord
 from bot.handlers.replies import ReplyHandler
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import events_pb2
+from confab_core.sealed_events import EventOpener
 
 
 def record(value: bytes) -> ConsumerRecord[bytes, bytes]:
@@ -25,18 +26,19 @@ def record(value: bytes) -> ConsumerRecord[bytes, bytes]:
 
 
 def handler() -> ReplyHandler:
-    # No peers: any attempt to use one fails the test with an AttributeError.
+    # No peers and no keys: any attempt to use one fails the test with an AttributeError.
     return ReplyHandler(
         None,  # type: ignore[arg-type]
         None,
         system_prompt="",
         history_messages=20,
         display_name="Bot",
+        events=EventOpener(None, "bot-test"),  # type: ignore[arg-type]
     )
 
 
 @pytest.mark.asyncio
-async def test_undecodable_bytes_are_dropped() -> None:
+async def test_undecodable_or_unsealed_bytes_are_dropped() -> None:
     await handler().handle_record(record(b"\xff\xff not a protobuf"))
 
 
@@ -49,4 +51,4 @@ async def test_message_event_without_tenant_is_dropped() -> None:
             conversation_kind=conv_pb.CONVERSATION_KIND_AI_ASSISTANT,
         ),
     )
-    await handler().handle_record(record(event.SerializeToString()))
+    await handler().handle(event)

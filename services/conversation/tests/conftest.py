@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiokafka import ConsumerRecord
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
@@ -21,12 +22,15 @@ from confab_core import mongo
 from confab_core.clock import FakeClock
 from confab_core.crypto import LocalKeyFileProvider, write_local_key_file
 from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, Caller
+from confab_core.kafka import EVENT_ID_HEADER, TENANT_ID_HEADER
 from confab_core.mongo import Doc
+from confab_core.sealed_events import open_event
 from confab_devservers import ChildServer, KafkaServer, MongoServer
 from conversation.handlers.conversations import ConversationHandler, Created
 from conversation.handlers.messages import MessageHandler, Sent
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
+from conversation.storage.outbox import opened_payload
 
 TENANT_A = "tenant-a"
 TENANT_B = "tenant-b"
@@ -200,10 +204,25 @@ async def send(
 
 
 async def outbox(db: Database, conversation_id: str | None = None) -> list[Doc]:
-    """Every event record (published or not), in per-conversation order."""
+    """Every event record (published or not), in per-conversation order, with its
+    payload opened (it is sealed with the tenant's key in the database)."""
     flt = {} if conversation_id is None else {"conversation_id": conversation_id}
     cursor = db.db["outbox"].find(flt).sort([("conversation_id", 1), ("event_seq", 1)])
-    return [doc async for doc in cursor]
+    out = []
+    async for doc in cursor:
+        keys = await db.keys.keys(str(doc["tenant_id"]))
+        out.append({**doc, "payload": opened_payload(keys, doc)})
+    return out
+
+
+async def open_record(
+    db: Database, record: ConsumerRecord[bytes, bytes]
+) -> events_pb2.ConversationEvent:
+    """A record the relay published, opened with its tenant's keys (as consumers do)."""
+    headers = dict(record.headers)
+    keys = await db.keys.keys(headers[TENANT_ID_HEADER].decode())
+    assert record.value is not None
+    return decode({"payload": open_event(keys, headers[EVENT_ID_HEADER].decode(), record.value)})
 
 
 def decode(doc: Doc) -> events_pb2.ConversationEvent:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -89,12 +90,16 @@ async def test_tampering_is_reported_at_the_first_broken_link(
     trail = AuditTrail(db, clock)
     for i in range(5):
         await trail.record(ADMIN, "user.banned", Target("user", f"u{i}"), {}, {"scope": "tenant"})
+    # Before and after are sealed: the tamperer swaps in another record's, which
+    # opens under this record's id only if the sealing binds nothing.
+    other = await db.db["audit"].find_one({"tenant_id": TENANT_A, "seq": 4})
+    assert other is not None
     await db.db["audit"].update_one(
-        {"tenant_id": TENANT_A, "seq": 3}, {"$set": {"after.scope": "conversation"}}
+        {"tenant_id": TENANT_A, "seq": 3}, {"$set": {"values": other["values"]}}
     )
     verified = await trail.verify_tenant(TENANT_A)
     assert verified.broken is not None
-    assert (verified.broken.seq, verified.broken.reason) == (3, "hash")
+    assert (verified.broken.seq, verified.broken.reason) == (3, "malformed")
     assert verified.checked == 2
 
 
@@ -179,7 +184,7 @@ async def test_the_queue_takes_one_entry_per_message_and_reporter(db: Database) 
 
 
 async def test_the_verify_command_names_the_first_broken_link(
-    db: Database, clock: FakeClock, mongo_server: MongoServer
+    db: Database, clock: FakeClock, mongo_server: MongoServer, key_file: Path
 ) -> None:
     trail = AuditTrail(db, clock)
     for i in range(3):
@@ -190,6 +195,7 @@ async def test_the_verify_command_names_the_first_broken_link(
         "CONVERSATION_MONGO_DATABASE": db.db.name,
         "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": "unused:9092",
         "CONVERSATION_INTERNAL_KEY": "k" * 32,
+        "CONVERSATION_KEY_FILE": str(key_file),
     }
 
     async def run() -> tuple[int, dict[str, object]]:

@@ -21,13 +21,17 @@ from confab_core import mongo
 from confab_core.clock import FakeClock
 from confab_core.crypto import (
     AwsKmsProvider,
-    KeyServiceSource,
     KeysShreddedError,
     LocalKeyFileProvider,
     UndecryptableError,
     blob_key_id,
 )
-from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from confab_core.errors import (
+    ERROR_CODE_METADATA_KEY,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+)
 from confab_core.grpcx.client import channel
 from confab_core.identity import ROLE_MEMBER, ROLE_SERVICE, ROLE_TENANT_ADMIN, Caller, acting_as
 from confab_core.servicetoken import GATEWAY, PRESENCE, InternalAuth
@@ -449,20 +453,18 @@ async def test_key_service_over_grpc(mongo_server: MongoServer, key_file: Path) 
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(PRESENCE, service)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        # What gateway, bot and notification use: the library's remote source.
-        auth = InternalAuth(GATEWAY, internal_key.encode(), FakeClock())
-        async with channel(target, auth, "conversation") as chan:
-            source = KeyServiceSource(chan, GATEWAY)
-            keys = await source.keys("t-9")
-            assert keys.current.key == got.keys[0].key and keys.search_key == got.search_key
-            # Shredded by another replica (this one never cached the tenant's keys).
-            client = mongo.connect(mongo_server.url, "test")
-            try:
-                await KeyHandler(app.database(settings, client, FakeClock())).shred("t-10")
-            finally:
-                await client.close()
-            with pytest.raises(KeysShreddedError):
-                await source.keys("t-10")
+        # Shredded by another replica (this one never cached the tenant's keys).
+        client = mongo.connect(mongo_server.url, "test")
+        try:
+            await KeyHandler(app.database(settings, client, FakeClock())).shred("t-10")
+        finally:
+            await client.close()
+        shredded = Caller(tenant_id="t-10", user_id="gateway", roles=frozenset({ROLE_SERVICE}))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(GATEWAY, shredded)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        trailers = dict(info.value.trailing_metadata() or ())
+        assert trailers[ERROR_CODE_METADATA_KEY] == "keys_shredded"
 
 
 @pytest.mark.asyncio

@@ -24,6 +24,7 @@ from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.sanctions import SanctionCache
 from conversation.handlers.unit import UnitOfWork
+from conversation.storage.audit import AuditQuery, AuditRecord
 from conversation.storage.db import Database
 from conversation.storage.moderation import Sanction
 
@@ -49,6 +50,13 @@ async def refused(code: str, kind: type[ConfabError], awaitable: Awaitable[objec
 
 async def kinds(db: Database, conversation_id: str) -> list[str]:
     return [str(decode(d).WhichOneof("payload")) for d in await outbox(db, conversation_id)]
+
+
+async def audited(db: Database, action: str, tenant: str = ALICE.tenant_id) -> AuditRecord:
+    """The newest audit record of ``action``, read through storage (before and
+    after are sealed at rest)."""
+    [record] = await db.for_tenant(tenant).audit.query(AuditQuery(action=action, limit=1))
+    return record
 
 
 async def actions(db: Database, tenant: str = ALICE.tenant_id) -> list[str]:
@@ -92,13 +100,9 @@ async def test_a_muted_member_reads_but_cannot_send_react_or_edit(
     await send(messages, BOB, conv, text="back")
     assert "member_muted" in await kinds(db, conv)
     assert "member_unmuted" in await kinds(db, conv)
-    [muted] = [d async for d in db.db["audit"].find({"action": "user.muted"})]
-    assert (muted["actor_id"], muted["target_id"], muted["conversation_id"]) == (
-        "alice",
-        "bob",
-        conv,
-    )
-    assert muted["after"]["reason"] == "spam"
+    muted = (await audited(db, "user.muted")).entry
+    assert (muted.actor_id, muted.target.id, muted.conversation_id) == ("alice", "bob", conv)
+    assert muted.after["reason"] == "spam"
 
 
 async def test_a_mute_expires_on_the_injected_clock(
@@ -374,11 +378,9 @@ async def test_every_admin_action_leaves_one_audit_record(
         "conversation.archived",
         "conversation.deleted",
     ]
-    role = await db.db["audit"].find_one({"action": "member.role_changed"})
-    assert role is not None
-    assert (role["before"], role["after"]) == ({"role": "member"}, {"role": "admin"})
-    title = await db.db["audit"].find_one({"action": "conversation.updated"})
-    assert title is not None and title["after"] == {"title": "New"}
+    role = (await audited(db, "member.role_changed")).entry
+    assert (role.before, role.after) == ({"role": "member"}, {"role": "admin"})
+    assert (await audited(db, "conversation.updated")).entry.after == {"title": "New"}
     assert await actions(db, TENANT_B) == []
 
 

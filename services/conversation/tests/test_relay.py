@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -11,15 +12,22 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from confab.conversation.v1 import events_pb2
 from confab_core.clock import FakeClock
-from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, Producer, TopicSpec, ensure_topics
+from confab_core.kafka import (
+    CONVERSATION_EVENTS_TOPIC,
+    TENANT_ID_HEADER,
+    Producer,
+    TopicSpec,
+    ensure_topics,
+)
 from confab_devservers import KafkaServer
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.relay import LEASE_ID, OutboxRelay
 from conversation.storage.db import Database
 
-from .conftest import ALICE, ALICE_B, BOB, count, create, decode, outbox, pending, send
+from .conftest import ALICE, ALICE_B, BOB, count, create, open_record, outbox, pending, send
 
 DEADLINE = 30.0
 LEASE_SECONDS = 10.0
@@ -120,11 +128,13 @@ async def read_events(
     return got
 
 
-def by_conversation(records: list[ConsumerRecord[bytes, bytes]]) -> dict[str, list[int]]:
+async def by_conversation(
+    db: Database, records: list[ConsumerRecord[bytes, bytes]]
+) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for record in records:
         assert record.key is not None and record.value is not None
-        event = decode({"payload": record.value})
+        event = await open_record(db, record)
         assert event.conversation_id == record.key.decode()
         out.setdefault(event.conversation_id, []).append(event.event_seq)
     return out
@@ -190,7 +200,9 @@ async def test_publish_once_sends_in_event_seq_order_and_marks_published(
     assert all(d["published"] is True and d["published_at"] == clock.now() for d in log)
 
     records = await read_events(kafka, set(expected), 7)
-    assert by_conversation(records) == {c: list(range(1, n + 1)) for c, n in expected.items()}
+    assert await by_conversation(db, records) == {
+        c: list(range(1, n + 1)) for c, n in expected.items()
+    }
     for record in records:
         headers = dict(record.headers)
         assert headers["confab-event-type"] == b"confab.conversation.v1.ConversationEvent"
@@ -199,6 +211,45 @@ async def test_publish_once_sends_in_event_seq_order_and_marks_published(
     for record in records:
         partitions.setdefault(record.key, set()).add(record.partition)
     assert all(len(p) == 1 for p in partitions.values())
+
+
+@pytest.mark.asyncio
+async def test_the_topic_and_the_event_log_hold_no_plaintext(
+    db: Database,
+    conversations: ConversationHandler,
+    messages: MessageHandler,
+    clock: FakeClock,
+    kafka: str,
+    producer: ObservedProducer,
+) -> None:
+    secret = f"wire-secret-{uuid.uuid4().hex}"
+    conv = (
+        await create(conversations, ALICE, members=["bob"], title=f"{secret}-title")
+    ).conversation
+    sent = await send(messages, ALICE, conv.id, text=f"{secret}-text")
+    await messages.edit(
+        ALICE, conversation_id=conv.id, message_id=sent.message.id, text=f"{secret}-edit"
+    )
+    relay = make_relay(db, producer, clock)
+    assert await relay.publish_once() == 3
+    records = await read_events(kafka, {conv.id}, 3)
+
+    # A raw read of the broker's log and of the outbox: sealed bytes only.
+    raw = [r.value or b"" for r in records]
+    raw += [bytes(d["payload"]) async for d in db.db["outbox"].find({"conversation_id": conv.id})]
+    assert raw and not [blob for blob in raw if secret.encode() in blob]
+    for record in records:
+        headers = dict(record.headers)
+        assert headers[TENANT_ID_HEADER] == ALICE.tenant_id.encode()
+    # Opened with the tenant's keys, they are the events; the edit rewrote the
+    # retained copies of the content, sealed again.
+    events = [await open_record(db, r) for r in records]
+    assert [e.WhichOneof("payload") for e in events] == [
+        "conversation_created",
+        "message_created",
+        "message_updated",
+    ]
+    assert events[2].message_updated.message.text == f"{secret}-edit"
 
 
 @pytest.mark.asyncio
@@ -220,7 +271,7 @@ async def test_a_small_batch_takes_the_oldest_events_first(
         left.append(await pending(db))
     assert left == [[3, 4, 5], [5], []]
     records = await read_events(kafka, {conv}, 5)
-    assert by_conversation(records) == {conv: [1, 2, 3, 4, 5]}
+    assert await by_conversation(db, records) == {conv: [1, 2, 3, 4, 5]}
 
 
 @pytest.mark.asyncio
@@ -259,8 +310,8 @@ async def test_kafka_outage_delays_events_but_loses_none(
         await asyncio.to_thread(kafka_server.start)
 
     records = await read_events(kafka, {conv}, 3)
-    assert by_conversation(records) == {conv: [1, 2, 3]}
-    texts = [decode({"payload": r.value}).message_created.message.text for r in records[1:]]
+    assert await by_conversation(db, records) == {conv: [1, 2, 3]}
+    texts = [(await open_record(db, r)).message_created.message.text for r in records[1:]]
     assert texts == ["before the outage", "during the outage"]
 
 
@@ -339,4 +390,23 @@ async def test_two_running_relays_publish_each_event_once(
     # Only the lease holder published.
     assert sum(p.sent.is_set() for p in producers) == 1
     records = await read_events(kafka, set(expected), 7)
-    assert by_conversation(records) == {c: list(range(1, n + 1)) for c, n in expected.items()}
+    assert await by_conversation(db, records) == {
+        c: list(range(1, n + 1)) for c, n in expected.items()
+    }
+
+
+@pytest.mark.asyncio
+async def test_records_from_before_sealing_still_replay(
+    db: Database, conversations: ConversationHandler, messages: MessageHandler
+) -> None:
+    conv = (await create(conversations, ALICE, members=["bob"])).conversation.id
+    await send(messages, ALICE, conv, text="written before sealing")
+    # The log as an older version wrote it: payloads in the clear, no flag.
+    for doc in await outbox(db, conv):
+        await db.db["outbox"].update_one(
+            {"_id": doc["_id"]}, {"$set": {"payload": doc["payload"]}, "$unset": {"sealed": ""}}
+        )
+    stored = await db.for_tenant(ALICE.tenant_id).outbox.page(conv, 0, 10)
+    assert [s.event_seq for s in stored] == [1, 2]
+    replayed = events_pb2.ConversationEvent.FromString(stored[1].payload)
+    assert replayed.message_created.message.text == "written before sealing"

@@ -23,9 +23,11 @@ from google.protobuf.message import Message as PbMessage
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2
 from confab_core.auth import JwtVerifier, mint_hs256
+from confab_core.crypto import DataKey, TenantKeys
 from confab_core.errors import ERROR_CODE_METADATA_KEY
 from confab_core.identity import Caller
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC
+from confab_core.sealed_events import EventOpener, event_headers, seal_event
 from gateway.app import build_api
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.ops import ChatOps
@@ -189,7 +191,33 @@ async def client(conv_stub: FakeConversation) -> AsyncIterator[httpx.AsyncClient
         yield http
 
 
+class Keyring:
+    """A KeySource over keys made on first use per tenant (pure lookup), for sealing
+    test events the way the conversation service does and opening them in fan-out."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, TenantKeys] = {}
+
+    async def keys(self, tenant_id: str) -> TenantKeys:
+        return self.sync_keys(tenant_id)
+
+    def sync_keys(self, tenant_id: str) -> TenantKeys:
+        if tenant_id not in self._keys:
+            key = DataKey.generate(f"{tenant_id}-k1")
+            self._keys[tenant_id] = TenantKeys(tenant_id, key, {key.key_id: key}, b"s" * 32)
+        return self._keys[tenant_id]
+
+
+KEYRING = Keyring()
+
+
+def opener() -> EventOpener:
+    return EventOpener(KEYRING, "gateway-test")
+
+
 def record(event: events_pb2.ConversationEvent, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    """The record the relay publishes for ``event``: sealed, tenant and event id in headers."""
+    keys = KEYRING.sync_keys(event.tenant_id)
     return ConsumerRecord(
         topic=CONVERSATION_EVENTS_TOPIC,
         partition=0,
@@ -197,11 +225,11 @@ def record(event: events_pb2.ConversationEvent, offset: int = 0) -> ConsumerReco
         timestamp=0,
         timestamp_type=0,
         key=event.conversation_id.encode(),
-        value=event.SerializeToString(),
+        value=seal_event(keys.current, event.tenant_id, event.event_id, event.SerializeToString()),
         checksum=None,
         serialized_key_size=0,
         serialized_value_size=0,
-        headers=(),
+        headers=event_headers(event.tenant_id, event.event_id),
     )
 
 
@@ -269,6 +297,7 @@ class Helpers:
     FakeConversation = FakeConversation
     RpcError = RpcError
     record = staticmethod(record)
+    opener = staticmethod(opener)
     make_ops = staticmethod(make_ops)
     token = staticmethod(token)
     message = staticmethod(sample_message)

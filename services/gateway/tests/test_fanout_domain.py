@@ -31,7 +31,7 @@ def server(h: Any) -> Any:
 
 
 async def feed(server: Any, h: Any, *events: ev.ConversationEvent) -> Fanout:
-    fanout = Fanout(server)
+    fanout = Fanout(server, h.opener())
     for event in events:
         await fanout.handle(h.record(event))
     return fanout
@@ -259,7 +259,7 @@ async def test_presence_still_fans_out(server: Any, h: Any) -> None:
         asked.append((tenant, user))
         return ["c1", "c2"]
 
-    fanout = Fanout(server, conversations_of, FakeClock())
+    fanout = Fanout(server, h.opener(), conversations_of, FakeClock())
     await fanout.handle(rec)
     await fanout.handle(rec)
     # Staff see the roster, the user sees themselves, members see it through

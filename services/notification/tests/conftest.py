@@ -26,13 +26,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import conversation.app as conversation_app
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
-from confab.conversation.v1 import events_pb2
 from confab.notification.v1 import notification_pb2 as pb
 from confab.notification.v1 import notification_pb2_grpc as pb_grpc
 from confab.presence.v1 import presence_pb2 as presence_pb
 from confab.presence.v1 import presence_pb2_grpc as presence_grpc
 from confab_core import mongo
 from confab_core.clock import SystemClock
+from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import Caller, reset_caller, set_caller
@@ -41,6 +41,7 @@ from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
     consume_forever,
 )
+from confab_core.sealed_events import EventOpener
 from confab_core.servicetoken import (
     CONVERSATION,
     GATEWAY,
@@ -59,6 +60,7 @@ from confab_devservers import (
 from confab_devservers import free_port as devservers_free_port
 from conversation.settings import ConversationSettings
 from notification.clients.conversation import ConversationClient
+from notification.clients.keys import KeyClient
 from notification.clients.presence import PresenceClient
 from notification.handlers.events import NotificationHandler
 from notification.handlers.queries import NotificationQueries
@@ -177,6 +179,7 @@ class Stack:
     conversations: conv_grpc.ConversationServiceStub
     presence: presence_grpc.PresenceServiceStub
     notifications: pb_grpc.NotificationServiceStub
+    events: EventOpener
     tenant_id: str = "t1"
     handled: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -205,6 +208,7 @@ class Stack:
             mailer,
             SystemClock(),
             FROM_ADDRESS,
+            self.events,
         )
 
     async def register(self, caller: Caller) -> None:
@@ -303,10 +307,10 @@ class Stack:
     ) -> ConsumerRecord[bytes, bytes]:
         """The consumed record of ``message_id``, once the handler has finished it."""
 
-        def find() -> ConsumerRecord[bytes, bytes] | None:
+        async def find() -> ConsumerRecord[bytes, bytes] | None:
             for record in self.handled:
-                event = events_pb2.ConversationEvent.FromString(record.value or b"")
-                if event.message_created.message.id == message_id:
+                event = await self.events.open(record)
+                if event is not None and event.message_created.message.id == message_id:
                     return record
             return None
 
@@ -318,9 +322,11 @@ class Stack:
         """The consumed record whose ``payload`` (e.g. "message_deleted") is about
         ``message_id``, once the handler has finished it."""
 
-        def find() -> ConsumerRecord[bytes, bytes] | None:
+        async def find() -> ConsumerRecord[bytes, bytes] | None:
             for record in self.handled:
-                event = events_pb2.ConversationEvent.FromString(record.value or b"")
+                event = await self.events.open(record)
+                if event is None:
+                    continue
                 if (
                     event.WhichOneof("payload") == payload
                     and getattr(event, payload).message.id == message_id
@@ -359,12 +365,15 @@ async def eventually(
 
 @pytest_asyncio.fixture
 async def stack(servers: Servers, conversation_addr: str, smtp: SmtpSink) -> AsyncIterator[Stack]:
-    client = mongo.connect(servers.mongo_url, "notification-under-test")
-    db = Database(client, f"notif_{new_id()}")
-    await db.ensure_indexes()
     auth = InternalAuth(NOTIFICATION, INTERNAL_KEY.encode(), SystemClock())
     conversation_channel = channel(conversation_addr, auth, CONVERSATION)
     presence_channel = channel(servers.presence_addr, auth, PRESENCE)
+    # The tenants' keys from the real KeyService, as the service gets them.
+    keys = CachingKeySource(KeyClient(conversation_channel))
+    events = EventOpener(keys, "notification-test")
+    client = mongo.connect(servers.mongo_url, "notification-under-test")
+    db = Database(client, f"notif_{new_id()}", keys)
+    await db.ensure_indexes()
     handler = NotificationHandler(
         db,
         ConversationClient(conversation_channel),
@@ -372,6 +381,7 @@ async def stack(servers: Servers, conversation_addr: str, smtp: SmtpSink) -> Asy
         SmtpMailer(host=smtp.host, port=smtp.port, timeout=5.0),
         SystemClock(),
         FROM_ADDRESS,
+        events,
     )
     server = GrpcServer(0, auth, host=HOST)
     servicer = NotificationServicer(NotificationQueries(db))
@@ -390,6 +400,7 @@ async def stack(servers: Servers, conversation_addr: str, smtp: SmtpSink) -> Asy
         conversations=conv_grpc.ConversationServiceStub(conversation_channel),
         presence=presence_grpc.PresenceServiceStub(presence_channel),
         notifications=pb_grpc.NotificationServiceStub(own_channel),
+        events=events,
         # Presence (Redis) lives for the whole session: a tenant of its own
         # keeps one test's connected users from being online in the next.
         tenant_id=f"t-{new_id()[:12]}",

@@ -6,6 +6,7 @@ from aiokafka import ConsumerRecord
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import events_pb2
 from confab_core.clock import FakeClock
+from confab_core.sealed_events import EventOpener
 from notification.handlers.events import NotificationHandler
 
 
@@ -26,12 +27,20 @@ def record(value: bytes) -> ConsumerRecord[bytes, bytes]:
 
 
 def handler() -> NotificationHandler:
-    # No peers: any attempt to use one fails the test with an AttributeError.
-    return NotificationHandler(None, None, None, None, FakeClock(), "x@y.z")  # type: ignore[arg-type]
+    # No peers and no keys: any attempt to use one fails the test with an AttributeError.
+    return NotificationHandler(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        FakeClock(),
+        "x@y.z",
+        EventOpener(None, "notification-test"),  # type: ignore[arg-type]
+    )
 
 
 @pytest.mark.asyncio
-async def test_undecodable_bytes_are_dropped() -> None:
+async def test_undecodable_or_unsealed_bytes_are_dropped() -> None:
     await handler().handle_record(record(b"\xff\xff not a protobuf"))
 
 
@@ -43,4 +52,4 @@ async def test_message_event_without_tenant_is_dropped() -> None:
             message=conv_pb.Message(id="m1", sender_id="alice", text="hi")
         ),
     )
-    await handler().handle_record(record(event.SerializeToString()))
+    await handler().handle(event)

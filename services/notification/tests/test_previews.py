@@ -36,6 +36,10 @@ async def test_edit_refreshes_and_delete_blanks_every_preview(stack, smtp: SmtpS
     await stack.handled_message(message.id)
     assert await previews_of(stack, bob, message.id) == [f"@bob {SECRET}"]
     assert await previews_of(stack, carol, message.id) == [f"@bob {SECRET}"]
+    # Stored sealed with the tenant's key: a dump shows neither the text nor the email.
+    dump = [str(doc) async for doc in stack.db.db["notifications"].find({})]
+    assert len(dump) == 2
+    assert not [d for d in dump if SECRET in d or BOB_EMAIL in d]
 
     await stack.edit(alice, conv.id, message.id, "@bob never mind")
     edit = await stack.handled_event("message_updated", message.id)

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -23,6 +24,7 @@ from aiokafka import (
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
@@ -40,11 +42,72 @@ EVENT_TYPE_HEADER = "confab-event-type"
 CONVERSATION_EVENT_TYPE = b"confab.conversation.v1.ConversationEvent"
 PRESENCE_EVENT_TYPE = b"confab.presence.v1.PresenceEvent"
 PRESENCE_SEQ_HEADER = "confab-presence-seq"
+# A conversation event's value is sealed with its tenant's data key
+# (confab_core.sealed_events); these say which tenant's keys open it, and the
+# event id its associated data is bound to.
+TENANT_ID_HEADER = "confab-tenant-id"
+EVENT_ID_HEADER = "confab-event-id"
 
 CONSUMED = Counter(
     "confab_kafka_consumed_total", "Kafka records handled", ["topic", "group", "outcome"]
 )
 CONSUMER_LAG = Gauge("confab_kafka_consumer_lag", "Records behind the log end", ["topic", "group"])
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How every client of one service reaches the brokers: TLS, SASL, both or neither.
+
+    ``ca_file`` is the CA the brokers' certificates are checked against (the
+    system's store when None); ``cert_file``/``key_file`` are for brokers that
+    authenticate clients by certificate (SSL with ssl.client.auth=required).
+    """
+
+    protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        sasl = self.protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(f"{self.protocol} needs a SASL mechanism, username and password")
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ValueError(f"SASL credentials are set but the protocol is {self.protocol}")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a Kafka client certificate needs both its cert and key file")
+        if not self.tls and (self.ca_file or self.cert_file):
+            raise ValueError(f"TLS files are set but the protocol is {self.protocol}")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for every aiokafka producer, consumer and admin client."""
+        options: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.tls:
+            # create_ssl_context verifies the broker's certificate and host name.
+            options["ssl_context"] = create_ssl_context(
+                cafile=None if self.ca_file is None else str(self.ca_file),
+                certfile=None if self.cert_file is None else str(self.cert_file),
+                keyfile=None if self.key_file is None else str(self.key_file),
+            )
+        if self.sasl_mechanism is not None:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password
+        return options
+
+
+PLAINTEXT = KafkaSecurity()
 
 
 @dataclass(frozen=True)
@@ -53,8 +116,10 @@ class TopicSpec:
     partitions: int = 8
 
 
-async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(
+    bootstrap: str, topics: Sequence[TopicSpec], security: KafkaSecurity = PLAINTEXT
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -71,11 +136,14 @@ async def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec]) -> None:
 
 
 async def ensure_topics_with_retry(
-    bootstrap: str, topics: Sequence[TopicSpec], delay: float = 1.0
+    bootstrap: str,
+    topics: Sequence[TopicSpec],
+    delay: float = 1.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     while True:
         try:
-            await ensure_topics(bootstrap, topics)
+            await ensure_topics(bootstrap, topics, security)
             return
         except (KafkaError, OSError) as exc:
             log.warning("kafka not ready for topic setup: %s", exc)
@@ -85,8 +153,9 @@ async def ensure_topics_with_retry(
 class Producer:
     """An idempotent producer that stamps the trace context into headers."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._producer: AIOKafkaProducer | None = None
 
     async def _get(self) -> AIOKafkaProducer:
@@ -97,6 +166,7 @@ class Producer:
                 acks="all",
                 linger_ms=2,
                 request_timeout_ms=10_000,
+                **self._security.client_options(),
             )
             try:
                 await producer.start()
@@ -172,15 +242,17 @@ async def consume_forever(
     from_latest: bool = False,
     retry_delay: float = 0.5,
     ready: asyncio.Event | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Feeds every record to ``handler`` in partition order, committing after it.
 
     ``from_latest`` is for consumers that only care about live events (a
     gateway pod's fan-out); durable consumers start from the earliest offset.
     """
-    await ensure_topics_with_retry(bootstrap, [TopicSpec(t) for t in topics])
+    await ensure_topics_with_retry(bootstrap, [TopicSpec(t) for t in topics], security=security)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **security.client_options(),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="latest" if from_latest else "earliest",

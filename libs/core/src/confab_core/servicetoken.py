@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from confab_core.clock import Clock
 from confab_core.errors import Unauthenticated
+from confab_core.grpcx.tls import GrpcTls
 from confab_core.identity import ROLE_SERVICE, Caller
 
 # The services' names: each signs as its own and accepts tokens addressed to it.
@@ -143,9 +144,14 @@ class TokenVerifier:
 
 
 class InternalAuth:
-    """A service's identity among its peers: signs what it sends, verifies what it serves."""
+    """A service's identity among its peers: signs what it sends, verifies what it serves.
 
-    def __init__(self, service: str, key: bytes, clock: Clock) -> None:
+    With ``tls``, it also presents its certificate on every channel it opens and
+    requires one on the port it serves (grpcx.tls); without, both are plaintext.
+    """
+
+    def __init__(self, service: str, key: bytes, clock: Clock, tls: GrpcTls | None = None) -> None:
         self.service = service
+        self.tls = tls
         self.signer = TokenSigner(service, key, clock)
         self.verifier = TokenVerifier(service, key, clock)

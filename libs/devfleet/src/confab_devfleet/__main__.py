@@ -20,6 +20,9 @@ def main() -> int:
     parser.add_argument("--gateways", type=int, default=1)
     parser.add_argument("--openai-base-url", default=None)
     parser.add_argument("--openai-api-key", default=None)
+    parser.add_argument(
+        "--grpc-tls", action="store_true", help="mTLS between the services, with a dev CA"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -30,6 +33,7 @@ def main() -> int:
             gateway_ports=[args.port],
             openai_base_url=args.openai_base_url,
             openai_api_key=args.openai_api_key,
+            grpc_tls=args.grpc_tls,
         )
     )
     stop = threading.Event()

@@ -18,7 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from confab_core.auth import mint_hs256
 from confab_devservers import (
+    CertFiles,
     ChildServer,
+    DevCA,
     KafkaServer,
     MongoServer,
     RedisServer,
@@ -36,13 +38,21 @@ class ServiceProcess(ChildServer):
     """One Confab service, ``python -m <package>``, ready when its health says so."""
 
     def __init__(
-        self, workdir: Path, name: str, env: dict[str, str], *, port: int, http: bool = False
+        self,
+        workdir: Path,
+        name: str,
+        env: dict[str, str],
+        *,
+        port: int,
+        http: bool = False,
+        probe_tls: CertFiles | None = None,
     ) -> None:
         super().__init__(workdir)
         self.name = name
         self.port = port
         self.env = env
         self._http = http
+        self._probe_tls = probe_tls
 
     @property
     def address(self) -> str:
@@ -65,13 +75,24 @@ class ServiceProcess(ChildServer):
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
 
+    def _grpc_channel(self) -> grpc.Channel:
+        if self._probe_tls is None:
+            return grpc.insecure_channel(self.address)
+        files = self._probe_tls
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=files.ca_file.read_bytes(),
+            private_key=files.key_file.read_bytes(),
+            certificate_chain=files.cert_file.read_bytes(),
+        )
+        return grpc.secure_channel(self.address, credentials)
+
     def _probe(self, timeout: float) -> None:
         if self._http:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=timeout) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"readyz answered {resp.status}")
             return
-        with grpc.insecure_channel(self.address) as channel:
+        with self._grpc_channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
             if resp.status != health_pb2.HealthCheckResponse.SERVING:
@@ -91,6 +112,9 @@ class FleetOptions:
     # An SMTP server to send to; the fleet starts a local sink when None.
     smtp: tuple[str, int] | None = None
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # mTLS on every gRPC hop, with a CA and per-service certificates made at start
+    # (tests/e2e turn it on; `make run` and the benchmarks stay plaintext).
+    grpc_tls: bool = False
 
 
 class Fleet:
@@ -103,6 +127,7 @@ class Fleet:
         self.smtp_sink: SmtpSink | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.gateways: list[ServiceProcess] = []
+        self.ca: DevCA | None = None
 
     @property
     def servers(self) -> list[ChildServer]:
@@ -126,12 +151,21 @@ class Fleet:
         ports = {name: free_port() for name in ("conversation", "presence", "bot", "notification")}
         common = {"OTEL_TRACES_EXPORTER": os.environ.get("OTEL_TRACES_EXPORTER", "none")}
         kafka = self.kafka.bootstrap_servers
+        probe_tls: CertFiles | None = None
+        if self.options.grpc_tls:
+            self.ca = DevCA(self.options.workdir / "tls")
+            probe_tls = self.ca.issue("probe")
 
         def env(name: str, values: dict[str, str]) -> dict[str, str]:
             prefix = name.upper() + "_"
             out = {**common, "OTEL_SERVICE_NAME": name}
             out.update({prefix + k: v for k, v in values.items()})
             out[prefix + "INTERNAL_KEY"] = self.options.internal_key
+            if self.ca is not None:
+                files = self.ca.issue(name)
+                out[prefix + "GRPC_TLS_CA_FILE"] = str(files.ca_file)
+                out[prefix + "GRPC_TLS_CERT_FILE"] = str(files.cert_file)
+                out[prefix + "GRPC_TLS_KEY_FILE"] = str(files.key_file)
             out.update(self.options.extra_env.get(name, {}))
             return out
 
@@ -173,7 +207,9 @@ class Fleet:
         for values in specs.values():
             values["METRICS_PORT"] = str(free_port())
         self.services = {
-            name: ServiceProcess(root, name, env(name, values), port=ports[name])
+            name: ServiceProcess(
+                root, name, env(name, values), port=ports[name], probe_tls=probe_tls
+            )
             for name, values in specs.items()
         }
         wanted = list(self.options.gateway_ports)

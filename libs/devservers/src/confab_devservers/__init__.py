@@ -7,6 +7,7 @@ restarted on the same ports and data. The SMTP sink and the fake OpenAI server r
 
 from ._ports import free_port as _free_port
 from ._process import ChildServer, ServerStartError
+from .certs import CertFiles, DevCA
 from .fake_openai import FakeOpenAI, RecordedRequest, ReplyFn, echo_reply
 from .kafka_server import KafkaServer, ensure_kafka_libs, find_repo_root
 from .keys import dev_key_file
@@ -22,7 +23,9 @@ def free_port() -> int:
 
 
 __all__ = [
+    "CertFiles",
     "ChildServer",
+    "DevCA",
     "FakeOpenAI",
     "KafkaServer",
     "KmsServer",

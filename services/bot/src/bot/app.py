@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.clients.conversation import ConversationClient
+from bot.clients.keys import KeyClient
 from bot.clients.policy import PolicyReader
 from bot.handlers.replies import ReplyHandler
 from bot.handlers.summaries import SummaryHandler
@@ -13,11 +14,13 @@ from bot.servicer import BotServicer
 from bot.settings import BotSettings
 from confab.bot.v1 import bot_pb2, bot_pb2_grpc
 from confab_core.clock import SystemClock
+from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, consume_forever
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
+from confab_core.sealed_events import EventOpener
 from confab_core.servicetoken import CONVERSATION
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
@@ -46,23 +49,29 @@ async def main() -> None:
     conversations = ConversationClient(conversation_channel, settings.peer_timeout_seconds)
     policies = PolicyReader(conversation_channel, SystemClock(), settings.peer_timeout_seconds)
     model = None if base_model is None else MaskingChat(base_model, policies)
+    keys = CachingKeySource(
+        KeyClient(conversation_channel, settings.peer_timeout_seconds),
+        ttl_seconds=settings.key_cache_seconds,
+    )
     replies = ReplyHandler(
         conversations,
         model,
         system_prompt=settings.system_prompt,
         history_messages=settings.history_messages,
         display_name=settings.display_name,
+        events=EventOpener(keys, CONSUMER_GROUP),
     )
 
     async def consume() -> None:
         await consume_forever(
             bootstrap=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
             topics=[CONVERSATION_EVENTS_TOPIC],
             group_id=CONSUMER_GROUP,
             handler=replies.handle_record,
         )
 
-    server = GrpcServer(settings.grpc_port, auth)
+    server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = BotServicer(
         SummaryHandler(conversations, model, max_messages=settings.summary_messages)
     )

@@ -15,6 +15,9 @@ class BotSettings(ServiceSettings):
 
     kafka_bootstrap_servers: str
     conversation_addr: str
+    # How long a tenant's data keys (for opening sealed events) stay in memory; a
+    # key rotated or shredded elsewhere is seen within this.
+    key_cache_seconds: float = Field(default=300.0, gt=0)
     # Both unset (or empty) means no model: the bot says so instead of answering.
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None

@@ -103,7 +103,7 @@ async def build(
     db = database(settings, client, clock)
     await db.ensure_indexes()
     wakeup = asyncio.Event()
-    producer = Producer(settings.kafka_bootstrap_servers)
+    producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
     relay = OutboxRelay(
         db,
         producer,
@@ -116,11 +116,18 @@ async def build(
 
     async def publish() -> None:
         await ensure_topics_with_retry(
-            settings.kafka_bootstrap_servers, [TopicSpec(CONVERSATION_EVENTS_TOPIC)]
+            settings.kafka_bootstrap_servers,
+            [TopicSpec(CONVERSATION_EVENTS_TOPIC)],
+            security=settings.kafka_security(),
         )
         await relay.run()
 
-    server = GrpcServer(settings.grpc_port, internal_auth(SERVICE, settings, clock), host=host)
+    server = GrpcServer(
+        settings.grpc_port,
+        internal_auth(SERVICE, settings, clock),
+        host=host,
+        health_port=settings.grpc_health_port,
+    )
     # One unit of work, so one writer-lock table, for every handler of the process.
     unit = UnitOfWork(db, clock, wakeup)
     # One policy cache per process, shared by the policy API and message writes.

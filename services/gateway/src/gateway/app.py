@@ -16,9 +16,11 @@ from starlette.types import ASGIApp
 from confab_core import redisx
 from confab_core.auth import JwtVerifier
 from confab_core.clock import Clock, SystemClock
+from confab_core.crypto import CachingKeySource
 from confab_core.ids import new_id
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC, consume_forever
 from confab_core.logs import setup_logging
+from confab_core.sealed_events import EventOpener
 from confab_core.servicetoken import GATEWAY
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
@@ -98,13 +100,16 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
         async def presence_audience(tenant_id: str, user_id: str) -> list[str]:
             return await ops.conversations_of(tenant_id, user_id, limit)
 
-        fanout = Fanout(sio, presence_audience, clock)
+        group = f"gateway-{gateway_id}"
+        keys = CachingKeySource(backends.keys, ttl_seconds=settings.key_cache_seconds, clock=clock)
+        fanout = Fanout(sio, EventOpener(keys, group), presence_audience, clock)
         tasks = [
             asyncio.create_task(
                 consume_forever(
                     bootstrap=settings.kafka_bootstrap_servers,
+                    security=settings.kafka_security(),
                     topics=[CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC],
-                    group_id=f"gateway-{gateway_id}",
+                    group_id=group,
                     handler=fanout.handle,
                     from_latest=True,
                     ready=ctx.fanout_ready,

@@ -1,6 +1,6 @@
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from confab_core.settings import ServiceSettings
@@ -31,6 +31,9 @@ class GatewaySettings(ServiceSettings):
     cors_origins: list[str] = []
     heartbeat_seconds: float = 20.0
     rpc_timeout_seconds: float = 10.0
+    # How long a tenant's data keys (for opening sealed events) stay in memory; a
+    # key rotated or shredded elsewhere is seen within this.
+    key_cache_seconds: float = Field(default=300.0, gt=0)
     # Calls per user and per tenant in a 10 s window, by action (JSON, e.g.
     # ``{"send": {"user": 50, "tenant": 5000}}``); actions left out keep the defaults
     # of gateway.ratelimit.DEFAULT_LIMITS.

@@ -5,15 +5,18 @@ from __future__ import annotations
 from confab.notification.v1 import notification_pb2, notification_pb2_grpc
 from confab_core import mongo
 from confab_core.clock import SystemClock
+from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, consume_forever
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
+from confab_core.sealed_events import EventOpener
 from confab_core.servicetoken import CONVERSATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from notification.clients.conversation import ConversationClient
+from notification.clients.keys import KeyClient
 from notification.clients.presence import PresenceClient
 from notification.handlers.events import NotificationHandler
 from notification.handlers.queries import NotificationQueries
@@ -44,12 +47,16 @@ async def main() -> None:
     setup_tracing(SERVICE)
     serve_metrics(settings.metrics_port)
 
-    client = mongo.connect(settings.mongo_url, SERVICE)
-    db = Database(client, settings.mongo_database)
-    await db.ensure_indexes()
     auth = internal_auth(SERVICE, settings, SystemClock())
     conversation_channel = channel(settings.conversation_addr, auth, CONVERSATION)
     presence_channel = channel(settings.presence_addr, auth, PRESENCE)
+    keys = CachingKeySource(
+        KeyClient(conversation_channel, settings.peer_timeout_seconds),
+        ttl_seconds=settings.key_cache_seconds,
+    )
+    client = mongo.connect(settings.mongo_url, SERVICE)
+    db = Database(client, settings.mongo_database, keys)
+    await db.ensure_indexes()
     handler = NotificationHandler(
         db,
         ConversationClient(conversation_channel, settings.peer_timeout_seconds),
@@ -57,17 +64,19 @@ async def main() -> None:
         mailer_from(settings),
         SystemClock(),
         settings.smtp_from,
+        EventOpener(keys, CONSUMER_GROUP),
     )
 
     async def consume() -> None:
         await consume_forever(
             bootstrap=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
             topics=[CONVERSATION_EVENTS_TOPIC],
             group_id=CONSUMER_GROUP,
             handler=handler.handle_record,
         )
 
-    server = GrpcServer(settings.grpc_port, auth)
+    server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = NotificationServicer(NotificationQueries(db))
     server.add(
         lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s),

@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from confab_core.settings import ServiceSettings
@@ -11,6 +11,9 @@ class NotificationSettings(ServiceSettings):
     kafka_bootstrap_servers: str
     conversation_addr: str
     presence_addr: str
+    # How long a tenant's data keys (opening sealed events, sealing what is stored)
+    # stay in memory; a key rotated or shredded elsewhere is seen within this.
+    key_cache_seconds: float = Field(default=300.0, gt=0)
     smtp_host: str
     smtp_port: int
     smtp_from: str = "Confab <no-reply@confab.local>"

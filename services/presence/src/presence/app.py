@@ -55,7 +55,7 @@ async def main() -> None:
     redis = redisx.connect(settings.redis_url)
     db = PresenceDb(redis)
     queue = EventQueue(settings.event_queue_size, clock)
-    producer = Producer(settings.kafka_bootstrap_servers)
+    producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
     publisher = Publisher(queue, producer)
     sweeper = Sweeper(
         db,
@@ -69,11 +69,13 @@ async def main() -> None:
     async def publish() -> None:
         # Connects are served meanwhile; their events wait in the queue.
         await ensure_topics_with_retry(
-            settings.kafka_bootstrap_servers, [TopicSpec(PRESENCE_EVENTS_TOPIC)]
+            settings.kafka_bootstrap_servers,
+            [TopicSpec(PRESENCE_EVENTS_TOPIC)],
+            security=settings.kafka_security(),
         )
         await publisher.run()
 
-    server = GrpcServer(settings.grpc_port, auth)
+    server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = PresenceServicer(
         PresenceHandler(
             db,

@@ -25,7 +25,6 @@ from confab_core.crypto.providers import (
     LocalKeyFileProvider,
     write_local_key_file,
 )
-from confab_core.crypto.remote import KeyServiceSource
 
 __all__ = [
     "KEY_BYTES",
@@ -34,7 +33,6 @@ __all__ = [
     "DataKey",
     "KeyFileError",
     "KeyProvider",
-    "KeyServiceSource",
     "KeySource",
     "KeysShreddedError",
     "LocalKeyFileProvider",

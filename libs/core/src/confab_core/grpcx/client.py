@@ -26,15 +26,18 @@ _SERVICE_CONFIG = """{
 
 def channel(target: str, auth: InternalAuth, audience: str) -> grpc.aio.Channel:
     """A channel to the ``audience`` service at ``target``; every call on it is
-    signed by ``auth`` for the caller current at the time of the call."""
-    return grpc.aio.insecure_channel(
-        target,
-        interceptors=[ClientInterceptor(auth.signer, audience)],
-        options=[
-            ("grpc.service_config", _SERVICE_CONFIG),
-            ("grpc.enable_retries", 1),
-            ("grpc.keepalive_time_ms", 30_000),
-        ],
+    signed by ``auth`` for the caller current at the time of the call, over mTLS
+    when ``auth`` has a certificate."""
+    interceptors = [ClientInterceptor(auth.signer, audience)]
+    options = [
+        ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
+    if auth.tls is None:
+        return grpc.aio.insecure_channel(target, interceptors=interceptors, options=options)
+    return grpc.aio.secure_channel(
+        target, auth.tls.channel_credentials(), interceptors=interceptors, options=options
     )
 
 

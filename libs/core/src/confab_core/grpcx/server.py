@@ -1,4 +1,4 @@
-"""Runs a gRPC service: interceptors, health, reflection, graceful SIGTERM."""
+"""Runs a gRPC service: interceptors, health, reflection, mTLS, graceful SIGTERM."""
 
 from __future__ import annotations
 
@@ -20,14 +20,33 @@ log = logging.getLogger(__name__)
 
 
 class GrpcServer:
-    def __init__(self, port: int, auth: InternalAuth, host: str = "0.0.0.0") -> None:
+    """``health_port``: with mTLS on, a second, plaintext port that serves only the
+    health service, for probes that cannot present a certificate (the kubelet's
+    native gRPC probes speak no TLS). Business methods never listen there.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        auth: InternalAuth,
+        host: str = "0.0.0.0",
+        health_port: int | None = None,
+    ) -> None:
         self._address = f"{host}:{port}"
+        self._tls = auth.tls
+        self._health_address = f"{host}:{health_port}"
+        self._health_server: grpc.aio.Server | None = None
+        if auth.tls is not None and health_port is not None:
+            self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.health_port = 0
         self.server = grpc.aio.server(
             interceptors=[ServerInterceptor(auth.verifier)],
             options=[("grpc.so_reuseport", 0)],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        if self._health_server is not None:
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
         self._names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
         self.port = 0
 
@@ -37,8 +56,14 @@ class GrpcServer:
 
     async def start(self) -> int:
         reflection.enable_server_reflection(self._names, self.server)
-        self.port = self.server.add_insecure_port(self._address)
+        if self._tls is None:
+            self.port = self.server.add_insecure_port(self._address)
+        else:
+            self.port = self.server.add_secure_port(self._address, self._tls.server_credentials())
         await self.server.start()
+        if self._health_server is not None:
+            self.health_port = self._health_server.add_insecure_port(self._health_address)
+            await self._health_server.start()
         for name in [*self._names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("grpc serving", extra={"port": self.port})
@@ -49,6 +74,8 @@ class GrpcServer:
         # while in-flight ones finish within the grace period.
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
 
 
 async def wait_for_stop_signal() -> None:

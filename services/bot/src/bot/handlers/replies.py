@@ -31,7 +31,7 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, Caller, reset_caller, set_caller
-from confab_core.kafka import decode
+from confab_core.sealed_events import EventOpener
 from confab_core.telemetry import tracer
 
 log = logging.getLogger(__name__)
@@ -63,15 +63,17 @@ class ReplyHandler:
         system_prompt: str,
         history_messages: int,
         display_name: str,
+        events: EventOpener,
     ) -> None:
         self._conversations = conversations
+        self._events = events
         self._model = model
         self._system_prompt = system_prompt
         self._history = history_messages
         self._display_name = display_name
 
     async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        event = decode(record, events_pb2.ConversationEvent)
+        event = await self._events.open(record)
         if event is not None:
             await self.handle(event)
 

@@ -23,10 +23,13 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from confab_core.crypto import UndecryptableError
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.inserts import insert_all
+from conversation.storage.keys import TenantCipher, TenantCrypto
 
 AUDIT_COLLECTION = "audit"
+_AUDIT = AUDIT_COLLECTION
 HEADS_COLLECTION = "audit_heads"
 GENESIS_HASH = ""
 
@@ -135,10 +138,26 @@ def _fields(value: object) -> Fields:
     return out
 
 
-def _document(tenant_id: str, r: AuditRecord) -> Doc:
+def _sealed_values(c: TenantCipher, doc_id: str, e: AuditEntry) -> bytes | str:
+    """Before and after as one sealed field: they can hold a title or a reason
+    someone wrote. The chain hashes the plaintext, so verify opens them."""
+    values = {"before": dict(e.before), "after": dict(e.after)}
+    return c.seal(_AUDIT, doc_id, "values", json.dumps(values, separators=(",", ":")))
+
+
+def _opened_values(c: TenantCipher, doc: Doc) -> tuple[Fields, Fields]:
+    stored = doc.get("values")
+    if stored is None:
+        return _fields(doc.get("before")), _fields(doc.get("after"))
+    values = json.loads(c.open(_AUDIT, str(doc["_id"]), "values", stored))
+    return _fields(values.get("before")), _fields(values.get("after"))
+
+
+def _document(tenant_id: str, r: AuditRecord, c: TenantCipher) -> Doc:
     e = r.entry
+    doc_id = f"{tenant_id}:{r.seq:012d}"
     return {
-        "_id": f"{tenant_id}:{r.seq:012d}",
+        "_id": doc_id,
         "seq": r.seq,
         "prev_hash": r.prev_hash,
         "hash": r.hash,
@@ -148,14 +167,14 @@ def _document(tenant_id: str, r: AuditRecord) -> Doc:
         "target_kind": e.target.kind,
         "target_id": e.target.id,
         "conversation_id": e.conversation_id,
-        "before": dict(e.before),
-        "after": dict(e.after),
+        "values": _sealed_values(c, doc_id, e),
         "request_id": e.request_id,
         "client_ip": e.client_ip,
     }
 
 
-def _record(doc: Doc) -> AuditRecord:
+def _record(doc: Doc, c: TenantCipher) -> AuditRecord:
+    before, after = _opened_values(c, doc)
     return AuditRecord(
         seq=int(doc["seq"]),
         prev_hash=str(doc["prev_hash"]),
@@ -165,8 +184,8 @@ def _record(doc: Doc) -> AuditRecord:
             actor_id=str(doc["actor_id"]),
             action=str(doc["action"]),
             target=Target(str(doc["target_kind"]), str(doc["target_id"])),
-            before=_fields(doc.get("before")),
-            after=_fields(doc.get("after")),
+            before=before,
+            after=after,
             conversation_id=str(doc.get("conversation_id", "")),
             request_id=str(doc.get("request_id", "")),
             client_ip=str(doc.get("client_ip", "")),
@@ -183,10 +202,12 @@ class AuditRepo:
         self,
         records: TenantCollection,
         heads: TenantCollection,
+        crypto: TenantCrypto,
         session: AsyncClientSession | None = None,
     ) -> None:
         self._records = records
         self._heads = heads
+        self._crypto = crypto
         self._session = session
         self._head_id = f"audit:{records.tenant_id}"
 
@@ -222,7 +243,8 @@ class AuditRepo:
         await self._heads.update_one(
             {"_id": self._head_id}, {"$set": {"hash": prev}}, session=self._session
         )
-        await insert_all(self._records, [_document(tenant, r) for r in records], self._session)
+        c = await self._crypto.cipher()
+        await insert_all(self._records, [_document(tenant, r, c) for r in records], self._session)
         return records
 
     async def query(self, q: AuditQuery) -> list[AuditRecord]:
@@ -245,7 +267,8 @@ class AuditRepo:
         if q.before_seq > 0:
             flt["seq"] = {"$lt": q.before_seq}
         cursor = self._records.find(flt, sort=[("seq", -1)], limit=q.limit, session=self._session)
-        return [_record(doc) async for doc in cursor]
+        c = await self._crypto.cipher()
+        return [_record(doc, c) async for doc in cursor]
 
     async def verify(self) -> Verification:
         """Walks the chain from its anchor in seq order, recomputing every hash;
@@ -258,13 +281,14 @@ class AuditRepo:
         expect_prev = str(head.get("anchor_prev_hash", GENESIS_HASH))
         first = expect_seq
         checked = 0
+        c = await self._crypto.cipher()
         cursor = self._records.find(
             {"seq": {"$gte": expect_seq}}, sort=[("seq", 1)], session=self._session
         )
         async for doc in cursor:
             try:
-                rec = _record(doc)
-            except (KeyError, TypeError, ValueError):
+                rec = _record(doc, c)
+            except (KeyError, TypeError, ValueError, UndecryptableError):
                 return Verification(checked, first, expect_seq - 1, Broken(expect_seq, "malformed"))
             if rec.seq != expect_seq:
                 return Verification(checked, first, expect_seq - 1, Broken(expect_seq, "missing"))

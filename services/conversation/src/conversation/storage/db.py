@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from confab_core.clock import Clock, SystemClock
-from confab_core.crypto import KeyProvider, blind_tokens
+from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
@@ -33,6 +33,7 @@ from conversation.storage.outbox import (
     OutboxReader,
     OutboxWriter,
     carried_message_id,
+    opened_payload,
 )
 from conversation.storage.policies import (
     PII_COUNT_COLLECTION,
@@ -260,8 +261,14 @@ class Database:
         retained record carries, so an edit or delete rewrites those records too."""
         outbox = self.db["outbox"]
         batch: list[UpdateOne] = []
-        async for doc in outbox.find({"message_id": {"$exists": False}}, {"payload": 1}):
-            message_id = carried_message_id(bytes(doc["payload"]))
+        projection = {"payload": 1, "sealed": 1, "tenant_id": 1}
+        async for doc in outbox.find({"message_id": {"$exists": False}}, projection):
+            try:
+                keys = await self.keys.keys(str(doc["tenant_id"]))
+            except KeysShreddedError:
+                # Nothing of the tenant's can be read, or needs rewriting, again.
+                continue
+            message_id = carried_message_id(opened_payload(keys, doc))
             if message_id:
                 batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"message_id": message_id}}))
             if len(batch) >= 1000:
@@ -310,8 +317,8 @@ class Database:
             members=MemberRepo(scoped("members"), session),
             messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), crypto, session),
             users=UserRepo(scoped("users"), crypto, session),
-            outbox=OutboxWriter(scoped("outbox"), session),
-            audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), session),
+            outbox=OutboxWriter(scoped("outbox"), self.keys, session),
+            audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), session),
         )

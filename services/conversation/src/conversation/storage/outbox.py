@@ -3,6 +3,12 @@
 Events are written with the change they describe. The relay publishes them and
 marks them published; they stay for ``EVENT_RETENTION`` so resuming clients can
 replay a conversation's events, then a TTL index removes them.
+
+Payloads carry message text and names, so they are sealed here with the
+tenant's current data key (confab_core.sealed_events) and stay sealed all the
+way to the consumers: the relay publishes the stored bytes as they are, with the
+tenant and event id headers written beside them. Callers of this module see
+plaintext payloads only.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from confab.conversation.v1 import events_pb2
+from confab_core.crypto import KeySource, TenantKeys
 from confab_core.mongo import Doc, TenantCollection
+from confab_core.sealed_events import event_headers, open_event, seal_event
 
 EVENT_RETENTION = timedelta(days=7)
 
@@ -72,14 +80,26 @@ def carried_message_id(payload: bytes) -> str:
     return ""
 
 
-def _document(r: OutboxRecord) -> Doc:
+def opened_payload(keys: TenantKeys, doc: Doc) -> bytes:
+    """A stored record's serialized event. Records written before sealing (no
+    ``sealed`` flag) hold it in the clear until they expire or are rewritten."""
+    payload = bytes(doc["payload"])
+    if not doc.get("sealed"):
+        return payload
+    return open_event(keys, str(doc["_id"]), payload)
+
+
+def _document(r: OutboxRecord, keys: TenantKeys) -> Doc:
+    tenant = keys.tenant_id
+    headers = [*r.headers, *event_headers(tenant, r.event_id)]
     doc: Doc = {
         "_id": r.event_id,
         "topic": r.topic,
         "conversation_id": r.conversation_id,
         "event_seq": r.event_seq,
-        "payload": r.payload,
-        "headers": [[k, v] for k, v in r.headers],
+        "payload": seal_event(keys.current, tenant, r.event_id, r.payload),
+        "sealed": True,
+        "headers": [[k, v] for k, v in headers],
         "created_at": r.created_at,
         "published": False,
     }
@@ -89,12 +109,22 @@ def _document(r: OutboxRecord) -> Doc:
 
 
 class OutboxWriter:
-    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
+    def __init__(
+        self,
+        col: TenantCollection,
+        keys: KeySource,
+        session: AsyncClientSession | None = None,
+    ) -> None:
         self._col = col
+        self._keys = keys
         self._session = session
 
+    async def _tenant_keys(self) -> TenantKeys:
+        return await self._keys.keys(self._col.tenant_id)
+
     async def add_many(self, records: list[OutboxRecord]) -> None:
-        await self._col.insert_many([_document(r) for r in records], session=self._session)
+        keys = await self._tenant_keys()
+        await self._col.insert_many([_document(r, keys) for r in records], session=self._session)
 
     async def page(
         self, conversation_id: str, after_event_seq: int, limit: int
@@ -103,10 +133,14 @@ class OutboxWriter:
             {"conversation_id": conversation_id, "event_seq": {"$gt": after_event_seq}},
             sort=[("event_seq", 1)],
             limit=limit,
-            projection={"payload": 1, "event_seq": 1},
+            projection={"payload": 1, "event_seq": 1, "sealed": 1},
             session=self._session,
         )
-        return [StoredEvent(int(d["event_seq"]), bytes(d["payload"])) async for d in cursor]
+        docs = [d async for d in cursor]
+        if not docs:
+            return []
+        keys = await self._tenant_keys()
+        return [StoredEvent(int(d["event_seq"]), opened_payload(keys, d)) for d in docs]
 
     async def rewrite_message(
         self, conversation_id: str, message_id: str, rewrite: Callable[[bytes], bytes | None]
@@ -119,14 +153,20 @@ class OutboxWriter:
         """
         cursor = self._col.find(
             {"conversation_id": conversation_id, "message_id": message_id},
-            projection={"payload": 1},
+            projection={"payload": 1, "sealed": 1},
             session=self._session,
         )
+        docs = [d async for d in cursor]
+        if not docs:
+            return 0
+        keys = await self._tenant_keys()
         updates: list[tuple[Doc, Doc]] = []
-        async for doc in cursor:
-            payload = rewrite(bytes(doc["payload"]))
+        for doc in docs:
+            payload = rewrite(opened_payload(keys, doc))
             if payload is not None:
-                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+                event_id = str(doc["_id"])
+                sealed = seal_event(keys.current, keys.tenant_id, event_id, payload)
+                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": sealed, "sealed": True}}))
         await self._col.update_each(updates, session=self._session)
         return len(updates)
 
@@ -134,8 +174,8 @@ class OutboxWriter:
 class OutboxReader:
     """The relay's view: all tenants, because publishing is tenant-blind.
 
-    This is the one cross-tenant access in the service; it only moves opaque
-    records that already carry their tenant inside the payload.
+    This is the one cross-tenant access in the service; it only moves sealed
+    records, whose headers name their tenant, and never opens them.
     """
 
     def __init__(self, col: AsyncCollection[Doc]) -> None:

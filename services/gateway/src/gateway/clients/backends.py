@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
-from confab.conversation.v1 import conversation_pb2_grpc, governance_pb2_grpc, policy_pb2_grpc
+from confab.conversation.v1 import (
+    conversation_pb2_grpc,
+    governance_pb2_grpc,
+    keys_pb2_grpc,
+    policy_pb2_grpc,
+)
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
@@ -15,6 +20,7 @@ from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, 
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance import AuditClient, ModerationClient
+from gateway.clients.keys import KeyClient
 from gateway.clients.notification import NotificationClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
@@ -29,6 +35,7 @@ class Backends:
     policy: PolicyClient
     audit: AuditClient
     moderation: ModerationClient
+    keys: KeyClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -62,6 +69,7 @@ class Backends:
             moderation=ModerationClient(
                 governance_pb2_grpc.ModerationServiceStub(chans[0]), timeout
             ),
+            keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             channels=chans,
         )
 

@@ -21,6 +21,7 @@ from confab.presence.v1 import events_pb2 as pev
 from confab_core.clock import Clock, SystemClock
 from confab_core.errors import ConfabError
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC, decode
+from confab_core.sealed_events import EventOpener
 from confab_core.telemetry import tracer
 from gateway import convert
 from gateway.realtime import rooms
@@ -47,10 +48,12 @@ class Fanout:
     def __init__(
         self,
         sio: socketio.AsyncServer,
+        events: EventOpener,
         conversations_of: ConversationsOf | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._sio = sio
+        self._events = events
         self._last_seq: OrderedDict[str, int] = OrderedDict()
         self._conversations_of = conversations_of
         self._clock = clock or SystemClock()
@@ -60,7 +63,7 @@ class Fanout:
         if record.value is None:
             return
         if record.topic == CONVERSATION_EVENTS_TOPIC:
-            event = decode(record, cev.ConversationEvent)
+            event = await self._events.open(record)
             if event is None:
                 return
             if self._seen(event):

@@ -37,7 +37,7 @@ from confab_core.identity import (
     reset_caller,
     set_caller,
 )
-from confab_core.kafka import decode
+from confab_core.sealed_events import EventOpener
 from confab_core.telemetry import tracer
 from notification.clients.conversation import ConversationClient
 from notification.clients.presence import PresenceClient
@@ -106,8 +106,10 @@ class NotificationHandler:
         mailer: Mailer,
         clock: Clock,
         from_address: str,
+        events: EventOpener,
     ) -> None:
         self._db = db
+        self._events = events
         self._conversations = conversations
         self._presence = presence
         self._mailer = mailer
@@ -115,7 +117,7 @@ class NotificationHandler:
         self._from = from_address
 
     async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        event = decode(record, events_pb2.ConversationEvent)
+        event = await self._events.open(record)
         if event is None:
             EVENTS.labels("undecodable").inc()
             return

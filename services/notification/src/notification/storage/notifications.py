@@ -1,19 +1,57 @@
-"""Notification records: the claim that makes delivery at most once."""
+"""Notification records: the claim that makes delivery at most once.
+
+The preview (message text) and the recipient's email are sealed with the
+tenant's data key, the same keys conversation seals with (KeyService): callers
+of this module only ever see them opened, MongoDB only sealed. The preview's
+associated data names the message rather than the record: one write sets it on
+every recipient's record, and it is the same text for all of them. Records
+written before encryption hold plain strings, which read as they are.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from confab.notification.v1 import notification_pb2 as pb
+from confab_core.crypto import KeySource, TenantKeys, aad, seal, unseal
 from confab_core.mongo import Doc, TenantCollection
+
+COLLECTION = "notifications"
+
+
+def _seal(keys: TenantKeys, doc_id: str, field: str, value: str) -> bytes | str:
+    if not value:
+        return value
+    where = aad(keys.tenant_id, COLLECTION, doc_id, field)
+    return seal(keys.current, value.encode("utf-8"), where)
+
+
+def _open(keys: TenantKeys, doc_id: str, field: str, stored: Any) -> str:
+    if isinstance(stored, bytes):
+        where = aad(keys.tenant_id, COLLECTION, doc_id, field)
+        return unseal(keys, stored, where).decode("utf-8")
+    return "" if stored is None else str(stored)
+
+
+def _opened(keys: TenantKeys, doc: Doc) -> Doc:
+    return {
+        **doc,
+        "preview": _open(keys, str(doc["message_id"]), "preview", doc.get("preview")),
+        "email": _open(keys, str(doc["_id"]), "email", doc.get("email")),
+    }
 
 
 class NotificationRepo:
-    def __init__(self, col: TenantCollection) -> None:
+    def __init__(self, col: TenantCollection, keys: KeySource) -> None:
         self._col = col
+        self._keys = keys
+
+    async def _tenant_keys(self) -> TenantKeys:
+        return await self._keys.keys(self._col.tenant_id)
 
     async def claim(
         self,
@@ -33,19 +71,21 @@ class NotificationRepo:
         claim: whoever inserts first sends, a redelivery finds the record and
         sends nothing.
         """
+        keys = await self._tenant_keys()
+        record_id = str(ObjectId())
         doc: Doc = {
             # Time-ordered, so records created within one millisecond still
             # list newest first.
-            "_id": str(ObjectId()),
+            "_id": record_id,
             "user_id": user_id,
             "conversation_id": conversation_id,
             "message_id": message_id,
             "reason": reason,
-            "preview": preview,
+            "preview": _seal(keys, message_id, "preview", preview),
             # The conversation event the preview was taken from: a later edit
             # or delete replaces it, an older one never does.
             "preview_event_seq": event_seq,
-            "email": email,
+            "email": _seal(keys, record_id, "email", email),
             "email_status": pb.DELIVERY_STATUS_PENDING,
             "email_error": "",
             "created_at": now,
@@ -55,7 +95,7 @@ class NotificationRepo:
             await self._col.insert_one(doc)
         except DuplicateKeyError:
             return None
-        return doc
+        return {**doc, "preview": preview, "email": email}
 
     async def set_status(self, record_id: str, status: int, error: str, now: datetime) -> None:
         await self._col.update_one(
@@ -69,6 +109,7 @@ class NotificationRepo:
         """Sets the preview of every notification of ``message_id`` (one write for all
         recipients) unless it already comes from event ``event_seq`` or a later one, so
         a redelivered or late event is a no-op. Returns how many records changed."""
+        sealed = _seal(await self._tenant_keys(), message_id, "preview", preview)
         result = await self._col.update_many(
             {
                 "message_id": message_id,
@@ -78,7 +119,7 @@ class NotificationRepo:
                     {"preview_event_seq": {"$exists": False}},
                 ],
             },
-            {"$set": {"preview": preview, "preview_event_seq": event_seq, "updated_at": now}},
+            {"$set": {"preview": sealed, "preview_event_seq": event_seq, "updated_at": now}},
         )
         return result.modified_count
 
@@ -86,7 +127,12 @@ class NotificationRepo:
         cursor = self._col.find(
             {"user_id": user_id}, sort=[("created_at", -1), ("_id", -1)], limit=limit
         )
-        return [doc async for doc in cursor]
+        docs = [doc async for doc in cursor]
+        if not docs:
+            return []
+        keys = await self._tenant_keys()
+        return [_opened(keys, doc) for doc in docs]
 
     async def get_for_message(self, user_id: str, message_id: str) -> Doc | None:
-        return await self._col.find_one({"user_id": user_id, "message_id": message_id})
+        doc = await self._col.find_one({"user_id": user_id, "message_id": message_id})
+        return None if doc is None else _opened(await self._tenant_keys(), doc)

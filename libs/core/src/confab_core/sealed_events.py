@@ -1,0 +1,137 @@
+"""Conversation events sealed with their tenant's data key: one way to seal, one to open.
+
+A ConversationEvent carries message text and names, so it is never stored or
+published in the clear. The conversation service seals each serialized event
+when it writes the outbox record, with associated data bound to (tenant,
+"outbox", event id, "payload"); the relay publishes those bytes as the Kafka
+value, with the tenant and event id in headers. A consumer reads the headers,
+gets that tenant's keys (conversation's KeyService, behind a TTL cache) and
+opens the value here.
+
+A record that cannot be opened is skipped and counted, never retried: a
+tenant whose keys were destroyed (crypto-shredding) stays unreadable forever,
+and so does a tampered or misplaced value. Failing to *get* the keys (the
+KeyService restarting) raises, so the consumer retries the record instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import ConsumerRecord
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter
+
+from confab.conversation.v1 import events_pb2, keys_pb2
+from confab_core.crypto import (
+    DataKey,
+    KeySource,
+    KeysShreddedError,
+    TenantKeys,
+    UndecryptableError,
+    aad,
+    seal,
+    unseal,
+)
+from confab_core.kafka import EVENT_ID_HEADER, TENANT_ID_HEADER
+
+log = logging.getLogger(__name__)
+
+OUTBOX_COLLECTION = "outbox"
+PAYLOAD_FIELD = "payload"
+
+SKIPPED = Counter(
+    "confab_sealed_events_skipped_total",
+    "Conversation events a consumer dropped because they cannot be opened",
+    ["group", "reason"],
+)
+
+
+def payload_aad(tenant_id: str, event_id: str) -> bytes:
+    return aad(tenant_id, OUTBOX_COLLECTION, event_id, PAYLOAD_FIELD)
+
+
+def seal_event(key: DataKey, tenant_id: str, event_id: str, payload: bytes) -> bytes:
+    """``payload`` (a serialized ConversationEvent) sealed for the outbox and Kafka."""
+    return seal(key, payload, payload_aad(tenant_id, event_id))
+
+
+def open_event(keys: TenantKeys, event_id: str, sealed: bytes) -> bytes:
+    """The serialized event; raises ``UndecryptableError`` when ``sealed`` is not
+    the payload of event ``event_id`` of ``keys``'s tenant, intact."""
+    return unseal(keys, sealed, payload_aad(keys.tenant_id, event_id))
+
+
+def event_headers(tenant_id: str, event_id: str) -> list[tuple[str, bytes]]:
+    return [(TENANT_ID_HEADER, tenant_id.encode()), (EVENT_ID_HEADER, event_id.encode())]
+
+
+def keys_from_proto(resp: keys_pb2.GetTenantKeysResponse) -> TenantKeys:
+    """KeyService's answer as the crypto library's TenantKeys."""
+    by_id = {k.key_id: DataKey(k.key_id, bytes(k.key)) for k in resp.keys}
+    current = by_id.get(resp.current_key_id)
+    if current is None:
+        raise UndecryptableError(f"KeyService named current key {resp.current_key_id!r}, not sent")
+    return TenantKeys(resp.tenant_id, current, by_id, bytes(resp.search_key))
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    for key, value in record.headers or ():
+        if key == name and value:
+            try:
+                return bytes(value).decode("ascii")
+            except UnicodeDecodeError:
+                return ""
+    return ""
+
+
+class EventOpener:
+    """What every consumer of confab.conversation.events.v1 decodes records with."""
+
+    def __init__(self, keys: KeySource, group: str) -> None:
+        self._keys = keys
+        self._group = group
+
+    def _skip(self, record: ConsumerRecord[bytes, bytes], reason: str, tenant: str = "") -> None:
+        SKIPPED.labels(self._group, reason).inc()
+        log.warning(
+            "skipping a conversation event that cannot be opened",
+            extra={
+                "reason": reason,
+                "tenant_id": tenant,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
+        )
+
+    async def open(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> events_pb2.ConversationEvent | None:
+        """The record's event, or None (counted, logged) when it must be skipped."""
+        tenant_id = _header(record, TENANT_ID_HEADER)
+        event_id = _header(record, EVENT_ID_HEADER)
+        if not tenant_id or not event_id or not record.value:
+            self._skip(record, "unsealed")
+            return None
+        try:
+            keys = await self._keys.keys(tenant_id)
+        except KeysShreddedError:
+            self._skip(record, "shredded", tenant_id)
+            return None
+        try:
+            payload = open_event(keys, event_id, record.value)
+        except UndecryptableError:
+            self._skip(record, "undecryptable", tenant_id)
+            return None
+        event = events_pb2.ConversationEvent()
+        try:
+            event.ParseFromString(payload)
+        except DecodeError:
+            self._skip(record, "undecodable", tenant_id)
+            return None
+        if event.tenant_id != tenant_id or event.event_id != event_id:
+            # Sealed under these names, so only a bug at the writer gets here.
+            self._skip(record, "mismatched", tenant_id)
+            return None
+        return event
