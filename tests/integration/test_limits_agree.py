@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,7 +29,7 @@ from confab_core.grpcx.client import channel
 from confab_core.identity import Caller, reset_caller, set_caller
 from confab_core.ids import new_id
 from confab_core.servicetoken import CONVERSATION, GATEWAY, InternalAuth
-from confab_devservers import KafkaServer, MongoServer
+from confab_devservers import KafkaServer, MongoServer, dev_key_file
 from conversation.settings import ConversationSettings
 from gateway import governance_schemas, schemas
 from gateway.app import build_api
@@ -157,13 +158,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 
 
 @pytest_asyncio.fixture
-async def conv(servers: tuple[str, str]) -> AsyncIterator[Conversation]:
+async def conv(servers: tuple[str, str], tmp_path: Path) -> AsyncIterator[Conversation]:
     settings = ConversationSettings(
         mongo_url=servers[0],
         kafka_bootstrap_servers=servers[1],
         grpc_port=0,
         mongo_database=f"limits_{new_id()}",
         internal_key=KEY.decode(),  # type: ignore[arg-type]
+        key_file=dev_key_file(tmp_path / "kek"),
     )
     async with conversation_app.running(settings) as port:
         ch = channel(f"127.0.0.1:{port}", InternalAuth(GATEWAY, KEY, SystemClock()), CONVERSATION)

@@ -78,7 +78,8 @@ def key_provider(settings: ConversationSettings) -> KeyProvider:
             region=settings.kms_region,
             endpoint_url=settings.kms_endpoint_url,
         )
-    assert settings.key_file is not None  # the settings refuse local without one
+    if settings.key_file is None:
+        raise ValueError("CONVERSATION_KEY_FILE is required with the local key provider")
     return LocalKeyFileProvider(settings.key_file)
 
 
