@@ -43,6 +43,7 @@ class Parts:
             system_prompt=SYSTEM_PROMPT,
             history_messages=20,
             display_name="Confab Assistant",
+            events=self.stack.events,
         )
 
     async def set_policy(self, tenant_id: str, request: ppb.UpdatePolicyRequest) -> None:
