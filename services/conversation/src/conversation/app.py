@@ -12,6 +12,8 @@ from typing import Any
 from confab.conversation.v1 import (
     conversation_pb2,
     conversation_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
 )
@@ -29,9 +31,15 @@ from confab_core.metrics import serve_metrics
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.jobs import JobHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.unit import UnitOfWork
+from conversation.jobs import erasure, export
+from conversation.jobs.policy import Retention
+from conversation.jobs.retention import RetentionScheduler
+from conversation.jobs.runner import JobRunner
+from conversation.jobs_servicer import JobServicer
 from conversation.membership_servicer import MembershipServicer
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
@@ -90,11 +98,49 @@ async def build(
         membership_pb2.DESCRIPTOR.services_by_name["MembershipService"].full_name,
     )
 
+    jobs_wakeup = asyncio.Event()
+    jobs = JobServicer(JobHandler(unit, jobs_wakeup))
+    server.add(
+        lambda s: jobs_pb2_grpc.add_JobServiceServicer_to_server(jobs, s),
+        jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    )
+    policies = _NoPolicies()
+    batch = settings.job_batch_size
+    runner = JobRunner(
+        db,
+        clock,
+        {
+            export.KIND: export.ExportJob(db, batch),
+            erasure.USER_KIND: erasure.UserErasureJob(unit, policies, [], batch),
+            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, None, [], batch),
+        },
+        lease_seconds=settings.job_lease_seconds,
+        poll_seconds=settings.job_poll_seconds,
+        wakeup=jobs_wakeup,
+    )
+    retention = RetentionScheduler(
+        db,
+        clock,
+        policies,
+        batch_size=settings.retention_batch_size,
+        period_seconds=settings.retention_period_seconds,
+        lease_seconds=settings.retention_lease_seconds,
+        pause=lambda: asyncio.sleep(settings.retention_pause_seconds),
+    )
+
     async def close() -> None:
         await producer.stop()
         await client.close()
 
-    return Service(server, [publish], close, servicer)
+    return Service(server, [publish, runner.run, retention.run], close, servicer)
+
+
+class _NoPolicies:
+    async def retention(self, tenant_id: str) -> Retention:
+        return Retention()
+
+    async def erasure_mode(self, tenant_id: str) -> str:
+        return "delete"
 
 
 @asynccontextmanager

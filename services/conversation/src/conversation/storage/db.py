@@ -14,6 +14,7 @@ from pymongo.errors import OperationFailure
 
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.conversations import ConversationRepo
+from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, _search_entry
@@ -71,6 +72,8 @@ INDEXES: dict[str, list[IndexModel]] = {
                 ("seq", ASCENDING),
             ]
         ),
+        # A user's messages, for their export and erasure.
+        IndexModel([("tenant_id", ASCENDING), ("sender_id", ASCENDING), ("_id", ASCENDING)]),
         # No multikey index here: see MessageRepo (storage/messages.py).
     ],
     # Search: a multikey index over each message's words works the same on
@@ -101,7 +104,27 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     "leases": [IndexModel([("expires_at", DESCENDING)])],
+    # Runners look for unfinished jobs of any tenant; requesters read theirs by id.
+    "jobs": [
+        IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "export_chunks": [
+        IndexModel([("tenant_id", ASCENDING), ("job_id", ASCENDING), ("part", ASCENDING)]),
+    ],
 }
+
+# What a tenant erasure deletes, in this order: the content first, the
+# conversations that index it last. Its own job record stays (see TenantPurge).
+TENANT_COLLECTIONS = (
+    SEARCH_COLLECTION,
+    "messages",
+    "outbox",
+    "members",
+    "users",
+    "export_chunks",
+    "conversations",
+)
 
 
 @dataclass(frozen=True)
@@ -111,6 +134,27 @@ class TenantStore:
     messages: MessageRepo
     users: UserRepo
     outbox: OutboxWriter
+
+
+class TenantPurge:
+    """Deletes every document of one tenant, a batch at a time (tenant erasure)."""
+
+    def __init__(self, db: AsyncDatabase[Doc], tenant_id: str) -> None:
+        self._db = db
+        self.tenant_id = tenant_id
+
+    async def delete_batch(self, collection: str, limit: int) -> int:
+        """Deletes up to ``limit`` of the tenant's documents in ``collection``; how many."""
+        if collection not in TENANT_COLLECTIONS:
+            raise ValueError(f"{collection} is not tenant data")
+        col = TenantCollection(self._db[collection], self.tenant_id)
+        ids = [doc["_id"] async for doc in col.find({}, projection={"_id": 1}, limit=limit)]
+        if not ids:
+            return 0
+        return (await col.delete_many({"_id": {"$in": ids}})).deleted_count
+
+    async def count(self, collection: str) -> int:
+        return await TenantCollection(self._db[collection], self.tenant_id).count({})
 
 
 class Transaction:
@@ -156,6 +200,24 @@ class Database:
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
+
+    def job_queue(self) -> JobQueue:
+        return JobQueue(self.db["jobs"])
+
+    def jobs(self, tenant_id: str) -> JobRepo:
+        return JobRepo(TenantCollection(self.db["jobs"], tenant_id))
+
+    def chunks(self, tenant_id: str) -> ChunkRepo:
+        return ChunkRepo(TenantCollection(self.db["export_chunks"], tenant_id))
+
+    def purge(self, tenant_id: str) -> TenantPurge:
+        return TenantPurge(self.db, tenant_id)
+
+    async def tenant_ids(self, after: str, limit: int) -> list[str]:
+        """Tenants that have conversations, by id past ``after`` (the retention
+        scheduler's walk; it re-scopes to each tenant before touching anything)."""
+        ids = await self.db["conversations"].distinct("tenant_id", {"tenant_id": {"$gt": after}})
+        return sorted(str(t) for t in ids)[:limit]
 
     async def ensure_indexes(self) -> None:
         tagged = _MESSAGE_ID_INDEX in await self.db["outbox"].index_information()

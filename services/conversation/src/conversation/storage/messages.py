@@ -539,3 +539,72 @@ class MessageRepo:
         )
         by_id = {doc["_id"]: doc async for doc in found}
         return [_record(by_id[i]) for i in hits if i in by_id and not by_id[i].get("deleted")]
+
+    async def page_by_id(
+        self, after_id: str, limit: int, *, conversation_id: str = "", sender_id: str = ""
+    ) -> list[Message]:
+        """Messages by id past ``after_id``: of one conversation, one sender, or all."""
+        flt: dict[str, object] = {"_id": {"$gt": after_id}}
+        if conversation_id:
+            flt["conversation_id"] = conversation_id
+        if sender_id:
+            flt["sender_id"] = sender_id
+        cursor = self._col.find(flt, sort=[("_id", 1)], limit=limit, session=self._session)
+        return [_record(doc) async for doc in cursor]
+
+    async def count_where(self, *, conversation_id: str = "", sender_id: str = "") -> int:
+        flt: dict[str, object] = {}
+        if conversation_id:
+            flt["conversation_id"] = conversation_id
+        if sender_id:
+            flt["sender_id"] = sender_id
+        return await self._col.count(flt, session=self._session)
+
+    async def older_than(self, conversation_id: str, cutoff: datetime, limit: int) -> list[str]:
+        """Ids of the conversation's messages created before ``cutoff``, oldest first.
+
+        Seqs follow creation, so these are the conversation's first seqs: the
+        (conversation, seq) index walks straight to them.
+        """
+        cursor = self._col.find(
+            {"conversation_id": conversation_id, "created_at": {"$lt": cutoff}},
+            projection={"_id": 1},
+            sort=[("seq", 1)],
+            limit=limit,
+            session=self._session,
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def ids_in(self, conversation_id: str, limit: int) -> list[str]:
+        """Up to ``limit`` message ids of the conversation (to purge it in batches)."""
+        cursor = self._col.find(
+            {"conversation_id": conversation_id},
+            projection={"_id": 1},
+            limit=limit,
+            session=self._session,
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def purge(self, message_ids: list[str]) -> int:
+        """Hard-deletes messages and their search entries (retention, erasure).
+
+        Their reactions and file metadata live inside the message document and
+        go with it.
+        """
+        if not message_ids:
+            return 0
+        await self._search.delete_many({"_id": {"$in": message_ids}}, session=self._session)
+        result = await self._col.delete_many({"_id": {"$in": message_ids}}, session=self._session)
+        return result.deleted_count
+
+    async def anonymise(
+        self, conversation_id: str, message_id: str, pseudonym_id: str, pseudonym_name: str
+    ) -> Message | None:
+        """Puts a pseudonym in place of the author, keeping what the message says."""
+        return _found(
+            await self._update(
+                conversation_id,
+                message_id,
+                {"$set": {"sender_id": pseudonym_id, "sender_name": pseudonym_name}},
+            )
+        )

@@ -130,6 +130,30 @@ class OutboxWriter:
         await self._col.update_each(updates, session=self._session)
         return len(updates)
 
+    async def purge_messages(self, conversation_id: str, message_ids: list[str]) -> int:
+        """Hard-deletes the retained events carrying these messages' content."""
+        if not message_ids:
+            return 0
+        result = await self._col.delete_many(
+            {"conversation_id": conversation_id, "message_id": {"$in": message_ids}},
+            session=self._session,
+        )
+        return result.deleted_count
+
+    async def purge_conversation(self, conversation_id: str) -> int:
+        result = await self._col.delete_many(
+            {"conversation_id": conversation_id, "published": True}, session=self._session
+        )
+        return result.deleted_count
+
+    async def purge_before(self, conversation_id: str, cutoff: datetime) -> int:
+        """Hard-deletes the conversation's published events older than ``cutoff``."""
+        result = await self._col.delete_many(
+            {"conversation_id": conversation_id, "published": True, "created_at": {"$lt": cutoff}},
+            session=self._session,
+        )
+        return result.deleted_count
+
 
 class OutboxReader:
     """The relay's view: all tenants, because publishing is tenant-blind.
