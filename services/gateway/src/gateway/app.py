@@ -37,6 +37,7 @@ from gateway.routes import (
     conversations,
     events,
     health,
+    jobs,
     members,
     messages,
     notifications,
@@ -147,6 +148,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         search,
         presence,
         notifications,
+        jobs,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
-from confab.conversation.v1 import conversation_pb2_grpc
+from confab.conversation.v1 import conversation_pb2_grpc, jobs_pb2_grpc
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
+from gateway.clients.jobs import JobClient
 from gateway.clients.notification import NotificationClient
 from gateway.clients.presence import PresenceClient
 
@@ -25,6 +26,7 @@ class Backends:
     notification: NotificationClient
     bot: BotClient
     channels: list[grpc.aio.Channel]
+    jobs: JobClient
 
     @classmethod
     def open(
@@ -53,6 +55,7 @@ class Backends:
             ),
             bot=BotClient(bot_pb2_grpc.BotServiceStub(chans[3]), timeout),
             channels=chans,
+            jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
         )
 
     async def close(self) -> None:

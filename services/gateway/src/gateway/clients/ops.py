@@ -34,6 +34,10 @@ class ChatOps:
         self._b = backends
         self._limiter = limiter
 
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._limiter
+
     async def create_conversation(
         self, caller: Caller, body: schemas.CreateConversationIn
     ) -> schemas.CreateConversationOut:
