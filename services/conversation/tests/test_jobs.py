@@ -14,6 +14,7 @@ from confab_core.clock import FakeClock
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import ROLE_MEMBER, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
 from confab_core.mongo import Doc
+from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.messages import MessageHandler
@@ -77,7 +78,7 @@ def runner(db: Database, clock: FakeClock, jobs: dict[str, JobKind]) -> JobRunne
 
 @pytest.fixture
 def handler(unit: UnitOfWork) -> JobHandler:
-    return JobHandler(unit, asyncio.Event())
+    return JobHandler(unit, asyncio.Event(), AuditTrail(unit.database, unit.clock))
 
 
 async def download(handler: JobHandler, caller: Caller, job_id: str) -> bytes:
@@ -194,10 +195,12 @@ async def test_a_finished_job_and_its_result_survive_a_new_process(
     messages: MessageHandler,
 ) -> None:
     conv, _ = await chat(conversations, messages, 2)
-    before = JobHandler(unit, asyncio.Event())
+    before = JobHandler(unit, asyncio.Event(), AuditTrail(db, clock))
     job = await before.create_export(ALICE, scope="conversation", key=conv, fmt="ndjson")
     await runner(db, clock, kinds(unit, 50)).run_once()
-    restarted = JobHandler(UnitOfWork(db, clock, asyncio.Event()), asyncio.Event())
+    restarted = JobHandler(
+        UnitOfWork(db, clock, asyncio.Event()), asyncio.Event(), AuditTrail(db, clock)
+    )
     assert (await restarted.get(ALICE, job.id)).status == "succeeded"
     assert len(lines(await download(restarted, ALICE, job.id))) == 5
 
@@ -317,11 +320,15 @@ async def test_a_user_erasure_leaves_no_trace_of_them(
     assert done.status == "succeeded", done.error
 
     docs = await tenant_docs(db, TENANT_A)
-    docs.pop("jobs")  # the request: who asked to erase whom
-    needles = ["vic@quux.example", "Victoria Quux", "'vic'"]
+    # The request stays, naming whom (the job, the audit log): never what they said.
+    docs.pop("jobs")
+    audit = {"audit": docs.pop("audit")}
+    assert [r["action"] for r in audit["audit"]][-1] == "erasure.requested"
+    needles = ["vic@quux.example", "Victoria Quux"]
     if mode == ERASE_DELETE:
         needles += ["zebra", "confession"]
-    assert mentions_anywhere(docs, needles) == []
+    assert mentions_anywhere(audit, needles) == []
+    assert mentions_anywhere(docs, [*needles, "'vic'"]) == []
     assert not [m for m in docs["members"] if m["user_id"] == "vic"]
     assert not [u for u in docs["users"] if u["user_id"] == "vic"]
     stored = [m for m in docs["messages"] if m["_id"] in mine]

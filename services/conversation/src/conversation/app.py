@@ -12,10 +12,14 @@ from typing import Any
 from confab.conversation.v1 import (
     conversation_pb2,
     conversation_pb2_grpc,
+    governance_pb2,
+    governance_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
 )
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
@@ -30,17 +34,22 @@ from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.governance_servicer import AuditServicer, ModerationServicer
+from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.moderation import ModerationHandler
+from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
-from conversation.jobs.policy import Retention
+from conversation.jobs.policy import TenantPolicies
 from conversation.jobs.retention import RetentionScheduler
 from conversation.jobs.runner import JobRunner
 from conversation.jobs_servicer import JobServicer
 from conversation.membership_servicer import MembershipServicer
+from conversation.policy_servicer import PolicyServicer
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
@@ -87,31 +96,49 @@ async def build(
     server = GrpcServer(settings.grpc_port, internal_auth(SERVICE, settings, clock), host=host)
     # One unit of work, so one writer-lock table, for every handler of the process.
     unit = UnitOfWork(db, clock, wakeup)
+    # One policy cache per process, shared by the policy API and message writes.
+    policies = PolicyHandler(db, clock)
     servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    audit = AuditServicer(AuditTrail(db, clock))
+    server.add(
+        lambda s: governance_pb2_grpc.add_AuditServiceServicer_to_server(audit, s),
+        governance_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    )
+    moderation = ModerationServicer(ModerationHandler(unit))
+    server.add(
+        lambda s: governance_pb2_grpc.add_ModerationServiceServicer_to_server(moderation, s),
+        governance_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
     )
     membership = MembershipServicer(MembershipHandler(db))
     server.add(
         lambda s: membership_pb2_grpc.add_MembershipServiceServicer_to_server(membership, s),
         membership_pb2.DESCRIPTOR.services_by_name["MembershipService"].full_name,
     )
+    policy = PolicyServicer(policies)
+    server.add(
+        lambda s: policy_pb2_grpc.add_PolicyServiceServicer_to_server(policy, s),
+        policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    )
 
     jobs_wakeup = asyncio.Event()
-    jobs = JobServicer(JobHandler(unit, jobs_wakeup))
+    jobs = JobServicer(JobHandler(unit, jobs_wakeup, AuditTrail(db, clock)))
     server.add(
         lambda s: jobs_pb2_grpc.add_JobServiceServicer_to_server(jobs, s),
         jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     )
-    policies = _NoPolicies()
+    compliance = TenantPolicies(policies)
+    trail = AuditTrail(db, clock)
     batch = settings.job_batch_size
     runner = JobRunner(
         db,
         clock,
         {
             export.KIND: export.ExportJob(db, batch),
-            erasure.USER_KIND: erasure.UserErasureJob(unit, policies, [], batch),
+            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, [], batch),
             erasure.TENANT_KIND: erasure.TenantErasureJob(unit, None, [], batch),
         },
         lease_seconds=settings.job_lease_seconds,
@@ -121,7 +148,8 @@ async def build(
     retention = RetentionScheduler(
         db,
         clock,
-        policies,
+        compliance,
+        audit=trail,
         batch_size=settings.retention_batch_size,
         period_seconds=settings.retention_period_seconds,
         lease_seconds=settings.retention_lease_seconds,
@@ -133,14 +161,6 @@ async def build(
         await client.close()
 
     return Service(server, [publish, runner.run, retention.run], close, servicer)
-
-
-class _NoPolicies:
-    async def retention(self, tenant_id: str) -> Retention:
-        return Retention()
-
-    async def erasure_mode(self, tenant_id: str) -> str:
-        return "delete"
 
 
 @asynccontextmanager

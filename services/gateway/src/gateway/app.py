@@ -32,6 +32,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
+from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
     channels,
     conversations,
@@ -41,6 +42,7 @@ from gateway.routes import (
     members,
     messages,
     notifications,
+    policy,
     presence,
     reactions,
     search,
@@ -122,7 +124,9 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             await redis.aclose()
 
     api = build_api(lifespan)
-    limited = TracingMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
+    limited = TracingMiddleware(
+        RequestInfoMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
+    )
     app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
     return app
 
@@ -149,6 +153,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         presence,
         notifications,
         jobs,
+        policy,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

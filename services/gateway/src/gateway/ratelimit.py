@@ -49,6 +49,7 @@ class Action(StrEnum):
     EXPORT = "export"
     ERASURE = "erasure"
     JOB_STATUS = "job_status"
+    POLICY = "policy"
 
 
 class Limit(BaseModel):
@@ -79,6 +80,8 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.ERASURE: Limit(user=5, tenant=20),
     # Clients poll a job until it is done.
     Action.JOB_STATUS: Limit(user=30, tenant=1000),
+    # Admin reads and changes of the tenant policy: rare by nature.
+    Action.POLICY: Limit(user=10, tenant=100),
 }
 
 
@@ -150,4 +153,5 @@ _NOUNS: Mapping[Action, str] = {
     Action.EXPORT: "exports",
     Action.ERASURE: "erasures",
     Action.JOB_STATUS: "job status reads",
+    Action.POLICY: "policy calls",
 }

@@ -315,6 +315,50 @@ class SummaryOut(BaseModel):
     model_available: bool
 
 
+PiiModeName = Literal["off", "flag", "mask", "block"]
+ErasureModeName = Literal["delete", "anonymise"]
+PiiKindName = Literal["email", "phone", "card", "iban", "ssn", "nino", "secret"]
+
+
+class PolicyOut(BaseModel):
+    """The tenant's compliance policy; see docs/security.md for each rule."""
+
+    pii_mode: PiiModeName
+    pii_kinds: list[PiiKindName] = Field(description="Kinds the PII mode applies to; [] = all")
+    mask_bot_prompts: bool
+    retention_message_days: int = Field(description="0 keeps messages forever")
+    retention_archived_days: int = Field(description="0 uses retention_message_days")
+    retention_inactive_days: int = Field(description="0 uses retention_message_days")
+    audit_retention_days: int = Field(description="0 keeps audit records forever")
+    erasure_mode: ErasureModeName
+    updated_at: datetime | None = Field(description="null until the policy is first changed")
+    version: int = Field(description="0 for the defaults; +1 per update")
+
+
+class PolicyPatchIn(Strict):
+    """The fields to change; absent fields keep their value. Bounds are checked by
+    the conversation service (422 ``invalid_policy``, naming the field)."""
+
+    pii_mode: str | None = Field(default=None, description="off, flag, mask or block")
+    pii_kinds: list[Annotated[str, StringConstraints(max_length=32)]] | None = Field(
+        default=None,
+        max_length=16,
+        description="email, phone, card, iban, ssn, nino, secret; [] = all",
+    )
+    mask_bot_prompts: bool | None = None
+    retention_message_days: int | None = Field(default=None, description="0 or 1..3650")
+    retention_archived_days: int | None = Field(default=None, description="0 or 1..3650")
+    retention_inactive_days: int | None = Field(default=None, description="0 or 1..3650")
+    audit_retention_days: int | None = Field(default=None, description="0 or 365..3650")
+    erasure_mode: str | None = Field(default=None, description="delete or anonymise")
+    expected_version: int | None = Field(
+        default=None,
+        ge=0,
+        le=limits.MAX_INT64,
+        description="Apply only if the stored version is this (else 409)",
+    )
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

@@ -25,6 +25,7 @@ from confab_core.identity import (
     set_caller,
     set_service,
 )
+from confab_core.requestinfo import RequestInfo, current_request, reset_request, set_request
 from confab_core.servicetoken import TokenSigner, TokenVerifier, Verified
 from confab_core.telemetry import tracer
 
@@ -105,6 +106,7 @@ async def _handle(
     caller = verified.caller
     token = set_caller(caller)
     service_token = set_service(verified.service or None)
+    request_token = set_request(RequestInfo.from_metadata(metadata))
     started = time.perf_counter()
     code = "OK"
     # Aborting sends the status at once, so metrics are recorded first: a
@@ -146,6 +148,7 @@ async def _handle(
     finally:
         reset_caller(token)
         reset_service(service_token)
+        reset_request(request_token)
         if failure is not None:
             code = failure[0].name
         SERVER_HANDLED.labels(method, code).inc()
@@ -173,6 +176,7 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     ) -> Any:
         metadata = list(client_call_details.metadata or ())
         metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
+        metadata.extend(current_request().metadata())
         method = client_call_details.method
         name = method.decode() if isinstance(method, bytes) else str(method)
         with tracer().start_as_current_span(

@@ -7,7 +7,8 @@ import asyncio
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.identity import ROLE_SERVICE, Caller
 from conversation import convert
-from conversation.handlers import access
+from conversation.handlers import access, sanctions
+from conversation.handlers.audit import AuditTrail
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.conversations import Conversation
 from conversation.storage.db import TenantStore
@@ -21,6 +22,7 @@ class HandlerBase:
         self.unit = unit
         self.clock = unit.clock
         self._db = unit.database
+        self.audit = AuditTrail(unit.database, unit.clock)
         self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
 
     def store(self, caller: Caller) -> TenantStore:
@@ -58,6 +60,24 @@ class HandlerBase:
         if conv is None:
             member = None
         return access.require_visible(caller, conv, member), member
+
+    async def writable_by(
+        self, caller: Caller, conversation_id: str
+    ) -> tuple[Conversation, Member | None]:
+        """``readable``, and the caller is neither muted nor banned there: what a
+        send, an edit or a reaction needs. The sanctions are read beside the
+        conversation and the membership, so the check costs no extra wait."""
+        store = self.store(caller)
+        conv, member, against = await asyncio.gather(
+            store.conversations.get(conversation_id),
+            store.members.get(conversation_id, caller.user_id),
+            store.sanctions.against(caller.user_id, conversation_id),
+        )
+        if conv is None:
+            member = None
+        visible = access.require_visible(caller, conv, member)
+        sanctions.refuse_sanctioned(against, self.clock.now())
+        return visible, member
 
     async def counts(
         self, caller: Caller, conv: Conversation, member: Member | None

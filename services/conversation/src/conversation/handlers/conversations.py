@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from pymongo.errors import DuplicateKeyError
 
@@ -21,9 +22,10 @@ from confab_core.limits import (
 )
 from confab_core.telemetry import tracer
 from conversation import convert
-from conversation.handlers import access, pagetoken
+from conversation.handlers import access, audit, pagetoken, sanctions
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import Change, Taken
+from conversation.storage.audit import Fields, Target
 from conversation.storage.conversations import ActivityCursor, Claim, Conversation
 from conversation.storage.members import Member
 from conversation.storage.users import UserProfile
@@ -76,6 +78,10 @@ class ConversationHandler(HandlerBase):
             _check_ids(others)
             if context and (not context[0] or not context[1]):
                 raise InvalidArgument("a context link needs a kind and an id", "invalid_context")
+            bans = await self.store(caller).sanctions.bans_among(
+                [caller.user_id, *others], sanctions.TENANT_WIDE
+            )
+            sanctions.refuse_banned(bans, self.clock.now())
             await self.remember_profile(caller)
             direct_key: str | None = None
             if kind == pb.CONVERSATION_KIND_DIRECT:
@@ -219,11 +225,15 @@ class ConversationHandler(HandlerBase):
         _check_text_fields(title or "", description or "", topic or "")
         if title is None and description is None and topic is None:
             raise InvalidArgument("nothing to update", "nothing_to_update")
+        changed = {"title": title, "description": description, "topic": topic}
+        before: Fields = {k: getattr(conv, k) for k, v in changed.items() if v is not None}
+        after: Fields = {k: v for k, v in changed.items() if v is not None}
         return await self._conversation_changed(
             caller,
             conv_id=conversation_id,
             member=member,
             claim=Claim(title=title, description=description, topic=topic),
+            audited=(audit.CONVERSATION_UPDATED, before, after),
         )
 
     async def archive(self, caller: Caller, conversation_id: str) -> pb.Conversation:
@@ -232,13 +242,25 @@ class ConversationHandler(HandlerBase):
         if conv.archived:
             return await self.view(caller, conv, member)
         return await self._conversation_changed(
-            caller, conv_id=conversation_id, member=member, claim=Claim(archive=True)
+            caller,
+            conv_id=conversation_id,
+            member=member,
+            claim=Claim(archive=True),
+            audited=(audit.CONVERSATION_ARCHIVED, {"archived": False}, {"archived": True}),
         )
 
     async def _conversation_changed(
-        self, caller: Caller, *, conv_id: str, member: Member | None, claim: Claim
+        self,
+        caller: Caller,
+        *,
+        conv_id: str,
+        member: Member | None,
+        claim: Claim,
+        audited: tuple[str, Fields, Fields],
     ) -> pb.Conversation:
         async def body(t: Taken) -> None:
+            action, before, after = audited
+            await self.audit.in_unit(t, action, Target("conversation", conv_id), before, after)
             t.emit(
                 events_pb2.ConversationEvent(
                     conversation_updated=events_pb2.ConversationUpdated(
@@ -256,6 +278,13 @@ class ConversationHandler(HandlerBase):
             raise PermissionDenied("only tenant admins delete conversations", "forbidden")
 
         async def body(t: Taken) -> None:
+            await self.audit.in_unit(
+                t,
+                audit.CONVERSATION_DELETED,
+                Target("conversation", conversation_id),
+                {"deleted": False},
+                {"deleted": True},
+            )
             t.emit(
                 events_pb2.ConversationEvent(conversation_deleted=events_pb2.ConversationDeleted())
             )
@@ -321,10 +350,28 @@ class ConversationHandler(HandlerBase):
         new = [u for u in user_ids if u not in present]
         if not new:
             return []
+        # A banned user neither joins nor is added back, public channels included.
+        sanctions.refuse_banned(await store.sanctions.bans_among(new, conv.id), self.clock.now())
         now = self.clock.now()
+
+        # Someone adding others is an administrative act; joining is not.
+        added_by_other = [u for u in new if u != caller.user_id]
 
         async def body(t: Taken) -> list[Member]:
             docs = await t.store.members.insert_members(conv.id, dict.fromkeys(new, role), now)
+            if added_by_other:
+                await self.audit.in_unit_all(
+                    t,
+                    [
+                        (
+                            audit.MEMBER_ADDED,
+                            Target("user", u),
+                            {},
+                            {"role": role_name(role)},
+                        )
+                        for u in added_by_other
+                    ],
+                )
             t.emit(
                 events_pb2.ConversationEvent(
                     members_added=events_pb2.MembersAdded(
@@ -380,6 +427,14 @@ class ConversationHandler(HandlerBase):
                 raise FailedPrecondition("hand ownership to another member first", "last_owner")
             if not await t.store.members.remove(conv.id, user_id):
                 raise FailedPrecondition("membership changed, try again", "membership_changed")
+            if not left:
+                await self.audit.in_unit(
+                    t,
+                    audit.MEMBER_REMOVED,
+                    Target("user", user_id),
+                    {"role": role_name(target.role)},
+                    {},
+                )
             t.emit(
                 events_pb2.ConversationEvent(
                     member_removed=events_pb2.MemberRemoved(user_id=user_id, left=left)
@@ -414,6 +469,13 @@ class ConversationHandler(HandlerBase):
             doc = await t.store.members.set_role(conversation_id, user_id, role)
             if doc is None:
                 raise FailedPrecondition("membership changed, try again", "membership_changed")
+            await self.audit.in_unit(
+                t,
+                audit.MEMBER_ROLE_CHANGED,
+                Target("user", user_id),
+                {"role": role_name(target.role)},
+                {"role": role_name(role)},
+            )
             t.emit(
                 events_pb2.ConversationEvent(
                     member_role_changed=events_pb2.MemberRoleChanged(
@@ -425,6 +487,12 @@ class ConversationHandler(HandlerBase):
 
         updated, _ = await self.unit.one(Change(caller, conversation_id), body)
         return updated
+
+
+def role_name(role: int) -> str:
+    return (
+        pb.MemberRole.Name(cast(pb.MemberRole.ValueType, role)).removeprefix("MEMBER_ROLE_").lower()
+    )
 
 
 def _check_text_fields(title: str, description: str, topic: str) -> None:

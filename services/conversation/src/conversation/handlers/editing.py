@@ -14,12 +14,13 @@ from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, PermissionDenied
 from confab_core.identity import Caller
 from conversation import convert
-from conversation.handlers import access, mentions
+from conversation.handlers import access, audit, mentions
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.paging import message_not_found
 from conversation.handlers.sending import validate_text
 from conversation.handlers.unit import Change, Taken
+from conversation.storage.audit import Target
 from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
 from conversation.storage.messages import Message
@@ -52,9 +53,14 @@ def rewriter(message: Message) -> Callable[[bytes], bytes | None]:
 
 class Editing(HandlerBase):
     async def _writable_message(
-        self, caller: Caller, conversation_id: str, message_id: str
+        self, caller: Caller, conversation_id: str, message_id: str, *, unsanctioned: bool = False
     ) -> tuple[Conversation, Member | None, Message]:
-        conv, member = await self.readable(caller, conversation_id)
+        """``unsanctioned``: the write is one a mute or a ban forbids (an edit, a
+        reaction; deleting one's own message stays allowed)."""
+        if unsanctioned:
+            conv, member = await self.writable_by(caller, conversation_id)
+        else:
+            conv, member = await self.readable(caller, conversation_id)
         message = await self.store(caller).messages.get(conversation_id, message_id)
         if message is None:
             raise message_not_found()
@@ -64,7 +70,9 @@ class Editing(HandlerBase):
         self, caller: Caller, *, conversation_id: str, message_id: str, text: str
     ) -> Message:
         validate_text(text)
-        conv, _, message = await self._writable_message(caller, conversation_id, message_id)
+        conv, _, message = await self._writable_message(
+            caller, conversation_id, message_id, unsanctioned=True
+        )
         if message.sender_id != caller.user_id:
             raise PermissionDenied("only the author can edit a message", "not_the_author")
         if message.deleted:
@@ -106,17 +114,32 @@ class Editing(HandlerBase):
         access.require_writable(conv)
 
         async def body(t: Taken) -> Message:
-            doc = await t.store.messages.tombstone(conversation_id, message_id, self.clock.now())
-            if doc is None:
-                raise message_not_found()
-            await t.store.outbox.rewrite_message(conversation_id, message_id, rewriter(doc))
-            t.emit(
-                events_pb2.ConversationEvent(
-                    message_deleted=events_pb2.MessageDeleted(message=convert.message(doc))
-                ),
-                message_id=message_id,
-            )
+            doc = await self.tombstone_in(t, message_id)
+            if message.sender_id != caller.user_id:
+                await self.audit.in_unit(
+                    t,
+                    audit.MESSAGE_DELETED_BY_OTHER,
+                    Target("message", message_id),
+                    {"sender_id": message.sender_id},
+                    {"deleted": True},
+                )
             return doc
 
         doc, _ = await self.unit.one(Change(caller, conversation_id), body)
+        return doc
+
+    async def tombstone_in(self, t: Taken, message_id: str) -> Message:
+        """Inside a unit on the message's conversation: the tombstone, its old
+        words gone from the event log, and the ``message_deleted`` event."""
+        conversation_id = t.change.conversation_id
+        doc = await t.store.messages.tombstone(conversation_id, message_id, self.clock.now())
+        if doc is None:
+            raise message_not_found()
+        await t.store.outbox.rewrite_message(conversation_id, message_id, rewriter(doc))
+        t.emit(
+            events_pb2.ConversationEvent(
+                message_deleted=events_pb2.MessageDeleted(message=convert.message(doc))
+            ),
+            message_id=message_id,
+        )
         return doc

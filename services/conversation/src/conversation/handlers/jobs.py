@@ -13,10 +13,12 @@ from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, Pe
 from confab_core.identity import ROLE_SUPER_ADMIN, SERVICE_USER_IDS, Caller
 from confab_core.ids import new_id
 from confab_core.limits import MAX_ID_CHARS
-from conversation.handlers import access
+from conversation.handlers import access, audit
+from conversation.handlers.audit import AuditTrail
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
+from conversation.storage.audit import Target
 from conversation.storage.jobs import SUCCEEDED, Job
 
 
@@ -40,9 +42,10 @@ def _valid_id(value: str, what: str) -> str:
 
 
 class JobHandler(HandlerBase):
-    def __init__(self, unit: UnitOfWork, runner_wakeup: asyncio.Event) -> None:
+    def __init__(self, unit: UnitOfWork, runner_wakeup: asyncio.Event, trail: AuditTrail) -> None:
         super().__init__(unit)
         self._runner_wakeup = runner_wakeup
+        self._trail = trail
 
     async def create_export(self, caller: Caller, *, scope: str, key: str, fmt: str) -> Job:
         if scope not in export.SCOPES:
@@ -63,7 +66,8 @@ class JobHandler(HandlerBase):
                 raise InvalidArgument("a tenant export takes no id", "invalid_id")
             if not access.tenant_admin(caller):
                 raise PermissionDenied("only tenant admins export the tenant", "forbidden")
-        return await self._queue(caller, export.KIND, {"scope": scope, "id": key, "format": fmt})
+        params = {"scope": scope, "id": key, "format": fmt}
+        return await self._queue(caller, export.KIND, params, audit.EXPORT_REQUESTED)
 
     async def create_user_erasure(self, caller: Caller, user_id: str) -> Job:
         _valid_id(user_id, "user_id")
@@ -71,7 +75,9 @@ class JobHandler(HandlerBase):
             raise PermissionDenied("only tenant admins erase users", "forbidden")
         if user_id in SERVICE_USER_IDS:
             raise InvalidArgument("service users cannot be erased", "invalid_user_id")
-        return await self._queue(caller, erasure.USER_KIND, {"user_id": user_id})
+        return await self._queue(
+            caller, erasure.USER_KIND, {"user_id": user_id}, audit.ERASURE_REQUESTED
+        )
 
     async def create_tenant_erasure(self, caller: Caller, confirm_tenant_id: str) -> Job:
         if not caller.has_role(ROLE_SUPER_ADMIN):
@@ -80,7 +86,9 @@ class JobHandler(HandlerBase):
             raise InvalidArgument(
                 "confirm_tenant_id must repeat the tenant being erased", "confirmation_mismatch"
             )
-        return await self._queue(caller, erasure.TENANT_KIND, {"tenant_id": caller.tenant_id})
+        return await self._queue(
+            caller, erasure.TENANT_KIND, {"tenant_id": caller.tenant_id}, audit.ERASURE_REQUESTED
+        )
 
     async def get(self, caller: Caller, job_id: str) -> Job:
         job = await self._db.jobs(caller.tenant_id).get(job_id, caller.user_id) if job_id else None
@@ -101,9 +109,15 @@ class JobHandler(HandlerBase):
         data = await self._db.chunks(caller.tenant_id).get(job.id, part) if parts else b""
         return ExportChunk(data, export.CONTENT_TYPES[job.params["format"]], parts)
 
-    async def _queue(self, caller: Caller, kind: str, params: dict[str, str]) -> Job:
+    async def _queue(self, caller: Caller, kind: str, params: dict[str, str], action: str) -> Job:
+        """Records the request in the audit log, then queues the job. The record
+        names what was asked for (a user id, a scope), never the data."""
+        job_id = new_id()
+        await self._trail.record(
+            caller, action, Target("job", job_id), None, {"kind": kind, **params}
+        )
         job = await self._db.jobs(caller.tenant_id).create(
-            new_id(), kind, caller.user_id, params, self.clock.now()
+            job_id, kind, caller.user_id, params, self.clock.now()
         )
         self._runner_wakeup.set()
         return job

@@ -28,7 +28,9 @@ class Reactions(Editing):
     ) -> tuple[Message, bool]:
         if not emoji or len(emoji) > MAX_EMOJI_CHARS or any(c.isspace() for c in emoji):
             raise InvalidArgument("an emoji is 1-64 characters without spaces", "invalid_emoji")
-        conv, member, message = await self._writable_message(caller, conversation_id, message_id)
+        conv, member, message = await self._writable_message(
+            caller, conversation_id, message_id, unsanctioned=True
+        )
         access.require_participant(member, "react")
         access.require_writable(conv)
         if message.deleted:

@@ -78,7 +78,7 @@ class Sending(HandlerBase):
             kind = kind or pb.MESSAGE_KIND_TEXT
             _validate(caller, client_msg_id, text, kind, file)
             await self.remember_profile(caller)
-            conv, member = await self.readable(caller, conversation_id)
+            conv, member = await self.writable_by(caller, conversation_id)
             access.require_participant(member, "send")
             access.require_writable(conv)
             store = self.store(caller)

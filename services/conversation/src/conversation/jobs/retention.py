@@ -5,7 +5,9 @@ batches), every ``period``. A pass walks the tenants that have conversations
 and, for each, the conversations: messages older than the tenant's
 ``message_days`` go with their search entries, the events that carry them and
 the conversation's older events; archived conversations inactive for
-``archived_days`` go whole. Between two batches the scheduler pauses, so a
+``archived_days``, and any conversation inactive for ``inactive_days``, go
+whole; audit records older than ``audit_days`` go through governance's purge,
+which re-anchors the hash chain. Between two batches the scheduler pauses, so a
 large purge never holds the database for long.
 
 Unread counts stay exact without touching any counter: they are counted from
@@ -48,6 +50,12 @@ class PeerRetention(Protocol):
     async def purge_before(self, tenant_id: str, cutoff: datetime) -> int: ...
 
 
+class AuditPurge(Protocol):
+    """Governance's purge intent: a prefix of the tenant's audit chain, re-anchored."""
+
+    async def purge_older_than(self, tenant_id: str, cutoff: datetime) -> int: ...
+
+
 class LeaseLost(Exception):
     """Another replica holds the retention lease now: this pass stops."""
 
@@ -58,6 +66,7 @@ class Report:
     events: int = 0
     conversations: int = 0
     peers: int = 0
+    audit: int = 0
     tenants: list[str] = field(default_factory=list)
 
 
@@ -72,6 +81,7 @@ class RetentionScheduler:
         period_seconds: float,
         lease_seconds: float,
         peers: Sequence[PeerRetention] = (),
+        audit: AuditPurge | None = None,
         pause: Callable[[], Awaitable[None]] = no_pause,
     ) -> None:
         self._db = db
@@ -82,6 +92,7 @@ class RetentionScheduler:
         self._period = period_seconds
         self._lease = lease_seconds
         self._peers = peers
+        self._audit = audit
         self._pause = pause
         self._owner = new_id()
         self._renew_at = float("-inf")
@@ -109,7 +120,7 @@ class RetentionScheduler:
 
     async def apply(self, tenant_id: str, report: Report) -> None:
         rule = await self._policies.retention(tenant_id)
-        if not rule.message_days and not rule.archived_days:
+        if rule.empty:
             return
         report.tenants.append(tenant_id)
         store = self._db.for_tenant(tenant_id)
@@ -123,11 +134,18 @@ class RetentionScheduler:
                     )
             after = convs[-1].id
         if rule.archived_days:
-            await self._purge_archived(store, now - timedelta(days=rule.archived_days), report)
+            before = now - timedelta(days=rule.archived_days)
+            await self._purge_stale(store, before, report, archived=True)
+        if rule.inactive_days:
+            before = now - timedelta(days=rule.inactive_days)
+            await self._purge_stale(store, before, report, archived=False)
         if rule.message_days:
             cutoff = now - timedelta(days=rule.message_days)
             for peer in self._peers:
                 report.peers += await peer.purge_before(tenant_id, cutoff)
+        if rule.audit_days and self._audit is not None:
+            cutoff = now - timedelta(days=rule.audit_days)
+            report.audit += await self._audit.purge_older_than(tenant_id, cutoff)
 
     async def _purge_old(
         self, store: TenantStore, conversation_id: str, cutoff: datetime, report: Report
@@ -139,8 +157,12 @@ class RetentionScheduler:
             await self._between_batches()
         report.events += await store.outbox.purge_before(conversation_id, cutoff)
 
-    async def _purge_archived(self, store: TenantStore, before: datetime, report: Report) -> None:
-        while stale := await store.conversations.page_stale("", self._batch, before):
+    async def _purge_stale(
+        self, store: TenantStore, before: datetime, report: Report, *, archived: bool
+    ) -> None:
+        while stale := await store.conversations.page_stale(
+            "", self._batch, before, archived=archived
+        ):
             for conversation_id in stale:
                 while ids := await store.messages.ids_in(conversation_id, self._batch):
                     report.messages += await store.messages.purge(ids)

@@ -211,14 +211,19 @@ class ConversationRepo:
         )
         return [_record(doc) async for doc in cursor]
 
-    async def page_stale(self, after_id: str, limit: int, archived_before: datetime) -> list[str]:
-        """Ids of archived conversations inactive since before ``archived_before``."""
+    async def page_stale(
+        self, after_id: str, limit: int, inactive_since: datetime, *, archived: bool
+    ) -> list[str]:
+        """Ids of conversations without activity since ``inactive_since``: archived
+        ones only, or any."""
+        flt: dict[str, Any] = {
+            "_id": {"$gt": after_id},
+            "last_activity_at": {"$lt": inactive_since},
+        }
+        if archived:
+            flt["archived"] = True
         cursor = self._col.find(
-            {
-                "_id": {"$gt": after_id},
-                "archived": True,
-                "last_activity_at": {"$lt": archived_before},
-            },
+            flt,
             projection={"_id": 1},
             sort=[("_id", 1)],
             limit=limit,

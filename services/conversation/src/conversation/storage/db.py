@@ -13,17 +13,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, _search_entry
+from conversation.storage.moderation import (
+    QUEUE_COLLECTION,
+    SANCTIONS_COLLECTION,
+    ModerationQueueRepo,
+    SanctionRepo,
+)
 from conversation.storage.outbox import (
     EVENT_RETENTION,
     OutboxReader,
     OutboxWriter,
     carried_message_id,
 )
+from conversation.storage.policies import POLICY_COLLECTION, PolicyRepo
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -112,6 +120,39 @@ INDEXES: dict[str, list[IndexModel]] = {
     "export_chunks": [
         IndexModel([("tenant_id", ASCENDING), ("job_id", ASCENDING), ("part", ASCENDING)]),
     ],
+    # One document per tenant, keyed by the tenant id.
+    POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # The chain in order (verify, paging), and the query API's filters.
+    AUDIT_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("seq", ASCENDING)], unique=True),
+        IndexModel([("tenant_id", ASCENDING), ("actor_id", ASCENDING), ("seq", DESCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("action", ASCENDING), ("seq", DESCENDING)]),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("target_kind", ASCENDING),
+                ("target_id", ASCENDING),
+                ("seq", DESCENDING),
+            ]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("at", ASCENDING)]),
+    ],
+    QUEUE_COLLECTION: [
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("created_at", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+    ],
+    SANCTIONS_COLLECTION: [
+        IndexModel(
+            [("tenant_id", ASCENDING), ("conversation_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)]),
+    ],
 }
 
 # What a tenant erasure deletes, in this order: the content first, the
@@ -123,6 +164,11 @@ TENANT_COLLECTIONS = (
     "members",
     "users",
     "export_chunks",
+    QUEUE_COLLECTION,
+    SANCTIONS_COLLECTION,
+    AUDIT_COLLECTION,
+    HEADS_COLLECTION,
+    POLICY_COLLECTION,
     "conversations",
 )
 
@@ -134,6 +180,9 @@ class TenantStore:
     messages: MessageRepo
     users: UserRepo
     outbox: OutboxWriter
+    audit: AuditRepo
+    moderation: ModerationQueueRepo
+    sanctions: SanctionRepo
 
 
 class TenantPurge:
@@ -197,6 +246,9 @@ class Database:
 
     def outbox_reader(self) -> OutboxReader:
         return OutboxReader(self.db["outbox"])
+
+    def policies(self, tenant_id: str) -> PolicyRepo:
+        return PolicyRepo(TenantCollection(self.db[POLICY_COLLECTION], tenant_id))
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
@@ -277,4 +329,7 @@ class Database:
             messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), session),
             users=UserRepo(scoped("users"), session),
             outbox=OutboxWriter(scoped("outbox"), session),
+            audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), session),
+            moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), session),
+            sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), session),
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
-from confab.conversation.v1 import conversation_pb2_grpc, jobs_pb2_grpc
+from confab.conversation.v1 import conversation_pb2_grpc, jobs_pb2_grpc, policy_pb2_grpc
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
@@ -16,6 +16,7 @@ from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.jobs import JobClient
 from gateway.clients.notification import NotificationClient
+from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
 
 
@@ -25,6 +26,7 @@ class Backends:
     presence: PresenceClient
     notification: NotificationClient
     bot: BotClient
+    policy: PolicyClient
     channels: list[grpc.aio.Channel]
     jobs: JobClient
 
@@ -54,6 +56,7 @@ class Backends:
                 notification_pb2_grpc.NotificationServiceStub(chans[2]), timeout
             ),
             bot=BotClient(bot_pb2_grpc.BotServiceStub(chans[3]), timeout),
+            policy=PolicyClient(policy_pb2_grpc.PolicyServiceStub(chans[0]), timeout),
             channels=chans,
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
         )

@@ -13,12 +13,14 @@ from google.protobuf.message import DecodeError
 from confab.bot.v1 import bot_pb2
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2 as cev
+from confab.conversation.v1 import policy_pb2 as ppol
 from confab.notification.v1 import notification_pb2 as npb
 from confab.presence.v1 import presence_pb2 as ppb
 from confab_core.errors import ConfabError
 from confab_core.identity import ROLE_SERVICE, Caller
 from confab_core.ids import new_id
 from gateway import convert, schemas
+from gateway.clients import policy
 from gateway.clients.backends import Backends
 from gateway.ratelimit import Action, RateLimiter
 
@@ -233,6 +235,16 @@ class ChatOps:
         )
         resp = await self._b.conversation.search_messages(caller, req)
         return schemas.SearchOut(messages=[convert.message(m) for m in resp.messages])
+
+    async def get_policy(self, caller: Caller) -> schemas.PolicyOut:
+        await self._limiter.check(caller, Action.POLICY)
+        resp = await self._b.policy.get_policy(caller, ppol.GetPolicyRequest())
+        return policy.policy_out(resp.policy)
+
+    async def update_policy(self, caller: Caller, body: schemas.PolicyPatchIn) -> schemas.PolicyOut:
+        await self._limiter.check(caller, Action.POLICY)
+        resp = await self._b.policy.update_policy(caller, policy.update_request(body))
+        return policy.policy_out(resp.policy)
 
     async def list_events(
         self, caller: Caller, conversation_id: str, after_event_seq: int, limit: int

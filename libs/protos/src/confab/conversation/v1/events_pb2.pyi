@@ -45,6 +45,10 @@ class ConversationEvent(_message.Message):
     MEMBER_REMOVED_FIELD_NUMBER: _builtins.int
     CONVERSATION_DELETED_FIELD_NUMBER: _builtins.int
     MEMBER_ROLE_CHANGED_FIELD_NUMBER: _builtins.int
+    MEMBER_MUTED_FIELD_NUMBER: _builtins.int
+    MEMBER_UNMUTED_FIELD_NUMBER: _builtins.int
+    MEMBER_BANNED_FIELD_NUMBER: _builtins.int
+    MEMBER_UNBANNED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers drop an id they have already handled."""
     tenant_id: _builtins.str
@@ -76,6 +80,16 @@ class ConversationEvent(_message.Message):
     def conversation_deleted(self) -> Global___ConversationDeleted: ...
     @_builtins.property
     def member_role_changed(self) -> Global___MemberRoleChanged: ...
+    @_builtins.property
+    def member_muted(self) -> Global___MemberSanctioned:
+        """Moderation (governance.proto); numbered from 40 to stay clear of others."""
+
+    @_builtins.property
+    def member_unmuted(self) -> Global___MemberSanctionLifted: ...
+    @_builtins.property
+    def member_banned(self) -> Global___MemberSanctioned: ...
+    @_builtins.property
+    def member_unbanned(self) -> Global___MemberSanctionLifted: ...
     def __init__(
         self,
         *,
@@ -96,12 +110,16 @@ class ConversationEvent(_message.Message):
         member_removed: Global___MemberRemoved | None = ...,
         conversation_deleted: Global___ConversationDeleted | None = ...,
         member_role_changed: Global___MemberRoleChanged | None = ...,
+        member_muted: Global___MemberSanctioned | None = ...,
+        member_unmuted: Global___MemberSanctionLifted | None = ...,
+        member_banned: Global___MemberSanctioned | None = ...,
+        member_unbanned: Global___MemberSanctionLifted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted", "member_role_changed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted", "member_role_changed", "member_muted", "member_unmuted", "member_banned", "member_unbanned"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -353,3 +371,57 @@ class MemberRoleChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MemberRoleChanged: _TypeAlias = MemberRoleChanged  # noqa: Y015
+
+@_typing.final
+class MemberSanctioned(_message.Message):
+    """A mute or a ban, in this conversation or tenant-wide (then emitted in each
+    conversation the user is a member of).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TENANT_WIDE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    tenant_wide: _builtins.bool
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset: until lifted."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tenant_wide: _builtins.bool = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "tenant_wide", b"tenant_wide", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberSanctioned: _TypeAlias = MemberSanctioned  # noqa: Y015
+
+@_typing.final
+class MemberSanctionLifted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TENANT_WIDE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    tenant_wide: _builtins.bool
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tenant_wide: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_wide", b"tenant_wide", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberSanctionLifted: _TypeAlias = MemberSanctionLifted  # noqa: Y015
