@@ -149,6 +149,9 @@ class Fleet:
                 "MONGO_URL": self.mongo.url,
                 "KAFKA_BOOTSTRAP_SERVERS": kafka,
                 "GRPC_PORT": str(ports["conversation"]),
+                # Erasure, export and retention reach notifications and presence.
+                "NOTIFICATION_ADDR": addr["notification"],
+                "PRESENCE_ADDR": addr["presence"],
             },
             "presence": {
                 "REDIS_URL": self.redis.url,

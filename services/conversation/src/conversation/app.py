@@ -23,6 +23,7 @@ from confab.conversation.v1 import (
 )
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
+from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
@@ -32,8 +33,10 @@ from confab_core.kafka import (
 )
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
+from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
@@ -131,15 +134,26 @@ async def build(
         jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     )
     compliance = TenantPolicies(policies)
+    auth = internal_auth(SERVICE, settings, clock)
+    peer_channels = []
+    notifications: NotificationPeer | MissingPeer = MissingPeer("notification")
+    presence: PresencePeer | MissingPeer = MissingPeer("presence")
+    if settings.notification_addr:
+        peer_channels.append(channel(settings.notification_addr, auth, NOTIFICATION))
+        notifications = NotificationPeer(peer_channels[-1], settings.peer_timeout_seconds)
+    if settings.presence_addr:
+        peer_channels.append(channel(settings.presence_addr, auth, PRESENCE))
+        presence = PresencePeer(peer_channels[-1], settings.peer_timeout_seconds)
+    peers = [notifications, presence]
     trail = AuditTrail(db, clock)
     batch = settings.job_batch_size
     runner = JobRunner(
         db,
         clock,
         {
-            export.KIND: export.ExportJob(db, batch),
-            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, [], batch),
-            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, None, [], batch),
+            export.KIND: export.ExportJob(db, batch, notifications),
+            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, peers, batch),
+            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, None, peers, batch),
         },
         lease_seconds=settings.job_lease_seconds,
         poll_seconds=settings.job_poll_seconds,
@@ -150,6 +164,7 @@ async def build(
         clock,
         compliance,
         audit=trail,
+        peers=[notifications],
         batch_size=settings.retention_batch_size,
         period_seconds=settings.retention_period_seconds,
         lease_seconds=settings.retention_lease_seconds,
@@ -157,6 +172,8 @@ async def build(
     )
 
     async def close() -> None:
+        for peer_channel in peer_channels:
+            await peer_channel.close()
         await producer.stop()
         await client.close()
 

@@ -24,3 +24,8 @@ class ConversationSettings(ServiceSettings):
     retention_batch_size: int = 500
     retention_pause_seconds: float = 0.05
     retention_lease_seconds: float = 300.0
+    # Where exports, erasures and retention reach the notification and presence
+    # services; without them a job that needs them fails with peer_not_configured.
+    notification_addr: str | None = None
+    presence_addr: str | None = None
+    peer_timeout_seconds: float = 30.0

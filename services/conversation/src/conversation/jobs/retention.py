@@ -29,6 +29,7 @@ from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from confab_core.clock import Clock
+from confab_core.errors import ConfabError
 from confab_core.ids import new_id
 from conversation.jobs.policy import CompliancePolicies
 from conversation.jobs.runner import no_pause
@@ -142,7 +143,11 @@ class RetentionScheduler:
         if rule.message_days:
             cutoff = now - timedelta(days=rule.message_days)
             for peer in self._peers:
-                report.peers += await peer.purge_before(tenant_id, cutoff)
+                try:
+                    report.peers += await peer.purge_before(tenant_id, cutoff)
+                except ConfabError as exc:
+                    # The next pass tries again; this tenant's own data is done.
+                    log.warning("retention of %s in a peer failed: %s", tenant_id, exc.message)
         if rule.audit_days and self._audit is not None:
             cutoff = now - timedelta(days=rule.audit_days)
             report.audit += await self._audit.purge_older_than(tenant_id, cutoff)

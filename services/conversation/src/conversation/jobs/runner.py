@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from confab_core.clock import Clock
-from confab_core.errors import ConfabError
+from confab_core.errors import ConfabError, Unavailable
 from confab_core.ids import new_id
 from conversation.storage.db import Database
 from conversation.storage.jobs import FAILED, SUCCEEDED, Checkpoint, Job
@@ -112,6 +112,11 @@ class JobRunner:
         while True:
             try:
                 step = await kind.step(job, at)
+            except Unavailable as exc:
+                # A peer or the database is down: the lease runs out and the job
+                # is taken again from its checkpoint, by this runner or another.
+                log.warning("job %s paused: %s", job.id, exc.message)
+                return
             except ConfabError as exc:
                 await self._end(job, FAILED, error=exc.message)
                 return
