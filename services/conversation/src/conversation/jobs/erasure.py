@@ -1,8 +1,10 @@
 """User erasure (GDPR) and tenant erasure.
 
 A user erasure walks the user's messages (tombstoned or put under a pseudonym,
-as the tenant's policy says), then their memberships, their profile, and asks
-the notification and presence services to forget them. Every step is
+as the tenant's policy says), then their memberships, then the tenant's
+retained event log (the pseudonym replaces the user wherever an event names
+them: actor, member, reader), then their profile, and asks the notification and
+presence services to forget them. Every step is
 idempotent: a message already tombstoned or anonymised is no longer the
 user's live content, a membership already removed is not found again.
 
@@ -14,8 +16,11 @@ services to do the same.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message as Message_
 
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import NotFound
@@ -48,6 +53,37 @@ class KeyShredder(Protocol):
     async def shred(self, tenant_id: str) -> None: ...
 
 
+def _replace_in(message: Message_, old: str, new: str) -> bool:
+    changed = False
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if field.is_repeated:
+                values = list(value)
+                if old in values:
+                    getattr(message, field.name)[:] = [new if v == old else v for v in values]
+                    changed = True
+            elif value == old:
+                setattr(message, field.name, new)
+                changed = True
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            items = value if field.is_repeated else [value]
+            for item in items:
+                changed = _replace_in(item, old, new) or changed
+    return changed
+
+
+def replacing(user_id: str, pseudonym_id: str) -> Callable[[bytes], bytes | None]:
+    """A payload rewriter putting the pseudonym wherever an event names the user
+    (its actor, a member added or removed, a read marker, a mention...)."""
+
+    def rewrite(payload: bytes) -> bytes | None:
+        event = events_pb2.ConversationEvent()
+        event.ParseFromString(payload)
+        return event.SerializeToString() if _replace_in(event, user_id, pseudonym_id) else None
+
+    return rewrite
+
+
 def pseudonym(job_id: str) -> tuple[str, str]:
     """A stable stand-in for the erased author: the same for all their messages,
     derived from the (random) job id, not from who they were."""
@@ -56,7 +92,7 @@ def pseudonym(job_id: str) -> tuple[str, str]:
 
 
 class UserErasureJob:
-    STAGES = ("messages", "memberships", "profile", "peers")
+    STAGES = ("messages", "memberships", "events", "profile", "peers")
 
     def __init__(
         self,
@@ -86,6 +122,12 @@ class UserErasureJob:
             mode = await self._policies.erasure_mode(job.tenant_id)
             await self._erase_messages(actor, job, page, anonymise=mode == ERASE_ANONYMISE)
             return self._next(at, [m.id for m in page], total)
+        if stage == "events":
+            scrub = replacing(user_id, pseudonym(job.id)[0])
+            scrubbed = await store.outbox.scrub_page(at.after, self._batch, scrub)
+            if scrubbed.read == self._batch:
+                return Step(Checkpoint(at.stage, scrubbed.last_id, 0, done), done, total)
+            return Step(Checkpoint(at.stage + 1, "", 0, done), done, total)
         if stage == "memberships":
             members = await store.members.page_by_id(at.after, self._batch, user_id=user_id)
             for m in members:

@@ -171,9 +171,10 @@ class ExportJob:
     def sources(self, job: Job) -> list[Source]:
         store = self._db.for_tenant(job.tenant_id)
         scope, key, fmt = job.params["scope"], job.params.get("id", ""), job.params["format"]
-        messages = _messages(store, conversation_id=key if scope == "conversation" else "")
-        if scope == "user":
-            messages = _messages(store, sender_id=key)
+        if scope == "conversation":
+            messages = _conversation_messages(store, key)
+        else:
+            messages = _messages(store, sender_id=key if scope == "user" else "")
         if fmt == "csv":
             return [messages]
         if scope == "conversation":
@@ -272,6 +273,24 @@ def _messages(store: TenantStore, *, conversation_id: str = "", sender_id: str =
         return await store.messages.count_where(
             conversation_id=conversation_id, sender_id=sender_id
         )
+
+    return Source("messages", fetch, count)
+
+
+def _conversation_messages(store: TenantStore, conversation_id: str) -> Source:
+    """In seq order, the conversation's own order; the key is the last seq."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        conv = await store.conversations.get(conversation_id)
+        if conv is None:
+            return []
+        rows = await store.messages.page_after(
+            conversation_id, int(after or 0), limit, conv.last_seq
+        )
+        return [(str(m.seq), message_record(m)) for m in rows]
+
+    async def count() -> int:
+        return await store.messages.count_where(conversation_id=conversation_id)
 
     return Source("messages", fetch, count)
 

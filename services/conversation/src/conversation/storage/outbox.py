@@ -154,6 +154,28 @@ class OutboxWriter:
         )
         return result.deleted_count
 
+    async def scrub_page(
+        self, after_id: str, limit: int, rewrite: Callable[[bytes], bytes | None]
+    ) -> ScrubbedPage:
+        """Rewrites a page of the tenant's retained events (by id, past ``after_id``)
+        with ``rewrite(payload)`` (None: leave it)."""
+        cursor = self._col.find(
+            {"_id": {"$gt": after_id}},
+            sort=[("_id", 1)],
+            limit=limit,
+            projection={"payload": 1},
+            session=self._session,
+        )
+        updates: list[tuple[Doc, Doc]] = []
+        last, read = after_id, 0
+        async for doc in cursor:
+            last, read = str(doc["_id"]), read + 1
+            payload = rewrite(bytes(doc["payload"]))
+            if payload is not None:
+                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+        await self._col.update_each(updates, session=self._session)
+        return ScrubbedPage(last, read, len(updates))
+
 
 class OutboxReader:
     """The relay's view: all tenants, because publishing is tenant-blind.
@@ -189,3 +211,13 @@ class OutboxReader:
         await self._col.update_many(
             {"_id": {"$in": ids}}, {"$set": {"published": True, "published_at": now}}
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubbedPage:
+    """One page of a tenant's event log walked by an erasure: where it ended,
+    how many records it read and how many it rewrote."""
+
+    last_id: str
+    read: int
+    rewritten: int
