@@ -116,10 +116,19 @@ async def test_export_and_erasure_bad_input_and_permissions(users: Callable[...,
     resp = await member.client.get("/jobs/nope")
     assert resp.status_code == 404
     # Downloading what is not finished is a conflict, not a broken stream.
-    resp = await member.client.post("/exports", json={"scope": "user", "id": "member"})
+    fresh = users(tenant, "fresh")
+    resp = await fresh.client.post("/exports", json={"scope": "user", "id": "fresh"})
     job_id = resp.json()["id"]
-    early = await member.client.get(f"/exports/{job_id}/download")
-    assert early.status_code in (200, 409)
+    early = await fresh.client.get(f"/exports/{job_id}/download")
+    assert early.status_code in (200, 409), early.text
+    # Five exports (creations and downloads together) per user and 10 s window:
+    # eleven calls in a row meet the limit even if they straddle two windows.
+    eager = users(tenant, "eager")
+    codes = [
+        (await eager.client.post("/exports", json={"scope": "user", "id": "eager"})).status_code
+        for _ in range(11)
+    ]
+    assert codes[0] == 202 and 429 in codes, codes
 
 
 async def raw_mentions(fleet: Fleet, needles: list[str]) -> list[str]:
