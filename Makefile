@@ -40,10 +40,11 @@ install: .cache/stamps/uv .cache/stamps/sync .cache/stamps/servers $(BUF) $(E2E_
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
-.cache/stamps/servers: scripts/install-redis.sh scripts/install-kafka.sh tools/kafka/pom.xml
+.cache/stamps/servers: scripts/install-redis.sh scripts/install-kafka.sh tools/kafka/pom.xml scripts/install-local-kms.sh
 	@mkdir -p $(@D)
 	scripts/install-redis.sh
 	scripts/install-kafka.sh
+	scripts/install-local-kms.sh
 	@touch $@
 
 $(BUF): tools/buf/package.json tools/buf/package-lock.json

@@ -34,6 +34,7 @@ from confab_devservers import (
     MongoServer,
     RedisServer,
     SmtpSink,
+    dev_key_file,
     free_port,
 )
 
@@ -82,6 +83,7 @@ async def fleet(exporter: InMemorySpanExporter, servers: dict[str, str]) -> Asyn
     env = {
         "OTEL_SDK_DISABLED": "true",
         "CONVERSATION_MONGO_URL": servers["mongo"],
+        "CONVERSATION_KEY_FILE": str(dev_key_file()),
         "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": servers["kafka"],
         "CONVERSATION_GRPC_PORT": str(ports["conversation"]),
         "PRESENCE_REDIS_URL": servers["redis"],

@@ -40,7 +40,7 @@ from confab_core.kafka import (
     consume_forever,
 )
 from confab_core.servicetoken import BOT, CONVERSATION, GATEWAY, InternalAuth
-from confab_devservers import ChildServer, FakeOpenAI, KafkaServer, MongoServer
+from confab_devservers import ChildServer, FakeOpenAI, KafkaServer, MongoServer, dev_key_file
 from conversation.settings import ConversationSettings
 
 HOST = "127.0.0.1"
@@ -96,6 +96,7 @@ async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
         kafka_bootstrap_servers=servers.kafka,
         grpc_port=0,
         mongo_database=f"conv_{new_id()}",
+        key_file=dev_key_file(),
     )
     async with conversation_app.running(settings, host=HOST) as port:
         yield f"{HOST}:{port}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core import mongo
 from confab_core.clock import FakeClock
+from confab_core.crypto import LocalKeyFileProvider, write_local_key_file
 from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, Caller
 from confab_core.mongo import Doc
 from confab_devservers import ChildServer, KafkaServer, MongoServer
@@ -70,11 +72,17 @@ def kafka_server(
     return server
 
 
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dev key file every test database wraps its tenants' data keys with."""
+    return write_local_key_file(tmp_path_factory.mktemp("keys") / "kek")
+
+
 @pytest_asyncio.fixture
-async def db(mongo_server: MongoServer) -> AsyncIterator[Database]:
+async def db(mongo_server: MongoServer, key_file: Path) -> AsyncIterator[Database]:
     client = mongo.connect(mongo_server.url, "test")
     name = f"conv_{uuid.uuid4().hex[:12]}"
-    database = Database(client, name)
+    database = Database(client, name, LocalKeyFileProvider(key_file))
     await database.ensure_indexes()
     try:
         yield database
@@ -84,7 +92,7 @@ async def db(mongo_server: MongoServer) -> AsyncIterator[Database]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_db(mongo_server: MongoServer) -> AsyncIterator[Database]:
+async def shared_db(mongo_server: MongoServer, key_file: Path) -> AsyncIterator[Database]:
     """One database for a whole module, for tests that isolate themselves by tenant.
 
     Building a database per test costs more than most permission checks; a test
@@ -94,7 +102,7 @@ async def shared_db(mongo_server: MongoServer) -> AsyncIterator[Database]:
     """
     client = mongo.connect(mongo_server.url, "test")
     name = f"conv_{uuid.uuid4().hex[:12]}"
-    database = Database(client, name)
+    database = Database(client, name, LocalKeyFileProvider(key_file))
     await database.ensure_indexes()
     try:
         yield database

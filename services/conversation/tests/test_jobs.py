@@ -17,6 +17,7 @@ from confab_core.mongo import Doc
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
+from conversation.handlers.keys import KeyHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
@@ -68,7 +69,7 @@ def kinds(unit: UnitOfWork, batch: int, policies: Policies | None = None) -> dic
     return {
         export.KIND: export.ExportJob(unit.database, batch),
         erasure.USER_KIND: erasure.UserErasureJob(unit, policies, [], batch),
-        erasure.TENANT_KIND: erasure.TenantErasureJob(unit, None, [], batch),
+        erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(unit.database), [], batch),
     }
 
 
@@ -331,15 +332,17 @@ async def test_a_user_erasure_leaves_no_trace_of_them(
     assert mentions_anywhere(docs, [*needles, "'vic'"]) == []
     assert not [m for m in docs["members"] if m["user_id"] == "vic"]
     assert not [u for u in docs["users"] if u["user_id"] == "vic"]
-    stored = [m for m in docs["messages"] if m["_id"] in mine]
+    stored = [m for m in await db.for_tenant(TENANT_A).messages.page_by_id("", 100) if m.id in mine]
     assert len(stored) == 5
-    names = {m["sender_name"] for m in stored}
-    assert len(names) == 1 and names.pop().startswith("Deleted user ")
+    names = {(m.sender_id, m.sender_name) for m in stored}
+    assert len(names) == 1
+    pseudo_id, pseudo_name = names.pop()
+    assert pseudo_id.startswith("deleted-") and pseudo_name.startswith("Deleted user ")
     if mode == ERASE_DELETE:
-        assert all(m["deleted"] and m["text"] == "" for m in stored)
+        assert all(m.deleted and m.text == "" for m in stored)
         assert not [s for s in docs["message_search"] if s["_id"] in mine]
     else:
-        assert {m["text"] for m in stored} >= {"zebra0 edited", "zebra1 confession"}
+        assert {m.text for m in stored} >= {"zebra0 edited", "zebra1 confession"}
     # What others said stays, and the conversation stays readable.
     assert (await conversations.get(ALICE, conv)).member_count == 1
     events = [decode(d) for d in await outbox(db, conv)]
@@ -380,7 +383,9 @@ async def test_a_tenant_erasure_deletes_every_document_of_the_tenant_only(
     await runner(db, clock, kinds(unit, 2)).run_once()
     assert (await handler.get(SUPER, job.id)).status == "succeeded"
     left = {k: v for k, v in (await tenant_docs(db, TENANT_A)).items() if v}
-    assert list(left) == ["jobs"]
+    # The job, and the keys' tombstone: shredded, so nothing sealed before opens again.
+    assert sorted(left) == ["jobs", "tenant_keys"]
+    assert left["tenant_keys"][0]["shredded"] and left["tenant_keys"][0]["keys"] == []
     assert (await tenant_docs(db, TENANT_B))["messages"]
 
 

@@ -8,6 +8,7 @@ import pytest
 from pymongo import ASCENDING
 
 from confab.conversation.v1 import conversation_pb2 as pb
+from confab_core.crypto import blind_tokens
 from confab_core.mongo import Doc
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
@@ -54,18 +55,22 @@ async def test_entries_follow_sends_edits_and_deletes(
     conv = (await create(conversations, ALICE, members=["bob"])).conversation.id
     msg = (await send(messages, ALICE, conv, text="alpha bravo")).message
     entry = (await entries(db))[msg.id]
+    search_key = (await db.keys.keys(ALICE.tenant_id)).search_key
+    # Blind tokens of the words, never the words.
     assert entry == {
         "_id": msg.id,
         "tenant_id": ALICE.tenant_id,
         "conversation_id": conv,
         "created_at": msg.created_at,
-        "search_terms": ["alpha", "bravo"],
+        "search_terms": blind_tokens(search_key, ["alpha", "bravo"]),
     }
     await messages.edit(ALICE, conversation_id=conv, message_id=msg.id, text="charlie")
-    assert (await entries(db))[msg.id]["search_terms"] == ["charlie"]
+    charlie = blind_tokens(search_key, ["charlie"])
+    assert (await entries(db))[msg.id]["search_terms"] == charlie
     # A reaction does not touch the words.
     await messages.react(BOB, conversation_id=conv, message_id=msg.id, emoji="+1")
-    assert (await entries(db))[msg.id]["search_terms"] == ["charlie"]
+    assert (await entries(db))[msg.id]["search_terms"] == charlie
+    assert await texts(messages, "charlie") == ["charlie"]
     await messages.delete(ALICE, conversation_id=conv, message_id=msg.id)
     assert msg.id not in await entries(db)
     assert await texts(messages, "charlie") == []

@@ -65,7 +65,8 @@ async def preload(db: Database, conv: str, seqs: list[int], last_seq: int) -> No
 
 def repo(db: Database) -> tuple[MessageRepo, Recording]:
     col = Recording(db.db["messages"], ALICE.tenant_id)
-    return MessageRepo(col, TenantCollection(db.db[SEARCH_COLLECTION], ALICE.tenant_id)), col
+    search = TenantCollection(db.db[SEARCH_COLLECTION], ALICE.tenant_id)
+    return MessageRepo(col, search, db.keys.for_tenant(ALICE.tenant_id)), col
 
 
 @pytest.mark.asyncio

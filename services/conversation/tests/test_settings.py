@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from confab_core.settings import SettingsError, load_settings
+from confab_devservers import dev_key_file
 from conversation.settings import ConversationSettings
 
 REQUIRED = (
@@ -14,9 +15,24 @@ REQUIRED = (
 )
 
 
+KEY_SETTINGS = (
+    "CONVERSATION_KEY_PROVIDER",
+    "CONVERSATION_KEY_FILE",
+    "CONVERSATION_KMS_KEY_ID",
+    "CONVERSATION_KMS_REGION",
+    "CONVERSATION_KEY_CACHE_SECONDS",
+    "CONVERSATION_KEY_ROTATION_DELAY_SECONDS",
+)
+
+
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*REQUIRED, "CONVERSATION_GRPC_PORT", "CONVERSATION_RELAY_BATCH_SIZE"):
+    for name in (
+        *REQUIRED,
+        "CONVERSATION_GRPC_PORT",
+        "CONVERSATION_RELAY_BATCH_SIZE",
+        *KEY_SETTINGS,
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -41,8 +57,56 @@ def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVERSATION_MONGO_URL", "mongodb://db")
     monkeypatch.setenv("CONVERSATION_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("CONVERSATION_RELAY_BATCH_SIZE", "7")
+    monkeypatch.setenv("CONVERSATION_KEY_FILE", str(dev_key_file()))
     settings = load_settings(ConversationSettings)
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert settings.relay_batch_size == 7
     assert settings.grpc_port == 50051
     assert settings.mongo_database == "confab_conversation"
+
+
+def _base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVERSATION_INTERNAL_KEY", "k" * 32)
+    monkeypatch.setenv("CONVERSATION_MONGO_URL", "mongodb://db")
+    monkeypatch.setenv("CONVERSATION_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "CONVERSATION_KEY_FILE"),
+        ({"CONVERSATION_KEY_FILE": "/nonexistent/kek"}, "CONVERSATION_KEY_FILE"),
+        ({"CONVERSATION_KEY_PROVIDER": "vault"}, "CONVERSATION_KEY_PROVIDER"),
+        ({"CONVERSATION_KEY_PROVIDER": "aws-kms"}, "CONVERSATION_KMS_KEY_ID"),
+        (
+            {"CONVERSATION_KEY_PROVIDER": "aws-kms", "CONVERSATION_KMS_KEY_ID": "alias/x"},
+            "CONVERSATION_KMS_REGION",
+        ),
+    ],
+)
+def test_key_provider_settings_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    _base(monkeypatch)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(ConversationSettings)
+    assert named in str(info.value)
+
+
+def test_rotation_delay_covers_the_key_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    _base(monkeypatch)
+    monkeypatch.setenv("CONVERSATION_KEY_FILE", str(dev_key_file()))
+    monkeypatch.setenv("CONVERSATION_KEY_CACHE_SECONDS", "900")
+    with pytest.raises(SettingsError, match="key_rotation_delay_seconds"):
+        load_settings(ConversationSettings)
+
+
+def test_aws_kms_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    _base(monkeypatch)
+    monkeypatch.setenv("CONVERSATION_KEY_PROVIDER", "aws-kms")
+    monkeypatch.setenv("CONVERSATION_KMS_KEY_ID", "alias/confab")
+    monkeypatch.setenv("CONVERSATION_KMS_REGION", "eu-west-2")
+    settings = load_settings(ConversationSettings)
+    assert (settings.kms_key_id, settings.key_file) == ("alias/confab", None)

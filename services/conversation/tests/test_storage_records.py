@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 import conversation.storage
+from confab_core.crypto import DataKey, TenantKeys
 from confab_core.mongo import Doc
 from conversation.storage import messages
+from conversation.storage.keys import TenantCipher
 
 
 def _modules() -> list[ModuleType]:
@@ -122,5 +124,9 @@ def test_a_sent_message_is_what_reading_it_back_gives() -> None:
         search_terms=["the", "text"],
     )
     sent = new.at(41)
-    assert sent == messages._record(messages._document(new, 41))
+    keys = TenantKeys("t", DataKey.generate("k1"), {}, b"s" * 32)
+    cipher = TenantCipher(TenantKeys("t", keys.current, {"k1": keys.current}, keys.search_key))
+    stored = messages._document(new, 41, cipher)
+    assert sent == messages._record(stored, cipher)
+    assert "the text" not in str(stored) and "a.pdf" not in str(stored)
     assert (sent.seq, sent.deleted, sent.reply_count, sent.reactions) == (41, False, 0, ())

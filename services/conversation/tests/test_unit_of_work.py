@@ -9,7 +9,7 @@ import pytest
 
 from confab.conversation.v1 import events_pb2
 from confab_core.clock import FakeClock
-from confab_devservers import MongoServer
+from confab_devservers import MongoServer, dev_key_file
 from conversation import app
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.conversations import ConversationHandler
@@ -32,6 +32,7 @@ async def test_the_built_service_gives_every_handler_one_lock_table(
         mongo_database=f"conv_{uuid.uuid4().hex[:12]}",
         grpc_port=0,
         internal_key="unit-of-work-tests-internal-key-32b",  # type: ignore[arg-type]
+        key_file=dev_key_file(),
     )
     service = await app.build(settings, FakeClock(), host="127.0.0.1")
     try:

@@ -38,8 +38,9 @@ from hypothesis.stateful import (
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core import mongo
 from confab_core.clock import FakeClock
+from confab_core.crypto import LocalKeyFileProvider
 from confab_core.errors import FailedPrecondition, NotFound
-from confab_devservers import MongoServer
+from confab_devservers import MongoServer, dev_key_file
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.unit import UnitOfWork
@@ -105,7 +106,7 @@ class Traffic:
         self.loop = asyncio.new_event_loop()
         self.client = mongo.connect(url, "test")
         self.name = f"conv_{uuid.uuid4().hex[:12]}"
-        self.db = Database(self.client, self.name)
+        self.db = Database(self.client, self.name, LocalKeyFileProvider(dev_key_file()))
         unit = UnitOfWork(self.db, FakeClock(), asyncio.Event())
         self.conversations = ConversationHandler(unit)
         self.messages = MessageHandler(unit)

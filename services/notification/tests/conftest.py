@@ -48,7 +48,14 @@ from confab_core.servicetoken import (
     PRESENCE,
     InternalAuth,
 )
-from confab_devservers import ChildServer, KafkaServer, MongoServer, RedisServer, SmtpSink
+from confab_devservers import (
+    ChildServer,
+    KafkaServer,
+    MongoServer,
+    RedisServer,
+    SmtpSink,
+    dev_key_file,
+)
 from confab_devservers import free_port as devservers_free_port
 from conversation.settings import ConversationSettings
 from notification.clients.conversation import ConversationClient
@@ -154,6 +161,7 @@ async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
         kafka_bootstrap_servers=servers.kafka,
         grpc_port=0,
         mongo_database=f"conv_{new_id()}",
+        key_file=dev_key_file(),
     )
     async with conversation_app.running(settings, host=HOST) as port:
         yield f"{HOST}:{port}"

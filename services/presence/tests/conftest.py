@@ -19,7 +19,7 @@ from confab_core.grpcx.client import channel
 from confab_core.identity import Caller, acting_as
 from confab_core.ids import new_id
 from confab_core.servicetoken import CONVERSATION, InternalAuth
-from confab_devservers import KafkaServer, MongoServer, RedisServer
+from confab_devservers import KafkaServer, MongoServer, RedisServer, dev_key_file
 from conversation import app as conversation_app
 from conversation.settings import ConversationSettings
 from presence.clients.conversation import MembershipClient
@@ -76,6 +76,7 @@ async def conversation_addr(
         kafka_bootstrap_servers=kafka_server.bootstrap_servers,
         grpc_port=0,
         mongo_database=f"conv_{new_id()}",
+        key_file=dev_key_file(),
     )
     async with conversation_app.running(settings, host=HOST) as port:
         yield f"{HOST}:{port}"

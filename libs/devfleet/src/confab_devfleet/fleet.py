@@ -23,6 +23,7 @@ from confab_devservers import (
     MongoServer,
     RedisServer,
     SmtpSink,
+    dev_key_file,
     free_port,
 )
 
@@ -147,6 +148,8 @@ class Fleet:
         specs = {
             "conversation": {
                 "MONGO_URL": self.mongo.url,
+                # Kept in the workdir, beside the data whose keys it wraps.
+                "KEY_FILE": str(dev_key_file(self.options.workdir / "keys" / "kek")),
                 "KAFKA_BOOTSTRAP_SERVERS": kafka,
                 "GRPC_PORT": str(ports["conversation"]),
                 # Erasure, export and retention reach notifications and presence.

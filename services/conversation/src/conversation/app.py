@@ -7,7 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+from pymongo import AsyncMongoClient
 
 from confab.conversation.v1 import (
     conversation_pb2,
@@ -16,6 +19,8 @@ from confab.conversation.v1 import (
     governance_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
     policy_pb2,
@@ -23,6 +28,7 @@ from confab.conversation.v1 import (
 )
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
+from confab_core.crypto import AwsKmsProvider, KeyProvider, LocalKeyFileProvider
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import (
@@ -33,6 +39,7 @@ from confab_core.kafka import (
 )
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
+from confab_core.mongo import Doc
 from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
@@ -41,6 +48,7 @@ from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
+from conversation.handlers.keys import KeyHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
@@ -51,8 +59,10 @@ from conversation.jobs.policy import TenantPolicies
 from conversation.jobs.retention import RetentionScheduler
 from conversation.jobs.runner import JobRunner
 from conversation.jobs_servicer import JobServicer
+from conversation.keys_servicer import KeyServicer
 from conversation.membership_servicer import MembershipServicer
 from conversation.policy_servicer import PolicyServicer
+from conversation.reencrypt import ReencryptRunner
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
@@ -71,12 +81,37 @@ class Service:
     servicer: ConversationServicer
 
 
+def key_provider(settings: ConversationSettings) -> KeyProvider:
+    """The provider settings name; a missing key file or KMS key stops the start."""
+    if settings.key_provider == "aws-kms":
+        return AwsKmsProvider(
+            settings.kms_key_id,
+            region=settings.kms_region,
+            endpoint_url=settings.kms_endpoint_url,
+        )
+    assert settings.key_file is not None  # the settings refuse local without one
+    return LocalKeyFileProvider(settings.key_file)
+
+
+def database(
+    settings: ConversationSettings, client: AsyncMongoClient[Doc], clock: Clock
+) -> Database:
+    return Database(
+        client,
+        settings.mongo_database,
+        key_provider(settings),
+        clock,
+        key_cache_ttl=timedelta(seconds=settings.key_cache_seconds),
+        rotation_delay=timedelta(seconds=settings.key_rotation_delay_seconds),
+    )
+
+
 async def build(
     settings: ConversationSettings, clock: Clock | None = None, host: str = "0.0.0.0"
 ) -> Service:
     clock = clock or SystemClock()
     client = mongo.connect(settings.mongo_url, SERVICE)
-    db = Database(client, settings.mongo_database)
+    db = database(settings, client, clock)
     await db.ensure_indexes()
     wakeup = asyncio.Event()
     producer = Producer(settings.kafka_bootstrap_servers)
@@ -153,7 +188,7 @@ async def build(
         {
             export.KIND: export.ExportJob(db, batch, notifications),
             erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, peers, batch),
-            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, None, peers, batch),
+            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(db), peers, batch),
         },
         lease_seconds=settings.job_lease_seconds,
         poll_seconds=settings.job_poll_seconds,
@@ -171,13 +206,25 @@ async def build(
         pause=lambda: asyncio.sleep(settings.retention_pause_seconds),
     )
 
+    keys = KeyServicer(KeyHandler(db))
+    server.add(
+        lambda s: keys_pb2_grpc.add_KeyServiceServicer_to_server(keys, s),
+        keys_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    )
+    reencrypt = ReencryptRunner(
+        db,
+        batch_size=settings.reencrypt_batch_size,
+        poll_seconds=settings.reencrypt_poll_seconds,
+        lease_seconds=settings.reencrypt_lease_seconds,
+    )
+
     async def close() -> None:
         for peer_channel in peer_channels:
             await peer_channel.close()
         await producer.stop()
         await client.close()
 
-    return Service(server, [publish, runner.run, retention.run], close, servicer)
+    return Service(server, [publish, reencrypt.run, runner.run, retention.run], close, servicer)
 
 
 @asynccontextmanager

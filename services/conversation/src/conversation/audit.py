@@ -15,16 +15,17 @@ import sys
 from confab_core import mongo
 from confab_core.clock import SystemClock
 from confab_core.settings import load_settings
+from conversation.app import database
 from conversation.handlers.audit import AuditTrail
 from conversation.settings import ConversationSettings
 from conversation.storage.audit import Verification
-from conversation.storage.db import Database
 
 
 async def verify(settings: ConversationSettings, tenant_id: str) -> Verification:
     client = mongo.connect(settings.mongo_url, "conversation-audit")
     try:
-        trail = AuditTrail(Database(client, settings.mongo_database), SystemClock())
+        clock = SystemClock()
+        trail = AuditTrail(database(settings, client, clock), clock)
         return await trail.verify_tenant(tenant_id)
     finally:
         await client.close()

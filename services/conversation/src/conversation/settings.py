@@ -1,3 +1,7 @@
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from confab_core.settings import ServiceSettings
@@ -29,3 +33,42 @@ class ConversationSettings(ServiceSettings):
     notification_addr: str | None = None
     presence_addr: str | None = None
     peer_timeout_seconds: float = 30.0
+    # Who wraps the tenants' data keys: a key file (dev) or a KMS (AWS KMS API).
+    key_provider: Literal["local", "aws-kms"] = "local"
+    key_file: Path | None = Field(default=None, validate_default=True)
+    kms_key_id: str = Field(default="", validate_default=True)
+    kms_region: str = ""
+    kms_endpoint_url: str | None = None
+    # Unwrapped keys stay in memory this long; a rotation takes effect this
+    # much later (at least the longest cache of any service reading keys).
+    key_cache_seconds: float = 300.0
+    key_rotation_delay_seconds: float = 600.0
+    reencrypt_batch_size: int = 200
+    reencrypt_poll_seconds: float = 5.0
+    reencrypt_lease_seconds: float = 60.0
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if info.data.get("key_provider") != "local":
+            return value
+        if value is None:
+            raise ValueError("required with key_provider local")
+        if not value.is_file():
+            raise ValueError(f"{value} does not exist (the dev fleet writes it)")
+        return value
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms_key_named(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("key_provider") == "aws-kms" and not value:
+            raise ValueError("required with key_provider aws-kms")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.key_provider == "aws-kms" and not self.kms_region:
+            raise ValueError("key_provider aws-kms needs CONVERSATION_KMS_REGION")
+        if self.key_rotation_delay_seconds < self.key_cache_seconds:
+            raise ValueError("key_rotation_delay_seconds must be at least key_cache_seconds")
+        return self

@@ -9,6 +9,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.keys import TenantCipher, TenantCrypto
+
+_C = "conversations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +34,15 @@ class Conversation:
     deleted: bool
 
 
-def _record(doc: Doc) -> Conversation:
+def _record(doc: Doc, c: TenantCipher) -> Conversation:
     ctx = doc.get("context")
+    doc_id = str(doc["_id"])
     return Conversation(
-        id=str(doc["_id"]),
+        id=doc_id,
         kind=int(doc["kind"]),
-        title=str(doc.get("title", "")),
-        description=str(doc.get("description", "")),
-        topic=str(doc.get("topic", "")),
+        title=c.open(_C, doc_id, "title", doc.get("title")),
+        description=c.open(_C, doc_id, "description", doc.get("description")),
+        topic=c.open(_C, doc_id, "topic", doc.get("topic")),
         created_by=str(doc["created_by"]),
         created_at=doc["created_at"],
         last_activity_at=doc["last_activity_at"],
@@ -51,8 +55,8 @@ def _record(doc: Doc) -> Conversation:
     )
 
 
-def _found(doc: Doc | None) -> Conversation | None:
-    return None if doc is None else _record(doc)
+def _found(doc: Doc | None, c: TenantCipher) -> Conversation | None:
+    return None if doc is None else _record(doc, c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +86,26 @@ class ActivityCursor:
 
 
 class ConversationRepo:
-    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
+    def __init__(
+        self,
+        col: TenantCollection,
+        crypto: TenantCrypto,
+        session: AsyncClientSession | None = None,
+    ) -> None:
         self._col = col
+        self._crypto = crypto
         self._session = session
 
     async def insert(self, conv: Conversation, direct_key: str) -> None:
         """``direct_key`` is unique per tenant: direct pairs collide on purpose,
         others (their own id) never do."""
+        c = await self._crypto.cipher()
         doc: Doc = {
             "_id": conv.id,
             "kind": conv.kind,
-            "title": conv.title,
-            "description": conv.description,
-            "topic": conv.topic,
+            "title": c.seal(_C, conv.id, "title", conv.title),
+            "description": c.seal(_C, conv.id, "description", conv.description),
+            "topic": c.seal(_C, conv.id, "topic", conv.topic),
             "created_by": conv.created_by,
             "created_at": conv.created_at,
             "last_activity_at": conv.last_activity_at,
@@ -109,7 +120,8 @@ class ConversationRepo:
         await self._col.insert_one(doc, session=self._session)
 
     async def get(self, conversation_id: str) -> Conversation | None:
-        return _found(await self._col.find_one({"_id": conversation_id}, session=self._session))
+        c = await self._crypto.cipher()
+        return _found(await self._col.find_one({"_id": conversation_id}, session=self._session), c)
 
     async def live_ids(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` name a conversation that is not deleted."""
@@ -123,12 +135,16 @@ class ConversationRepo:
         return {doc["_id"] async for doc in cursor}
 
     async def get_direct(self, direct_key: str) -> Conversation | None:
-        return _found(await self._col.find_one({"direct_key": direct_key}, session=self._session))
+        c = await self._crypto.cipher()
+        return _found(
+            await self._col.find_one({"direct_key": direct_key}, session=self._session), c
+        )
 
     async def get_many_by_activity(
         self, ids: list[str], limit: int, after: ActivityCursor | None = None
     ) -> list[Conversation]:
         """Most recent activity first (ties by id), from just past ``after``."""
+        c = await self._crypto.cipher()
         flt: dict[str, Any] = {"_id": {"$in": ids}, "deleted": {"$ne": True}}
         if after is not None:
             flt["$or"] = [
@@ -144,7 +160,7 @@ class ConversationRepo:
             limit=limit,
             session=self._session,
         )
-        return [_record(doc) async for doc in cursor]
+        return [_record(doc, c) async for doc in cursor]
 
     async def ids_of(self, ids: list[str], max_members: int, limit: int) -> list[str]:
         """Which of ``ids`` exist, with at most ``max_members`` members (0: any), most
@@ -162,16 +178,23 @@ class ConversationRepo:
         return [str(doc["_id"]) async for doc in cursor]
 
     async def browse_public(self, query: str, limit: int) -> list[Conversation]:
-        flt: dict[str, Any] = {
-            "kind": pb.CONVERSATION_KIND_PUBLIC_CHANNEL,
-            "deleted": {"$ne": True},
-        }
-        if query:
-            flt["title"] = {"$regex": re.escape(query), "$options": "i"}
+        """Public channels by title, those whose title holds ``query`` (any case).
+
+        Titles are sealed, so the server can neither match nor sort them: the
+        tenant's public channels are opened here, then filtered and sorted. The
+        cost grows with the number of public channels, not of messages.
+        """
+        c = await self._crypto.cipher()
         cursor = self._col.find(
-            flt, sort=[("title", 1), ("_id", 1)], limit=limit, session=self._session
+            {"kind": pb.CONVERSATION_KIND_PUBLIC_CHANNEL, "deleted": {"$ne": True}},
+            session=self._session,
         )
-        return [_record(doc) async for doc in cursor]
+        needle = query.casefold()
+        found = [
+            conv async for doc in cursor if needle in (conv := _record(doc, c)).title.casefold()
+        ]
+        found.sort(key=lambda conv: (conv.title, conv.id))
+        return found[:limit]
 
     async def claim(self, conversation_id: str, claim: Claim, now: datetime) -> Conversation | None:
         """Takes the claim's seqs and applies its changes; the document after, or
@@ -185,11 +208,12 @@ class ConversationRepo:
             inc["last_seq"] = claim.messages
         if claim.member_delta:
             inc["member_count"] = claim.member_delta
+        c = await self._crypto.cipher()
         changes: dict[str, Any] = {"last_activity_at": now}
         for name in ("title", "description", "topic"):
             value = getattr(claim, name)
             if value is not None:
-                changes[name] = value
+                changes[name] = c.seal(_C, conversation_id, name, value)
         if claim.archive:
             changes["archived"] = True
         if claim.deleted_at is not None:
@@ -201,15 +225,17 @@ class ConversationRepo:
                 {"_id": conversation_id, "deleted": {"$ne": True}},
                 {"$inc": inc, "$set": changes},
                 session=self._session,
-            )
+            ),
+            c,
         )
 
     async def page_by_id(self, after_id: str, limit: int) -> list[Conversation]:
         """Every conversation of the tenant (deleted ones too), by id, past ``after_id``."""
+        c = await self._crypto.cipher()
         cursor = self._col.find(
             {"_id": {"$gt": after_id}}, sort=[("_id", 1)], limit=limit, session=self._session
         )
-        return [_record(doc) async for doc in cursor]
+        return [_record(doc, c) async for doc in cursor]
 
     async def page_stale(
         self, after_id: str, limit: int, inactive_since: datetime, *, archived: bool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 from prometheus_client import Counter
@@ -12,10 +13,13 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from confab_core.clock import Clock, SystemClock
+from confab_core.crypto import KeyProvider, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
+from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
 from conversation.storage.messages import SEARCH_COLLECTION, MessageRepo, _search_entry
@@ -153,7 +157,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)]),
     ],
+    # One document per tenant: the unique index makes concurrent first uses agree.
+    KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # Read across tenants by the re-encrypt runner.
+    JOBS_COLLECTION: [
+        IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
+    ],
 }
+DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
+DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
 
 # What a tenant erasure deletes, in this order: the content first, the
 # conversations that index it last. Its own job record stays (see TenantPurge).
@@ -169,6 +182,7 @@ TENANT_COLLECTIONS = (
     AUDIT_COLLECTION,
     HEADS_COLLECTION,
     POLICY_COLLECTION,
+    JOBS_COLLECTION,
     "conversations",
 )
 
@@ -224,9 +238,27 @@ class Database:
     ``client`` and ``db`` stay readable for tests that inspect what was stored.
     """
 
-    def __init__(self, client: AsyncMongoClient[Doc], name: str) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Doc],
+        name: str,
+        key_provider: KeyProvider,
+        clock: Clock | None = None,
+        *,
+        key_cache_ttl: timedelta = DEFAULT_KEY_CACHE_TTL,
+        rotation_delay: timedelta = DEFAULT_ROTATION_DELAY,
+    ) -> None:
         self.client = client
         self.db: AsyncDatabase[Doc] = client[name]
+        self._clock = clock or SystemClock()
+        # Every sealed field of every tenant goes through this one vault (and its cache).
+        self.keys = KeyVault(
+            self.db,
+            key_provider,
+            self._clock,
+            cache_ttl=key_cache_ttl,
+            rotation_delay=rotation_delay,
+        )
 
     async def transaction(self, body: Callable[[Transaction], Awaitable[T]]) -> T:
         """Runs ``body`` in one transaction and commits it; runs it again on a
@@ -260,7 +292,9 @@ class Database:
         return JobRepo(TenantCollection(self.db["jobs"], tenant_id))
 
     def chunks(self, tenant_id: str) -> ChunkRepo:
-        return ChunkRepo(TenantCollection(self.db["export_chunks"], tenant_id))
+        return ChunkRepo(
+            TenantCollection(self.db["export_chunks"], tenant_id), self.keys.for_tenant(tenant_id)
+        )
 
     def purge(self, tenant_id: str) -> TenantPurge:
         return TenantPurge(self.db, tenant_id)
@@ -270,6 +304,9 @@ class Database:
         scheduler's walk; it re-scopes to each tenant before touching anything)."""
         ids = await self.db["conversations"].distinct("tenant_id", {"tenant_id": {"$gt": after}})
         return sorted(str(t) for t in ids)[:limit]
+
+    def key_jobs(self) -> KeyJobRepo:
+        return KeyJobRepo(self.db, self.keys, self._clock)
 
     async def ensure_indexes(self) -> None:
         tagged = _MESSAGE_ID_INDEX in await self.db["outbox"].index_information()
@@ -296,13 +333,18 @@ class Database:
 
     async def _move_search_terms(self) -> None:
         """Once, for a database from before ``message_search``: copy the messages'
-        words there, then drop the multikey index from the messages collection."""
+        words there (as blind tokens), then drop the multikey index from the
+        messages collection. The words left on the messages go at the tenant's
+        next key rotation (see KeyJobRepo)."""
         messages = self.db["messages"]
         if _OLD_SEARCH_INDEX not in await messages.index_information():
             return
         search = self.db[SEARCH_COLLECTION]
         batch: list[UpdateOne] = []
         async for doc in messages.find({"search_terms.0": {"$exists": True}}):
+            # Words from before encryption: the index gets their blind tokens.
+            keys = await self.keys.keys(doc["tenant_id"])
+            doc["search_terms"] = blind_tokens(keys.search_key, doc["search_terms"])
             entry = {**_search_entry(doc), "tenant_id": doc["tenant_id"]}
             batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": entry}, upsert=True))
             if len(batch) >= 1000:
@@ -323,11 +365,12 @@ class Database:
         def scoped(name: str) -> TenantCollection:
             return TenantCollection(self.db[name], tenant_id)
 
+        crypto = self.keys.for_tenant(tenant_id)
         return TenantStore(
-            conversations=ConversationRepo(scoped("conversations"), session),
+            conversations=ConversationRepo(scoped("conversations"), crypto, session),
             members=MemberRepo(scoped("members"), session),
-            messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), session),
-            users=UserRepo(scoped("users"), session),
+            messages=MessageRepo(scoped("messages"), scoped(SEARCH_COLLECTION), crypto, session),
+            users=UserRepo(scoped("users"), crypto, session),
             outbox=OutboxWriter(scoped("outbox"), session),
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), session),

@@ -16,6 +16,9 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.keys import TenantCrypto
+
+_C = "export_chunks"
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -213,19 +216,28 @@ class ChunkRepo:
     crash overwrites the chunk it wrote before instead of adding a second one.
     """
 
-    def __init__(self, col: TenantCollection) -> None:
+    def __init__(self, col: TenantCollection, crypto: TenantCrypto) -> None:
         self._col = col
+        self._crypto = crypto
 
     async def put(self, job_id: str, part: int, data: bytes) -> None:
+        """Sealed with the tenant's data key, like every field holding user content."""
+        chunk_id = f"{job_id}:{part:08d}"
+        c = await self._crypto.cipher()
+        sealed = c.seal(_C, chunk_id, "data", data.decode())
         await self._col.update_one(
-            {"_id": f"{job_id}:{part:08d}"},
-            {"$set": {"job_id": job_id, "part": part, "data": data}},
+            {"_id": chunk_id},
+            {"$set": {"job_id": job_id, "part": part, "data": sealed}},
             upsert=True,
         )
 
     async def get(self, job_id: str, part: int) -> bytes:
-        doc = await self._col.find_one({"_id": f"{job_id}:{part:08d}"})
-        return b"" if doc is None else bytes(doc["data"])
+        chunk_id = f"{job_id}:{part:08d}"
+        doc = await self._col.find_one({"_id": chunk_id})
+        if doc is None:
+            return b""
+        c = await self._crypto.cipher()
+        return c.open(_C, chunk_id, "data", doc["data"]).encode()
 
     async def delete_all(self, job_id: str) -> int:
         return (await self._col.delete_many({"job_id": job_id})).deleted_count

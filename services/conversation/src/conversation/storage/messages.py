@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,8 +10,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.inserts import insert_all
+from conversation.storage.keys import TenantCipher, TenantCrypto
 
 SEARCH_COLLECTION = "message_search"
+_C = "messages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +113,33 @@ def _file_document(f: FileAttachment | None) -> Doc | None:
     }
 
 
-def _document(m: NewMessage, seq: int) -> Doc:
+def _sealed_file(c: TenantCipher, message_id: str, f: FileAttachment | None) -> bytes | str | None:
+    """All of a file's metadata (name, url, type, size) as one sealed field."""
+    doc = _file_document(f)
+    if doc is None:
+        return None
+    return c.seal(_C, message_id, "file", json.dumps(doc, separators=(",", ":")))
+
+
+def _opened_file(c: TenantCipher, message_id: str, stored: object) -> Doc | None:
+    if not stored:
+        return None
+    if isinstance(stored, dict):
+        # Stored before encryption, until the next key rotation's job seals it.
+        return stored
+    opened: Doc = json.loads(c.open(_C, message_id, "file", stored))
+    return opened
+
+
+def _document(m: NewMessage, seq: int, c: TenantCipher) -> Doc:
     return {
         "_id": m.id,
         "conversation_id": m.conversation_id,
         "seq": seq,
         "sender_id": m.sender_id,
-        "sender_name": m.sender_name,
+        "sender_name": c.seal(_C, m.id, "sender_name", m.sender_name),
         "kind": m.kind,
-        "text": m.text,
+        "text": c.seal(_C, m.id, "text", m.text),
         "client_msg_id": m.client_msg_id,
         "created_at": m.created_at,
         "thread_root_id": m.thread_root_id,
@@ -127,8 +148,9 @@ def _document(m: NewMessage, seq: int) -> Doc:
         "mentions": list(m.mentions),
         "mentions_all": m.mentions_all,
         "reactions": [],
-        "file": _file_document(m.file),
-        "search_terms": m.search_terms,
+        "file": _sealed_file(c, m.id, m.file),
+        # Blind tokens, never words: see confab_core.crypto.blind.
+        "search_terms": c.tokens(m.search_terms),
     }
 
 
@@ -136,18 +158,19 @@ def _reaction_documents(reactions: tuple[Reaction, ...]) -> list[Doc]:
     return [{"emoji": r.emoji, "users": list(r.users)} for r in reactions]
 
 
-def _record(doc: Doc) -> Message:
+def _record(doc: Doc, c: TenantCipher) -> Message:
     # Documents stored before a field existed lack it: the defaults are what
     # such a message meant.
-    f = doc.get("file")
+    doc_id = str(doc["_id"])
+    f = _opened_file(c, doc_id, doc.get("file"))
     return Message(
-        id=str(doc["_id"]),
+        id=doc_id,
         conversation_id=str(doc["conversation_id"]),
         seq=int(doc["seq"]),
         sender_id=str(doc["sender_id"]),
-        sender_name=str(doc.get("sender_name", "")),
+        sender_name=c.open(_C, doc_id, "sender_name", doc.get("sender_name")),
         kind=int(doc["kind"]),
-        text=str(doc["text"]),
+        text=c.open(_C, doc_id, "text", doc["text"]),
         client_msg_id=str(doc["client_msg_id"]),
         created_at=doc["created_at"],
         thread_root_id=str(doc.get("thread_root_id", "")),
@@ -173,12 +196,12 @@ def _record(doc: Doc) -> Message:
     )
 
 
-def _found(doc: Doc | None) -> Message | None:
-    return None if doc is None else _record(doc)
+def _found(doc: Doc | None, c: TenantCipher) -> Message | None:
+    return None if doc is None else _record(doc, c)
 
 
 def _search_entry(doc: Doc) -> Doc:
-    """A message's words, in the collection search reads (one entry per message)."""
+    """A message's search tokens, in the collection search reads (one entry per message)."""
     return {
         "_id": doc["_id"],
         "conversation_id": doc["conversation_id"],
@@ -233,16 +256,19 @@ class MessageRepo:
         self,
         col: TenantCollection,
         search: TenantCollection,
+        crypto: TenantCrypto,
         session: AsyncClientSession | None = None,
     ) -> None:
         self._col = col
         self._search = search
+        self._crypto = crypto
         self._session = session
 
     async def insert_many(self, placed: Sequence[tuple[NewMessage, int]]) -> list[Message]:
         """New messages, each with the seq it was given, and their words: one
         insert per collection. The messages as stored, in the same order."""
-        docs = [_document(m, seq) for m, seq in placed]
+        c = await self._crypto.cipher()
+        docs = [_document(m, seq, c) for m, seq in placed]
         await insert_all(self._col, docs, self._session)
         await self._search.insert_many(
             [_search_entry(d) for d in docs if d["search_terms"]], session=self._session
@@ -250,15 +276,18 @@ class MessageRepo:
         return [m.at(seq) for m, seq in placed]
 
     async def get(self, conversation_id: str, message_id: str) -> Message | None:
+        c = await self._crypto.cipher()
         return _found(
             await self._col.find_one(
                 {"conversation_id": conversation_id, "_id": message_id}, session=self._session
-            )
+            ),
+            c,
         )
 
     async def by_client_id(
         self, conversation_id: str, sender_id: str, client_msg_id: str
     ) -> Message | None:
+        c = await self._crypto.cipher()
         return _found(
             await self._col.find_one(
                 {
@@ -267,7 +296,8 @@ class MessageRepo:
                     "client_msg_id": client_msg_id,
                 },
                 session=self._session,
-            )
+            ),
+            c,
         )
 
     # Pages read seq windows, not open-ended ranges. SecantusDB materializes every
@@ -283,13 +313,14 @@ class MessageRepo:
     async def _window(
         self, conversation_id: str, seq: Doc, order: int, limit: int
     ) -> list[Message]:
+        c = await self._crypto.cipher()
         cursor = self._col.find(
             {"conversation_id": conversation_id, "seq": seq},
             sort=[("seq", order)],
             limit=limit,
             session=self._session,
         )
-        return [_record(doc) async for doc in cursor]
+        return [_record(doc, c) async for doc in cursor]
 
     async def page_after(
         self, conversation_id: str, after_seq: int, limit: int, last_seq: int
@@ -338,6 +369,7 @@ class MessageRepo:
     async def thread_after(
         self, conversation_id: str, root_id: str, after_seq: int, limit: int
     ) -> list[Message]:
+        c = await self._crypto.cipher()
         cursor = self._col.find(
             {
                 "conversation_id": conversation_id,
@@ -348,7 +380,7 @@ class MessageRepo:
             limit=limit,
             session=self._session,
         )
-        return [_record(doc) async for doc in cursor]
+        return [_record(doc, c) async for doc in cursor]
 
     async def _update(self, conversation_id: str, message_id: str, update: Doc) -> Doc | None:
         return await self._col.find_one_and_update(
@@ -380,15 +412,16 @@ class MessageRepo:
         now: datetime,
     ) -> Message | None:
         """New text for a live message; None if it is gone or deleted."""
+        c = await self._crypto.cipher()
         doc = await self._col.find_one_and_update(
             {"conversation_id": conversation_id, "_id": message_id, "deleted": {"$ne": True}},
             {
                 "$set": {
-                    "text": text,
+                    "text": c.seal(_C, message_id, "text", text),
                     "edited_at": now,
                     "mentions": mentions,
                     "mentions_all": mentions_all,
-                    "search_terms": search_terms,
+                    "search_terms": c.tokens(search_terms),
                 }
             },
             session=self._session,
@@ -396,12 +429,13 @@ class MessageRepo:
         if doc is None:
             return None
         await self._reindex(doc)
-        return _record(doc)
+        return _record(doc, c)
 
     async def tombstone(
         self, conversation_id: str, message_id: str, now: datetime
     ) -> Message | None:
         """Empties a message of everything it said, keeping its place (its seq)."""
+        c = await self._crypto.cipher()
         doc = await self._update(
             conversation_id,
             message_id,
@@ -421,7 +455,7 @@ class MessageRepo:
         if doc is None:
             return None
         await self._reindex(doc)
-        return _record(doc)
+        return _record(doc, c)
 
     async def toggle_reaction(
         self, conversation_id: str, message_id: str, emoji: str, user_id: str, max_kinds: int
@@ -440,18 +474,20 @@ class MessageRepo:
         doc = await self._update(
             conversation_id, message_id, {"$set": {"reactions": _reaction_documents(reactions)}}
         )
-        return ReactionToggle(_found(doc), added=added)
+        return ReactionToggle(_found(doc, await self._crypto.cipher()), added=added)
 
     async def bump_reply_count(
         self, conversation_id: str, root_id: str, now: datetime
     ) -> Message | None:
         """One more reply in the thread under ``root_id``; the root after, or None."""
+        c = await self._crypto.cipher()
         return _found(
             await self._update(
                 conversation_id,
                 root_id,
                 {"$inc": {"reply_count": 1}, "$set": {"last_reply_at": now}},
-            )
+            ),
+            c,
         )
 
     async def count_unread(self, conversation_id: str, user_id: str, after_seq: int) -> int:
@@ -497,26 +533,31 @@ class MessageRepo:
         return {c: (results[i], results[n + i]) for i, c in enumerate(ids)}
 
     @staticmethod
-    def _search_filter(conversation_ids: list[str], terms: list[str]) -> Doc:
-        """What the server matches in ``message_search``: one word (the longest,
-        likely the rarest) in the caller's conversations.
+    def _search_filter(c: TenantCipher, conversation_ids: list[str], terms: list[str]) -> Doc:
+        """What the server matches in ``message_search``: the token of one word (the
+        longest, likely the rarest) in the caller's conversations.
 
         Exactly the (tenant_id, search_terms, conversation_id) index's fields, so
         the server walks that index: a filter with more clauses ($all) makes
         SecantusDB's planner fall back to a collection scan.
         """
         return {
-            "search_terms": max(terms, key=len),
+            "search_terms": c.tokens([max(terms, key=len)])[0],
             "conversation_id": {"$in": conversation_ids},
         }
 
     async def search(
         self, conversation_ids: list[str], terms: list[str], limit: int
     ) -> list[Message]:
-        """Newest first, every word present; tombstones have no words and never match."""
-        wanted = set(terms)
+        """Newest first, every word present; tombstones have no words and never match.
+
+        ``terms`` are normalised words; they are matched as the tenant's blind
+        tokens, so only whole words match.
+        """
+        c = await self._crypto.cipher()
+        wanted = set(c.tokens(terms))
         cursor = self._search.find(
-            self._search_filter(conversation_ids, terms),
+            self._search_filter(c, conversation_ids, terms),
             sort=[("created_at", -1), ("_id", 1)],
             session=self._session,
             # One word: every match the server finds is a result, so it may stop at limit.
@@ -538,7 +579,7 @@ class MessageRepo:
             session=self._session,
         )
         by_id = {doc["_id"]: doc async for doc in found}
-        return [_record(by_id[i]) for i in hits if i in by_id and not by_id[i].get("deleted")]
+        return [_record(by_id[i], c) for i in hits if i in by_id and not by_id[i].get("deleted")]
 
     async def page_by_id(
         self, after_id: str, limit: int, *, conversation_id: str = "", sender_id: str = ""
@@ -549,8 +590,9 @@ class MessageRepo:
             flt["conversation_id"] = conversation_id
         if sender_id:
             flt["sender_id"] = sender_id
+        c = await self._crypto.cipher()
         cursor = self._col.find(flt, sort=[("_id", 1)], limit=limit, session=self._session)
-        return [_record(doc) async for doc in cursor]
+        return [_record(doc, c) async for doc in cursor]
 
     async def count_where(self, *, conversation_id: str = "", sender_id: str = "") -> int:
         flt: dict[str, object] = {}
@@ -601,10 +643,11 @@ class MessageRepo:
         self, conversation_id: str, message_id: str, pseudonym_id: str, pseudonym_name: str
     ) -> Message | None:
         """Puts a pseudonym in place of the author, keeping what the message says."""
-        return _found(
-            await self._update(
-                conversation_id,
-                message_id,
-                {"$set": {"sender_id": pseudonym_id, "sender_name": pseudonym_name}},
-            )
+        c = await self._crypto.cipher()
+        sealed = c.seal(_C, message_id, "sender_name", pseudonym_name)
+        doc = await self._update(
+            conversation_id,
+            message_id,
+            {"$set": {"sender_id": pseudonym_id, "sender_name": sealed}},
         )
+        return _found(doc, c)

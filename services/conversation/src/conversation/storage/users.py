@@ -6,6 +6,9 @@ from datetime import datetime
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import TenantCollection
+from conversation.storage.keys import TenantCrypto
+
+_C = "users"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,41 +23,59 @@ class UserProfile:
 class UserRepo:
     """Display names and addresses, learned from the callers' verified tokens."""
 
-    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
+    def __init__(
+        self,
+        col: TenantCollection,
+        crypto: TenantCrypto,
+        session: AsyncClientSession | None = None,
+    ) -> None:
         self._col = col
+        self._crypto = crypto
         self._session = session
 
     async def upsert(self, user_id: str, display_name: str, email: str, now: datetime) -> None:
+        c = await self._crypto.cipher()
         await self._col.update_one(
             {"user_id": user_id},
-            {"$set": {"display_name": display_name, "email": email, "updated_at": now}},
+            {
+                "$set": {
+                    "display_name": c.seal(_C, user_id, "display_name", display_name),
+                    "email": c.seal(_C, user_id, "email", email),
+                    "updated_at": now,
+                }
+            },
             upsert=True,
             session=self._session,
         )
 
     async def get_many(self, user_ids: list[str]) -> dict[str, UserProfile]:
         """The known profiles among ``user_ids``, by user id."""
+        c = await self._crypto.cipher()
         cursor = self._col.find({"user_id": {"$in": user_ids}}, session=self._session)
-        return {
-            str(doc["user_id"]): UserProfile(
-                user_id=str(doc["user_id"]),
-                display_name=str(doc.get("display_name", "")),
-                email=str(doc.get("email", "")),
+        out: dict[str, UserProfile] = {}
+        async for doc in cursor:
+            user_id = str(doc["user_id"])
+            out[user_id] = UserProfile(
+                user_id=user_id,
+                display_name=c.open(_C, user_id, "display_name", doc.get("display_name")),
+                email=c.open(_C, user_id, "email", doc.get("email")),
             )
-            async for doc in cursor
-        }
+        return out
 
     async def page_by_id(self, after_id: str, limit: int, user_id: str = "") -> list[UserProfile]:
         """Profiles ordered by user id past ``after_id`` (only ``user_id``'s when given)."""
         flt: dict[str, object] = {"user_id": {"$gt": after_id}}
         if user_id:
             flt = {"$and": [{"user_id": user_id}, {"user_id": {"$gt": after_id}}]}
+        c = await self._crypto.cipher()
         cursor = self._col.find(flt, sort=[("user_id", 1)], limit=limit, session=self._session)
         return [
             UserProfile(
                 user_id=str(doc["user_id"]),
-                display_name=str(doc.get("display_name", "")),
-                email=str(doc.get("email", "")),
+                display_name=c.open(
+                    _C, str(doc["user_id"]), "display_name", doc.get("display_name")
+                ),
+                email=c.open(_C, str(doc["user_id"]), "email", doc.get("email")),
             )
             async for doc in cursor
         ]
