@@ -199,6 +199,14 @@ async def test_a_user_erasure_leaves_nothing_of_them_in_mongodb_or_redis(
     assert any(m.startswith("redis") for m in before), before
     assert any(m.startswith("confab_notification") for m in before), before
 
+    # Their own export first: profile, membership, messages and notifications.
+    resp = await victim.client.post("/exports", json={"scope": "user", "id": victim_id})
+    exported = await finished(victim, resp.json()["id"])
+    body = (await victim.client.get(f"/exports/{exported['id']}/download")).text
+    types = [json.loads(line)["type"] for line in body.splitlines()]
+    assert types[:2] == ["user", "member"] and types.count("message") == 3, types
+    assert "notification" in types and email in body
+
     resp = await admin.client.post("/erasures", json={"user_id": victim_id})
     assert resp.status_code == 202, resp.text
     done = await finished(admin, resp.json()["id"])

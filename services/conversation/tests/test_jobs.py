@@ -460,3 +460,33 @@ async def test_retention_removes_archived_conversations_inactive_long_enough(
     assert remaining == {fresh}
     assert not await db.db["messages"].count_documents({"conversation_id": dead})
     assert not await db.db["members"].count_documents({"conversation_id": dead})
+
+
+async def test_retention_purges_old_audit_records_and_the_chain_still_verifies(
+    db: Database, clock: FakeClock, handler: JobHandler
+) -> None:
+    from conversation.jobs.retention import RetentionScheduler
+
+    trail = AuditTrail(db, clock)
+    await create(ConversationHandler(handler.unit), ALICE, members=["bob"])
+    for i in range(3):
+        await handler.create_export(ADMIN, scope="user", key=f"u{i}", fmt="ndjson")
+    clock.advance(timedelta(days=400).total_seconds())
+    recent = await handler.create_export(ADMIN, scope="user", key="recent", fmt="ndjson")
+    before = await db.db["audit"].count_documents({"tenant_id": TENANT_A})
+
+    rules = Retention(audit_days=365)
+    scheduler = RetentionScheduler(
+        db,
+        clock,
+        Policies(retention=rules),
+        batch_size=10,
+        period_seconds=60,
+        lease_seconds=LEASE,
+        audit=trail,
+    )
+    report = await scheduler.run_pass()
+    assert report is not None and report.audit == before - 1
+    left = [d async for d in db.db["audit"].find({"tenant_id": TENANT_A})]
+    assert [d["target_id"] for d in left] == [recent.id]
+    assert (await trail.verify_tenant(TENANT_A)).broken is None
