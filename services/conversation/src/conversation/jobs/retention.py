@@ -102,7 +102,8 @@ class RetentionScheduler:
         while True:
             try:
                 await self.run_pass()
-            except (PyMongoError, OSError, LeaseLost) as exc:
+            except (PyMongoError, OSError, LeaseLost, ConfabError) as exc:
+                # The next pass starts over; what this one deleted stays deleted.
                 log.warning("retention pass stopped: %s", exc)
             await asyncio.sleep(self._period)
 
