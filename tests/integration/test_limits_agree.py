@@ -30,7 +30,7 @@ from confab_core.ids import new_id
 from confab_core.servicetoken import CONVERSATION, GATEWAY, InternalAuth
 from confab_devservers import KafkaServer, MongoServer
 from conversation.settings import ConversationSettings
-from gateway import schemas
+from gateway import governance_schemas, schemas
 from gateway.app import build_api
 from presence.handlers.validate import custom_status_text, require_id
 
@@ -50,6 +50,9 @@ STRING_FIELDS: list[tuple[int, type[BaseModel], dict[str, Any], str]] = [
     (limits.MAX_TOPIC_CHARS, schemas.UpdateConversationIn, {}, "topic"),
     (limits.MAX_EMOJI_CHARS, schemas.ToggleReactionIn, {}, "emoji"),
     (limits.MAX_CUSTOM_STATUS_CHARS, schemas.SetPresenceIn, {}, "custom_status"),
+    (limits.MAX_REASON_CHARS, governance_schemas.ReportIn, {}, "reason"),
+    (limits.MAX_REASON_CHARS, governance_schemas.SanctionIn, {"user_id": "u"}, "reason"),
+    (limits.MAX_ID_CHARS, governance_schemas.SanctionIn, {}, "user_id"),
 ]
 
 # (limit, gateway model, a valid body, the list field)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from datetime import timedelta
 
 import pytest
 
 from confab_core.clock import FakeClock
+from confab_core.errors import InvalidArgument, PermissionDenied
 from confab_core.requestinfo import RequestInfo, serving
+from confab_devservers import MongoServer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.unit import Change, Taken, UnitOfWork
 from conversation.storage.audit import Target
@@ -37,9 +42,14 @@ async def test_records_chain_and_carry_the_request(db: Database, clock: FakeCloc
 
 
 async def test_concurrent_appends_never_fork(db: Database, clock: FakeClock) -> None:
-    trail = AuditTrail(db, clock)
+    # Two trails with lock tables of their own: two replicas, whose appends
+    # conflict on the chain head and retry.
+    trail, other = AuditTrail(db, clock), AuditTrail(db, clock)
     records = await asyncio.gather(
-        *(trail.record(ADMIN, "user.muted", Target("user", f"u{i}")) for i in range(12))
+        *(
+            (trail if i % 2 else other).record(ADMIN, "user.muted", Target("user", f"u{i}"))
+            for i in range(12)
+        )
     )
     assert sorted(r.seq for r in records) == list(range(1, 13))
     assert len({r.prev_hash for r in records}) == 12
@@ -58,14 +68,17 @@ async def test_an_append_commits_with_the_unit_or_not_at_all(
         await trail.in_unit(t, "member.role_changed", Target("member", "bob"))
         raise RuntimeError("the change fails")
 
-    with pytest.raises(RuntimeError):
-        await unit.one(Change(ALICE, conv.id, Claim(events=0)), failing)
-    assert await db.db["audit"].count_documents({}) == 0
-
     async def inside(t: Taken) -> None:
         await trail.in_unit(t, "member.role_changed", Target("member", "bob"))
 
-    await unit.one(Change(ALICE, conv.id, Claim(events=0)), inside)
+    with pytest.raises(RuntimeError, match="the change fails"):
+        await unit.one(Change(ALICE, conv.id, Claim(events=0), audited=True), failing)
+    # A change that audits says so, and so queues on the chain's writer lock.
+    with pytest.raises(RuntimeError, match="audited=True"):
+        await unit.one(Change(ALICE, conv.id, Claim(events=0)), inside)
+    assert await db.db["audit"].count_documents({}) == 0
+
+    await unit.one(Change(ALICE, conv.id, Claim(events=0), audited=True), inside)
     [doc] = [d async for d in db.db["audit"].find({})]
     assert (doc["conversation_id"], doc["actor_id"], doc["seq"]) == (conv.id, "alice", 1)
 
@@ -163,3 +176,74 @@ async def test_the_queue_takes_one_entry_per_message_and_reporter(db: Database) 
         )
         == []
     )
+
+
+async def test_the_verify_command_names_the_first_broken_link(
+    db: Database, clock: FakeClock, mongo_server: MongoServer
+) -> None:
+    trail = AuditTrail(db, clock)
+    for i in range(3):
+        await trail.record(ADMIN, "member.role_changed", Target("user", f"u{i}"))
+    env = {
+        **os.environ,
+        "CONVERSATION_MONGO_URL": mongo_server.url,
+        "CONVERSATION_MONGO_DATABASE": db.db.name,
+        "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": "unused:9092",
+        "CONVERSATION_INTERNAL_KEY": "k" * 32,
+    }
+
+    async def run() -> tuple[int, dict[str, object]]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "conversation.audit",
+            "verify",
+            "--tenant",
+            TENANT_A,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, json.loads(out)
+
+    code, body = await run()
+    assert (code, body["ok"], body["checked"]) == (0, True, 3)
+    await db.db["audit"].update_one({"tenant_id": TENANT_A, "seq": 2}, {"$set": {"actor_id": "x"}})
+    code, body = await run()
+    assert (code, body["ok"], body["broken_seq"], body["broken_reason"]) == (1, False, 2, "hash")
+
+
+async def test_the_query_filters_pages_and_is_for_tenant_admins(
+    db: Database, clock: FakeClock
+) -> None:
+    trail = AuditTrail(db, clock)
+    other_admin = user("boss", TENANT_A, "super_admin")
+    start = clock.now()
+    for i in range(5):
+        actor = ADMIN if i % 2 == 0 else other_admin
+        await trail.record(actor, "user.muted", Target("user", f"u{i}"))
+        clock.advance(60)
+    await trail.record(ADMIN, "user.banned", Target("user", "u0"))
+
+    async def seqs(**filters: object) -> list[int]:
+        return [r.seq for r in await trail.query(ADMIN, **filters)]  # type: ignore[arg-type]
+
+    assert await seqs() == [6, 5, 4, 3, 2, 1]
+    assert await seqs(actor_id="boss") == [4, 2]
+    assert await seqs(action="user.banned") == [6]
+    assert await seqs(target_kind="user", target_id="u0") == [6, 1]
+    assert await seqs(since=start + timedelta(minutes=1), until=start + timedelta(minutes=3)) == [
+        3,
+        2,
+    ]
+    assert await seqs(limit=2) == [6, 5]
+    assert await seqs(limit=2, before_seq=5) == [4, 3]
+    with pytest.raises(PermissionDenied):
+        await trail.query(BOB)
+    with pytest.raises(PermissionDenied):
+        await trail.verify(BOB)
+    with pytest.raises(InvalidArgument) as bad:
+        await trail.query(ADMIN, since=start, until=start)
+    assert bad.value.code == "invalid_time_range"
+    assert (await trail.verify(ADMIN)).checked == 6

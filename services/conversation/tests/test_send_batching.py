@@ -97,7 +97,7 @@ async def test_a_deleted_conversation_fails_only_its_own_sends(
         return None
 
     # Deleted behind the handler's back, after the send's own checks ran.
-    original = messages.readable
+    original = messages.writable_by
 
     async def readable_then_delete(caller: Caller, conversation_id: str):  # type: ignore[no-untyped-def]
         found = await original(caller, conversation_id)
@@ -105,7 +105,7 @@ async def test_a_deleted_conversation_fails_only_its_own_sends(
             await db.db["conversations"].update_one({"_id": doomed}, {"$set": {"deleted": True}})
         return found
 
-    messages.readable = readable_then_delete  # type: ignore[method-assign]
+    messages.writable_by = readable_then_delete  # type: ignore[method-assign]
     results = await asyncio.gather(
         *(send(messages, BOB, live, text=f"fine {i}") for i in range(4)), to_doomed()
     )

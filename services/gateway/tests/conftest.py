@@ -83,6 +83,9 @@ class RoomServer:
         if handler is not None:
             await handler(sid, "server disconnect")
 
+    def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return {"asgi.scope": {"client": ("192.0.2.1", 4000)}}
+
     def rooms_of(self, sid: str) -> set[str]:
         return {room for room, members in self.rooms.items() if sid in members}
 

@@ -17,9 +17,11 @@ from confab.presence.v1 import presence_pb2 as ppb
 from confab_core.auth import JwtVerifier, mint_hs256
 from confab_core.clock import FakeClock
 from confab_core.identity import Caller
+from gateway import governance_schemas as gs
 from gateway import schemas
 from gateway.app import build_api
 from gateway.clients.conversation import ConversationClient
+from gateway.clients.governance_ops import GovernanceOps
 from gateway.clients.ops import ChatOps
 from gateway.clients.presence import PresenceClient
 from gateway.context import GatewayContext
@@ -229,6 +231,8 @@ async def test_limited_socket_events_ack_rate_limited_with_retry_after(world: Wo
 
 async def test_every_limited_call_checks_its_own_action(world: World) -> None:
     ops = world.gateway._ops
+    # Refused before any service is asked, so no clients are needed.
+    gov = GovernanceOps(cast(Any, None), cast(Any, None), ops.limiter)
     caller = Caller("t1", "u1")
     calls: dict[Action, Any] = {
         Action.CONVERSATION_CREATE: ops.create_conversation(
@@ -241,6 +245,10 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
         Action.PRESENCE: ops.set_presence(caller, schemas.SetPresenceIn(status="away")),
         Action.CONNECT: ops.admit(caller),
         Action.SEND: ops.send_message(caller, "c1", schemas.SendMessageIn(text="hi")),
+        Action.MODERATE: gov.sanction(caller, "mute", "", gs.SanctionIn(user_id="u2")),
+        Action.REPORT: gov.report(caller, "c1", "m1", "spam"),
+        Action.AUDIT_READ: gov.queue(caller, "open", "", 10, ""),
+        Action.AUDIT_VERIFY: gov.verify_audit(caller),
     }
     # Not ChatOps' calls: exports, erasures and job reads are JobOps'
     # (test_jobs_routes.py), policy calls the policy routes'.

@@ -28,5 +28,7 @@ MAX_PRESENCE_IDS = 500
 MAX_HEARTBEAT_CONNECTIONS = 20_000
 # Characters of a context link's kind (the host app's object type).
 MAX_CONTEXT_KIND_CHARS = 64
+# A moderation reason: a report's, a mute's or a ban's.
+MAX_REASON_CHARS = 500
 # Protobuf int64: larger numbers cannot even be put in a request.
 MAX_INT64 = 2**63 - 1

@@ -141,7 +141,7 @@ async def build(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
-    audit = AuditServicer(AuditTrail(db, clock))
+    audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(
         lambda s: governance_pb2_grpc.add_AuditServiceServicer_to_server(audit, s),
         governance_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,

@@ -34,6 +34,7 @@ from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
+    audit,
     channels,
     conversations,
     events,
@@ -41,6 +42,7 @@ from gateway.routes import (
     jobs,
     members,
     messages,
+    moderation,
     notifications,
     policy,
     presence,
@@ -154,6 +156,8 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         notifications,
         jobs,
         policy,
+        audit,
+        moderation,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

@@ -200,7 +200,13 @@ EVENT_NAMES: dict[str, str] = {
     "member_removed": "member:removed",
     "conversation_deleted": "conversation:deleted",
     "member_role_changed": "member:updated",
+    "member_muted": "member:muted",
+    "member_unmuted": "member:unmuted",
+    "member_banned": "member:banned",
+    "member_unbanned": "member:unbanned",
 }
+# Moderation events: the conversation's room and the affected user's own room.
+SANCTION_EVENTS = frozenset({"member_muted", "member_unmuted", "member_banned", "member_unbanned"})
 
 
 def event(ev: cev.ConversationEvent) -> schemas.EventOut | None:
@@ -258,6 +264,18 @@ def event(ev: cev.ConversationEvent) -> schemas.EventOut | None:
         data = {**base, "user_id": removed.user_id, "left": removed.left}
     elif kind == "member_role_changed":
         data = {**base, "member": member(ev.member_role_changed.member).model_dump(mode="json")}
+    elif kind in ("member_muted", "member_banned"):
+        imposed = ev.member_muted if kind == "member_muted" else ev.member_banned
+        expires = imposed.expires_at.ToDatetime(UTC) if imposed.HasField("expires_at") else None
+        data = {
+            **base,
+            "user_id": imposed.user_id,
+            "tenant_wide": imposed.tenant_wide,
+            "expires_at": expires.isoformat() if expires else None,
+        }
+    elif kind in ("member_unmuted", "member_unbanned"):
+        lifted = ev.member_unmuted if kind == "member_unmuted" else ev.member_unbanned
+        data = {**base, "user_id": lifted.user_id, "tenant_wide": lifted.tenant_wide}
     else:  # conversation_deleted
         data = dict(base)
     return schemas.EventOut(

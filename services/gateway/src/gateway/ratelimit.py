@@ -50,6 +50,13 @@ class Action(StrEnum):
     ERASURE = "erasure"
     JOB_STATUS = "job_status"
     POLICY = "policy"
+    # Mutes, bans, lifts and queue resolutions.
+    MODERATE = "moderate"
+    REPORT = "report"
+    # Reading the audit log, the moderation queue and sanctions.
+    AUDIT_READ = "audit_read"
+    # Walks a whole chain.
+    AUDIT_VERIFY = "audit_verify"
 
 
 class Limit(BaseModel):
@@ -82,6 +89,10 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.JOB_STATUS: Limit(user=30, tenant=1000),
     # Admin reads and changes of the tenant policy: rare by nature.
     Action.POLICY: Limit(user=10, tenant=100),
+    Action.MODERATE: Limit(user=30, tenant=500),
+    Action.REPORT: Limit(user=10, tenant=500),
+    Action.AUDIT_READ: Limit(user=20, tenant=200),
+    Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
 }
 
 
@@ -154,4 +165,8 @@ _NOUNS: Mapping[Action, str] = {
     Action.ERASURE: "erasures",
     Action.JOB_STATUS: "job status reads",
     Action.POLICY: "policy calls",
+    Action.MODERATE: "moderation actions",
+    Action.REPORT: "reports",
+    Action.AUDIT_READ: "audit and moderation reads",
+    Action.AUDIT_VERIFY: "audit verifications",
 }

@@ -9,7 +9,9 @@ client address come from the request context the gateway started.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from confab_core.clock import Clock
 from confab_core.errors import InvalidArgument, PermissionDenied
@@ -17,7 +19,8 @@ from confab_core.identity import Caller
 from confab_core.limits import MAX_ID_CHARS, MAX_PAGE
 from confab_core.requestinfo import current_request
 from conversation.handlers import access
-from conversation.handlers.unit import Taken
+from conversation.handlers.locks import KeyedLocks
+from conversation.handlers.unit import AUDIT_CHAIN, Taken
 from conversation.storage.audit import (
     AuditEntry,
     AuditQuery,
@@ -49,6 +52,8 @@ ERASURE_REQUESTED = "erasure.requested"
 
 MAX_ACTION_CHARS = 64
 
+T = TypeVar("T")
+
 
 def entry(
     caller: Caller,
@@ -73,9 +78,12 @@ def entry(
 
 
 class AuditTrail:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, locks: KeyedLocks | None = None) -> None:
+        """``locks``: the unit of work's table, so appends outside a unit queue
+        behind those inside one (and the other way round)."""
         self._db = db
         self._clock = clock
+        self._locks = KeyedLocks() if locks is None else locks
 
     async def in_unit(
         self,
@@ -86,7 +94,8 @@ class AuditTrail:
         after: Fields | None = None,
     ) -> AuditRecord:
         """Appends inside a unit of work's transaction, for its change's caller
-        and conversation."""
+        and conversation; the change must be ``Change(audited=True)``."""
+        _require_audited(t)
         return await self.append(
             t.store,
             entry(
@@ -103,6 +112,7 @@ class AuditTrail:
         self, t: Taken, items: list[tuple[str, Target, Fields, Fields]]
     ) -> list[AuditRecord]:
         """Several (action, target, before, after) at once: one claim of the chain."""
+        _require_audited(t)
         caller, conv_id = t.change.caller, t.change.conversation_id
         entries = [entry(caller, a, tg, b, af, conversation_id=conv_id) for a, tg, b, af in items]
         return await t.store.audit.append_many(entries, self._clock.now())
@@ -128,7 +138,13 @@ class AuditTrail:
         async def body(tx: Transaction) -> AuditRecord:
             return await self.append(tx.for_tenant(caller.tenant_id), audited)
 
-        return await self._db.transaction(body)
+        return await self.transaction(caller.tenant_id, body)
+
+    async def transaction(self, tenant_id: str, body: Callable[[Transaction], Awaitable[T]]) -> T:
+        """A transaction that appends to ``tenant_id``'s chain (through
+        ``append``), holding the chain's writer lock for its whole length."""
+        async with self._locks.hold((tenant_id, AUDIT_CHAIN)):
+            return await self._db.transaction(body)
 
     async def query(
         self,
@@ -180,6 +196,11 @@ class AuditTrail:
         """For retention (the jobs scheduler): deletes a prefix of the chain and
         anchors it, so verify keeps passing."""
         return await self._db.for_tenant(tenant_id).audit.purge_older_than(cutoff)
+
+
+def _require_audited(t: Taken) -> None:
+    if not t.change.audited:
+        raise RuntimeError("a change that appends to the audit log must be Change(audited=True)")
 
 
 def require_auditor(caller: Caller) -> None:

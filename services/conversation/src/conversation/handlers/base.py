@@ -22,7 +22,7 @@ class HandlerBase:
         self.unit = unit
         self.clock = unit.clock
         self._db = unit.database
-        self.audit = AuditTrail(unit.database, unit.clock)
+        self.audit = AuditTrail(unit.database, unit.clock, unit.locks)
         self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
 
     def store(self, caller: Caller) -> TenantStore:

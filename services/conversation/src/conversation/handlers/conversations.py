@@ -269,7 +269,7 @@ class ConversationHandler(HandlerBase):
                 )
             )
 
-        _, after = await self.unit.one(Change(caller, conv_id, claim), body)
+        _, after = await self.unit.one(Change(caller, conv_id, claim, audited=True), body)
         return await self.view(caller, after, member)
 
     async def delete(self, caller: Caller, conversation_id: str) -> None:
@@ -290,7 +290,7 @@ class ConversationHandler(HandlerBase):
             )
 
         claim = Claim(deleted_at=self.clock.now())
-        await self.unit.one(Change(caller, conversation_id, claim), body)
+        await self.unit.one(Change(caller, conversation_id, claim, audited=True), body)
 
     async def browse(self, caller: Caller, query: str, limit: int) -> list[pb.Conversation]:
         if len(query) > MAX_TITLE_CHARS:
@@ -381,7 +381,7 @@ class ConversationHandler(HandlerBase):
             )
             return docs
 
-        change = Change(caller, conv.id, Claim(member_delta=len(new)))
+        change = Change(caller, conv.id, Claim(member_delta=len(new)), audited=bool(added_by_other))
         try:
             docs, _ = await self.unit.one(change, body)
         except DuplicateKeyError as exc:
@@ -441,7 +441,7 @@ class ConversationHandler(HandlerBase):
                 )
             )
 
-        await self.unit.one(Change(caller, conv.id, Claim(member_delta=-1)), body)
+        await self.unit.one(Change(caller, conv.id, Claim(member_delta=-1), audited=not left), body)
 
     async def set_role(
         self, caller: Caller, conversation_id: str, user_id: str, role: int
@@ -485,7 +485,7 @@ class ConversationHandler(HandlerBase):
             )
             return doc
 
-        updated, _ = await self.unit.one(Change(caller, conversation_id), body)
+        updated, _ = await self.unit.one(Change(caller, conversation_id, audited=True), body)
         return updated
 
 

@@ -125,7 +125,8 @@ class Editing(HandlerBase):
                 )
             return doc
 
-        doc, _ = await self.unit.one(Change(caller, conversation_id), body)
+        change = Change(caller, conversation_id, audited=message.sender_id != caller.user_id)
+        doc, _ = await self.unit.one(change, body)
         return doc
 
     async def tombstone_in(self, t: Taken, message_id: str) -> Message:

@@ -33,7 +33,7 @@ from confab_core.errors import (
     PermissionDenied,
 )
 from confab_core.identity import SERVICE_USER_IDS, Caller
-from confab_core.limits import MAX_ID_CHARS, MAX_PAGE
+from confab_core.limits import MAX_ID_CHARS, MAX_PAGE, MAX_REASON_CHARS
 from conversation.handlers import access, audit
 from conversation.handlers.conversations import role_name
 from conversation.handlers.editing import Editing
@@ -56,7 +56,6 @@ from conversation.storage.moderation import (
     Sanction,
 )
 
-MAX_REASON_CHARS = 500
 FANOUT_CHUNK = 50
 DISMISS = "dismiss"
 DELETE_MESSAGE = "delete_message"
@@ -196,7 +195,7 @@ class ModerationHandler(Editing):
                 )
 
         claim = Claim(events=2, member_delta=-1) if removes else Claim()
-        await self.unit.one(Change(caller, conv.id, claim), body)
+        await self.unit.one(Change(caller, conv.id, claim, audited=True), body)
 
     async def _tenant_wide(self, caller: Caller, s: Sanction) -> None:
         async def write(tx: Transaction) -> None:
@@ -207,7 +206,7 @@ class ModerationHandler(Editing):
                 store, audit.entry(caller, _IMPOSED[s.kind], Target("user", s.user_id), {}, after)
             )
 
-        await self._db.transaction(write)
+        await self.audit.transaction(caller.tenant_id, write)
         await self._tell_conversations(
             caller, s.user_id, lambda: _event(s.kind, s.user_id, True, s.expires_at), s.kind == BAN
         )
@@ -272,7 +271,7 @@ class ModerationHandler(Editing):
                 )
                 t.emit(_lifted(kind, user_id, False))
 
-            await self.unit.one(Change(caller, conv.id), body)
+            await self.unit.one(Change(caller, conv.id, audited=True), body)
             return
         _require_tenant_admin(caller)
 
@@ -285,7 +284,7 @@ class ModerationHandler(Editing):
                 audit.entry(caller, _LIFTED[kind], Target("user", user_id), {"scope": "tenant"}),
             )
 
-        await self._db.transaction(write)
+        await self.audit.transaction(caller.tenant_id, write)
         await self._tell_conversations(
             caller, user_id, lambda: _lifted(kind, user_id, True), remove=False
         )
@@ -444,7 +443,8 @@ class ModerationHandler(Editing):
                     await self.audit.in_unit_all(t, items)
                     return resolved
 
-                done, _ = await self.unit.one(Change(caller, entry.conversation_id), body)
+                change = Change(caller, entry.conversation_id, audited=True)
+                done, _ = await self.unit.one(change, body)
                 return done
 
         async def write(tx: Transaction) -> QueueEntry:
@@ -459,7 +459,7 @@ class ModerationHandler(Editing):
             await store.audit.append_many(entries, now)
             return resolved
 
-        return await self._db.transaction(write)
+        return await self.audit.transaction(caller.tenant_id, write)
 
 
 def _require_tenant_admin(caller: Caller) -> None:

@@ -44,6 +44,11 @@ from conversation.storage.outbox import OutboxRecord
 
 T = TypeVar("T")
 
+# The writer-lock key of a tenant's audit chain, beside its conversations' keys
+# (no conversation id starts with NUL): changes that append to the chain queue
+# here instead of conflicting on its head document and retrying.
+AUDIT_CHAIN = "\x00audit"
+
 
 @dataclass(frozen=True)
 class Change:
@@ -61,6 +66,8 @@ class Change:
     # The new conversation's unique key in its tenant (see ConversationRepo.insert).
     direct_key: str = ""
     headers: list[tuple[str, bytes]] | None = None
+    # Appends to the tenant's audit chain: also takes the chain's writer lock.
+    audited: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class UnitOfWork:
         self, changes: list[Change], body: Callable[[list[Taken]], Awaitable[T]]
     ) -> Done[T]:
         keys = [(c.caller.tenant_id, c.conversation_id) for c in changes]
+        keys += [(c.caller.tenant_id, AUDIT_CHAIN) for c in changes if c.audited]
         traces = inject_headers()
 
         async def txn(tx: Transaction) -> Done[T]:

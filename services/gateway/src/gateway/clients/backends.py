@@ -7,13 +7,19 @@ from dataclasses import dataclass
 import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
-from confab.conversation.v1 import conversation_pb2_grpc, jobs_pb2_grpc, policy_pb2_grpc
+from confab.conversation.v1 import (
+    conversation_pb2_grpc,
+    governance_pb2_grpc,
+    jobs_pb2_grpc,
+    policy_pb2_grpc,
+)
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
+from gateway.clients.governance import AuditClient, ModerationClient
 from gateway.clients.jobs import JobClient
 from gateway.clients.notification import NotificationClient
 from gateway.clients.policy import PolicyClient
@@ -27,6 +33,8 @@ class Backends:
     notification: NotificationClient
     bot: BotClient
     policy: PolicyClient
+    audit: AuditClient
+    moderation: ModerationClient
     channels: list[grpc.aio.Channel]
     jobs: JobClient
 
@@ -57,6 +65,10 @@ class Backends:
             ),
             bot=BotClient(bot_pb2_grpc.BotServiceStub(chans[3]), timeout),
             policy=PolicyClient(policy_pb2_grpc.PolicyServiceStub(chans[0]), timeout),
+            audit=AuditClient(governance_pb2_grpc.AuditServiceStub(chans[0]), timeout),
+            moderation=ModerationClient(
+                governance_pb2_grpc.ModerationServiceStub(chans[0]), timeout
+            ),
             channels=chans,
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
         )

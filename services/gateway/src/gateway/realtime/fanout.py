@@ -162,6 +162,10 @@ class Fanout:
                     rooms.user(tenant, m.user_id),
                 )
             return
+        if kind in convert.SANCTION_EVENTS:
+            target = rooms.user(tenant, str(out.data["user_id"]))
+            await self._emit(out.event, out.data, [room, target])
+            return
         await self._emit(out.event, out.data, room)
         if kind == "message_created":
             msg = event.message_created.message

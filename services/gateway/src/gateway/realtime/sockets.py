@@ -25,6 +25,7 @@ from confab_core.clock import Clock, SystemClock
 from confab_core.errors import ConfabError, Unauthenticated
 from confab_core.identity import ROLE_AGENT, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
 from confab_core.ids import new_id
+from confab_core.requestinfo import RequestInfo, serving
 from confab_core.telemetry import tracer
 from gateway import errors, schemas
 from gateway.clients.ops import ChatOps
@@ -158,14 +159,17 @@ class SocketGateway:
                 where = ".".join(str(p) for p in first["loc"])
                 return _error("invalid_request", f"{where}: {first['msg']}")
             try:
-                with tracer().start_as_current_span(
-                    f"socket {name}",
-                    kind=SpanKind.SERVER,
-                    attributes={
-                        "confab.tenant_id": session.caller.tenant_id,
-                        "confab.user_id": session.caller.user_id,
-                        "confab.socket.event": name,
-                    },
+                with (
+                    serving(self._request_info(sid)),
+                    tracer().start_as_current_span(
+                        f"socket {name}",
+                        kind=SpanKind.SERVER,
+                        attributes={
+                            "confab.tenant_id": session.caller.tenant_id,
+                            "confab.user_id": session.caller.user_id,
+                            "confab.socket.event": name,
+                        },
+                    ),
                 ):
                     return await fn(session, sid, parsed)
             except ConfabError as exc:
@@ -182,6 +186,13 @@ class SocketGateway:
                 return _error("internal", "internal error")
 
         self.sio.on(name, handler)
+
+    def _request_info(self, sid: str) -> RequestInfo:
+        """Each socket event is a request of its own for the audit log: a new id,
+        and the address the socket connected from."""
+        environ = self.sio.get_environ(sid) or {}
+        client = environ.get("asgi.scope", {}).get("client")
+        return RequestInfo.of(new_id(), str(client[0]) if client else "")
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = _token(environ, auth)
