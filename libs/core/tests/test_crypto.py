@@ -26,6 +26,7 @@ from confab_core.crypto import (
     unseal_str,
     write_local_key_file,
 )
+from confab_devservers import dev_key_file
 
 
 def _keys(tenant: str = "t1", *ids: str) -> TenantKeys:
@@ -184,3 +185,12 @@ def test_caching_key_source() -> None:
         assert inner.calls == 4, "a refusal is not cached"
 
     asyncio.run(body())
+
+
+def test_the_dev_fleets_key_file_is_one_the_provider_reads(tmp_path: Path) -> None:
+    path = dev_key_file(tmp_path / "fleet" / "kek")
+    assert dev_key_file(path).read_text() == path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    provider = LocalKeyFileProvider(path)
+    wrapped = asyncio.run(provider.wrap("t", b"k" * 32))
+    assert asyncio.run(provider.unwrap("t", wrapped)) == b"k" * 32

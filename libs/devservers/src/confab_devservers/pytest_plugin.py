@@ -5,6 +5,9 @@ the rootdir conftest)::
 
     from confab_devservers.pytest_plugin import kafka_server, mongo_server  # noqa: F401
 
+``key_file`` is the conversation service's dev key file
+(``CONVERSATION_KEY_FILE``), one per test session.
+
 The child servers are started once per test module and shared; each test gets
 them *running* (a test that stopped or killed a server gets it restarted,
 with its data, for the next test). The in-process SMTP sink and fake OpenAI
@@ -14,11 +17,13 @@ server are fresh for every test.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from .fake_openai import FakeOpenAI
 from .kafka_server import KafkaServer
+from .keys import dev_key_file
 from .mongo_server import MongoServer
 from .redis_server import RedisServer
 from .smtp_sink import SmtpSink
@@ -82,3 +87,8 @@ def smtp_sink() -> Iterator[SmtpSink]:
 def fake_openai() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return dev_key_file(tmp_path_factory.mktemp("keys") / "kek")

@@ -340,7 +340,7 @@ class KeyJobRepo:
         if doc["total"] == 0 and doc["phase"] == 0 and doc["after_id"] is None:
             total = 0
             for name in JOB_ORDER:
-                total += await self._db[name].count_documents({"tenant_id": doc["tenant_id"]})
+                total += await TenantCollection(self._db[name], doc["tenant_id"]).count({})
             await self._db[JOBS_COLLECTION].update_one(
                 {"_id": doc["_id"]}, {"$set": {"total": total}}
             )
