@@ -490,3 +490,38 @@ async def test_retention_purges_old_audit_records_and_the_chain_still_verifies(
     left = [d async for d in db.db["audit"].find({"tenant_id": TENANT_A})]
     assert [d["target_id"] for d in left] == [recent.id]
     assert (await trail.verify_tenant(TENANT_A)).broken is None
+
+
+async def test_a_job_is_cancelled_by_its_requester_and_its_runner_lets_go(
+    db: Database,
+    clock: FakeClock,
+    unit: UnitOfWork,
+    handler: JobHandler,
+    conversations: ConversationHandler,
+    messages: MessageHandler,
+) -> None:
+    conv, _ = await chat(conversations, messages, 6)
+    queued = await handler.create_export(ALICE, scope="conversation", key=conv, fmt="ndjson")
+    with pytest.raises(NotFound):
+        await handler.cancel(BOB, queued.id)
+    assert (await handler.cancel(ALICE, queued.id)).status == "cancelled"
+    assert not await runner(db, clock, kinds(unit, 2)).run_once()
+
+    running = await handler.create_export(ALICE, scope="conversation", key=conv, fmt="ndjson")
+    real = export.ExportJob(db, 2)
+    steps: list[Checkpoint] = []
+
+    class CancelledDuringItsSecondStep:
+        async def step(self, job: Job, at: Checkpoint) -> Step:
+            steps.append(at)
+            if len(steps) == 2:
+                await handler.cancel(ALICE, job.id)
+            return await real.step(job, at)
+
+    assert await runner(db, clock, {export.KIND: CancelledDuringItsSecondStep()}).run_once()
+    assert len(steps) == 2
+    after = await handler.get(ALICE, running.id)
+    assert after.status == "cancelled" and after.result == {}
+    with pytest.raises(FailedPrecondition) as err:
+        await handler.cancel(ALICE, running.id)
+    assert err.value.code == "job_finished"

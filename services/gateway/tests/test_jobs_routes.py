@@ -118,6 +118,7 @@ async def test_a_job_id_too_long_is_422(
         ("post", "/erasures/tenant", {"confirm_tenant_id": "t1"}, Action.ERASURE),
         ("get", "/jobs/j1", None, Action.JOB_STATUS),
         ("get", "/exports/j1", None, Action.JOB_STATUS),
+        ("post", "/jobs/j1/cancel", None, Action.JOB_STATUS),
     ],
 )
 async def test_every_route_spends_its_own_budget_first(

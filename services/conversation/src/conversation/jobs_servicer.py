@@ -69,6 +69,10 @@ class JobServicer(pb_grpc.JobServiceServicer):
             job=job_message(await self._j.get(current_caller(), request.job_id))
         )
 
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Ctx) -> pb.CancelJobResponse:
+        job = await self._j.cancel(current_caller(), request.job_id)
+        return pb.CancelJobResponse(job=job_message(job))
+
     async def ReadExportChunk(
         self, request: pb.ReadExportChunkRequest, context: Ctx
     ) -> pb.ReadExportChunkResponse:

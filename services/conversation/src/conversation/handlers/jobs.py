@@ -96,6 +96,15 @@ class JobHandler(HandlerBase):
             raise job_not_found()
         return job
 
+    async def cancel(self, caller: Caller, job_id: str) -> Job:
+        job = await self.get(caller, job_id)
+        cancelled = await self._db.jobs(caller.tenant_id).cancel(
+            job.id, caller.user_id, self.clock.now()
+        )
+        if cancelled is None:
+            raise FailedPrecondition(f"the job already {job.status}", "job_finished")
+        return cancelled
+
     async def read_chunk(self, caller: Caller, job_id: str, part: int) -> ExportChunk:
         """One chunk of the export, for its requester only."""
         job = await self.get(caller, job_id)

@@ -120,6 +120,25 @@ class JobRepo:
         doc = await self._col.find_one({"_id": job_id, "requester_id": requester_id})
         return None if doc is None else _record(doc)
 
+    async def cancel(self, job_id: str, requester_id: str, now: datetime) -> Job | None:
+        """Cancels the job if it is not finished; the job after (None: not theirs).
+
+        A runner working on it loses it at its next checkpoint, which only
+        succeeds on a running job."""
+        doc = await self._col.find_one_and_update(
+            {"_id": job_id, "requester_id": requester_id, "status": {"$in": [QUEUED, RUNNING]}},
+            {
+                "$set": {
+                    "status": CANCELLED,
+                    "updated_at": now,
+                    "finished_at": now,
+                    "lease_owner": "",
+                    "lease_expires_at": None,
+                }
+            },
+        )
+        return None if doc is None else _record(doc)
+
 
 class JobQueue:
     """The runners' view: jobs of every tenant, each held by one runner at a time.

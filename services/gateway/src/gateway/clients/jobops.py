@@ -84,6 +84,11 @@ class JobOps:
         await self._limiter.check(caller, Action.JOB_STATUS)
         return job((await self._jobs.get_job(caller, jpb.GetJobRequest(job_id=job_id))).job)
 
+    async def cancel_job(self, caller: Caller, job_id: str) -> schemas.JobOut:
+        await self._limiter.check(caller, Action.JOB_STATUS)
+        req = jpb.CancelJobRequest(job_id=job_id)
+        return job((await self._jobs.cancel_job(caller, req)).job)
+
     async def get_export(self, caller: Caller, job_id: str) -> schemas.JobOut:
         out = await self.get_job(caller, job_id)
         if out.kind != "export":

@@ -35,6 +35,11 @@ class JobClient(PeerClient):
     async def get_job(self, caller: Caller, request: jpb.GetJobRequest) -> jpb.GetJobResponse:
         return await self._call(self._stub.GetJob, request, caller)
 
+    async def cancel_job(
+        self, caller: Caller, request: jpb.CancelJobRequest
+    ) -> jpb.CancelJobResponse:
+        return await self._call(self._stub.CancelJob, request, caller)
+
     async def read_export_chunk(
         self, caller: Caller, request: jpb.ReadExportChunkRequest
     ) -> jpb.ReadExportChunkResponse:

@@ -95,3 +95,12 @@ async def create_tenant_erasure(
 async def get_job(job_id: JobId, caller: CallerDep, ops: JobOpsDep) -> schemas.JobOut:
     """Any job of the caller's (export or erasure): status, progress, result."""
     return await ops.get_job(caller, job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel", response_model=schemas.JobOut, responses={**WRITE_ERRORS, **LIMITED}
+)
+async def cancel_job(job_id: JobId, caller: CallerDep, ops: JobOpsDep) -> schemas.JobOut:
+    """Cancels a queued or running job of the caller's (409 `job_finished` once it ended);
+    what it already did stays done (an erasure is not undone)."""
+    return await ops.cancel_job(caller, job_id)

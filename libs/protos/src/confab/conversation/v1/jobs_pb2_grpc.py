@@ -57,6 +57,11 @@ class JobServiceStub:
                 request_serializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/confab.conversation.v1.JobService/CancelJob',
+                request_serializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
         self.ReadExportChunk = channel.unary_unary(
                 '/confab.conversation.v1.JobService/ReadExportChunk',
                 request_serializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.ReadExportChunkRequest.SerializeToString,
@@ -97,6 +102,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Cancels a queued or running job of the caller's; a finished one is
+        FAILED_PRECONDITION job_finished. Work already done stays done.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReadExportChunk(self, request, context):
         """One chunk of a succeeded export; the gateway streams them in order
         (unary calls, so each carries the signed caller like every Confab call).
@@ -127,6 +140,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.GetJobResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.CancelJobRequest.FromString,
+                    response_serializer=confab_dot_conversation_dot_v1_dot_jobs__pb2.CancelJobResponse.SerializeToString,
             ),
             'ReadExportChunk': grpc.unary_unary_rpc_method_handler(
                     servicer.ReadExportChunk,
@@ -245,6 +263,33 @@ class JobService:
             '/confab.conversation.v1.JobService/GetJob',
             confab_dot_conversation_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             confab_dot_conversation_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confab.conversation.v1.JobService/CancelJob',
+            confab_dot_conversation_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
+            confab_dot_conversation_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class JobServiceStub:
     CreateTenantErasure: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateTenantErasureRequest, _jobs_pb2.CreateTenantErasureResponse]
     """Queues the erasure of the caller's whole tenant (super admins only)."""
     GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.GetJobResponse]
+    CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]
+    """Cancels a queued or running job of the caller's; a finished one is
+    FAILED_PRECONDITION job_finished. Work already done stays done.
+    """
     ReadExportChunk: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ReadExportChunkRequest, _jobs_pb2.ReadExportChunkResponse]
     """One chunk of a succeeded export; the gateway streams them in order
     (unary calls, so each carries the signed caller like every Confab call).
@@ -63,6 +67,10 @@ class JobServiceAsyncStub(JobServiceStub):
     CreateTenantErasure: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateTenantErasureRequest, _jobs_pb2.CreateTenantErasureResponse]  # type: ignore[assignment]
     """Queues the erasure of the caller's whole tenant (super admins only)."""
     GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.GetJobResponse]  # type: ignore[assignment]
+    CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]  # type: ignore[assignment]
+    """Cancels a queued or running job of the caller's; a finished one is
+    FAILED_PRECONDITION job_finished. Work already done stays done.
+    """
     ReadExportChunk: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ReadExportChunkRequest, _jobs_pb2.ReadExportChunkResponse]  # type: ignore[assignment]
     """One chunk of a succeeded export; the gateway streams them in order
     (unary calls, so each carries the signed caller like every Confab call).
@@ -104,6 +112,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _jobs_pb2.GetJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.GetJobResponse, _abc.Awaitable[_jobs_pb2.GetJobResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelJob(
+        self,
+        request: _jobs_pb2.CancelJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.CancelJobResponse, _abc.Awaitable[_jobs_pb2.CancelJobResponse]]:
+        """Cancels a queued or running job of the caller's; a finished one is
+        FAILED_PRECONDITION job_finished. Work already done stays done.
+        """
 
     @_abc_1.abstractmethod
     def ReadExportChunk(
