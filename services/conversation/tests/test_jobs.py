@@ -60,8 +60,8 @@ class Policies:
         return self.mode
 
 
-class Killed(Exception):
-    """The runner's process dies here."""
+class Killed(BaseException):
+    """The runner's process dies here (like a cancel or SystemExit, not an error)."""
 
 
 def kinds(unit: UnitOfWork, batch: int, policies: Policies | None = None) -> dict[str, JobKind]:

@@ -160,21 +160,23 @@ class UserErasureJob:
 
         async def body(t: Taken) -> None:
             conversation_id = t.change.conversation_id
-            for m in by_conversation[conversation_id]:
-                # Both modes take the author away; delete also takes the content.
-                if not anonymise:
-                    await t.store.messages.tombstone(conversation_id, m.id, now)
-                doc = await t.store.messages.anonymise(
-                    conversation_id, m.id, pseudo_id, pseudo_name
-                )
-                if doc is None:
-                    continue
-                await t.store.outbox.rewrite_message(conversation_id, m.id, rewriter(doc))
+            # Both modes take the author away; delete also takes the content.
+            erased = await t.store.messages.erase_authors(
+                conversation_id,
+                [m.id for m in by_conversation[conversation_id]],
+                pseudo_id,
+                pseudo_name,
+                tombstone_at=None if anonymise else now,
+            )
+            await t.store.outbox.rewrite_messages(
+                conversation_id, {m.id: rewriter(m) for m in erased}
+            )
+            for m in erased:
                 event = events_pb2.ConversationEvent()
                 if anonymise:
-                    event.message_updated.message.CopyFrom(convert.message(doc))
+                    event.message_updated.message.CopyFrom(convert.message(m))
                 else:
-                    event.message_deleted.message.CopyFrom(convert.message(doc))
+                    event.message_deleted.message.CopyFrom(convert.message(m))
                 t.emit(event, message_id=m.id)
 
         for conversation_id, messages in by_conversation.items():

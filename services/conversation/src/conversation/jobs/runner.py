@@ -120,6 +120,15 @@ class JobRunner:
             except ConfabError as exc:
                 await self._end(job, FAILED, error=exc.message)
                 return
+            except PyMongoError:
+                # The database is what the lease lives in: retry after it expires.
+                raise
+            except Exception:
+                # A bug must not take the runner down with it: this job fails,
+                # the others still run.
+                log.exception("job %s failed", job.id)
+                await self._end(job, FAILED, error="internal error")
+                return
             JOB_STEPS.labels(job.kind).inc()
             if step.finished:
                 await self._end(job, SUCCEEDED, result=step.result)

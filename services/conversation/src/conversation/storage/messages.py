@@ -639,15 +639,53 @@ class MessageRepo:
         result = await self._col.delete_many({"_id": {"$in": message_ids}}, session=self._session)
         return result.deleted_count
 
-    async def anonymise(
-        self, conversation_id: str, message_id: str, pseudonym_id: str, pseudonym_name: str
-    ) -> Message | None:
-        """Puts a pseudonym in place of the author, keeping what the message says."""
+    async def erase_authors(
+        self,
+        conversation_id: str,
+        message_ids: list[str],
+        pseudonym_id: str,
+        pseudonym_name: str,
+        *,
+        tombstone_at: datetime | None,
+    ) -> list[Message]:
+        """Erasure of a page of one author's messages in one conversation, in three
+        round trips whatever the page size: tombstones (when ``tombstone_at``) and
+        their search entries, then the pseudonym as author. The messages after."""
         c = await self._crypto.cipher()
-        sealed = c.seal(_C, message_id, "sender_name", pseudonym_name)
-        doc = await self._update(
-            conversation_id,
-            message_id,
-            {"$set": {"sender_id": pseudonym_id, "sender_name": sealed}},
+        scope: Doc = {"conversation_id": conversation_id, "_id": {"$in": message_ids}}
+        if tombstone_at is not None:
+            await self._col.update_many(
+                scope,
+                {
+                    "$set": {
+                        "text": "",
+                        "file": None,
+                        "reactions": [],
+                        "mentions": [],
+                        "mentions_all": False,
+                        "search_terms": [],
+                        "deleted": True,
+                        "deleted_at": tombstone_at,
+                    }
+                },
+                session=self._session,
+            )
+            await self._search.delete_many({"_id": {"$in": message_ids}}, session=self._session)
+        # The name is sealed for each message (its id is bound in), so one update each.
+        await self._col.update_each(
+            [
+                (
+                    {"conversation_id": conversation_id, "_id": i},
+                    {
+                        "$set": {
+                            "sender_id": pseudonym_id,
+                            "sender_name": c.seal(_C, i, "sender_name", pseudonym_name),
+                        }
+                    },
+                )
+                for i in message_ids
+            ],
+            session=self._session,
         )
-        return _found(doc, c)
+        cursor = self._col.find(scope, sort=[("seq", 1)], session=self._session)
+        return [_record(doc, c) async for doc in cursor]

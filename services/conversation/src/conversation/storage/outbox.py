@@ -7,7 +7,7 @@ replay a conversation's events, then a TTL index removes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -125,6 +125,26 @@ class OutboxWriter:
         updates: list[tuple[Doc, Doc]] = []
         async for doc in cursor:
             payload = rewrite(bytes(doc["payload"]))
+            if payload is not None:
+                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+        await self._col.update_each(updates, session=self._session)
+        return len(updates)
+
+    async def rewrite_messages(
+        self, conversation_id: str, rewriters: Mapping[str, Callable[[bytes], bytes | None]]
+    ) -> int:
+        """``rewrite_message`` for many messages at once (by message id): one read,
+        one bulk write."""
+        if not rewriters:
+            return 0
+        cursor = self._col.find(
+            {"conversation_id": conversation_id, "message_id": {"$in": list(rewriters)}},
+            projection={"payload": 1, "message_id": 1},
+            session=self._session,
+        )
+        updates: list[tuple[Doc, Doc]] = []
+        async for doc in cursor:
+            payload = rewriters[str(doc["message_id"])](bytes(doc["payload"]))
             if payload is not None:
                 updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
         await self._col.update_each(updates, session=self._session)
