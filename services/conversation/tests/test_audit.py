@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -179,7 +180,7 @@ async def test_the_queue_takes_one_entry_per_message_and_reporter(db: Database) 
 
 
 async def test_the_verify_command_names_the_first_broken_link(
-    db: Database, clock: FakeClock, mongo_server: MongoServer
+    db: Database, clock: FakeClock, mongo_server: MongoServer, key_file: Path
 ) -> None:
     trail = AuditTrail(db, clock)
     for i in range(3):
@@ -190,6 +191,8 @@ async def test_the_verify_command_names_the_first_broken_link(
         "CONVERSATION_MONGO_DATABASE": db.db.name,
         "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": "unused:9092",
         "CONVERSATION_INTERNAL_KEY": "k" * 32,
+        # The command opens the database like the service: with the tenants' keys.
+        "CONVERSATION_KEY_FILE": str(key_file),
     }
 
     async def run() -> tuple[int, dict[str, object]]:

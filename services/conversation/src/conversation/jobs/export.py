@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from conversation.jobs.runner import Step
@@ -67,16 +67,19 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _enum_name(enum: object, value: int, prefix: str) -> str:
-    name: str = enum.Name(value)  # type: ignore[attr-defined]
-    return name.removeprefix(prefix).lower()
+def _enum_name(name: Callable[[Any], str], value: int, prefix: str) -> str:
+    """``MESSAGE_KIND_TEXT`` as ``text``; a value newer than this code as its number."""
+    try:
+        return name(value).removeprefix(prefix).lower()
+    except ValueError:
+        return str(value)
 
 
 def conversation_record(c: Conversation) -> JsonRecord:
     return {
         "type": "conversation",
         "id": c.id,
-        "kind": _enum_name(pb.ConversationKind, c.kind, "CONVERSATION_KIND_"),
+        "kind": _enum_name(pb.ConversationKind.Name, c.kind, "CONVERSATION_KIND_"),
         "title": c.title,
         "description": c.description,
         "topic": c.topic,
@@ -93,7 +96,7 @@ def member_record(m: Member) -> JsonRecord:
         "type": "member",
         "conversation_id": m.conversation_id,
         "user_id": m.user_id,
-        "role": _enum_name(pb.MemberRole, m.role, "MEMBER_ROLE_"),
+        "role": _enum_name(pb.MemberRole.Name, m.role, "MEMBER_ROLE_"),
         "joined_at": _time(m.joined_at),
         "last_read_seq": m.last_read_seq,
     }
@@ -116,7 +119,7 @@ def message_record(m: Message) -> JsonRecord:
         "seq": m.seq,
         "sender_id": m.sender_id,
         "sender_name": m.sender_name,
-        "kind": _enum_name(pb.MessageKind, m.kind, "MESSAGE_KIND_"),
+        "kind": _enum_name(pb.MessageKind.Name, m.kind, "MESSAGE_KIND_"),
         "text": m.text,
         "created_at": _time(m.created_at),
         "edited_at": _time(m.edited_at),
