@@ -525,3 +525,27 @@ async def test_a_job_is_cancelled_by_its_requester_and_its_runner_lets_go(
     with pytest.raises(FailedPrecondition) as err:
         await handler.cancel(ALICE, running.id)
     assert err.value.code == "job_finished"
+
+
+async def test_retention_removes_conversations_inactive_long_enough(
+    db: Database, clock: FakeClock, conversations: ConversationHandler, messages: MessageHandler
+) -> None:
+    from conversation.jobs.retention import RetentionScheduler
+
+    quiet = (await create(conversations, ALICE, members=["bob"])).conversation.id
+    await send(messages, ALICE, quiet, "last words")
+    talking = (await create(conversations, ALICE, members=["bob"])).conversation.id
+    clock.advance(timedelta(days=20).total_seconds())
+    await send(messages, BOB, talking, "still here")
+    clock.advance(timedelta(days=15).total_seconds())
+
+    rules = Retention(inactive_days=30)
+    scheduler = RetentionScheduler(
+        db, clock, Policies(retention=rules), batch_size=10, period_seconds=60, lease_seconds=LEASE
+    )
+    report = await scheduler.run_pass()
+    assert report is not None and report.conversations == 1
+    assert {d["_id"] async for d in db.db["conversations"].find({})} == {talking}
+    with pytest.raises(NotFound):
+        await conversations.get(ALICE, quiet)
+    assert (await conversations.get(BOB, talking)).last_seq == 1
