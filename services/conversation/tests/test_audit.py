@@ -195,6 +195,7 @@ async def test_the_verify_command_names_the_first_broken_link(
         "CONVERSATION_MONGO_DATABASE": db.db.name,
         "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": "unused:9092",
         "CONVERSATION_INTERNAL_KEY": "k" * 32,
+        # The command opens the database like the service: with the tenants' keys.
         "CONVERSATION_KEY_FILE": str(key_file),
     }
 

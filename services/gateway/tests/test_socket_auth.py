@@ -251,7 +251,10 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
         Action.AUDIT_VERIFY: gov.verify_audit(caller),
         Action.POLICY: ops.get_policy(caller),
     }
-    assert set(calls) == set(Action)
+    # Not ChatOps' calls: exports, erasures and job reads are JobOps'
+    # (test_jobs_routes.py), policy calls the policy routes'.
+    others = {Action.EXPORT, Action.ERASURE, Action.JOB_STATUS, Action.POLICY}
+    assert set(calls) == set(Action) - others
     for action, call in calls.items():
         world.limiter.refuse = {action}
         with pytest.raises(RateLimited):

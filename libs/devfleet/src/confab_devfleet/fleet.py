@@ -186,6 +186,9 @@ class Fleet:
                 "KEY_FILE": str(dev_key_file(self.options.workdir / "keys" / "kek")),
                 "KAFKA_BOOTSTRAP_SERVERS": kafka,
                 "GRPC_PORT": str(ports["conversation"]),
+                # Erasure, export and retention reach notifications and presence.
+                "NOTIFICATION_ADDR": addr["notification"],
+                "PRESENCE_ADDR": addr["presence"],
             },
             "presence": {
                 "REDIS_URL": self.redis.url,

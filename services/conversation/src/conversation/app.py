@@ -17,6 +17,8 @@ from confab.conversation.v1 import (
     conversation_pb2_grpc,
     governance_pb2,
     governance_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
     keys_pb2,
     keys_pb2_grpc,
     membership_pb2,
@@ -27,6 +29,7 @@ from confab.conversation.v1 import (
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import AwsKmsProvider, KeyProvider, LocalKeyFileProvider
+from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
@@ -37,17 +40,25 @@ from confab_core.kafka import (
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
 from confab_core.mongo import Doc
+from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.unit import UnitOfWork
+from conversation.jobs import erasure, export
+from conversation.jobs.policy import TenantPolicies
+from conversation.jobs.retention import RetentionScheduler
+from conversation.jobs.runner import JobRunner
+from conversation.jobs_servicer import JobServicer
 from conversation.keys_servicer import KeyServicer
 from conversation.membership_servicer import MembershipServicer
 from conversation.policy_servicer import PolicyServicer
@@ -159,6 +170,50 @@ async def build(
         policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     )
 
+    jobs_wakeup = asyncio.Event()
+    jobs = JobServicer(JobHandler(unit, jobs_wakeup, AuditTrail(db, clock)))
+    server.add(
+        lambda s: jobs_pb2_grpc.add_JobServiceServicer_to_server(jobs, s),
+        jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    )
+    compliance = TenantPolicies(policies)
+    auth = internal_auth(SERVICE, settings, clock)
+    peer_channels = []
+    notifications: NotificationPeer | MissingPeer = MissingPeer("notification")
+    presence: PresencePeer | MissingPeer = MissingPeer("presence")
+    if settings.notification_addr:
+        peer_channels.append(channel(settings.notification_addr, auth, NOTIFICATION))
+        notifications = NotificationPeer(peer_channels[-1], settings.peer_timeout_seconds)
+    if settings.presence_addr:
+        peer_channels.append(channel(settings.presence_addr, auth, PRESENCE))
+        presence = PresencePeer(peer_channels[-1], settings.peer_timeout_seconds)
+    peers = [notifications, presence]
+    trail = AuditTrail(db, clock)
+    batch = settings.job_batch_size
+    runner = JobRunner(
+        db,
+        clock,
+        {
+            export.KIND: export.ExportJob(db, batch, notifications),
+            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, peers, batch),
+            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(db), peers, batch),
+        },
+        lease_seconds=settings.job_lease_seconds,
+        poll_seconds=settings.job_poll_seconds,
+        wakeup=jobs_wakeup,
+    )
+    retention = RetentionScheduler(
+        db,
+        clock,
+        compliance,
+        audit=trail,
+        peers=[notifications],
+        batch_size=settings.retention_batch_size,
+        period_seconds=settings.retention_period_seconds,
+        lease_seconds=settings.retention_lease_seconds,
+        pause=lambda: asyncio.sleep(settings.retention_pause_seconds),
+    )
+
     keys = KeyServicer(KeyHandler(db))
     server.add(
         lambda s: keys_pb2_grpc.add_KeyServiceServicer_to_server(keys, s),
@@ -172,10 +227,12 @@ async def build(
     )
 
     async def close() -> None:
+        for peer_channel in peer_channels:
+            await peer_channel.close()
         await producer.stop()
         await client.close()
 
-    return Service(server, [publish, reencrypt.run], close, servicer)
+    return Service(server, [publish, reencrypt.run, runner.run, retention.run], close, servicer)
 
 
 @asynccontextmanager

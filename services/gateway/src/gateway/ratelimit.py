@@ -45,6 +45,10 @@ class Action(StrEnum):
     TYPING = "typing"
     PRESENCE = "presence"
     CONNECT = "connect"
+    # Exports (creating and downloading), erasures, and reading a job's status.
+    EXPORT = "export"
+    ERASURE = "erasure"
+    JOB_STATUS = "job_status"
     POLICY = "policy"
     # Mutes, bans, lifts and queue resolutions.
     MODERATE = "moderate"
@@ -78,6 +82,11 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # budget lets a whole tenant of tens of thousands come back within minutes after
     # a gateway restart, but not all in the same second.
     Action.CONNECT: Limit(user=10, tenant=2000),
+    # An export reads a whole conversation, user or tenant; a download streams it.
+    Action.EXPORT: Limit(user=5, tenant=50),
+    Action.ERASURE: Limit(user=5, tenant=20),
+    # Clients poll a job until it is done.
+    Action.JOB_STATUS: Limit(user=30, tenant=1000),
     # Admin reads and changes of the tenant policy: rare by nature.
     Action.POLICY: Limit(user=10, tenant=100),
     Action.MODERATE: Limit(user=30, tenant=500),
@@ -152,6 +161,9 @@ _NOUNS: Mapping[Action, str] = {
     Action.TYPING: "typing updates",
     Action.PRESENCE: "presence changes",
     Action.CONNECT: "connections",
+    Action.EXPORT: "exports",
+    Action.ERASURE: "erasures",
+    Action.JOB_STATUS: "job status reads",
     Action.POLICY: "policy calls",
     Action.MODERATE: "moderation actions",
     Action.REPORT: "reports",

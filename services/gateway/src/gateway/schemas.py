@@ -374,3 +374,44 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class CreateExportIn(Strict):
+    scope: Literal["conversation", "user", "tenant"]
+    id: Annotated[str, Field(max_length=limits.MAX_ID_CHARS)] = Field(
+        default="", description="The conversation or user id; omitted for the tenant"
+    )
+    format: Literal["ndjson", "csv"] = "ndjson"
+
+
+class CreateUserErasureIn(Strict):
+    user_id: Annotated[str, Field(min_length=1, max_length=limits.MAX_ID_CHARS)]
+
+
+class CreateTenantErasureIn(Strict):
+    confirm_tenant_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=limits.MAX_ID_CHARS,
+            description="Must repeat the caller's tenant id",
+        ),
+    ]
+
+
+class JobProgressOut(BaseModel):
+    done: int
+    total: int
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: Literal["export", "user_erasure", "tenant_erasure"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: JobProgressOut
+    params: dict[str, str]
+    result: dict[str, int] | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from confab.notification.v1 import notification_pb2, notification_pb2_grpc
+from confab.notification.v1 import (
+    compliance_pb2,
+    compliance_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+)
 from confab_core import mongo
 from confab_core.clock import SystemClock
 from confab_core.crypto import CachingKeySource
@@ -18,6 +23,8 @@ from confab_core.telemetry import setup_tracing
 from notification.clients.conversation import ConversationClient
 from notification.clients.keys import KeyClient
 from notification.clients.presence import PresenceClient
+from notification.compliance_servicer import NotificationComplianceServicer
+from notification.handlers.compliance import NotificationCompliance
 from notification.handlers.events import NotificationHandler
 from notification.handlers.queries import NotificationQueries
 from notification.mail import SmtpMailer
@@ -81,6 +88,13 @@ async def main() -> None:
     server.add(
         lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s),
         notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+    )
+    compliance = NotificationComplianceServicer(NotificationCompliance(db))
+    server.add(
+        lambda s: compliance_pb2_grpc.add_NotificationComplianceServiceServicer_to_server(
+            compliance, s
+        ),
+        compliance_pb2.DESCRIPTOR.services_by_name["NotificationComplianceService"].full_name,
     )
     try:
         await run_until_signal(server, [consume], settings.shutdown_grace_seconds)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from confab.presence.v1 import presence_pb2, presence_pb2_grpc
+from confab.presence.v1 import compliance_pb2, compliance_pb2_grpc, presence_pb2, presence_pb2_grpc
 from confab_core import redisx
 from confab_core.clock import SystemClock
 from confab_core.grpcx.client import channel
@@ -23,7 +23,9 @@ from confab_core.servicetoken import CONVERSATION
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from presence.clients.conversation import MembershipClient
+from presence.compliance_servicer import PresenceComplianceServicer
 from presence.events import EventQueue, Publisher
+from presence.handlers.compliance import PresenceCompliance
 from presence.handlers.presence import PresenceHandler
 from presence.membership import Memberships
 from presence.servicer import PresenceServicer
@@ -90,6 +92,13 @@ async def main() -> None:
     server.add(
         lambda s: presence_pb2_grpc.add_PresenceServiceServicer_to_server(servicer, s),
         presence_pb2.DESCRIPTOR.services_by_name["PresenceService"].full_name,
+    )
+    compliance = PresenceComplianceServicer(PresenceCompliance(db))
+    server.add(
+        lambda s: compliance_pb2_grpc.add_PresenceComplianceServiceServicer_to_server(
+            compliance, s
+        ),
+        compliance_pb2.DESCRIPTOR.services_by_name["PresenceComplianceService"].full_name,
     )
     try:
         await run_until_signal(server, [publish, sweeper.run], settings.shutdown_grace_seconds)

@@ -27,7 +27,7 @@ from conversation.storage.members import Member
 from conversation.storage.messages import Message
 
 
-def _rewriter(message: Message) -> Callable[[bytes], bytes | None]:
+def rewriter(message: Message) -> Callable[[bytes], bytes | None]:
     """A payload rewriter: each event about ``message`` shows it as it is now."""
     now = convert.message(message)
     message_id = message.id
@@ -98,7 +98,7 @@ class Editing(HandlerBase):
             if doc is None:
                 raise FailedPrecondition("the message was deleted", "message_deleted")
             await queue_flagged(t.store, doc, self.clock.now())
-            await t.store.outbox.rewrite_message(conversation_id, message_id, _rewriter(doc))
+            await t.store.outbox.rewrite_message(conversation_id, message_id, rewriter(doc))
             t.emit(
                 events_pb2.ConversationEvent(
                     message_updated=events_pb2.MessageUpdated(message=convert.message(doc))
@@ -141,7 +141,7 @@ class Editing(HandlerBase):
         doc = await t.store.messages.tombstone(conversation_id, message_id, self.clock.now())
         if doc is None:
             raise message_not_found()
-        await t.store.outbox.rewrite_message(conversation_id, message_id, _rewriter(doc))
+        await t.store.outbox.rewrite_message(conversation_id, message_id, rewriter(doc))
         t.emit(
             events_pb2.ConversationEvent(
                 message_deleted=events_pb2.MessageDeleted(message=convert.message(doc))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -227,3 +228,57 @@ class ConversationRepo:
             ),
             c,
         )
+
+    async def page_by_id(self, after_id: str, limit: int) -> list[Conversation]:
+        """Every conversation of the tenant (deleted ones too), by id, past ``after_id``."""
+        c = await self._crypto.cipher()
+        cursor = self._col.find(
+            {"_id": {"$gt": after_id}}, sort=[("_id", 1)], limit=limit, session=self._session
+        )
+        return [_record(doc, c) async for doc in cursor]
+
+    async def page_stale(
+        self, after_id: str, limit: int, inactive_since: datetime, *, archived: bool
+    ) -> list[str]:
+        """Ids of conversations without activity since ``inactive_since``: archived
+        ones only, or any."""
+        flt: dict[str, Any] = {
+            "_id": {"$gt": after_id},
+            "last_activity_at": {"$lt": inactive_since},
+        }
+        if archived:
+            flt["archived"] = True
+        cursor = self._col.find(
+            flt,
+            projection={"_id": 1},
+            sort=[("_id", 1)],
+            limit=limit,
+            session=self._session,
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def count_all(self) -> int:
+        return await self._col.count({}, session=self._session)
+
+    async def purge(self, conversation_id: str) -> int:
+        """Hard-deletes the conversation document (retention, erasure)."""
+        result = await self._col.delete_many({"_id": conversation_id}, session=self._session)
+        return result.deleted_count
+
+    async def forget_user(self, user_id: str, pseudonym_id: str) -> int:
+        """Erasure: the pseudonym becomes the creator of what the user created, and a
+        direct pair's key that names the user becomes the conversation's own id."""
+        await self._col.update_many(
+            {"created_by": user_id}, {"$set": {"created_by": pseudonym_id}}, session=self._session
+        )
+        named = re.escape(user_id)
+        cursor = self._col.find(
+            {"direct_key": {"$regex": f"^direct:({named}\\||.*\\|{named}$)"}},
+            projection={"_id": 1},
+            session=self._session,
+        )
+        ids = [str(doc["_id"]) async for doc in cursor]
+        await self._col.update_each(
+            [({"_id": i}, {"$set": {"direct_key": i}}) for i in ids], session=self._session
+        )
+        return len(ids)

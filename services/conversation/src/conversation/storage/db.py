@@ -18,6 +18,7 @@ from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
+from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
 from conversation.storage.members import MemberRepo
@@ -89,6 +90,8 @@ INDEXES: dict[str, list[IndexModel]] = {
                 ("seq", ASCENDING),
             ]
         ),
+        # A user's messages, for their export and erasure.
+        IndexModel([("tenant_id", ASCENDING), ("sender_id", ASCENDING), ("_id", ASCENDING)]),
         # No multikey index here: see MessageRepo (storage/messages.py).
     ],
     # Search: a multikey index over each message's words works the same on
@@ -119,12 +122,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     "leases": [IndexModel([("expires_at", DESCENDING)])],
-    # One document per tenant: the unique index makes concurrent first uses agree.
-    KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
-    # Read across tenants by the re-encrypt runner.
-    JOBS_COLLECTION: [
-        IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
-        IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
+    # Runners look for unfinished jobs of any tenant; requesters read theirs by id.
+    "jobs": [
+        IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "export_chunks": [
+        IndexModel([("tenant_id", ASCENDING), ("job_id", ASCENDING), ("part", ASCENDING)]),
     ],
     # One document per tenant, keyed by the tenant id.
     POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
@@ -160,9 +164,35 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)]),
     ],
+    # One document per tenant: the unique index makes concurrent first uses agree.
+    KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # Read across tenants by the re-encrypt runner.
+    JOBS_COLLECTION: [
+        IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
+    ],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
+
+# What a tenant erasure deletes, in this order: the content first, the
+# conversations that index it last. Its own job record stays (see TenantPurge).
+TENANT_COLLECTIONS = (
+    SEARCH_COLLECTION,
+    "messages",
+    "outbox",
+    "members",
+    "users",
+    "export_chunks",
+    QUEUE_COLLECTION,
+    SANCTIONS_COLLECTION,
+    AUDIT_COLLECTION,
+    HEADS_COLLECTION,
+    POLICY_COLLECTION,
+    PII_COUNT_COLLECTION,
+    JOBS_COLLECTION,
+    "conversations",
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +205,27 @@ class TenantStore:
     audit: AuditRepo
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
+
+
+class TenantPurge:
+    """Deletes every document of one tenant, a batch at a time (tenant erasure)."""
+
+    def __init__(self, db: AsyncDatabase[Doc], tenant_id: str) -> None:
+        self._db = db
+        self.tenant_id = tenant_id
+
+    async def delete_batch(self, collection: str, limit: int) -> int:
+        """Deletes up to ``limit`` of the tenant's documents in ``collection``; how many."""
+        if collection not in TENANT_COLLECTIONS:
+            raise ValueError(f"{collection} is not tenant data")
+        col = TenantCollection(self._db[collection], self.tenant_id)
+        ids = [doc["_id"] async for doc in col.find({}, projection={"_id": 1}, limit=limit)]
+        if not ids:
+            return 0
+        return (await col.delete_many({"_id": {"$in": ids}})).deleted_count
+
+    async def count(self, collection: str) -> int:
+        return await TenantCollection(self._db[collection], self.tenant_id).count({})
 
 
 class Transaction:
@@ -244,6 +295,26 @@ class Database:
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
+
+    def job_queue(self) -> JobQueue:
+        return JobQueue(self.db["jobs"])
+
+    def jobs(self, tenant_id: str) -> JobRepo:
+        return JobRepo(TenantCollection(self.db["jobs"], tenant_id))
+
+    def chunks(self, tenant_id: str) -> ChunkRepo:
+        return ChunkRepo(
+            TenantCollection(self.db["export_chunks"], tenant_id), self.keys.for_tenant(tenant_id)
+        )
+
+    def purge(self, tenant_id: str) -> TenantPurge:
+        return TenantPurge(self.db, tenant_id)
+
+    async def tenant_ids(self, after: str, limit: int) -> list[str]:
+        """Tenants that have conversations, by id past ``after`` (the retention
+        scheduler's walk; it re-scopes to each tenant before touching anything)."""
+        ids = await self.db["conversations"].distinct("tenant_id", {"tenant_id": {"$gt": after}})
+        return sorted(str(t) for t in ids)[:limit]
 
     def key_jobs(self) -> KeyJobRepo:
         return KeyJobRepo(self.db, self.keys, self._clock)

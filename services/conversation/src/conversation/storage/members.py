@@ -150,3 +150,29 @@ class MemberRepo:
                 session=self._session,
             )
         )
+
+    async def page_by_id(
+        self, after_id: str, limit: int, *, conversation_id: str = "", user_id: str = ""
+    ) -> list[Member]:
+        """Memberships by id past ``after_id``: of one conversation, one user, or all."""
+        flt: dict[str, object] = {"_id": {"$gt": after_id}}
+        if conversation_id:
+            flt["conversation_id"] = conversation_id
+        if user_id:
+            flt["user_id"] = user_id
+        cursor = self._col.find(flt, sort=[("_id", 1)], limit=limit, session=self._session)
+        return [_record(doc) async for doc in cursor]
+
+    async def count_where(self, *, conversation_id: str = "", user_id: str = "") -> int:
+        flt: dict[str, object] = {}
+        if conversation_id:
+            flt["conversation_id"] = conversation_id
+        if user_id:
+            flt["user_id"] = user_id
+        return await self._col.count(flt, session=self._session)
+
+    async def purge_conversation(self, conversation_id: str) -> int:
+        result = await self._col.delete_many(
+            {"conversation_id": conversation_id}, session=self._session
+        )
+        return result.deleted_count

@@ -598,3 +598,112 @@ class MessageRepo:
         )
         by_id = {doc["_id"]: doc async for doc in found}
         return [_record(by_id[i], c) for i in hits if i in by_id and not by_id[i].get("deleted")]
+
+    async def page_by_id(
+        self, after_id: str, limit: int, *, conversation_id: str = "", sender_id: str = ""
+    ) -> list[Message]:
+        """Messages by id past ``after_id``: of one conversation, one sender, or all."""
+        flt: dict[str, object] = {"_id": {"$gt": after_id}}
+        if conversation_id:
+            flt["conversation_id"] = conversation_id
+        if sender_id:
+            flt["sender_id"] = sender_id
+        c = await self._crypto.cipher()
+        cursor = self._col.find(flt, sort=[("_id", 1)], limit=limit, session=self._session)
+        return [_record(doc, c) async for doc in cursor]
+
+    async def count_where(self, *, conversation_id: str = "", sender_id: str = "") -> int:
+        flt: dict[str, object] = {}
+        if conversation_id:
+            flt["conversation_id"] = conversation_id
+        if sender_id:
+            flt["sender_id"] = sender_id
+        return await self._col.count(flt, session=self._session)
+
+    async def older_than(self, conversation_id: str, cutoff: datetime, limit: int) -> list[str]:
+        """Ids of the conversation's messages created before ``cutoff``, oldest first.
+
+        Seqs follow creation, so these are the conversation's first seqs: the
+        (conversation, seq) index walks straight to them.
+        """
+        cursor = self._col.find(
+            {"conversation_id": conversation_id, "created_at": {"$lt": cutoff}},
+            projection={"_id": 1},
+            sort=[("seq", 1)],
+            limit=limit,
+            session=self._session,
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def ids_in(self, conversation_id: str, limit: int) -> list[str]:
+        """Up to ``limit`` message ids of the conversation (to purge it in batches)."""
+        cursor = self._col.find(
+            {"conversation_id": conversation_id},
+            projection={"_id": 1},
+            limit=limit,
+            session=self._session,
+        )
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def purge(self, message_ids: list[str]) -> int:
+        """Hard-deletes messages and their search entries (retention, erasure).
+
+        Their reactions and file metadata live inside the message document and
+        go with it.
+        """
+        if not message_ids:
+            return 0
+        await self._search.delete_many({"_id": {"$in": message_ids}}, session=self._session)
+        result = await self._col.delete_many({"_id": {"$in": message_ids}}, session=self._session)
+        return result.deleted_count
+
+    async def erase_authors(
+        self,
+        conversation_id: str,
+        message_ids: list[str],
+        pseudonym_id: str,
+        pseudonym_name: str,
+        *,
+        tombstone_at: datetime | None,
+    ) -> list[Message]:
+        """Erasure of a page of one author's messages in one conversation, in three
+        round trips whatever the page size: tombstones (when ``tombstone_at``) and
+        their search entries, then the pseudonym as author. The messages after."""
+        c = await self._crypto.cipher()
+        scope: Doc = {"conversation_id": conversation_id, "_id": {"$in": message_ids}}
+        if tombstone_at is not None:
+            await self._col.update_many(
+                scope,
+                {
+                    "$set": {
+                        "text": "",
+                        "file": None,
+                        "reactions": [],
+                        "mentions": [],
+                        "mentions_all": False,
+                        "search_terms": [],
+                        "deleted": True,
+                        "deleted_at": tombstone_at,
+                    }
+                },
+                session=self._session,
+            )
+            await self._search.delete_many({"_id": {"$in": message_ids}}, session=self._session)
+        # The name is sealed for each message (its id is bound in), so one update each.
+        await self._col.update_each(
+            [
+                (
+                    {"conversation_id": conversation_id, "_id": i},
+                    {
+                        "$set": {
+                            "sender_id": pseudonym_id,
+                            "sender_name": c.seal(_C, i, "sender_name", pseudonym_name),
+                        }
+                    },
+                )
+                for i in message_ids
+            ],
+            session=self._session,
+        )
+        cursor = self._col.find(scope, sort=[("seq", 1)], session=self._session)
+        return [_record(doc, c) async for doc in cursor]

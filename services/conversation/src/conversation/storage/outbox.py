@@ -13,7 +13,7 @@ plaintext payloads only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -170,6 +170,72 @@ class OutboxWriter:
         await self._col.update_each(updates, session=self._session)
         return len(updates)
 
+    async def rewrite_messages(
+        self, conversation_id: str, rewriters: Mapping[str, Callable[[bytes], bytes | None]]
+    ) -> int:
+        """``rewrite_message`` for many messages at once (by message id): one read,
+        one bulk write."""
+        if not rewriters:
+            return 0
+        cursor = self._col.find(
+            {"conversation_id": conversation_id, "message_id": {"$in": list(rewriters)}},
+            projection={"payload": 1, "message_id": 1},
+            session=self._session,
+        )
+        updates: list[tuple[Doc, Doc]] = []
+        async for doc in cursor:
+            payload = rewriters[str(doc["message_id"])](bytes(doc["payload"]))
+            if payload is not None:
+                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+        await self._col.update_each(updates, session=self._session)
+        return len(updates)
+
+    async def purge_messages(self, conversation_id: str, message_ids: list[str]) -> int:
+        """Hard-deletes the retained events carrying these messages' content."""
+        if not message_ids:
+            return 0
+        result = await self._col.delete_many(
+            {"conversation_id": conversation_id, "message_id": {"$in": message_ids}},
+            session=self._session,
+        )
+        return result.deleted_count
+
+    async def purge_conversation(self, conversation_id: str) -> int:
+        result = await self._col.delete_many(
+            {"conversation_id": conversation_id, "published": True}, session=self._session
+        )
+        return result.deleted_count
+
+    async def purge_before(self, conversation_id: str, cutoff: datetime) -> int:
+        """Hard-deletes the conversation's published events older than ``cutoff``."""
+        result = await self._col.delete_many(
+            {"conversation_id": conversation_id, "published": True, "created_at": {"$lt": cutoff}},
+            session=self._session,
+        )
+        return result.deleted_count
+
+    async def scrub_page(
+        self, after_id: str, limit: int, rewrite: Callable[[bytes], bytes | None]
+    ) -> ScrubbedPage:
+        """Rewrites a page of the tenant's retained events (by id, past ``after_id``)
+        with ``rewrite(payload)`` (None: leave it)."""
+        cursor = self._col.find(
+            {"_id": {"$gt": after_id}},
+            sort=[("_id", 1)],
+            limit=limit,
+            projection={"payload": 1},
+            session=self._session,
+        )
+        updates: list[tuple[Doc, Doc]] = []
+        last, read = after_id, 0
+        async for doc in cursor:
+            last, read = str(doc["_id"]), read + 1
+            payload = rewrite(bytes(doc["payload"]))
+            if payload is not None:
+                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+        await self._col.update_each(updates, session=self._session)
+        return ScrubbedPage(last, read, len(updates))
+
 
 class OutboxReader:
     """The relay's view: all tenants, because publishing is tenant-blind.
@@ -205,3 +271,13 @@ class OutboxReader:
         await self._col.update_many(
             {"_id": {"$in": ids}}, {"$set": {"published": True, "published_at": now}}
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubbedPage:
+    """One page of a tenant's event log walked by an erasure: where it ended,
+    how many records it read and how many it rewrote."""
+
+    last_id: str
+    read: int
+    rewritten: int

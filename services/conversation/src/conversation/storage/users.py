@@ -61,3 +61,29 @@ class UserRepo:
                 email=c.open(_C, user_id, "email", doc.get("email")),
             )
         return out
+
+    async def page_by_id(self, after_id: str, limit: int, user_id: str = "") -> list[UserProfile]:
+        """Profiles ordered by user id past ``after_id`` (only ``user_id``'s when given)."""
+        flt: dict[str, object] = {"user_id": {"$gt": after_id}}
+        if user_id:
+            flt = {"$and": [{"user_id": user_id}, {"user_id": {"$gt": after_id}}]}
+        c = await self._crypto.cipher()
+        cursor = self._col.find(flt, sort=[("user_id", 1)], limit=limit, session=self._session)
+        return [
+            UserProfile(
+                user_id=str(doc["user_id"]),
+                display_name=c.open(
+                    _C, str(doc["user_id"]), "display_name", doc.get("display_name")
+                ),
+                email=c.open(_C, str(doc["user_id"]), "email", doc.get("email")),
+            )
+            async for doc in cursor
+        ]
+
+    async def count_where(self, user_id: str = "") -> int:
+        return await self._col.count({"user_id": user_id} if user_id else {}, session=self._session)
+
+    async def delete(self, user_id: str) -> int:
+        """Forgets the profile (erasure): a later token of that user writes a new one."""
+        result = await self._col.delete_many({"user_id": user_id}, session=self._session)
+        return result.deleted_count

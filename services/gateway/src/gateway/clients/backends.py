@@ -10,6 +10,7 @@ from confab.bot.v1 import bot_pb2_grpc
 from confab.conversation.v1 import (
     conversation_pb2_grpc,
     governance_pb2_grpc,
+    jobs_pb2_grpc,
     keys_pb2_grpc,
     policy_pb2_grpc,
 )
@@ -20,6 +21,7 @@ from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, 
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance import AuditClient, ModerationClient
+from gateway.clients.jobs import JobClient
 from gateway.clients.keys import KeyClient
 from gateway.clients.notification import NotificationClient
 from gateway.clients.policy import PolicyClient
@@ -36,6 +38,7 @@ class Backends:
     audit: AuditClient
     moderation: ModerationClient
     keys: KeyClient
+    jobs: JobClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -70,6 +73,7 @@ class Backends:
                 governance_pb2_grpc.ModerationServiceStub(chans[0]), timeout
             ),
             keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
+            jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
             channels=chans,
         )
 

@@ -136,3 +136,26 @@ class NotificationRepo:
     async def get_for_message(self, user_id: str, message_id: str) -> Doc | None:
         doc = await self._col.find_one({"user_id": user_id, "message_id": message_id})
         return None if doc is None else _opened(await self._tenant_keys(), doc)
+
+    async def page_for_user(self, user_id: str, after_id: str, limit: int) -> list[Doc]:
+        """The user's notifications by id (time-ordered), past ``after_id`` (export)."""
+        cursor = self._col.find(
+            {"user_id": user_id, "_id": {"$gt": after_id}}, sort=[("_id", 1)], limit=limit
+        )
+        docs = [doc async for doc in cursor]
+        if not docs:
+            return []
+        keys = await self._tenant_keys()
+        return [_opened(keys, doc) for doc in docs]
+
+    async def delete_for_user(self, user_id: str) -> int:
+        """Erasure: the user's notifications, previews and addresses with them."""
+        return (await self._col.delete_many({"user_id": user_id})).deleted_count
+
+    async def delete_all(self) -> int:
+        """Tenant erasure."""
+        return (await self._col.delete_many({})).deleted_count
+
+    async def delete_before(self, cutoff: datetime) -> int:
+        """Retention: notifications created before ``cutoff``."""
+        return (await self._col.delete_many({"created_at": {"$lt": cutoff}})).deleted_count

@@ -47,3 +47,18 @@ def parse_index_member(member: str) -> tuple[str, str] | None:
     if not sep or not tenant_id or not user_id or _SEP in user_id:
         return None
     return tenant_id, user_id
+
+
+def tenant_pattern(tenant_id: str) -> str:
+    """Matches every per-user key of the tenant (SCAN MATCH); glob characters escaped."""
+    escaped = _escape(tenant_id)
+    for ch in "\\*?[]":
+        escaped = escaped.replace(ch, "\\" + ch)
+    return f"presence:{escaped}:*"
+
+
+def tenant_index_pattern(tenant_id: str) -> str:
+    escaped = tenant_id
+    for ch in "\\*?[]":
+        escaped = escaped.replace(ch, "\\" + ch)
+    return f"{escaped}{_SEP}*"

@@ -304,6 +304,41 @@ class TenantPresence:
             refreshed += sum(int(r) for r in replies)
         return refreshed
 
+    async def erase(self, user_id: str) -> int:
+        """Erasure: the user's connections, status and last-seen time; keys deleted."""
+        return await _forget(
+            self._redis,
+            [keys.conns_key(self.tenant_id, user_id)],
+            [keys.state_key(self.tenant_id, user_id)],
+            [keys.index_member(self.tenant_id, user_id)],
+        )
+
+    async def erase_all(self) -> int:
+        """Tenant erasure: every user's keys of this tenant, a SCAN page at a time."""
+        deleted = 0
+        batch: list[str] = []
+        async for key in self._redis.scan_iter(
+            match=keys.tenant_pattern(self.tenant_id), count=500
+        ):
+            batch.append(key if isinstance(key, str) else key.decode())
+            if len(batch) >= 500:
+                deleted += await self._forget_keys(batch)
+                batch = []
+        deleted += await self._forget_keys(batch)
+        members = [
+            m if isinstance(m, str) else m.decode()
+            async for m, _ in self._redis.zscan_iter(
+                keys.INDEX_KEY, match=keys.tenant_index_pattern(self.tenant_id)
+            )
+        ]
+        await _forget(self._redis, [], [], members)
+        return deleted
+
+    async def _forget_keys(self, batch: list[str]) -> int:
+        conns = [k for k in batch if k.endswith(":conns")]
+        states = [k for k in batch if not k.endswith(":conns")]
+        return await _forget(self._redis, conns, states, [])
+
     async def get_many(self, user_ids: Sequence[str], *, now_ms: int) -> list[PresenceState]:
         """Current presence; a user whose connections all expired reads as offline,
         and an expired custom status reads as none, even before the sweeper has
@@ -332,6 +367,24 @@ class TenantPresence:
                     )
                 )
         return out
+
+
+async def _forget(redis: Redis, conns: list[str], states: list[str], members: list[str]) -> int:
+    """Deletes users' keys and index entries, and takes their live connections
+    and presence out of the fleet-wide counts."""
+    if not conns and not states and not members:
+        return 0
+    live = [int(await redis.zcard(c)) for c in conns]
+    async with redis.pipeline(transaction=True) as pipe:
+        if conns or states:
+            pipe.delete(*conns, *states)
+        if members:
+            pipe.zrem(keys.INDEX_KEY, *members)
+        if sum(live):
+            pipe.hincrby(keys.STATS_KEY, "connections", -sum(live))
+            pipe.hincrby(keys.STATS_KEY, "present_users", -sum(1 for n in live if n))
+        replies = await pipe.execute()
+    return int(replies[0]) if conns or states else 0
 
 
 class PresenceDb:

@@ -1,0 +1,1 @@
+"""The conversation service's clients of its peers (compliance jobs only)."""

@@ -1,0 +1,1 @@
+"""Asynchronous jobs (exports, erasures) and the retention scheduler."""

@@ -1,0 +1,243 @@
+"""User erasure (GDPR) and tenant erasure.
+
+A user erasure walks the user's messages (tombstoned or put under a pseudonym,
+as the tenant's policy says), then their memberships, then the tenant's
+retained event log (the pseudonym replaces the user wherever an event names
+them: actor, member, reader), then their profile, and asks the notification and
+presence services to forget them. Every step is
+idempotent: a message already tombstoned or anonymised is no longer the
+user's live content, a membership already removed is not found again.
+
+A tenant erasure destroys the tenant's keys first (crypto-shredding), then
+deletes every document of the tenant, a batch at a time, and asks the other
+services to do the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message as Message_
+
+from confab.conversation.v1 import events_pb2
+from confab_core.errors import NotFound
+from confab_core.identity import ROLE_TENANT_ADMIN, Caller
+from conversation import convert
+from conversation.handlers.editing import rewriter
+from conversation.handlers.unit import Change, Taken, UnitOfWork
+from conversation.jobs.policy import ERASE_ANONYMISE, CompliancePolicies
+from conversation.jobs.runner import Step
+from conversation.storage.conversations import Claim
+from conversation.storage.db import TENANT_COLLECTIONS
+from conversation.storage.jobs import Checkpoint, Job
+from conversation.storage.messages import Message
+
+USER_KIND = "user_erasure"
+TENANT_KIND = "tenant_erasure"
+
+
+class PeerEraser(Protocol):
+    """Another service's part of an erasure (notifications, presence)."""
+
+    name: str
+
+    async def erase_user(self, tenant_id: str, user_id: str) -> int: ...
+
+    async def erase_tenant(self, tenant_id: str) -> int: ...
+
+
+class KeyShredder(Protocol):
+    async def shred(self, tenant_id: str) -> None: ...
+
+
+def _replace_in(message: Message_, old: str, new: str) -> bool:
+    changed = False
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if field.is_repeated:
+                values = list(value)
+                if old in values:
+                    getattr(message, field.name)[:] = [new if v == old else v for v in values]
+                    changed = True
+            elif value == old:
+                setattr(message, field.name, new)
+                changed = True
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            items = value if field.is_repeated else [value]
+            for item in items:
+                changed = _replace_in(item, old, new) or changed
+    return changed
+
+
+def replacing(user_id: str, pseudonym_id: str) -> Callable[[bytes], bytes | None]:
+    """A payload rewriter putting the pseudonym wherever an event names the user
+    (its actor, a member added or removed, a read marker, a mention...)."""
+
+    def rewrite(payload: bytes) -> bytes | None:
+        event = events_pb2.ConversationEvent()
+        event.ParseFromString(payload)
+        return event.SerializeToString() if _replace_in(event, user_id, pseudonym_id) else None
+
+    return rewrite
+
+
+def pseudonym(job_id: str) -> tuple[str, str]:
+    """A stable stand-in for the erased author: the same for all their messages,
+    derived from the (random) job id, not from who they were."""
+    digest = hashlib.sha256(job_id.encode()).hexdigest()
+    return f"deleted-{digest[:12]}", f"Deleted user {digest[:4]}"
+
+
+class UserErasureJob:
+    STAGES = ("messages", "memberships", "events", "profile", "peers")
+
+    def __init__(
+        self,
+        unit: UnitOfWork,
+        policies: CompliancePolicies,
+        peers: Sequence[PeerEraser],
+        batch_size: int,
+    ) -> None:
+        self._unit = unit
+        self._db = unit.database
+        self._policies = policies
+        self._peers = peers
+        self._batch = batch_size
+
+    async def step(self, job: Job, at: Checkpoint) -> Step:
+        user_id = job.params["user_id"]
+        store = self._db.for_tenant(job.tenant_id)
+        actor = Caller(job.tenant_id, job.requester_id, frozenset({ROLE_TENANT_ADMIN}))
+        total = job.total
+        if at == Checkpoint():
+            total = await store.messages.count_where(sender_id=user_id)
+            total += await store.members.count_where(user_id=user_id) + 2
+        stage = self.STAGES[at.stage] if at.stage < len(self.STAGES) else ""
+        done = at.records
+        if stage == "messages":
+            page = await store.messages.page_by_id(at.after, self._batch, sender_id=user_id)
+            mode = await self._policies.erasure_mode(job.tenant_id)
+            await self._erase_messages(actor, job, page, anonymise=mode == ERASE_ANONYMISE)
+            return self._next(at, [m.id for m in page], total)
+        if stage == "events":
+            scrub = replacing(user_id, pseudonym(job.id)[0])
+            scrubbed = await store.outbox.scrub_page(at.after, self._batch, scrub)
+            if scrubbed.read == self._batch:
+                return Step(Checkpoint(at.stage, scrubbed.last_id, 0, done), done, total)
+            return Step(Checkpoint(at.stage + 1, "", 0, done), done, total)
+        if stage == "memberships":
+            members = await store.members.page_by_id(at.after, self._batch, user_id=user_id)
+            for m in members:
+                await self._remove_member(actor, m.conversation_id, user_id)
+            return self._next(at, [f"{m.conversation_id}:{m.user_id}" for m in members], total)
+        if stage == "profile":
+            await store.users.delete(user_id)
+            await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
+            return Step(Checkpoint(at.stage + 1, "", 0, done + 1), done + 1, total)
+        if stage == "peers":
+            for peer in self._peers:
+                await peer.erase_user(job.tenant_id, user_id)
+            return Step(Checkpoint(at.stage + 1, "", 0, done + 1), done + 1, total)
+        return Step(at, done, total, finished=True, result={"records": done})
+
+    def _next(self, at: Checkpoint, keys: list[str], total: int) -> Step:
+        done = at.records + len(keys)
+        if len(keys) == self._batch:
+            return Step(Checkpoint(at.stage, keys[-1], 0, done), done, max(total, done))
+        return Step(Checkpoint(at.stage + 1, "", 0, done), done, max(total, done))
+
+    async def _erase_messages(
+        self, actor: Caller, job: Job, page: list[Message], *, anonymise: bool
+    ) -> None:
+        by_conversation: dict[str, list[Message]] = {}
+        for m in page:
+            by_conversation.setdefault(m.conversation_id, []).append(m)
+        pseudo_id, pseudo_name = pseudonym(job.id)
+        now = self._unit.clock.now()
+
+        async def body(t: Taken) -> None:
+            conversation_id = t.change.conversation_id
+            # Both modes take the author away; delete also takes the content.
+            erased = await t.store.messages.erase_authors(
+                conversation_id,
+                [m.id for m in by_conversation[conversation_id]],
+                pseudo_id,
+                pseudo_name,
+                tombstone_at=None if anonymise else now,
+            )
+            await t.store.outbox.rewrite_messages(
+                conversation_id, {m.id: rewriter(m) for m in erased}
+            )
+            for m in erased:
+                event = events_pb2.ConversationEvent()
+                if anonymise:
+                    event.message_updated.message.CopyFrom(convert.message(m))
+                else:
+                    event.message_deleted.message.CopyFrom(convert.message(m))
+                t.emit(event, message_id=m.id)
+
+        for conversation_id, messages in by_conversation.items():
+            claim = Claim(events=len(messages))
+            try:
+                await self._unit.one(Change(actor, conversation_id, claim), body)
+            except NotFound:
+                # A deleted conversation takes no events: its messages go for good.
+                ids = [m.id for m in messages]
+                store = self._db.for_tenant(job.tenant_id)
+                await store.outbox.purge_messages(conversation_id, ids)
+                await store.messages.purge(ids)
+
+    async def _remove_member(self, actor: Caller, conversation_id: str, user_id: str) -> None:
+        async def body(t: Taken) -> None:
+            if await t.store.members.remove(conversation_id, user_id):
+                t.emit(
+                    events_pb2.ConversationEvent(
+                        member_removed=events_pb2.MemberRemoved(user_id=user_id, left=False)
+                    )
+                )
+
+        try:
+            await self._unit.one(Change(actor, conversation_id, Claim(member_delta=-1)), body)
+        except NotFound:
+            await self._db.for_tenant(actor.tenant_id).members.remove(conversation_id, user_id)
+
+
+class TenantErasureJob:
+    """Stage 0 shreds the keys; one stage per collection follows; the peers last."""
+
+    def __init__(
+        self,
+        unit: UnitOfWork,
+        shredder: KeyShredder | None,
+        peers: Sequence[PeerEraser],
+        batch_size: int,
+    ) -> None:
+        self._db = unit.database
+        self._shredder = shredder
+        self._peers = peers
+        self._batch = batch_size
+
+    async def step(self, job: Job, at: Checkpoint) -> Step:
+        tenant = job.tenant_id
+        purge = self._db.purge(tenant)
+        total = job.total
+        if at == Checkpoint():
+            total = sum([await purge.count(c) for c in TENANT_COLLECTIONS])
+        stages = len(TENANT_COLLECTIONS) + 2
+        if at.stage == 0:
+            if self._shredder is not None:
+                await self._shredder.shred(tenant)
+            return Step(Checkpoint(1, "", 0, at.records), at.records, total)
+        if at.stage <= len(TENANT_COLLECTIONS):
+            deleted = await purge.delete_batch(TENANT_COLLECTIONS[at.stage - 1], self._batch)
+            done = at.records + deleted
+            stage = at.stage if deleted == self._batch else at.stage + 1
+            return Step(Checkpoint(stage, "", 0, done), done, max(total, done))
+        if at.stage < stages:
+            for peer in self._peers:
+                await peer.erase_tenant(tenant)
+            return Step(Checkpoint(at.stage + 1, "", 0, at.records), at.records, total)
+        return Step(at, at.records, total, finished=True, result={"records": at.records})
