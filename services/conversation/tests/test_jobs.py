@@ -25,6 +25,7 @@ from conversation.jobs.policy import ERASE_ANONYMISE, ERASE_DELETE, Retention
 from conversation.jobs.runner import JobKind, JobRunner, Step
 from conversation.storage.db import Database
 from conversation.storage.jobs import Checkpoint, Job
+from conversation.storage.outbox import opened_payload
 
 from .conftest import (
     ALICE,
@@ -276,6 +277,10 @@ async def tenant_docs(db: Database, tenant: str) -> dict[str, list[Doc]]:
     out = {}
     for name in await db.db.list_collection_names():
         out[name] = [doc async for doc in db.db[name].find({"tenant_id": tenant})]
+    # Event payloads are sealed: search them opened, as a replay would read them.
+    if out.get("outbox"):
+        keys = await db.keys.keys(tenant)
+        out["outbox"] = [{**d, "payload": opened_payload(keys, d)} for d in out["outbox"]]
     return out
 
 

@@ -29,7 +29,7 @@ async def test_a_mute_reaches_the_room_and_the_muted_user_once(h: Any) -> None:
     srv.rooms["user:t1:u2"] = {"s2", "s3"}
     muted = h.event(4, member_muted=ev.MemberSanctioned(user_id="u2", tenant_wide=False))
     muted.member_muted.expires_at.FromSeconds(1_700_000_600)
-    await Fanout(srv).handle(h.record(muted))
+    await Fanout(srv, h.opener()).handle(h.record(muted))
     [(data, rooms)] = srv.emitted("member:muted")
     assert rooms == [ROOM, "user:t1:u2"]
     assert srv.reached("member:muted") == [{"s1", "s2", "s3"}]
@@ -45,7 +45,7 @@ async def test_a_mute_reaches_the_room_and_the_muted_user_once(h: Any) -> None:
 
 async def test_each_sanction_event_has_its_socket_name(h: Any) -> None:
     srv = h.RoomServer()
-    fanout = Fanout(srv)
+    fanout = Fanout(srv, h.opener())
     events = [
         h.event(1, member_banned=ev.MemberSanctioned(user_id="u2", tenant_wide=True)),
         h.event(2, member_unbanned=ev.MemberSanctionLifted(user_id="u2", tenant_wide=True)),

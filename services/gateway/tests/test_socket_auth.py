@@ -252,8 +252,8 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
         Action.POLICY: ops.get_policy(caller),
     }
     # Not ChatOps' calls: exports, erasures and job reads are JobOps'
-    # (test_jobs_routes.py), policy calls the policy routes'.
-    others = {Action.EXPORT, Action.ERASURE, Action.JOB_STATUS, Action.POLICY}
+    # (test_jobs_routes.py).
+    others = {Action.EXPORT, Action.ERASURE, Action.JOB_STATUS}
     assert set(calls) == set(Action) - others
     for action, call in calls.items():
         world.limiter.refuse = {action}

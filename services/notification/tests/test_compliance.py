@@ -15,6 +15,7 @@ from confab.notification.v1 import compliance_pb2_grpc as pb_grpc
 from confab.notification.v1 import notification_pb2 as npb
 from confab_core import mongo
 from confab_core.clock import SystemClock
+from confab_core.crypto import CachingKeySource
 from confab_core.errors import InvalidArgument
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
@@ -22,6 +23,7 @@ from confab_core.identity import Caller, acting_as
 from confab_core.ids import new_id
 from confab_core.servicetoken import CONVERSATION, GATEWAY, NOTIFICATION, InternalAuth
 from conversation.clients.compliance import NotificationPeer
+from notification.clients.keys import KeyClient
 from notification.compliance_servicer import NotificationComplianceServicer
 from notification.handlers.compliance import NotificationCompliance
 from notification.storage.db import Database
@@ -34,11 +36,15 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest_asyncio.fixture
-async def world(servers: Servers) -> AsyncIterator[tuple[Database, NotificationPeer, str]]:
-    client = mongo.connect(servers.mongo_url, "notification-compliance")
-    db = Database(client, f"notif_{new_id()}")
-    await db.ensure_indexes()
+async def world(
+    servers: Servers, conversation_addr: str
+) -> AsyncIterator[tuple[Database, NotificationPeer, str]]:
     auth = InternalAuth(NOTIFICATION, INTERNAL_KEY.encode(), SystemClock())
+    # Previews are sealed with the tenants' keys from the real KeyService.
+    keys_channel = channel(conversation_addr, auth, CONVERSATION)
+    client = mongo.connect(servers.mongo_url, "notification-compliance")
+    db = Database(client, f"notif_{new_id()}", CachingKeySource(KeyClient(keys_channel)))
+    await db.ensure_indexes()
     server = GrpcServer(0, auth, host=HOST)
     servicer = NotificationComplianceServicer(NotificationCompliance(db))
     server.add(
@@ -54,6 +60,7 @@ async def world(servers: Servers) -> AsyncIterator[tuple[Database, NotificationP
         yield db, NotificationPeer(conv_channel, 5.0), target
     finally:
         await conv_channel.close()
+        await keys_channel.close()
         await server.stop(0)
         await client.drop_database(db.db.name)
         await client.close()

@@ -89,6 +89,18 @@ def opened_payload(keys: TenantKeys, doc: Doc) -> bytes:
     return open_event(keys, str(doc["_id"]), payload)
 
 
+def _resealed(
+    keys: TenantKeys, doc: Doc, rewrite: Callable[[bytes], bytes | None]
+) -> tuple[Doc, Doc] | None:
+    """The update that stores ``rewrite`` of a record's event, sealed again with the
+    current key; None when the rewrite leaves it as it is."""
+    payload = rewrite(opened_payload(keys, doc))
+    if payload is None:
+        return None
+    sealed = seal_event(keys.current, keys.tenant_id, str(doc["_id"]), payload)
+    return {"_id": doc["_id"]}, {"$set": {"payload": sealed, "sealed": True}}
+
+
 def _document(r: OutboxRecord, keys: TenantKeys) -> Doc:
     tenant = keys.tenant_id
     headers = [*r.headers, *event_headers(tenant, r.event_id)]
@@ -160,13 +172,7 @@ class OutboxWriter:
         if not docs:
             return 0
         keys = await self._tenant_keys()
-        updates: list[tuple[Doc, Doc]] = []
-        for doc in docs:
-            payload = rewrite(opened_payload(keys, doc))
-            if payload is not None:
-                event_id = str(doc["_id"])
-                sealed = seal_event(keys.current, keys.tenant_id, event_id, payload)
-                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": sealed, "sealed": True}}))
+        updates = [u for doc in docs if (u := _resealed(keys, doc, rewrite)) is not None]
         await self._col.update_each(updates, session=self._session)
         return len(updates)
 
@@ -179,14 +185,18 @@ class OutboxWriter:
             return 0
         cursor = self._col.find(
             {"conversation_id": conversation_id, "message_id": {"$in": list(rewriters)}},
-            projection={"payload": 1, "message_id": 1},
+            projection={"payload": 1, "message_id": 1, "sealed": 1},
             session=self._session,
         )
-        updates: list[tuple[Doc, Doc]] = []
-        async for doc in cursor:
-            payload = rewriters[str(doc["message_id"])](bytes(doc["payload"]))
-            if payload is not None:
-                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+        docs = [d async for d in cursor]
+        if not docs:
+            return 0
+        keys = await self._tenant_keys()
+        updates = [
+            u
+            for doc in docs
+            if (u := _resealed(keys, doc, rewriters[str(doc["message_id"])])) is not None
+        ]
         await self._col.update_each(updates, session=self._session)
         return len(updates)
 
@@ -223,18 +233,16 @@ class OutboxWriter:
             {"_id": {"$gt": after_id}},
             sort=[("_id", 1)],
             limit=limit,
-            projection={"payload": 1},
+            projection={"payload": 1, "sealed": 1},
             session=self._session,
         )
-        updates: list[tuple[Doc, Doc]] = []
-        last, read = after_id, 0
-        async for doc in cursor:
-            last, read = str(doc["_id"]), read + 1
-            payload = rewrite(bytes(doc["payload"]))
-            if payload is not None:
-                updates.append(({"_id": doc["_id"]}, {"$set": {"payload": payload}}))
+        docs = [d async for d in cursor]
+        if not docs:
+            return ScrubbedPage(after_id, 0, 0)
+        keys = await self._tenant_keys()
+        updates = [u for doc in docs if (u := _resealed(keys, doc, rewrite)) is not None]
         await self._col.update_each(updates, session=self._session)
-        return ScrubbedPage(last, read, len(updates))
+        return ScrubbedPage(str(docs[-1]["_id"]), len(docs), len(updates))
 
 
 class OutboxReader:
