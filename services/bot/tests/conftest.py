@@ -21,7 +21,7 @@ from aiokafka import ConsumerRecord
 
 import conversation.app as conversation_app
 from bot.clients.conversation import ConversationClient
-from bot.clients.keys import KeyClient
+from bot.clients.keys import key_client
 from bot.handlers.replies import ReplyHandler
 from bot.handlers.summaries import SummaryHandler
 from bot.model import OpenAIChat
@@ -286,7 +286,7 @@ async def stack(
         conversations=conv_grpc.ConversationServiceStub(conversation_channel),
         client=ConversationClient(conversation_channel),
         # Sealed events opened with keys from the real KeyService, as the service does.
-        events=EventOpener(CachingKeySource(KeyClient(conversation_channel)), "bot-test"),
+        events=EventOpener(CachingKeySource(key_client(conversation_channel)), "bot-test"),
     )
     try:
         yield stack

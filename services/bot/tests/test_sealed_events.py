@@ -8,7 +8,7 @@ from aiokafka import ConsumerRecord
 from prometheus_client import REGISTRY
 
 import conversation.app as conversation_app
-from bot.clients.keys import KeyClient
+from bot.clients.keys import key_client
 from confab.conversation.v1 import events_pb2
 from confab_core import mongo
 from confab_core.clock import SystemClock
@@ -67,7 +67,7 @@ async def test_keys_come_from_key_service_and_a_shredded_tenant_is_skipped(serve
             CONVERSATION,
         )
         try:
-            keys = KeyClient(ch)
+            keys = key_client(ch)
             live_keys = await keys.keys(live)
             assert live_keys.tenant_id == live and live_keys.current.key_id in live_keys.by_id
             # The same keys conversation seals with.

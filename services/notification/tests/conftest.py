@@ -60,7 +60,7 @@ from confab_devservers import (
 from confab_devservers import free_port as devservers_free_port
 from conversation.settings import ConversationSettings
 from notification.clients.conversation import ConversationClient
-from notification.clients.keys import KeyClient
+from notification.clients.keys import key_client
 from notification.clients.presence import PresenceClient
 from notification.handlers.events import NotificationHandler
 from notification.handlers.queries import NotificationQueries
@@ -369,7 +369,7 @@ async def stack(servers: Servers, conversation_addr: str, smtp: SmtpSink) -> Asy
     conversation_channel = channel(conversation_addr, auth, CONVERSATION)
     presence_channel = channel(servers.presence_addr, auth, PRESENCE)
     # The tenants' keys from the real KeyService, as the service gets them.
-    keys = CachingKeySource(KeyClient(conversation_channel))
+    keys = CachingKeySource(key_client(conversation_channel))
     events = EventOpener(keys, "notification-test")
     client = mongo.connect(servers.mongo_url, "notification-under-test")
     db = Database(client, f"notif_{new_id()}", keys)

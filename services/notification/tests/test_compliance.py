@@ -23,7 +23,7 @@ from confab_core.identity import Caller, acting_as
 from confab_core.ids import new_id
 from confab_core.servicetoken import CONVERSATION, GATEWAY, NOTIFICATION, InternalAuth
 from conversation.clients.compliance import NotificationPeer
-from notification.clients.keys import KeyClient
+from notification.clients.keys import key_client
 from notification.compliance_servicer import NotificationComplianceServicer
 from notification.handlers.compliance import NotificationCompliance
 from notification.storage.db import Database
@@ -43,7 +43,7 @@ async def world(
     # Previews are sealed with the tenants' keys from the real KeyService.
     keys_channel = channel(conversation_addr, auth, CONVERSATION)
     client = mongo.connect(servers.mongo_url, "notification-compliance")
-    db = Database(client, f"notif_{new_id()}", CachingKeySource(KeyClient(keys_channel)))
+    db = Database(client, f"notif_{new_id()}", CachingKeySource(key_client(keys_channel)))
     await db.ensure_indexes()
     server = GrpcServer(0, auth, host=HOST)
     servicer = NotificationComplianceServicer(NotificationCompliance(db))

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 
+import grpc
 from aiokafka import ConsumerRecord
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
-from confab.conversation.v1 import events_pb2, keys_pb2
+from confab.conversation.v1 import events_pb2, keys_pb2, keys_pb2_grpc
 from confab_core.crypto import (
     DataKey,
     KeySource,
@@ -33,6 +34,8 @@ from confab_core.crypto import (
     seal,
     unseal,
 )
+from confab_core.grpcx.client import translate
+from confab_core.identity import ROLE_SERVICE, Caller, acting_as
 from confab_core.kafka import EVENT_ID_HEADER, TENANT_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,32 @@ def keys_from_proto(resp: keys_pb2.GetTenantKeysResponse) -> TenantKeys:
     if current is None:
         raise UndecryptableError(f"KeyService named current key {resp.current_key_id!r}, not sent")
     return TenantKeys(resp.tenant_id, current, by_id, bytes(resp.search_key))
+
+
+class KeyServiceClient:
+    """A KeySource over conversation's KeyService: the tenant's data keys, asked
+    for as ``user_id`` (the calling service's own user) with the service role in
+    that tenant, since KeyService answers for the caller's own tenant only. Put a
+    CachingKeySource in front: one call per tenant per TTL, not per event."""
+
+    def __init__(self, channel: grpc.aio.Channel, user_id: str, timeout: float = 10.0) -> None:
+        self._stub = keys_pb2_grpc.KeyServiceStub(channel)
+        self._user_id = user_id
+        self._timeout = timeout
+
+    async def keys(self, tenant_id: str) -> TenantKeys:
+        caller = Caller(tenant_id, self._user_id, frozenset({ROLE_SERVICE}))
+        try:
+            with acting_as(caller):
+                resp = await self._stub.GetTenantKeys(
+                    keys_pb2.GetTenantKeysRequest(), timeout=self._timeout
+                )
+        except grpc.aio.AioRpcError as exc:
+            err = translate(exc)
+            if err.code == "keys_shredded":
+                raise KeysShreddedError(tenant_id) from None
+            raise err from exc
+        return keys_from_proto(resp)
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str:

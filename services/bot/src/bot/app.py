@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.clients.conversation import ConversationClient
-from bot.clients.keys import KeyClient
+from bot.clients.keys import key_client
 from bot.clients.policy import PolicyReader
 from bot.handlers.replies import ReplyHandler
 from bot.handlers.summaries import SummaryHandler
@@ -50,7 +50,7 @@ async def main() -> None:
     policies = PolicyReader(conversation_channel, SystemClock(), settings.peer_timeout_seconds)
     model = None if base_model is None else MaskingChat(base_model, policies)
     keys = CachingKeySource(
-        KeyClient(conversation_channel, settings.peer_timeout_seconds),
+        key_client(conversation_channel, settings.peer_timeout_seconds),
         ttl_seconds=settings.key_cache_seconds,
     )
     replies = ReplyHandler(

@@ -21,7 +21,7 @@ from confab_core.servicetoken import CONVERSATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from notification.clients.conversation import ConversationClient
-from notification.clients.keys import KeyClient
+from notification.clients.keys import key_client
 from notification.clients.presence import PresenceClient
 from notification.compliance_servicer import NotificationComplianceServicer
 from notification.handlers.compliance import NotificationCompliance
@@ -58,7 +58,7 @@ async def main() -> None:
     conversation_channel = channel(settings.conversation_addr, auth, CONVERSATION)
     presence_channel = channel(settings.presence_addr, auth, PRESENCE)
     keys = CachingKeySource(
-        KeyClient(conversation_channel, settings.peer_timeout_seconds),
+        key_client(conversation_channel, settings.peer_timeout_seconds),
         ttl_seconds=settings.key_cache_seconds,
     )
     client = mongo.connect(settings.mongo_url, SERVICE)
