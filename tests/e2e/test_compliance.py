@@ -84,6 +84,14 @@ async def test_mixed_workload_leaves_no_plaintext(fleet: Fleet) -> None:
         ok(await alice.send(cid, f"look for {searchable}", "c5"), 201)
 
         path = f"/conversations/{cid}/messages"
+        # A report's reason is someone's words too.
+        reason = words("reason")
+        ok(
+            await bob.client.post(
+                f"{path}/{sent['message']['id']}/report", json={"reason": reason}
+            ),
+            201,
+        )
         ok(await bob.client.patch(f"{path}/{to_edit['id']}", json={"text": f"fixed {edited_new}"}))
         ok(await bob.client.delete(f"{path}/{to_delete['id']}"))
 
@@ -119,6 +127,7 @@ async def test_mixed_workload_leaves_no_plaintext(fleet: Fleet) -> None:
             s.encode()
             for s in [
                 kept,
+                reason,
                 edited_old,
                 edited_new,
                 deleted,

@@ -390,6 +390,6 @@ class Database:
             users=UserRepo(scoped("users"), crypto, session),
             outbox=OutboxWriter(scoped("outbox"), self.keys, session),
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
-            moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), session),
-            sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), session),
+            moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
+            sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
         )

@@ -9,6 +9,7 @@ from datetime import datetime
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.keys import TenantCipher, TenantCrypto
 
 QUEUE_COLLECTION = "moderation_queue"
 SANCTIONS_COLLECTION = "sanctions"
@@ -70,7 +71,7 @@ def _entry_id(
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _entry(doc: Doc) -> QueueEntry:
+def _entry(doc: Doc, c: TenantCipher) -> QueueEntry:
     return QueueEntry(
         id=str(doc["_id"]),
         kind=str(doc["kind"]),
@@ -78,7 +79,7 @@ def _entry(doc: Doc) -> QueueEntry:
         message_id=str(doc["message_id"]),
         author_id=str(doc.get("author_id", "")),
         reporter_id=str(doc.get("reporter_id", "")),
-        reason=str(doc.get("reason", "")),
+        reason=c.open(QUEUE_COLLECTION, str(doc["_id"]), "reason", doc.get("reason")),
         pii_kinds=tuple(str(k) for k in doc.get("pii_kinds", ())),
         status=str(doc["status"]),
         created_at=doc["created_at"],
@@ -89,8 +90,16 @@ def _entry(doc: Doc) -> QueueEntry:
 
 
 class ModerationQueueRepo:
-    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
+    """Reports and PII flags. A reporter's reason is their words: sealed."""
+
+    def __init__(
+        self,
+        col: TenantCollection,
+        crypto: TenantCrypto,
+        session: AsyncClientSession | None = None,
+    ) -> None:
         self._col = col
+        self._crypto = crypto
         self._session = session
 
     async def add(
@@ -110,6 +119,7 @@ class ModerationQueueRepo:
         if kind not in QUEUE_KINDS:
             raise ValueError(f"unknown queue kind {kind!r}")
         entry_id = _entry_id(self._col.tenant_id, kind, conversation_id, message_id, reporter_id)
+        c = await self._crypto.cipher()
         result = await self._col.update_one(
             {"_id": entry_id},
             {
@@ -119,7 +129,7 @@ class ModerationQueueRepo:
                     "message_id": message_id,
                     "author_id": author_id,
                     "reporter_id": reporter_id,
-                    "reason": reason,
+                    "reason": c.seal(QUEUE_COLLECTION, entry_id, "reason", reason),
                     "pii_kinds": list(pii_kinds),
                     "status": STATUS_OPEN,
                     "created_at": now,
@@ -131,11 +141,11 @@ class ModerationQueueRepo:
         doc = await self._col.find_one({"_id": entry_id}, session=self._session)
         if doc is None:
             raise RuntimeError("queue entry vanished after its upsert")
-        return _entry(doc), result.upserted_id is not None
+        return _entry(doc, c), result.upserted_id is not None
 
     async def get(self, entry_id: str) -> QueueEntry | None:
         doc = await self._col.find_one({"_id": entry_id}, session=self._session)
-        return None if doc is None else _entry(doc)
+        return None if doc is None else _entry(doc, await self._crypto.cipher())
 
     async def page(
         self, *, status: str, kind: str, limit: int, after: tuple[datetime, str] | None
@@ -155,7 +165,8 @@ class ModerationQueueRepo:
         cursor = self._col.find(
             flt, sort=[("created_at", 1), ("_id", 1)], limit=limit, session=self._session
         )
-        return [_entry(doc) async for doc in cursor]
+        c = await self._crypto.cipher()
+        return [_entry(doc, c) async for doc in cursor]
 
     async def resolve(
         self, entry_id: str, resolution: str, by: str, now: datetime
@@ -173,10 +184,10 @@ class ModerationQueueRepo:
             },
             session=self._session,
         )
-        return None if doc is None else _entry(doc)
+        return None if doc is None else _entry(doc, await self._crypto.cipher())
 
 
-def _sanction(doc: Doc) -> Sanction:
+def _sanction(doc: Doc, c: TenantCipher) -> Sanction:
     return Sanction(
         kind=str(doc["kind"]),
         user_id=str(doc["user_id"]),
@@ -184,17 +195,30 @@ def _sanction(doc: Doc) -> Sanction:
         created_by=str(doc.get("created_by", "")),
         created_at=doc["created_at"],
         expires_at=doc.get("expires_at"),
-        reason=str(doc.get("reason", "")),
+        reason=c.open(SANCTIONS_COLLECTION, str(doc["_id"]), "reason", doc.get("reason")),
     )
 
 
 class SanctionRepo:
     """Mutes and bans. An expired sanction is simply not active: expiry is read
-    when a sanction is checked, nothing needs to run at the expiry time."""
+    when a sanction is checked, nothing needs to run at the expiry time. The
+    moderator's reason is sealed."""
 
-    def __init__(self, col: TenantCollection, session: AsyncClientSession | None = None) -> None:
+    def __init__(
+        self,
+        col: TenantCollection,
+        crypto: TenantCrypto,
+        session: AsyncClientSession | None = None,
+    ) -> None:
         self._col = col
+        self._crypto = crypto
         self._session = session
+
+    async def _sanctions(self, docs: list[Doc]) -> list[Sanction]:
+        if not docs:
+            return []
+        c = await self._crypto.cipher()
+        return [_sanction(doc, c) for doc in docs]
 
     def _id(self, kind: str, user_id: str, conversation_id: str) -> str:
         return f"{self._col.tenant_id}:{kind}:{conversation_id or '*'}:{user_id}"
@@ -203,12 +227,14 @@ class SanctionRepo:
         doc = await self._col.find_one(
             {"_id": self._id(kind, user_id, conversation_id)}, session=self._session
         )
-        return None if doc is None else _sanction(doc)
+        return None if doc is None else _sanction(doc, await self._crypto.cipher())
 
     async def impose(self, s: Sanction) -> None:
         """Sets (or replaces: a new expiry, a new reason) one sanction."""
+        sanction_id = self._id(s.kind, s.user_id, s.conversation_id)
+        c = await self._crypto.cipher()
         await self._col.update_one(
-            {"_id": self._id(s.kind, s.user_id, s.conversation_id)},
+            {"_id": sanction_id},
             {
                 "$set": {
                     "kind": s.kind,
@@ -217,7 +243,7 @@ class SanctionRepo:
                     "created_by": s.created_by,
                     "created_at": s.created_at,
                     "expires_at": s.expires_at,
-                    "reason": s.reason,
+                    "reason": c.seal(SANCTIONS_COLLECTION, sanction_id, "reason", s.reason),
                 }
             },
             upsert=True,
@@ -239,7 +265,7 @@ class SanctionRepo:
             for scope in {conversation_id, TENANT_WIDE}
         ]
         cursor = self._col.find({"_id": {"$in": ids}}, session=self._session)
-        return [_sanction(doc) async for doc in cursor]
+        return await self._sanctions([doc async for doc in cursor])
 
     async def bans_among(self, user_ids: list[str], conversation_id: str) -> list[Sanction]:
         """Bans on any of ``user_ids`` that reach ``conversation_id`` (its own and
@@ -249,7 +275,7 @@ class SanctionRepo:
         scopes = {conversation_id, TENANT_WIDE}
         ids = [self._id(BAN, u, scope) for u in user_ids for scope in scopes]
         cursor = self._col.find({"_id": {"$in": ids}}, session=self._session)
-        return [_sanction(doc) async for doc in cursor]
+        return await self._sanctions([doc async for doc in cursor])
 
     async def active(self, now: datetime, limit: int) -> list[Sanction]:
         """The tenant's sanctions in force at ``now`` (no expiry, or a later one)."""
@@ -258,7 +284,7 @@ class SanctionRepo:
             limit=limit,
             session=self._session,
         )
-        return [_sanction(doc) async for doc in cursor]
+        return await self._sanctions([doc async for doc in cursor])
 
     async def listing(
         self, *, conversation_id: str | None, user_id: str, limit: int
@@ -270,4 +296,4 @@ class SanctionRepo:
         if user_id:
             flt["user_id"] = user_id
         cursor = self._col.find(flt, sort=[("created_at", -1)], limit=limit, session=self._session)
-        return [_sanction(doc) async for doc in cursor]
+        return await self._sanctions([doc async for doc in cursor])
