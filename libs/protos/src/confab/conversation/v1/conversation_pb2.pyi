@@ -243,6 +243,8 @@ class Message(_message.Message):
     MENTIONS_ALL_FIELD_NUMBER: _builtins.int
     REACTIONS_FIELD_NUMBER: _builtins.int
     FILE_FIELD_NUMBER: _builtins.int
+    SENDER_ROLE_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     conversation_id: _builtins.str
     seq: _builtins.int
@@ -258,6 +260,12 @@ class Message(_message.Message):
     """On thread roots."""
     mentions_all: _builtins.bool
     """@channel or @here."""
+    sender_role: _builtins.str
+    """The sender's role when they sent it: super_admin, tenant_admin, agent,
+    member, system or bot; clients mark staff answers by it.
+    """
+    ticket_id: _builtins.str
+    """The ticket made from this message (SupportService.TicketFromMessage)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -293,10 +301,12 @@ class Message(_message.Message):
         mentions_all: _builtins.bool = ...,
         reactions: _abc.Iterable[Global___Reaction] | None = ...,
         file: Global___FileAttachment | None = ...,
+        sender_role: _builtins.str = ...,
+        ticket_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "edited_at", b"edited_at", "file", b"file", "last_reply_at", b"last_reply_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "deleted", b"deleted", "edited_at", b"edited_at", "file", b"file", "id", b"id", "kind", b"kind", "last_reply_at", b"last_reply_at", "mentions", b"mentions", "mentions_all", b"mentions_all", "reactions", b"reactions", "reply_count", b"reply_count", "sender_id", b"sender_id", "sender_name", b"sender_name", "seq", b"seq", "text", b"text", "thread_root_id", b"thread_root_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "deleted", b"deleted", "edited_at", b"edited_at", "file", b"file", "id", b"id", "kind", b"kind", "last_reply_at", b"last_reply_at", "mentions", b"mentions", "mentions_all", b"mentions_all", "reactions", b"reactions", "reply_count", b"reply_count", "sender_id", b"sender_id", "sender_name", b"sender_name", "sender_role", b"sender_role", "seq", b"seq", "text", b"text", "thread_root_id", b"thread_root_id", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from confab.conversation.v1 import conversation_pb2 as _conversation_pb2
+from confab.conversation.v1 import support_pb2 as _support_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -49,6 +50,12 @@ class ConversationEvent(_message.Message):
     MEMBER_UNMUTED_FIELD_NUMBER: _builtins.int
     MEMBER_BANNED_FIELD_NUMBER: _builtins.int
     MEMBER_UNBANNED_FIELD_NUMBER: _builtins.int
+    TICKET_UPDATED_FIELD_NUMBER: _builtins.int
+    TICKET_ASSIGNED_FIELD_NUMBER: _builtins.int
+    TICKET_ESCALATED_FIELD_NUMBER: _builtins.int
+    SLA_WARNING_FIELD_NUMBER: _builtins.int
+    SLA_BREACHED_FIELD_NUMBER: _builtins.int
+    QUEUE_UPDATED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers drop an id they have already handled."""
     tenant_id: _builtins.str
@@ -90,6 +97,20 @@ class ConversationEvent(_message.Message):
     def member_banned(self) -> Global___MemberSanctioned: ...
     @_builtins.property
     def member_unbanned(self) -> Global___MemberSanctionLifted: ...
+    @_builtins.property
+    def ticket_updated(self) -> Global___TicketUpdated:
+        """Support desk (support.proto), on the ticket's support conversation."""
+
+    @_builtins.property
+    def ticket_assigned(self) -> Global___TicketAssigned: ...
+    @_builtins.property
+    def ticket_escalated(self) -> Global___TicketEscalated: ...
+    @_builtins.property
+    def sla_warning(self) -> Global___SlaAlert: ...
+    @_builtins.property
+    def sla_breached(self) -> Global___SlaAlert: ...
+    @_builtins.property
+    def queue_updated(self) -> Global___QueueUpdated: ...
     def __init__(
         self,
         *,
@@ -114,12 +135,18 @@ class ConversationEvent(_message.Message):
         member_unmuted: Global___MemberSanctionLifted | None = ...,
         member_banned: Global___MemberSanctioned | None = ...,
         member_unbanned: Global___MemberSanctionLifted | None = ...,
+        ticket_updated: Global___TicketUpdated | None = ...,
+        ticket_assigned: Global___TicketAssigned | None = ...,
+        ticket_escalated: Global___TicketEscalated | None = ...,
+        sla_warning: Global___SlaAlert | None = ...,
+        sla_breached: Global___SlaAlert | None = ...,
+        queue_updated: Global___QueueUpdated | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "queue_updated", b"queue_updated", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "ticket_assigned", b"ticket_assigned", "ticket_escalated", b"ticket_escalated", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "queue_updated", b"queue_updated", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "tenant_id", b"tenant_id", "ticket_assigned", b"ticket_assigned", "ticket_escalated", b"ticket_escalated", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted", "member_role_changed", "member_muted", "member_unmuted", "member_banned", "member_unbanned"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted", "member_role_changed", "member_muted", "member_unmuted", "member_banned", "member_unbanned", "ticket_updated", "ticket_assigned", "ticket_escalated", "sla_warning", "sla_breached", "queue_updated"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -425,3 +452,152 @@ class MemberSanctionLifted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MemberSanctionLifted: _TypeAlias = MemberSanctionLifted  # noqa: Y015
+
+@_typing.final
+class TicketUpdated(_message.Message):
+    """Any change of a ticket: status, fields, assignee, escalation or SLA. Goes to
+    the conversation's room.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    change: _builtins.str
+    """opened, status, fields, assigned, escalated, sla."""
+    previous_status: _support_pb2.TicketStatus.ValueType
+    @_builtins.property
+    def ticket(self) -> _support_pb2.Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: _support_pb2.Ticket | None = ...,
+        change: _builtins.str = ...,
+        previous_status: _support_pb2.TicketStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "previous_status", b"previous_status", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketUpdated: _TypeAlias = TicketUpdated  # noqa: Y015
+
+@_typing.final
+class TicketAssigned(_message.Message):
+    """Goes to the new assignee (their user room)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    previous_assignee_id: _builtins.str
+    @_builtins.property
+    def ticket(self) -> _support_pb2.Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: _support_pb2.Ticket | None = ...,
+        previous_assignee_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_assignee_id", b"previous_assignee_id", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketAssigned: _TypeAlias = TicketAssigned  # noqa: Y015
+
+@_typing.final
+class TicketEscalated(_message.Message):
+    """Goes to platform staff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    @_builtins.property
+    def ticket(self) -> _support_pb2.Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: _support_pb2.Ticket | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketEscalated: _TypeAlias = TicketEscalated  # noqa: Y015
+
+@_typing.final
+class SlaAlert(_message.Message):
+    """Before (warning) or at (breach) an SLA deadline; goes to the assignee and
+    the tenant's admins.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    metric: _support_pb2.SlaMetric.ValueType
+    @_builtins.property
+    def ticket(self) -> _support_pb2.Ticket: ...
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        ticket: _support_pb2.Ticket | None = ...,
+        metric: _support_pb2.SlaMetric.ValueType = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "metric", b"metric", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaAlert: _TypeAlias = SlaAlert  # noqa: Y015
+
+@_typing.final
+class QueueUpdated(_message.Message):
+    """A ticket entered, left or moved in the tenant's queue; goes to its agents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    change: _builtins.str
+    """added, removed, changed."""
+    priority: _support_pb2.TicketPriority.ValueType
+    team_id: _builtins.str
+    category: _builtins.str
+    status: _support_pb2.TicketStatus.ValueType
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        change: _builtins.str = ...,
+        priority: _support_pb2.TicketPriority.ValueType = ...,
+        team_id: _builtins.str = ...,
+        category: _builtins.str = ...,
+        status: _support_pb2.TicketStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "change", b"change", "priority", b"priority", "status", b"status", "team_id", b"team_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueUpdated: _TypeAlias = QueueUpdated  # noqa: Y015
