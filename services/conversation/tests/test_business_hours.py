@@ -66,7 +66,9 @@ def test_a_start_inside_the_skipped_hour_opens_at_the_jump() -> None:
 
 
 def test_holidays_are_closed() -> None:
-    cal = Calendar(NEW_YORK_9_TO_5.timezone, NEW_YORK_9_TO_5.intervals, frozenset({date(2026, 1, 12)}))
+    cal = Calendar(
+        NEW_YORK_9_TO_5.timezone, NEW_YORK_9_TO_5.intervals, frozenset({date(2026, 1, 12)})
+    )
     friday = datetime(2026, 1, 9, 21, 0, tzinfo=UTC)
     assert bh.add(cal, friday, timedelta(hours=2)) == datetime(2026, 1, 13, 15, 0, tzinfo=UTC)
 

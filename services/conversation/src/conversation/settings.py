@@ -46,6 +46,11 @@ class ConversationSettings(ServiceSettings):
     reencrypt_batch_size: int = 200
     reencrypt_poll_seconds: float = 5.0
     reencrypt_lease_seconds: float = 60.0
+    # SLA timers: how often the scheduler looks for due ones (it is also woken
+    # by every ticket change), how many a pass fires, and its lease.
+    sla_poll_seconds: float = Field(default=1.0, gt=0)
+    sla_batch_size: int = Field(default=200, gt=0)
+    sla_lease_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("key_file")
     @classmethod

@@ -64,7 +64,9 @@ def _offset(zone: ZoneInfo, at: datetime) -> timedelta:
     return offset
 
 
-def _pieces(zone: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime, timedelta]]:
+def _pieces(
+    zone: ZoneInfo, lo: datetime, hi: datetime
+) -> list[tuple[datetime, datetime, timedelta]]:
     """[lo, hi) cut where the zone's UTC offset changes, with each piece's offset.
 
     Transitions fall on whole seconds; a binary search over seconds finds them.

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from conversation.handlers import business_hours
 from conversation.handlers.business_hours import Calendar
+from conversation.storage.sla import Clock, SlaState
 
 FIRST_RESPONSE = "first_response"
 NEXT_RESPONSE = "next_response"
@@ -57,49 +58,16 @@ class Rules:
     warning: timedelta
 
 
-@dataclass(frozen=True, slots=True)
-class Clock:
-    metric: str
-    target: int
-    started_at: datetime
-    # Business time used before ``running_since`` (or up to the pause).
-    used: timedelta
-    # None while paused or finished.
-    running_since: datetime | None
-    # While running: when the target is reached, and when the warning is due
-    # (None: no warning, or it already went out).
-    due_at: datetime | None
-    warn_at: datetime | None
-    met_at: datetime | None = None
-    # Stopped without a verdict (a response clock when the ticket is resolved).
-    stopped: bool = False
-    breached: bool = False
-    warned: bool = False
-
-    @property
-    def open(self) -> bool:
-        return self.met_at is None and not self.stopped
-
-    def remaining(self, calendar: Calendar | None, at: datetime) -> timedelta:
-        used = self.used
-        if self.running_since is not None:
-            used += business_hours.between(calendar, self.running_since, at)
-        return max(timedelta(seconds=self.target) - used, timedelta(0))
-
-    def missed(self, now: datetime) -> bool:
-        return self.breached or (self.open and self.due_at is not None and now > self.due_at)
+def paused(state: SlaState) -> bool:
+    return state.ticket_status in PAUSED_STATUSES
 
 
-@dataclass(frozen=True, slots=True)
-class SlaState:
-    priority: str
-    ticket_status: str
-    # Every clock the ticket ever had, in start order (an index names one).
-    clocks: tuple[Clock, ...] = ()
-
-    @property
-    def paused(self) -> bool:
-        return self.ticket_status in PAUSED_STATUSES
+def remaining(clock: Clock, calendar: Calendar | None, at: datetime) -> timedelta:
+    """Business time left to the target at ``at`` (zero once it is reached)."""
+    used = clock.used
+    if clock.running_since is not None:
+        used += business_hours.between(calendar, clock.running_since, at)
+    return max(timedelta(seconds=clock.target) - used, timedelta(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +108,7 @@ def _new_clock(metric: str, state: SlaState, rules: Rules, at: datetime) -> Cloc
     if target <= 0:
         return None
     clock = Clock(metric, target, at, timedelta(0), None, None, None)
-    return clock if state.paused else _run(clock, rules, at)
+    return clock if paused(state) else _run(clock, rules, at)
 
 
 def _with(state: SlaState, *new: Clock | None) -> SlaState:
@@ -173,9 +141,7 @@ def status_changed(state: SlaState, rules: Rules, new_status: str, at: datetime)
     if new_status in DONE_STATUSES:
         if old in DONE_STATUSES:
             return moved
-        met = _map_open(
-            moved, lambda c: replace(_halt(c, rules, at), met_at=at), (RESOLUTION,)
-        )
+        met = _map_open(moved, lambda c: replace(_halt(c, rules, at), met_at=at), (RESOLUTION,))
         return _map_open(
             met, lambda c: replace(_halt(c, rules, at), stopped=True), RESPONSE_METRICS
         )
@@ -189,15 +155,15 @@ def status_changed(state: SlaState, rules: Rules, new_status: str, at: datetime)
     return moved
 
 
-def message(state: SlaState, rules: Rules, *, staff: bool, requester: bool, at: datetime) -> SlaState:
+def message(
+    state: SlaState, rules: Rules, *, staff: bool, requester: bool, at: datetime
+) -> SlaState:
     """A message in the ticket's conversation: a staff answer meets the open
     response clocks; a requester's message starts next_response when none runs."""
     if state.ticket_status in DONE_STATUSES:
         return state
     if staff:
-        return _map_open(
-            state, lambda c: replace(_halt(c, rules, at), met_at=at), RESPONSE_METRICS
-        )
+        return _map_open(state, lambda c: replace(_halt(c, rules, at), met_at=at), RESPONSE_METRICS)
     if requester and not any(c.open and c.metric in RESPONSE_METRICS for c in state.clocks):
         return _with(state, _new_clock(NEXT_RESPONSE, state, rules, at))
     return state

@@ -42,6 +42,17 @@ from conversation.storage.policies import (
     PiiCountRepo,
     PolicyRepo,
 )
+from conversation.storage.sla import INDEXES as SLA_INDEXES
+from conversation.storage.sla import (
+    POLICY_COLLECTION as SLA_POLICY_COLLECTION,
+)
+from conversation.storage.sla import (
+    STATE_COLLECTION as SLA_STATE_COLLECTION,
+)
+from conversation.storage.sla import (
+    TIMER_COLLECTION as SLA_TIMER_COLLECTION,
+)
+from conversation.storage.sla import SlaPolicyRepo, SlaTimerQueue, TicketSlaRepo
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -171,6 +182,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    **SLA_INDEXES,
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -191,6 +203,9 @@ TENANT_COLLECTIONS = (
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
     JOBS_COLLECTION,
+    SLA_TIMER_COLLECTION,
+    SLA_STATE_COLLECTION,
+    SLA_POLICY_COLLECTION,
     "conversations",
 )
 
@@ -205,6 +220,8 @@ class TenantStore:
     audit: AuditRepo
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
+    sla: TicketSlaRepo
+    sla_policy: SlaPolicyRepo
 
 
 class TenantPurge:
@@ -292,6 +309,9 @@ class Database:
 
     def pii_counts(self, tenant_id: str) -> PiiCountRepo:
         return PiiCountRepo(TenantCollection(self.db[PII_COUNT_COLLECTION], tenant_id))
+
+    def sla_timers(self) -> SlaTimerQueue:
+        return SlaTimerQueue(self.db[SLA_TIMER_COLLECTION])
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
@@ -392,4 +412,6 @@ class Database:
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
+            sla=TicketSlaRepo(scoped(SLA_STATE_COLLECTION), scoped(SLA_TIMER_COLLECTION), session),
+            sla_policy=SlaPolicyRepo(scoped(SLA_POLICY_COLLECTION), session),
         )
