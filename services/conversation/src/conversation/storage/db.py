@@ -53,6 +53,15 @@ from conversation.storage.sla import (
     TIMER_COLLECTION as SLA_TIMER_COLLECTION,
 )
 from conversation.storage.sla import SlaPolicyRepo, SlaTimerQueue, TicketSlaRepo
+from conversation.storage.tickets import (
+    ESCALATIONS_COLLECTION,
+    SETTINGS_COLLECTION,
+    TEAMS_COLLECTION,
+    TICKETS_COLLECTION,
+    EscalationRepo,
+    SupportConfigRepo,
+    TicketRepo,
+)
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -183,6 +192,30 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
     **SLA_INDEXES,
+    # One ticket per support conversation; the queue's order; a requester's tickets.
+    TICKETS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("priority", DESCENDING),
+                ("queue_key", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("requester_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("assignee_id", ASCENDING), ("status", ASCENDING)]),
+    ],
+    # The tenant's side, and the platform reader's order across tenants.
+    ESCALATIONS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+        IndexModel([("open", ASCENDING), ("priority", DESCENDING), ("escalated_at", ASCENDING)]),
+    ],
+    TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
+    SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -206,6 +239,10 @@ TENANT_COLLECTIONS = (
     SLA_TIMER_COLLECTION,
     SLA_STATE_COLLECTION,
     SLA_POLICY_COLLECTION,
+    ESCALATIONS_COLLECTION,
+    TICKETS_COLLECTION,
+    TEAMS_COLLECTION,
+    SETTINGS_COLLECTION,
     "conversations",
 )
 
@@ -222,6 +259,9 @@ class TenantStore:
     sanctions: SanctionRepo
     sla: TicketSlaRepo
     sla_policy: SlaPolicyRepo
+    tickets: TicketRepo
+    escalations: EscalationRepo
+    support: SupportConfigRepo
 
 
 class TenantPurge:
@@ -414,4 +454,9 @@ class Database:
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
             sla=TicketSlaRepo(scoped(SLA_STATE_COLLECTION), scoped(SLA_TIMER_COLLECTION), session),
             sla_policy=SlaPolicyRepo(scoped(SLA_POLICY_COLLECTION), session),
+            tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
+            escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
+            support=SupportConfigRepo(
+                scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
+            ),
         )
