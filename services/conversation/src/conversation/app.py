@@ -25,6 +25,8 @@ from confab.conversation.v1 import (
     membership_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    sla_pb2,
+    sla_pb2_grpc,
     support_pb2,
     support_pb2_grpc,
 )
@@ -55,6 +57,8 @@ from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.policy import PolicyHandler
+from conversation.handlers.sla import SlaEngine
+from conversation.handlers.sla_policy import SlaPolicyHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
@@ -69,6 +73,8 @@ from conversation.reencrypt import ReencryptRunner
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
+from conversation.sla_scheduler import SlaScheduler
+from conversation.sla_servicer import SlaServicer
 from conversation.storage.db import Database
 from conversation.support_servicer import SupportServicer
 
@@ -154,10 +160,26 @@ async def build(
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
     # The support desk; its observers (SLA, auto-assignment) are added here.
-    support = SupportServicer(SupportHandler(unit, policies, observers=[]))
+    sla = SlaEngine(unit)
+    support_handler = SupportHandler(unit, policies, observers=[sla])
+    sla.attach(support_handler)
+    support = SupportServicer(support_handler)
     server.add(
         lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
+    )
+    sla_policies = SlaServicer(SlaPolicyHandler(db, clock, AuditTrail(db, clock, unit.locks)))
+    server.add(
+        lambda s: sla_pb2_grpc.add_SlaServiceServicer_to_server(sla_policies, s),
+        sla_pb2.DESCRIPTOR.services_by_name["SlaService"].full_name,
+    )
+    sla_scheduler = SlaScheduler(
+        db,
+        sla,
+        clock,
+        batch_size=settings.sla_batch_size,
+        poll_seconds=settings.sla_poll_seconds,
+        lease_seconds=settings.sla_lease_seconds,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(
@@ -242,7 +264,12 @@ async def build(
         await producer.stop()
         await client.close()
 
-    return Service(server, [publish, reencrypt.run, runner.run, retention.run], close, servicer)
+    return Service(
+        server,
+        [publish, reencrypt.run, runner.run, retention.run, sla_scheduler.run],
+        close,
+        servicer,
+    )
 
 
 @asynccontextmanager

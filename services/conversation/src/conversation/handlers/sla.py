@@ -10,16 +10,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
 
 from confab.conversation.v1 import events_pb2
 from confab.conversation.v1 import support_pb2 as spb
 from confab_core.errors import ConfabError
-from confab_core.identity import Caller
+from conversation import convert
 from conversation.convert import ts
-from conversation.handlers import sla_clocks
+from conversation.handlers import sla_clocks, ticketflow
 from conversation.handlers.sla_clocks import BREACH, WARNING
 from conversation.handlers.sla_policy import rules
+from conversation.handlers.support import SupportHandler, system_caller
+from conversation.handlers.support_hooks import TicketChange, TicketMessage
 from conversation.handlers.unit import Change, Taken, UnitOfWork
 from conversation.storage.conversations import Claim
 from conversation.storage.db import TenantStore
@@ -40,18 +41,12 @@ _METRIC = {
 }
 
 
-class TicketDesk(Protocol):
-    """What firing a timer needs of the support desk (SupportHandler)."""
-
-    def system_caller(self, tenant_id: str) -> Caller: ...
-
-    async def view_in(self, store: TenantStore, ticket_id: str) -> spb.Ticket | None: ...
-
-    async def escalate(self, caller: Caller, ticket_id: str, reason: str) -> object: ...
-
-    async def raise_priority(self, caller: Caller, ticket_id: str) -> object: ...
-
-    async def requeue(self, caller: Caller, ticket_id: str) -> object: ...
+PRIORITY_NAMES: dict[int, str] = {
+    spb.TICKET_PRIORITY_LOW: "low",
+    spb.TICKET_PRIORITY_MEDIUM: "medium",
+    spb.TICKET_PRIORITY_HIGH: "high",
+    spb.TICKET_PRIORITY_URGENT: "urgent",
+}
 
 
 def ticket_sla(state: SlaState, now: datetime) -> spb.TicketSla:
@@ -105,20 +100,59 @@ class _Stale(Exception):
 
 
 class SlaEngine:
-    """Keeps SLA state in step with tickets and fires due timers."""
+    """The support desk's SLA observer (a TicketObserver): keeps SLA state in
+    step with tickets, decorates their views, and fires due timers."""
 
-    def __init__(
-        self,
-        unit: UnitOfWork,
-        desk: Callable[[], TicketDesk],
-        wakeup: asyncio.Event | None = None,
-    ) -> None:
+    def __init__(self, unit: UnitOfWork, wakeup: asyncio.Event | None = None) -> None:
         self._unit = unit
         self._db = unit.database
         self._clock = unit.clock
-        # The desk is built after the engine (it takes the engine as an observer).
-        self._desk = desk
+        self._support: SupportHandler | None = None
+        # Set after each ticket change commits: a timer armed for soon is not
+        # left waiting for the scheduler's next poll.
         self.wakeup = wakeup or asyncio.Event()
+
+    def attach(self, support: SupportHandler) -> None:
+        """The desk whose intent methods apply breach actions (it is built
+        after the engine, taking the engine as one of its observers)."""
+        self._support = support
+
+    @property
+    def support(self) -> SupportHandler:
+        if self._support is None:
+            raise RuntimeError("SlaEngine.attach(support) was not called")
+        return self._support
+
+    # ---- TicketObserver
+
+    async def on_change(self, store: TenantStore, change: TicketChange) -> None:
+        t = change.after
+        priority = PRIORITY_NAMES.get(t.priority, "")
+        if change.before is None:
+            await self.ticket_opened(
+                store,
+                ticket_id=t.id,
+                conversation_id=t.conversation_id,
+                priority=priority,
+                status=t.status,
+                at=change.at,
+            )
+        else:
+            await self.ticket_changed(
+                store, ticket_id=t.id, priority=priority, status=t.status, at=change.at
+            )
+
+    async def on_message(self, store: TenantStore, message: TicketMessage) -> None:
+        await self.ticket_message(
+            store,
+            ticket_id=message.ticket.id,
+            staff=message.sender_role in sla_clocks.STAFF_ROLES,
+            requester=message.sender_id == message.ticket.requester_id,
+            at=message.at,
+        )
+
+    def after_commit(self, tenant_id: str, changes: list[TicketChange]) -> None:
+        self.wakeup.set()
 
     async def _save(self, store: TenantStore, record: TicketSlaRecord) -> None:
         await store.sla.put(record)
@@ -191,8 +225,7 @@ class SlaEngine:
 
     async def fire(self, timer: TimerRecord) -> bool:
         """Fires one due timer, exactly once: True when this call fired it."""
-        desk = self._desk()
-        caller = desk.system_caller(timer.tenant_id)
+        caller = system_caller(timer.tenant_id)
         model_timer = sla_clocks.Timer(timer.index, timer.metric, timer.kind, timer.due_at)
 
         async def body(t: Taken) -> tuple[str, ...]:
@@ -207,7 +240,7 @@ class SlaEngine:
             mark = sla_clocks.warned if timer.kind == WARNING else sla_clocks.breached
             updated = replace(record, state=mark(record.state, timer.index), updated_at=now)
             await self._save(t.store, updated)
-            ticket = await desk.view_in(t.store, timer.ticket_id)
+            ticket = await _view(t.store, timer.ticket_id)
             if ticket is None:
                 raise _Stale
             ticket.sla.CopyFrom(ticket_sla(updated.state, now))
@@ -247,14 +280,14 @@ class SlaEngine:
         """Applies a fired breach timer's actions, then forgets them. A crash
         before the forgetting applies them again on the next pass, so each
         action must be harmless twice (an escalated ticket stays escalated)."""
-        desk = self._desk()
-        caller = desk.system_caller(timer.tenant_id)
+        desk = self.support
+        caller = system_caller(timer.tenant_id)
+        note = f"SLA {timer.metric.replace('_', ' ')} breached"
         steps: dict[str, Callable[[], Awaitable[object]]] = {
-            "escalate": lambda: desk.escalate(
-                caller, timer.ticket_id, f"SLA {timer.metric} breached"
-            ),
+            "escalate": lambda: desk.escalate(caller, timer.ticket_id, note),
             "raise_priority": lambda: desk.raise_priority(caller, timer.ticket_id),
-            "reassign": lambda: desk.requeue(caller, timer.ticket_id),
+            # Back to the queue, where the auto-assigner (or a claim) picks the next agent.
+            "reassign": lambda: desk.transition(caller, timer.ticket_id, ticketflow.RELEASE, note),
         }
         for action in timer.actions_pending:
             step = steps.get(action)
@@ -269,3 +302,18 @@ class SlaEngine:
         await self._db.transaction(
             lambda tx: tx.for_tenant(timer.tenant_id).sla.actions_done(timer.id)
         )
+
+
+async def _view(store: TenantStore, ticket_id: str) -> spb.Ticket | None:
+    """The ticket as the alert carries it, read inside the firing transaction."""
+    found = await store.tickets.get(ticket_id)
+    if found is None:
+        return None
+    view = convert.ticket(found)
+    ids = [u for u in (found.requester_id, found.assignee_id) if u]
+    names = await store.users.get_many(ids) if ids else {}
+    if found.requester_id in names:
+        view.requester_name = names[found.requester_id].display_name
+    if found.assignee_id in names:
+        view.assignee_name = names[found.assignee_id].display_name
+    return view

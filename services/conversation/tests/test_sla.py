@@ -1,0 +1,336 @@
+"""SLA on real SecantusDB: the policy (validation, compare-and-set, audit,
+tenancy), clocks kept by the ticket observer, and timers that fire exactly once
+(two schedulers at once; a scheduler dying before its commit)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from confab.conversation.v1 import sla_pb2
+from confab.conversation.v1 import support_pb2 as spb
+from confab_core.clock import FakeClock
+from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, ROLE_TENANT_ADMIN
+from conversation.handlers import ticketflow
+from conversation.handlers.audit import AuditTrail
+from conversation.handlers.sla import SlaEngine
+from conversation.handlers.sla_policy import SLA_POLICY_UPDATED, SlaPolicyDraft, SlaPolicyHandler
+from conversation.handlers.support import SupportHandler
+from conversation.handlers.unit import UnitOfWork
+from conversation.sla_scheduler import LEASE_ID, SlaScheduler
+from conversation.sla_servicer import draft
+from conversation.storage.db import TENANT_COLLECTIONS, Database
+from conversation.storage.sla import SlaTargetsRecord, TicketSlaRecord
+
+from .conftest import TENANT_A, TENANT_B, decode, outbox, user
+
+pytestmark = pytest.mark.asyncio
+
+MEMBER = user("mia")
+AGENT = user("ada", TENANT_A, ROLE_MEMBER, ROLE_AGENT)
+ADMIN = user("root", TENANT_A, ROLE_MEMBER, ROLE_TENANT_ADMIN)
+ADMIN_B = user("root", TENANT_B, ROLE_MEMBER, ROLE_TENANT_ADMIN)
+
+HOUR = 3600
+
+
+def policy(**changes: object) -> SlaPolicyDraft:
+    base: dict[str, object] = {
+        "targets": (
+            SlaTargetsRecord("medium", HOUR, 2 * HOUR, 8 * HOUR),
+            SlaTargetsRecord("urgent", 600, 600, HOUR),
+        ),
+        "business_hours_only": False,
+        "timezone": "Europe/Berlin",
+        "intervals": ((0, 9 * 60, 17 * 60),),
+        "holidays": ("2026-12-25",),
+        "warning_seconds": 600,
+        "breach_actions": ("notify",),
+    }
+    base.update(changes)
+    return SlaPolicyDraft(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def policies(db: Database, clock: FakeClock) -> SlaPolicyHandler:
+    return SlaPolicyHandler(db, clock, AuditTrail(db, clock))
+
+
+@pytest.fixture
+def engine(unit: UnitOfWork) -> SlaEngine:
+    return SlaEngine(unit)
+
+
+@pytest.fixture
+def support(unit: UnitOfWork, engine: SlaEngine) -> SupportHandler:
+    handler = SupportHandler(unit, observers=[engine])
+    engine.attach(handler)
+    return handler
+
+
+def scheduler(db: Database, engine: SlaEngine, clock: FakeClock) -> SlaScheduler:
+    return SlaScheduler(db, engine, clock, batch_size=50, poll_seconds=0.05, lease_seconds=10)
+
+
+async def alerts(db: Database, conversation_id: str) -> list[str]:
+    kinds = [decode(d).WhichOneof("payload") for d in await outbox(db, conversation_id)]
+    return [k for k in kinds if k in ("sla_warning", "sla_breached")]
+
+
+# ---- the policy
+
+
+async def test_a_tenant_without_a_policy_reads_version_0(policies: SlaPolicyHandler) -> None:
+    got = await policies.get(ADMIN)
+    assert got.version == 0 and got.targets == ()
+
+
+async def test_put_stores_audits_and_compares_versions(
+    policies: SlaPolicyHandler, db: Database
+) -> None:
+    stored = await policies.put(ADMIN, policy(), expected_version=0)
+    assert stored.version == 1
+    assert (await policies.get(ADMIN)).targets == policy().targets
+    with pytest.raises(FailedPrecondition) as err:
+        await policies.put(ADMIN, policy(warning_seconds=0), expected_version=0)
+    assert err.value.code == "version_conflict"
+    again = await policies.put(ADMIN, policy(warning_seconds=0), expected_version=1)
+    assert again.version == 2 and again.warning_seconds == 0
+    records = await AuditTrail(db, FakeClock()).query(ADMIN, action=SLA_POLICY_UPDATED)
+    assert [r.entry.after["version"] for r in records] == [2, 1]
+
+
+async def test_two_first_puts_race_and_one_wins(policies: SlaPolicyHandler) -> None:
+    results = await asyncio.gather(
+        policies.put(ADMIN, policy(), expected_version=0),
+        policies.put(ADMIN, policy(warning_seconds=5), expected_version=0),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, FailedPrecondition) for r in results) == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"timezone": "Mars/Olympus"}, "invalid_timezone"),
+        ({"intervals": ((0, 600, 540),)}, "invalid_hours"),
+        ({"intervals": ((7, 0, 60),)}, "invalid_hours"),
+        ({"intervals": ((0, 0, 600), (0, 540, 700))}, "invalid_hours"),
+        ({"intervals": (), "business_hours_only": True}, "invalid_hours"),
+        ({"holidays": ("25.12.2026",)}, "invalid_holiday"),
+        ({"targets": (SlaTargetsRecord("medium", -1, 0, 0),)}, "invalid_target"),
+        ({"targets": (SlaTargetsRecord("meh", 1, 0, 0),)}, "invalid_priority"),
+        (
+            {"targets": (SlaTargetsRecord("low", 1, 0, 0), SlaTargetsRecord("low", 2, 0, 0))},
+            "invalid_priority",
+        ),
+        ({"warning_seconds": -5}, "invalid_warning"),
+        ({"breach_actions": ("explode",)}, "invalid_breach_action"),
+        ({"breach_actions": ("escalate", "escalate")}, "invalid_breach_action"),
+    ],
+)
+async def test_bad_policies_are_refused_without_a_write(
+    policies: SlaPolicyHandler, changes: dict[str, object], code: str
+) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        await policies.put(ADMIN, policy(**changes), expected_version=0)
+    assert err.value.code == code
+    assert (await policies.get(ADMIN)).version == 0
+
+
+async def test_bad_wall_times_are_invalid_hours() -> None:
+    for start, end in (("9:00", "17:00"), ("09:60", "17:00"), ("09:00", "24:01")):
+        message = sla_pb2.SlaPolicy(
+            business_hours=sla_pb2.BusinessHours(
+                intervals=[sla_pb2.BusinessInterval(weekday=1, start=start, end=end)]
+            )
+        )
+        with pytest.raises(InvalidArgument) as err:
+            draft(message)
+        assert err.value.code == "invalid_hours"
+
+
+async def test_only_tenant_admins_and_only_their_tenant(policies: SlaPolicyHandler) -> None:
+    for caller in (MEMBER, AGENT):
+        with pytest.raises(PermissionDenied):
+            await policies.get(caller)
+        with pytest.raises(PermissionDenied):
+            await policies.put(caller, policy(), expected_version=0)
+    await policies.put(ADMIN, policy(), expected_version=0)
+    # Another tenant sees its own (absent) policy, never this one.
+    assert (await policies.get(ADMIN_B)).version == 0
+    assert (await policies.put(ADMIN_B, policy(), expected_version=0)).version == 1
+
+
+# ---- clocks kept by the observer
+
+
+async def test_opening_starts_clocks_and_the_view_shows_them(
+    policies: SlaPolicyHandler, support: SupportHandler, clock: FakeClock
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    opened = await support.open(MEMBER, subject="Broken")
+    sla = opened.ticket.sla
+    assert sla.status == spb.SLA_STATUS_ACTIVE
+    metrics = {c.metric: c for c in sla.clocks}
+    assert set(metrics) == {spb.SLA_METRIC_FIRST_RESPONSE, spb.SLA_METRIC_RESOLUTION}
+    first = metrics[spb.SLA_METRIC_FIRST_RESPONSE]
+    assert first.due_at.ToDatetime().replace(tzinfo=clock.now().tzinfo) == clock.now() + timedelta(
+        hours=1
+    )
+
+
+async def test_waiting_on_user_pauses_and_resume_continues(
+    policies: SlaPolicyHandler, support: SupportHandler, clock: FakeClock
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    opened = await support.open(MEMBER, subject="Pause me")
+    tid = opened.ticket.id
+    await support.claim(AGENT, tid)
+    clock.advance(20 * 60)
+    paused = await support.transition(AGENT, tid, ticketflow.WAIT_ON_USER)
+    clocks = {c.metric: c for c in paused.sla.clocks}
+    assert clocks[spb.SLA_METRIC_FIRST_RESPONSE].paused
+    assert clocks[spb.SLA_METRIC_FIRST_RESPONSE].remaining_seconds == 40 * 60
+    clock.advance(5 * HOUR)
+    resumed = await support.transition(AGENT, tid, ticketflow.RESUME)
+    first = {c.metric: c for c in resumed.sla.clocks}[spb.SLA_METRIC_FIRST_RESPONSE]
+    assert not first.paused
+    assert first.due_at.ToDatetime().replace(tzinfo=clock.now().tzinfo) == clock.now() + timedelta(
+        minutes=40
+    )
+
+
+async def test_a_ticket_opened_without_a_policy_has_no_sla(support: SupportHandler) -> None:
+    opened = await support.open(MEMBER, subject="No SLA")
+    assert opened.ticket.sla.status == spb.SLA_STATUS_UNSPECIFIED
+
+
+async def test_priority_change_recomputes_due_times(
+    policies: SlaPolicyHandler, support: SupportHandler, clock: FakeClock
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    opened = await support.open(MEMBER, subject="Soon urgent")
+    clock.advance(5 * 60)
+    raised = await support.update(AGENT, opened.ticket.id, priority=spb.TICKET_PRIORITY_URGENT)
+    first = {c.metric: c for c in raised.sla.clocks}[spb.SLA_METRIC_FIRST_RESPONSE]
+    # 5 of urgent's 10 minutes are used.
+    assert first.due_at.ToDatetime().replace(tzinfo=clock.now().tzinfo) == clock.now() + timedelta(
+        minutes=5
+    )
+
+
+# ---- timers
+
+
+async def test_warning_then_breach_fire_once_with_events(
+    policies: SlaPolicyHandler,
+    support: SupportHandler,
+    engine: SlaEngine,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    await policies.put(ADMIN, policy(breach_actions=("escalate",)), expected_version=0)
+    opened = await support.open(MEMBER, subject="Tick tock")
+    conv = opened.ticket.conversation_id
+    s = scheduler(db, engine, clock)
+    assert await s.hold_lease()
+    assert await s.fire_due() == 0
+    clock.advance(50 * 60)
+    assert await s.fire_due() == 1
+    assert await alerts(db, conv) == ["sla_warning"]
+    clock.advance(10 * 60)
+    await s.fire_due()
+    assert await alerts(db, conv) == ["sla_warning", "sla_breached"]
+    assert await s.fire_due() == 0
+    events = [decode(d) for d in await outbox(db, conv)]
+    breached = next(e for e in events if e.WhichOneof("payload") == "sla_breached")
+    assert breached.sla_breached.metric == spb.SLA_METRIC_FIRST_RESPONSE
+    assert breached.sla_breached.ticket.sla.status == spb.SLA_STATUS_ACTIVE_WITH_MISSES
+    # The breach action: escalated to platform staff by the system actor.
+    ticket = await support.get(AGENT, opened.ticket.id)
+    assert ticket.escalated
+    assert ticket.sla.status == spb.SLA_STATUS_ACTIVE_WITH_MISSES
+    assert await db.db["sla_timers"].count_documents({"actions_pending.0": {"$exists": True}}) == 0
+
+
+async def test_two_schedulers_fire_a_timer_once(
+    policies: SlaPolicyHandler, support: SupportHandler, db: Database, clock: FakeClock
+) -> None:
+    await policies.put(ADMIN, policy(warning_seconds=0), expected_version=0)
+    tickets = [await support.open(MEMBER, subject=f"Race {i}") for i in range(3)]
+    clock.advance(HOUR)
+    # Two processes: their own units of work (lock tables) and engines.
+    engines = []
+    for _ in range(2):
+        other = SlaEngine(UnitOfWork(db, clock, asyncio.Event()))
+        other.attach(SupportHandler(UnitOfWork(db, clock, asyncio.Event()), observers=[other]))
+        engines.append(other)
+    first, second = (scheduler(db, e, clock) for e in engines)
+    await asyncio.gather(first.fire_due(), second.fire_due())
+    for opened in tickets:
+        assert await alerts(db, opened.ticket.conversation_id) == ["sla_breached"]
+
+
+class DyingEngine(SlaEngine):
+    """Dies (as a killed process would) after taking the timer, before its commit."""
+
+    async def _save(self, store, record: TicketSlaRecord) -> None:  # type: ignore[no-untyped-def]
+        raise asyncio.CancelledError
+
+
+async def test_a_scheduler_killed_before_its_commit_leaves_the_timer_to_the_next(
+    policies: SlaPolicyHandler,
+    support: SupportHandler,
+    engine: SlaEngine,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    await policies.put(ADMIN, policy(warning_seconds=0), expected_version=0)
+    opened = await support.open(MEMBER, subject="Crash")
+    clock.advance(HOUR)
+    dying = DyingEngine(UnitOfWork(db, clock, asyncio.Event()))
+    dying.attach(support)
+    doomed = scheduler(db, dying, clock)
+    assert await doomed.hold_lease()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed.fire_due()
+    assert await alerts(db, opened.ticket.conversation_id) == []
+    # The next scheduler takes over once the dead one's lease expires.
+    heir = scheduler(db, engine, clock)
+    assert not await heir.hold_lease()
+    clock.advance(11)
+    assert await heir.hold_lease()
+    await heir.fire_due()
+    await heir.fire_due()
+    assert await alerts(db, opened.ticket.conversation_id) == ["sla_breached"]
+    lease = await db.db["leases"].find_one({"_id": LEASE_ID})
+    assert lease is not None and lease["owner"] == heir.owner
+
+
+async def test_a_met_clock_drops_its_timers(
+    policies: SlaPolicyHandler,
+    support: SupportHandler,
+    engine: SlaEngine,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    opened = await support.open(MEMBER, subject="Quick")
+    tid = opened.ticket.id
+    await support.claim(AGENT, tid)
+    await support.transition(AGENT, tid, ticketflow.RESOLVE)
+    assert await db.db["sla_timers"].count_documents({"fired": False}) == 0
+    clock.advance(10 * HOUR)
+    assert await scheduler(db, engine, clock).fire_due() == 0
+    ticket = await support.get(AGENT, tid)
+    # Resolved in time; the first response clock stopped without a verdict.
+    assert ticket.sla.status == spb.SLA_STATUS_HIT
+
+
+async def test_tenant_erasure_covers_sla_collections() -> None:
+    for name in ("sla_policies", "ticket_sla", "sla_timers"):
+        assert name in TENANT_COLLECTIONS
