@@ -331,6 +331,16 @@ async def test_a_met_clock_drops_its_timers(
     assert ticket.sla.status == spb.SLA_STATUS_HIT
 
 
-async def test_tenant_erasure_covers_sla_collections() -> None:
+async def test_tenant_erasure_deletes_sla_state_and_timers(
+    policies: SlaPolicyHandler, support: SupportHandler, db: Database
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    await policies.put(ADMIN_B, policy(), expected_version=0)
+    await support.open(MEMBER, subject="Erase me")
+    purge = db.purge(TENANT_A)
+    for name in TENANT_COLLECTIONS:
+        while await purge.delete_batch(name, 500):
+            pass
     for name in ("sla_policies", "ticket_sla", "sla_timers"):
-        assert name in TENANT_COLLECTIONS
+        assert await db.db[name].count_documents({"tenant_id": TENANT_A}) == 0
+    assert await db.db["sla_policies"].count_documents({"tenant_id": TENANT_B}) == 1

@@ -57,6 +57,8 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"
     # Walks a whole chain.
     AUDIT_VERIFY = "audit_verify"
+    # Reading and replacing the tenant's SLA policy.
+    SLA_POLICY = "sla_policy"
 
 
 class Limit(BaseModel):
@@ -93,6 +95,7 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.REPORT: Limit(user=10, tenant=500),
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
+    Action.SLA_POLICY: Limit(user=10, tenant=100),
 }
 
 
@@ -169,4 +172,5 @@ _NOUNS: Mapping[Action, str] = {
     Action.REPORT: "reports",
     Action.AUDIT_READ: "audit and moderation reads",
     Action.AUDIT_VERIFY: "audit verifications",
+    Action.SLA_POLICY: "SLA policy calls",
 }

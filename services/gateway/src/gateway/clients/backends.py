@@ -13,6 +13,7 @@ from confab.conversation.v1 import (
     jobs_pb2_grpc,
     keys_pb2_grpc,
     policy_pb2_grpc,
+    sla_pb2_grpc,
 )
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
@@ -26,6 +27,7 @@ from gateway.clients.keys import KeyClient
 from gateway.clients.notification import NotificationClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
+from gateway.clients.sla import SlaClient
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Backends:
     moderation: ModerationClient
     keys: KeyClient
     jobs: JobClient
+    sla: SlaClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -74,6 +77,7 @@ class Backends:
             ),
             keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
+            sla=SlaClient(sla_pb2_grpc.SlaServiceStub(chans[0]), timeout),
             channels=chans,
         )
 
