@@ -148,13 +148,16 @@ async def build(
     unit = UnitOfWork(db, clock, wakeup)
     # One policy cache per process, shared by the policy API and message writes.
     policies = PolicyHandler(db, clock)
-    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit, policies))
+    # The support desk; its observers (SLA, auto-assignment) are added here.
+    tickets = SupportHandler(unit, policies, observers=[])
+    conversations = ConversationHandler(unit)
+    conversations.tickets = tickets
+    servicer = ConversationServicer(conversations, MessageHandler(unit, policies, tickets=tickets))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
-    # The support desk; its observers (SLA, auto-assignment) are added here.
-    support = SupportServicer(SupportHandler(unit, policies, observers=[]))
+    support = SupportServicer(tickets)
     server.add(
         lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
