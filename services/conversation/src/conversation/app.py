@@ -25,6 +25,8 @@ from confab.conversation.v1 import (
     membership_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    support_admin_pb2,
+    support_admin_pb2_grpc,
     support_pb2,
     support_pb2_grpc,
 )
@@ -56,6 +58,7 @@ from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.support import SupportHandler
+from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import TenantPolicies
@@ -70,6 +73,7 @@ from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
 from conversation.storage.db import Database
+from conversation.support_admin_servicer import SupportAdminServicer
 from conversation.support_servicer import SupportServicer
 
 SERVICE = "conversation"
@@ -161,6 +165,11 @@ async def build(
     server.add(
         lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
+    )
+    desk = SupportAdminServicer(SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks)))
+    server.add(
+        lambda s: support_admin_pb2_grpc.add_SupportAdminServiceServicer_to_server(desk, s),
+        support_admin_pb2.DESCRIPTOR.services_by_name["SupportAdminService"].full_name,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(
