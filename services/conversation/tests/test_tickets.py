@@ -11,12 +11,15 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import support_pb2 as spb
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, ROLE_TENANT_ADMIN, SYSTEM_USER_ID
+from conversation import convert
 from conversation.handlers import ticketflow
+from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.messages import MessageHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import Database
 
-from .conftest import TENANT_A, TENANT_B, decode, outbox, user
+from .conftest import TENANT_A, TENANT_B, create, decode, outbox, send, user
 
 MEMBER = user("mia")
 OTHER = user("otto")
@@ -34,10 +37,7 @@ def support(unit: UnitOfWork) -> SupportHandler:
 
 
 async def _messages(db: Database, conversation_id: str) -> list[pb.Message]:
-    from conversation import convert
-
-    store = db.for_tenant(TENANT_A)
-    found = await store.messages.page_after(conversation_id, 0, 100)
+    found = await db.for_tenant(TENANT_A).messages.page_after(conversation_id, 0, 100, 100)
     return [convert.message(m) for m in found]
 
 
@@ -101,3 +101,48 @@ async def test_illegal_transition_is_refused(support: SupportHandler) -> None:
         await support.assign(AGENT, opened.ticket.id, "ada", "")
     with pytest.raises(InvalidArgument):
         await support.open(MEMBER, subject="")
+
+
+@pytest.fixture
+def wired(unit: UnitOfWork, support: SupportHandler) -> tuple[MessageHandler, ConversationHandler]:
+    conversations = ConversationHandler(unit)
+    conversations.tickets = support
+    return MessageHandler(unit, tickets=support), conversations
+
+
+async def test_staff_answer_sets_first_response_and_requester_resumes(
+    support: SupportHandler, wired: tuple[MessageHandler, ConversationHandler], db: Database
+) -> None:
+    messages, _ = wired
+    opened = await support.open(MEMBER, subject="Slow")
+    tid, cid = opened.ticket.id, opened.ticket.conversation_id
+    # Any agent answers without being added; the answer is marked as staff.
+    sent = await send(messages, AGENT2, cid, "looking")
+    assert sent.message.sender_role == "agent"
+    ticket = await support.get(AGENT, tid)
+    assert ticket.HasField("first_response_at")
+    await support.claim(AGENT, tid)
+    await support.transition(AGENT, tid, ticketflow.WAIT_ON_USER)
+    await send(messages, MEMBER, cid, "here you go")
+    ticket = await support.get(AGENT, tid)
+    assert ticket.status == spb.TICKET_STATUS_ASSIGNED
+    events = [decode(d) for d in await outbox(db, cid)]
+    updates = [e.ticket_updated.change for e in events if e.HasField("ticket_updated")]
+    assert updates == ["opened", "first_response", "assigned", "status", "status"]
+    texts = [m.text for m in await _messages(db, cid) if m.kind == pb.MESSAGE_KIND_SYSTEM]
+    assert texts[-1] == "Mia replied; the ticket is active again"
+    assert texts[-2] == "Ada is waiting on the requester"
+    # Event seqs stay gapless through the extra work of support sends.
+    assert [e.event_seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_create_conversation_of_kind_support_opens_a_ticket(
+    support: SupportHandler, wired: tuple[MessageHandler, ConversationHandler]
+) -> None:
+    _, conversations = wired
+    created = await create(conversations, MEMBER, pb.CONVERSATION_KIND_SUPPORT, title="Login")
+    ticket = await support.of_conversation(MEMBER, created.conversation.id)
+    assert ticket.subject == "Login"
+    assert ticket.status == spb.TICKET_STATUS_QUEUED
+    with pytest.raises(NotFound):
+        await support.of_conversation(OTHER, created.conversation.id)

@@ -27,6 +27,8 @@ from confab.conversation.v1 import (
     policy_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
+    support_admin_pb2,
+    support_admin_pb2_grpc,
     support_pb2,
     support_pb2_grpc,
 )
@@ -60,6 +62,7 @@ from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.sla import SlaEngine
 from conversation.handlers.sla_policy import SlaPolicyHandler
 from conversation.handlers.support import SupportHandler
+from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import TenantPolicies
@@ -76,6 +79,7 @@ from conversation.settings import ConversationSettings
 from conversation.sla_scheduler import SlaScheduler
 from conversation.sla_servicer import SlaServicer
 from conversation.storage.db import Database
+from conversation.support_admin_servicer import SupportAdminServicer
 from conversation.support_servicer import SupportServicer
 
 SERVICE = "conversation"
@@ -154,19 +158,26 @@ async def build(
     unit = UnitOfWork(db, clock, wakeup)
     # One policy cache per process, shared by the policy API and message writes.
     policies = PolicyHandler(db, clock)
-    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit, policies))
+    # The support desk; its observers (SLA, auto-assignment) are added here.
+    sla = SlaEngine(unit)
+    tickets = SupportHandler(unit, policies, observers=[sla])
+    sla.attach(tickets)
+    conversations = ConversationHandler(unit)
+    conversations.tickets = tickets
+    servicer = ConversationServicer(conversations, MessageHandler(unit, policies, tickets=tickets))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
-    # The support desk; its observers (SLA, auto-assignment) are added here.
-    sla = SlaEngine(unit)
-    support_handler = SupportHandler(unit, policies, observers=[sla])
-    sla.attach(support_handler)
-    support = SupportServicer(support_handler)
+    support = SupportServicer(tickets)
     server.add(
         lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
+    )
+    desk = SupportAdminServicer(SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks)))
+    server.add(
+        lambda s: support_admin_pb2_grpc.add_SupportAdminServiceServicer_to_server(desk, s),
+        support_admin_pb2.DESCRIPTOR.services_by_name["SupportAdminService"].full_name,
     )
     sla_policies = SlaServicer(SlaPolicyHandler(db, clock, AuditTrail(db, clock, unit.locks)))
     server.add(

@@ -22,12 +22,16 @@ TIMER_COLLECTION = "sla_timers"
 
 INDEXES: dict[str, list[IndexModel]] = {
     POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
-    STATE_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
+    STATE_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+    ],
     TIMER_COLLECTION: [
         # The scheduler's scan, across tenants.
         IndexModel([("fired", ASCENDING), ("due_at", ASCENDING)]),
         IndexModel([("actions_pending", ASCENDING), ("fired_at", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("ticket_id", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
     ],
 }
 
@@ -331,9 +335,11 @@ class TicketSlaRepo:
             {"_id": timer_id}, {"$set": {"actions_pending": []}}, session=self._session
         )
 
-    async def delete_ticket(self, ticket_id: str) -> None:
-        await self._timers.delete_many({"ticket_id": ticket_id}, session=self._session)
-        await self._states.delete_many({"_id": ticket_id}, session=self._session)
+    async def purge_conversation(self, conversation_id: str) -> None:
+        """Retention: a ticket's clocks and timers go with its conversation."""
+        flt = {"conversation_id": conversation_id}
+        await self._timers.delete_many(flt, session=self._session)
+        await self._states.delete_many(flt, session=self._session)
 
 
 class SlaTimerQueue:
