@@ -5,6 +5,7 @@ tenancy), clocks kept by the ticket observer, and timers that fire exactly once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDe
 from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, ROLE_TENANT_ADMIN
 from conversation.handlers import ticketflow
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.messages import MessageHandler
 from conversation.handlers.sla import SlaEngine
 from conversation.handlers.sla_policy import SLA_POLICY_UPDATED, SlaPolicyDraft, SlaPolicyHandler
 from conversation.handlers.support import SupportHandler
@@ -25,7 +27,7 @@ from conversation.sla_servicer import draft
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 from conversation.storage.sla import SlaTargetsRecord, TicketSlaRecord
 
-from .conftest import TENANT_A, TENANT_B, decode, outbox, user
+from .conftest import TENANT_A, TENANT_B, decode, outbox, send, user
 
 pytestmark = pytest.mark.asyncio
 
@@ -223,7 +225,75 @@ async def test_priority_change_recomputes_due_times(
     )
 
 
+async def test_staff_answers_meet_response_clocks_and_requester_messages_start_next(
+    policies: SlaPolicyHandler, support: SupportHandler, unit: UnitOfWork, clock: FakeClock
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    messages = MessageHandler(unit, tickets=support)
+    opened = await support.open(MEMBER, subject="Talk to me", text="hello?")
+    tid, cid = opened.ticket.id, opened.ticket.conversation_id
+    clock.advance(30 * 60)
+    await send(messages, AGENT, cid, "on it")
+    ticket = await support.get(AGENT, tid)
+    first = {c.metric: c for c in ticket.sla.clocks}[spb.SLA_METRIC_FIRST_RESPONSE]
+    assert first.HasField("met_at") and not first.breached
+    clock.advance(60)
+    await send(messages, MEMBER, cid, "still broken")
+    ticket = await support.get(AGENT, tid)
+    nxt = {c.metric: c for c in ticket.sla.clocks}[spb.SLA_METRIC_NEXT_RESPONSE]
+    assert nxt.due_at.ToDatetime().replace(tzinfo=clock.now().tzinfo) == clock.now() + timedelta(
+        hours=2
+    )
+    clock.advance(3 * HOUR)
+    await send(messages, AGENT, cid, "sorry, now fixed")
+    ticket = await support.get(AGENT, tid)
+    # The late answer is a miss; resolution still runs.
+    assert ticket.sla.status == spb.SLA_STATUS_ACTIVE_WITH_MISSES
+
+
+async def test_reopen_starts_a_new_resolution_clock(
+    policies: SlaPolicyHandler, support: SupportHandler, clock: FakeClock
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    opened = await support.open(MEMBER, subject="Again")
+    tid = opened.ticket.id
+    await support.claim(AGENT, tid)
+    await support.transition(AGENT, tid, ticketflow.RESOLVE)
+    clock.advance(HOUR)
+    reopened = await support.transition(MEMBER, tid, ticketflow.REOPEN)
+    resolution = {c.metric: c for c in reopened.sla.clocks}[spb.SLA_METRIC_RESOLUTION]
+    assert resolution.due_at.ToDatetime().replace(
+        tzinfo=clock.now().tzinfo
+    ) == clock.now() + timedelta(hours=8)
+    assert reopened.sla.status == spb.SLA_STATUS_ACTIVE
+
+
 # ---- timers
+
+
+async def test_the_running_scheduler_fires_when_woken(
+    policies: SlaPolicyHandler,
+    support: SupportHandler,
+    engine: SlaEngine,
+    db: Database,
+    clock: FakeClock,
+    wakeup: asyncio.Event,
+) -> None:
+    await policies.put(ADMIN, policy(warning_seconds=0), expected_version=0)
+    opened = await support.open(MEMBER, subject="Loop")
+    loop = asyncio.create_task(scheduler(db, engine, clock).run())
+    try:
+        # The unit of work sets the relay's wakeup at each commit: the firing one.
+        wakeup.clear()
+        clock.advance(HOUR)
+        engine.wakeup.set()
+        async with asyncio.timeout(20):
+            await wakeup.wait()
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    assert await alerts(db, opened.ticket.conversation_id) == ["sla_breached"]
 
 
 async def test_warning_then_breach_fire_once_with_events(
