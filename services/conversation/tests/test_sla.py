@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -19,13 +20,18 @@ from conversation.handlers import ticketflow
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.sla import SlaEngine
-from conversation.handlers.sla_policy import SLA_POLICY_UPDATED, SlaPolicyDraft, SlaPolicyHandler
+from conversation.handlers.sla_policy import (
+    EMPTY_POLICY,
+    SLA_POLICY_UPDATED,
+    SlaPolicyDraft,
+    SlaPolicyHandler,
+)
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.sla_scheduler import LEASE_ID, SlaScheduler
-from conversation.sla_servicer import draft
+from conversation.sla_servicer import draft, policy_message
 from conversation.storage.db import TENANT_COLLECTIONS, Database
-from conversation.storage.sla import SlaTargetsRecord, TicketSlaRecord
+from conversation.storage.sla import SlaTargetsRecord, TicketSlaRecord, TimerRecord
 
 from .conftest import TENANT_A, TENANT_B, decode, outbox, send, user
 
@@ -327,6 +333,55 @@ async def test_warning_then_breach_fire_once_with_events(
     assert await db.db["sla_timers"].count_documents({"actions_pending.0": {"$exists": True}}) == 0
 
 
+async def test_breach_raises_the_priority_and_puts_the_ticket_back_in_the_queue(
+    policies: SlaPolicyHandler,
+    support: SupportHandler,
+    engine: SlaEngine,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    actions = ("notify", "raise_priority", "reassign")
+    await policies.put(ADMIN, policy(warning_seconds=0, breach_actions=actions), expected_version=0)
+    opened = await support.open(MEMBER, subject="Stuck")
+    tid = opened.ticket.id
+    await support.claim(AGENT, tid)
+    clock.advance(HOUR)
+    await scheduler(db, engine, clock).fire_due()
+    ticket = await support.get(AGENT, tid)
+    assert ticket.priority == spb.TICKET_PRIORITY_HIGH
+    assert ticket.status == spb.TICKET_STATUS_QUEUED and not ticket.assignee_id
+
+
+class ForgetfulEngine(SlaEngine):
+    """Dies right after a breach commits, before its actions ran."""
+
+    async def apply(self, timer: TimerRecord) -> None:
+        raise asyncio.CancelledError
+
+
+async def test_breach_actions_left_by_a_crash_run_on_the_next_pass(
+    policies: SlaPolicyHandler,
+    support: SupportHandler,
+    engine: SlaEngine,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    await policies.put(
+        ADMIN, policy(warning_seconds=0, breach_actions=("escalate",)), expected_version=0
+    )
+    opened = await support.open(MEMBER, subject="Crash after commit")
+    clock.advance(HOUR)
+    forgetful = ForgetfulEngine(UnitOfWork(db, clock, asyncio.Event()))
+    forgetful.attach(support)
+    with pytest.raises(asyncio.CancelledError):
+        await scheduler(db, forgetful, clock).fire_due()
+    assert not (await support.get(AGENT, opened.ticket.id)).escalated
+    await scheduler(db, engine, clock).fire_due()
+    assert (await support.get(AGENT, opened.ticket.id)).escalated
+    # The breach itself was announced once.
+    assert await alerts(db, opened.ticket.conversation_id) == ["sla_breached"]
+
+
 async def test_two_schedulers_fire_a_timer_once(
     policies: SlaPolicyHandler, support: SupportHandler, db: Database, clock: FakeClock
 ) -> None:
@@ -399,6 +454,28 @@ async def test_a_met_clock_drops_its_timers(
     ticket = await support.get(AGENT, tid)
     # Resolved in time; the first response clock stopped without a verdict.
     assert ticket.sla.status == spb.SLA_STATUS_HIT
+
+
+async def test_retention_purges_a_tickets_sla_with_its_conversation(
+    policies: SlaPolicyHandler, support: SupportHandler, db: Database
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    gone = await support.open(MEMBER, subject="Old")
+    kept = await support.open(MEMBER, subject="New")
+    await db.for_tenant(TENANT_A).sla.purge_conversation(gone.ticket.conversation_id)
+    left = await db.db["ticket_sla"].distinct("_id")
+    assert left == [kept.ticket.id]
+    timers = await db.db["sla_timers"].distinct("ticket_id")
+    assert timers == [kept.ticket.id]
+
+
+async def test_policy_messages_round_trip() -> None:
+    stored = replace(
+        EMPTY_POLICY,
+        **{f: getattr(policy(), f) for f in SlaPolicyDraft.__dataclass_fields__},
+        version=4,
+    )
+    assert draft(policy_message(stored)) == policy()
 
 
 async def test_tenant_erasure_deletes_sla_state_and_timers(
