@@ -382,6 +382,30 @@ async def test_breach_actions_left_by_a_crash_run_on_the_next_pass(
     assert await alerts(db, opened.ticket.conversation_id) == ["sla_breached"]
 
 
+async def test_a_broken_timer_does_not_stop_the_others(
+    policies: SlaPolicyHandler, support: SupportHandler, db: Database, clock: FakeClock
+) -> None:
+    await policies.put(ADMIN, policy(warning_seconds=0), expected_version=0)
+    broken = await support.open(MEMBER, subject="Broken")
+    fine = await support.open(MEMBER, subject="Fine")
+
+    class Picky(SlaEngine):
+        async def fire(self, timer: TimerRecord) -> bool:
+            if timer.ticket_id == broken.ticket.id:
+                raise RuntimeError("a bug")
+            return await super().fire(timer)
+
+    picky = Picky(UnitOfWork(db, clock, asyncio.Event()))
+    picky.attach(support)
+    clock.advance(HOUR)
+    assert await scheduler(db, picky, clock).fire_due() == 1
+    assert await alerts(db, fine.ticket.conversation_id) == ["sla_breached"]
+    assert await alerts(db, broken.ticket.conversation_id) == []
+    assert not await db.db["sla_timers"].count_documents(
+        {"ticket_id": broken.ticket.id, "fired": True}
+    )
+
+
 async def test_two_schedulers_fire_a_timer_once(
     policies: SlaPolicyHandler, support: SupportHandler, db: Database, clock: FakeClock
 ) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
@@ -18,10 +20,13 @@ from confab_core.clock import Clock
 from confab_core.ids import new_id
 from conversation.handlers.sla import SlaEngine
 from conversation.storage.db import Database
+from conversation.storage.sla import TimerRecord
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FIRED = Counter("confab_sla_timers_fired_total", "SLA timers fired", ["kind"])
+FAILED = Counter("confab_sla_timer_failures_total", "SLA timer firings that raised")
 LEASE_ID = "sla-scheduler"
 
 
@@ -50,9 +55,9 @@ class SlaScheduler:
         while True:
             try:
                 if await self.hold_lease():
-                    fired = await self.fire_due()
+                    settled = await self.fire_due()
                     backoff = self._poll
-                    if fired >= self._batch:
+                    if settled >= self._batch:
                         continue
             except (PyMongoError, OSError) as exc:
                 log.warning("sla scheduler paused: %s", exc)
@@ -68,13 +73,29 @@ class SlaScheduler:
         )
 
     async def fire_due(self) -> int:
-        """One pass: breach actions left over by a crash, then the due timers."""
+        """One pass: breach actions left over by a crash, then the due timers.
+        Returns how many timers it settled (fired or dropped as stale); a full
+        batch means more may be waiting."""
         for timer in await self._queue.with_pending_actions(self._batch):
-            await self._engine.apply(timer)
-        due = await self._queue.due(self._clock.now(), self._batch)
-        fired = 0
-        for timer in due:
-            if await self._engine.fire(timer):
+            await self._guarded(timer, self._engine.apply(timer))
+        settled = 0
+        for timer in await self._queue.due(self._clock.now(), self._batch):
+            fired = await self._guarded(timer, self._engine.fire(timer))
+            if fired is not None:
+                settled += 1
+            if fired:
                 FIRED.labels(timer.kind).inc()
-                fired += 1
-        return len(due)
+        return settled
+
+    async def _guarded(self, timer: TimerRecord, step: Awaitable[T]) -> T | None:
+        """Runs one timer's step; None when it failed. One broken timer must not
+        stop the others (nor the loop): it stays as it was and is tried again on
+        the next pass. Database and network errors pause the whole loop."""
+        try:
+            return await step
+        except (PyMongoError, OSError):
+            raise
+        except Exception:
+            FAILED.inc()
+            log.exception("sla timer %s failed", timer.id)
+            return None
