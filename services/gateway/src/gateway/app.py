@@ -50,6 +50,7 @@ from gateway.routes import (
     presence,
     reactions,
     search,
+    tickets,
 )
 from gateway.settings import GatewaySettings
 from gateway.tracing import TracingMiddleware
@@ -163,6 +164,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         policy,
         audit,
         moderation,
+        tickets,
     ):
         v1.include_router(module.router)
     api.include_router(v1)
