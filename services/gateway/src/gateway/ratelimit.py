@@ -59,6 +59,12 @@ class Action(StrEnum):
     AUDIT_VERIFY = "audit_verify"
     # Reading and replacing the tenant's SLA policy.
     SLA_POLICY = "sla_policy"
+    # Opening, changing, claiming, assigning and escalating tickets.
+    TICKET_WRITE = "ticket_write"
+    # A ticket, the queue, the caller's tickets, the desk's categories and teams.
+    TICKET_READ = "ticket_read"
+    # Changes of the desk's categories and teams.
+    SUPPORT_ADMIN = "support_admin"
 
 
 class Limit(BaseModel):
@@ -96,6 +102,10 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
     Action.SLA_POLICY: Limit(user=10, tenant=100),
+    Action.TICKET_WRITE: Limit(user=30, tenant=2000),
+    # Agents refresh the queue often.
+    Action.TICKET_READ: Limit(user=60, tenant=5000),
+    Action.SUPPORT_ADMIN: Limit(user=10, tenant=100),
 }
 
 
@@ -173,4 +183,7 @@ _NOUNS: Mapping[Action, str] = {
     Action.AUDIT_READ: "audit and moderation reads",
     Action.AUDIT_VERIFY: "audit verifications",
     Action.SLA_POLICY: "SLA policy calls",
+    Action.TICKET_WRITE: "ticket changes",
+    Action.TICKET_READ: "ticket reads",
+    Action.SUPPORT_ADMIN: "support desk changes",
 }
