@@ -39,8 +39,6 @@ _METRIC = {
     sla_clocks.NEXT_RESPONSE: spb.SLA_METRIC_NEXT_RESPONSE,
     sla_clocks.RESOLUTION: spb.SLA_METRIC_RESOLUTION,
 }
-
-
 PRIORITY_NAMES: dict[int, str] = {
     spb.TICKET_PRIORITY_LOW: "low",
     spb.TICKET_PRIORITY_MEDIUM: "medium",
@@ -50,8 +48,8 @@ PRIORITY_NAMES: dict[int, str] = {
 
 
 def ticket_sla(state: SlaState, now: datetime) -> spb.TicketSla:
-    """The view of a ticket's clocks at ``now``: open clocks first, then the
-    latest finished one of each metric."""
+    """The view of a ticket's clocks at ``now``: per metric, its open clock,
+    else its latest finished one, in start order."""
     status = sla_clocks.sla_status(state, now)
     if not status:
         return spb.TicketSla()
@@ -63,6 +61,7 @@ def ticket_sla(state: SlaState, now: datetime) -> spb.TicketSla:
     for index in sorted(latest.values()):
         c = state.clocks[index]
         paused = c.open and c.running_since is None
+        # A paused clock's remaining time needs no calendar: it is not counting.
         clocks.append(
             spb.SlaClock(
                 metric=_METRIC[c.metric],
