@@ -473,3 +473,25 @@ async def test_the_bot_takes_new_tickets_when_the_tenant_says_so(
         await support.transition(OTHER, opened.ticket.id, ticketflow.CLOSE)
     with pytest.raises(PermissionDenied):
         await support.transition(MEMBER, opened.ticket.id, ticketflow.WAIT_ON_USER)
+
+
+async def test_claims_from_two_processes_have_one_winner(db: Database, clock: FakeClock) -> None:
+    """Two units of work with their own writer locks (two replicas): the database's
+    conditional write decides, not a lock of one process."""
+    here = SupportHandler(UnitOfWork(db, clock, asyncio.Event()))
+    there = SupportHandler(UnitOfWork(db, clock, asyncio.Event()))
+    for round_ in range(3):
+        opened = await here.open(MEMBER, subject=f"Race {round_}")
+        results = await asyncio.gather(
+            here.claim(AGENT, opened.ticket.id),
+            there.claim(AGENT2, opened.ticket.id),
+            return_exceptions=True,
+        )
+        wins = [r for r in results if isinstance(r, spb.Ticket)]
+        losses = [r for r in results if isinstance(r, FailedPrecondition)]
+        assert len(wins) == 1 and len(losses) == 1, results
+        assert losses[0].code == "already_assigned"
+        final = await here.get(ADMIN, opened.ticket.id)
+        assert final.assignee_id == wins[0].assignee_id and final.version == 2
+        events = [decode(d) for d in await outbox(db, opened.ticket.conversation_id)]
+        assert sum(e.HasField("ticket_assigned") for e in events) == 1
