@@ -124,6 +124,10 @@ async def test_staff_answer_sets_first_response_and_requester_resumes(
     # Any agent answers without being added; the answer is marked as staff.
     sent = await send(messages, AGENT2, cid, "looking")
     assert sent.message.sender_role == "agent"
+    _, added = await messages.react(
+        AGENT2, conversation_id=cid, message_id=sent.message.id, emoji="eyes"
+    )
+    assert added
     ticket = await support.get(AGENT, tid)
     assert ticket.HasField("first_response_at")
     await support.claim(AGENT, tid)
