@@ -46,6 +46,10 @@ class ConversationSettings(ServiceSettings):
     reencrypt_batch_size: int = 200
     reencrypt_poll_seconds: float = 5.0
     reencrypt_lease_seconds: float = 60.0
+    # Auto-assignment: the sweep of every tenant that has it on (between the
+    # wake-ups of ticket changes and agents coming online), and its lease.
+    assign_sweep_seconds: float = 30.0
+    assign_lease_seconds: float = 15.0
 
     @field_validator("key_file")
     @classmethod

@@ -57,6 +57,8 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"
     # Walks a whole chain.
     AUDIT_VERIFY = "audit_verify"
+    # Auto-assignment settings, the agent roster and agents' capacities.
+    SUPPORT_ADMIN = "support_admin"
 
 
 class Limit(BaseModel):
@@ -93,6 +95,8 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.REPORT: Limit(user=10, tenant=500),
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
+    # Admin screens: the roster is read on opening one, changes are rare.
+    Action.SUPPORT_ADMIN: Limit(user=30, tenant=300),
 }
 
 

@@ -16,6 +16,11 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.assignment import (
+    AGENTS_COLLECTION,
+    SETTINGS_COLLECTION,
+    AssignmentRepo,
+)
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
@@ -101,7 +106,11 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("tenant_id", ASCENDING), ("search_terms", ASCENDING), ("conversation_id", ASCENDING)]
         ),
     ],
-    "users": [IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)],
+    "users": [
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True),
+        # The agent roster (auto-assignment).
+        IndexModel([("tenant_id", ASCENDING), ("roles", ASCENDING), ("user_id", ASCENDING)]),
+    ],
     # The outbox is read across tenants by the relay, in per-conversation order,
     # and per conversation by resuming clients; published events expire.
     "outbox": [
@@ -133,6 +142,15 @@ INDEXES: dict[str, list[IndexModel]] = {
     # One document per tenant, keyed by the tenant id.
     POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     PII_COUNT_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # One document per tenant (keyed by the tenant id); the sweep finds the
+    # tenants with auto-assignment on.
+    SETTINGS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING)], unique=True),
+        IndexModel([("enabled", ASCENDING), ("tenant_id", ASCENDING)]),
+    ],
+    AGENTS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)
+    ],
     # The chain in order (verify, paging), and the query API's filters.
     AUDIT_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING), ("seq", ASCENDING)], unique=True),
@@ -190,6 +208,8 @@ TENANT_COLLECTIONS = (
     HEADS_COLLECTION,
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
+    SETTINGS_COLLECTION,
+    AGENTS_COLLECTION,
     JOBS_COLLECTION,
     "conversations",
 )
@@ -205,6 +225,7 @@ class TenantStore:
     audit: AuditRepo
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
+    assignment: AssignmentRepo
 
 
 class TenantPurge:
@@ -316,6 +337,17 @@ class Database:
         ids = await self.db["conversations"].distinct("tenant_id", {"tenant_id": {"$gt": after}})
         return sorted(str(t) for t in ids)[:limit]
 
+    async def assignment_tenant_ids(self, after: str, limit: int) -> list[str]:
+        """Tenants with auto-assignment on, by id past ``after`` (the assigner's
+        sweep; it re-scopes to each tenant before reading anything else)."""
+        cursor = self.db[SETTINGS_COLLECTION].find(
+            {"enabled": True, "tenant_id": {"$gt": after}},
+            projection={"tenant_id": 1},
+            sort=[("tenant_id", ASCENDING)],
+            limit=limit,
+        )
+        return [str(doc["tenant_id"]) async for doc in cursor]
+
     def key_jobs(self) -> KeyJobRepo:
         return KeyJobRepo(self.db, self.keys, self._clock)
 
@@ -392,4 +424,7 @@ class Database:
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
+            assignment=AssignmentRepo(
+                scoped(SETTINGS_COLLECTION), scoped(AGENTS_COLLECTION), session
+            ),
         )

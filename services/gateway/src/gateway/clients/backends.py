@@ -8,6 +8,7 @@ import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
 from confab.conversation.v1 import (
+    assignment_pb2_grpc,
     conversation_pb2_grpc,
     governance_pb2_grpc,
     jobs_pb2_grpc,
@@ -18,6 +19,7 @@ from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
+from gateway.clients.assignment import AssignmentClient
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance import AuditClient, ModerationClient
@@ -40,6 +42,7 @@ class Backends:
     keys: KeyClient
     jobs: JobClient
     channels: list[grpc.aio.Channel]
+    assignment: AssignmentClient
 
     @classmethod
     def open(
@@ -75,6 +78,9 @@ class Backends:
             keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
             channels=chans,
+            assignment=AssignmentClient(
+                assignment_pb2_grpc.AssignmentServiceStub(chans[0]), timeout
+            ),
         )
 
     async def close(self) -> None:
