@@ -26,8 +26,13 @@ from conversation.storage.db import TENANT_COLLECTIONS, Database
 from conversation.support_assign import TicketView
 
 from .conftest import TENANT_A, TENANT_B, user
-from .presence_peer import PresencePeer, presence_peer, redis_server  # noqa: F401
+from . import presence_peer as peer
+from .presence_peer import PresencePeer
 from .test_servicer import AUTH, GATEWAY_AUTH, As, trailing_code
+
+# The real presence service, in-process (fixtures of presence_peer.py).
+redis_server = peer.redis_server
+presence_peer = peer.presence_peer
 
 ADMIN = user("root", TENANT_A, ROLE_TENANT_ADMIN)
 ANN = user("ann", TENANT_A, ROLE_AGENT)
