@@ -25,8 +25,8 @@ from conversation.handlers.unit import UnitOfWork
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 from conversation.support_assign import TicketView
 
-from .conftest import TENANT_A, TENANT_B, user
 from . import presence_peer as peer
+from .conftest import TENANT_A, TENANT_B, user
 from .presence_peer import PresencePeer
 from .test_servicer import AUTH, GATEWAY_AUTH, As, trailing_code
 
