@@ -11,8 +11,8 @@ from pymongo.errors import DuplicateKeyError
 
 from confab_core.mongo import Doc, TenantCollection
 
-SETTINGS_COLLECTION = "assignment_settings"
-AGENTS_COLLECTION = "assignment_agents"
+ASSIGNMENT_SETTINGS_COLLECTION = "assignment_settings"
+ASSIGNMENT_AGENTS_COLLECTION = "assignment_agents"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.assignment import (
-    AGENTS_COLLECTION,
-    SETTINGS_COLLECTION,
+    ASSIGNMENT_AGENTS_COLLECTION,
+    ASSIGNMENT_SETTINGS_COLLECTION,
     AssignmentRepo,
 )
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
@@ -46,6 +46,15 @@ from conversation.storage.policies import (
     POLICY_COLLECTION,
     PiiCountRepo,
     PolicyRepo,
+)
+from conversation.storage.tickets import (
+    ESCALATIONS_COLLECTION,
+    SETTINGS_COLLECTION,
+    TEAMS_COLLECTION,
+    TICKETS_COLLECTION,
+    EscalationRepo,
+    SupportConfigRepo,
+    TicketRepo,
 )
 from conversation.storage.users import UserRepo
 
@@ -144,11 +153,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     PII_COUNT_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # One document per tenant (keyed by the tenant id); the sweep finds the
     # tenants with auto-assignment on.
-    SETTINGS_COLLECTION: [
+    ASSIGNMENT_SETTINGS_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING)], unique=True),
         IndexModel([("enabled", ASCENDING), ("tenant_id", ASCENDING)]),
     ],
-    AGENTS_COLLECTION: [
+    ASSIGNMENT_AGENTS_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)
     ],
     # The chain in order (verify, paging), and the query API's filters.
@@ -189,6 +198,30 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    # One ticket per support conversation; the queue's order; a requester's tickets.
+    TICKETS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("priority", DESCENDING),
+                ("queue_key", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("requester_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("assignee_id", ASCENDING), ("status", ASCENDING)]),
+    ],
+    # The tenant's side, and the platform reader's order across tenants.
+    ESCALATIONS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+        IndexModel([("open", ASCENDING), ("priority", DESCENDING), ("escalated_at", ASCENDING)]),
+    ],
+    TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
+    SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -208,9 +241,13 @@ TENANT_COLLECTIONS = (
     HEADS_COLLECTION,
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
-    SETTINGS_COLLECTION,
-    AGENTS_COLLECTION,
+    ASSIGNMENT_SETTINGS_COLLECTION,
+    ASSIGNMENT_AGENTS_COLLECTION,
     JOBS_COLLECTION,
+    ESCALATIONS_COLLECTION,
+    TICKETS_COLLECTION,
+    TEAMS_COLLECTION,
+    SETTINGS_COLLECTION,
     "conversations",
 )
 
@@ -226,6 +263,9 @@ class TenantStore:
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
     assignment: AssignmentRepo
+    tickets: TicketRepo
+    escalations: EscalationRepo
+    support: SupportConfigRepo
 
 
 class TenantPurge:
@@ -425,6 +465,13 @@ class Database:
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
             assignment=AssignmentRepo(
-                scoped(SETTINGS_COLLECTION), scoped(AGENTS_COLLECTION), session
+                scoped(ASSIGNMENT_SETTINGS_COLLECTION),
+                scoped(ASSIGNMENT_AGENTS_COLLECTION),
+                session,
+            ),
+            tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
+            escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
+            support=SupportConfigRepo(
+                scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
             ),
         )
