@@ -13,6 +13,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from confab.conversation.v1 import (
+    assignment_pb2,
+    assignment_pb2_grpc,
     conversation_pb2,
     conversation_pb2_grpc,
     governance_pb2,
@@ -35,8 +37,10 @@ from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
+    PRESENCE_EVENTS_TOPIC,
     Producer,
     TopicSpec,
+    consume_forever,
     ensure_topics_with_retry,
 )
 from confab_core.logs import setup_logging
@@ -45,8 +49,12 @@ from confab_core.mongo import Doc
 from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.assignment_servicer import AssignmentServicer
+from conversation.autoassign import AutoAssigner, PresenceWatcher, Wakeups
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
+from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
 from conversation.governance_servicer import AuditServicer, ModerationServicer
+from conversation.handlers.assignment import AssignmentHandler
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
@@ -70,6 +78,7 @@ from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
 from conversation.storage.db import Database
+from conversation.support_assign import AssignmentObserver, SystemAssign, TicketView
 from conversation.support_servicer import SupportServicer
 
 SERVICE = "conversation"
@@ -154,7 +163,13 @@ async def build(
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
     # The support desk; its observers (SLA, auto-assignment) are added here.
-    support = SupportServicer(SupportHandler(unit, policies, observers=[]))
+    # Auto-assignment's wake-ups: its observer and settings API ring them, the
+    # assigner (built once the presence peer is known) answers.
+    assign_wakeups = Wakeups()
+    support_handler = SupportHandler(
+        unit, policies, observers=[AssignmentObserver(assign_wakeups.wake)]
+    )
+    support = SupportServicer(support_handler)
     server.add(
         lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
@@ -198,6 +213,44 @@ async def build(
         peer_channels.append(channel(settings.presence_addr, auth, PRESENCE))
         presence = PresencePeer(peer_channels[-1], settings.peer_timeout_seconds)
     peers = [notifications, presence]
+    online: OnlineAgents = NoPresence()
+    if settings.presence_addr:
+        online = PresenceClient(peer_channels[-1], settings.peer_timeout_seconds)
+    tickets = TicketView()
+    assigner = AutoAssigner(
+        db,
+        clock,
+        online,
+        tickets,
+        SystemAssign(support_handler),
+        sweep_seconds=settings.assign_sweep_seconds,
+        lease_seconds=settings.assign_lease_seconds,
+        poll_seconds=settings.assign_poll_seconds,
+        wakeups=assign_wakeups,
+    )
+    assignment = AssignmentServicer(
+        AssignmentHandler(
+            db, clock, AuditTrail(db, clock, unit.locks), online, tickets, assign_wakeups.wake
+        )
+    )
+    server.add(
+        lambda s: assignment_pb2_grpc.add_AssignmentServiceServicer_to_server(assignment, s),
+        assignment_pb2.DESCRIPTOR.services_by_name["AssignmentService"].full_name,
+    )
+    watcher = PresenceWatcher(assign_wakeups.wake)
+
+    async def watch_presence() -> None:
+        # One group for all replicas: whichever hears an agent come online hands
+        # the wake-up to the lease holder (AutoAssigner.run_once).
+        await consume_forever(
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=[PRESENCE_EVENTS_TOPIC],
+            group_id="conversation-autoassign",
+            handler=watcher.handle,
+            from_latest=True,
+            security=settings.kafka_security(),
+        )
+
     trail = AuditTrail(db, clock)
     batch = settings.job_batch_size
     runner = JobRunner(
@@ -242,7 +295,12 @@ async def build(
         await producer.stop()
         await client.close()
 
-    return Service(server, [publish, reencrypt.run, runner.run, retention.run], close, servicer)
+    return Service(
+        server,
+        [publish, reencrypt.run, runner.run, retention.run, assigner.run, watch_presence],
+        close,
+        servicer,
+    )
 
 
 @asynccontextmanager

@@ -57,6 +57,25 @@ class TicketSource(TicketLoad, Protocol):
 Assign = Callable[[str, str, str, str], Awaitable[bool]]
 
 
+class Wakeups:
+    """Tenants whose queue or agents changed since the assigner last looked.
+
+    Its own object, so the ticket observer and the settings API can be built
+    before the assigner (which needs the support handler they are part of)."""
+
+    def __init__(self) -> None:
+        self.pending: set[str] = set()
+        self.event = asyncio.Event()
+
+    def wake(self, tenant_id: str) -> None:
+        self.pending.add(tenant_id)
+        self.event.set()
+
+    def take(self) -> set[str]:
+        tenants, self.pending = self.pending, set()
+        return tenants
+
+
 class AutoAssigner:
     def __init__(
         self,
@@ -68,7 +87,9 @@ class AutoAssigner:
         *,
         sweep_seconds: float,
         lease_seconds: float,
+        poll_seconds: float = 1.0,
         batch_size: int = 500,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -76,50 +97,52 @@ class AutoAssigner:
         self._tickets = tickets
         self._assign = assign
         self._sweep = sweep_seconds
+        self._poll = poll_seconds
         self._lease = lease_seconds
         self._batch = batch_size
         self._owner = new_id()
         self._renew_at = float("-inf")
-        self._pending: set[str] = set()
-        self._woken = asyncio.Event()
+        self._wakeups = wakeups or Wakeups()
 
     def wake(self, tenant_id: str) -> None:
-        self._pending.add(tenant_id)
-        self._woken.set()
+        self._wakeups.wake(tenant_id)
 
     async def run(self) -> None:
         next_sweep = float("-inf")
         while True:
-            wait = self._sweep
+            wait = self._poll
             try:
-                if await self.hold_lease():
-                    tenants = self._take_pending()
-                    if self._clock.monotonic() >= next_sweep:
-                        tenants |= await self._enabled_tenants()
-                        next_sweep = self._clock.monotonic() + self._sweep
-                    for tenant_id in sorted(tenants):
-                        await self.assign_tenant(tenant_id)
-                else:
-                    # Another replica assigns; ours would only race it.
-                    self._pending.clear()
-                    wait = self._lease / 3
+                if await self.run_once(sweep=self._clock.monotonic() >= next_sweep):
+                    next_sweep = self._clock.monotonic() + self._sweep
             except (PyMongoError, ConfabError, OSError) as exc:
                 log.warning("auto-assigner paused: %s", exc)
                 wait = min(self._sweep, 5.0)
+            # asyncio.timeout, not wait_for: see the outbox relay.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await self._woken.wait()
-            self._woken.clear()
+                    await self._wakeups.event.wait()
+            self._wakeups.event.clear()
 
-    def _take_pending(self) -> set[str]:
-        tenants, self._pending = self._pending, set()
-        return tenants
+    async def run_once(self, *, sweep: bool) -> bool:
+        """One pass: the woken tenants (and, with ``sweep``, every tenant with
+        auto-assignment on) when this replica holds the lease; otherwise hands
+        its wake-ups to the replica that does. True when it swept."""
+        if not await self.hold_lease():
+            # The holder polls these marks, so a change committed here is not
+            # left waiting for its sweep.
+            for tenant_id in sorted(self._wakeups.take()):
+                await self._db.for_tenant(tenant_id).assignment.mark_dirty()
+            return False
+        tenants = self._wakeups.take() | await self._tenants(dirty_only=not sweep)
+        for tenant_id in sorted(tenants):
+            await self.assign_tenant(tenant_id)
+        return sweep
 
-    async def _enabled_tenants(self) -> set[str]:
+    async def _tenants(self, *, dirty_only: bool) -> set[str]:
         out: set[str] = set()
         after = ""
         while True:
-            page = await self._db.assignment_tenant_ids(after, 500)
+            page = await self._db.assignment_tenant_ids(after, 500, dirty_only=dirty_only)
             out.update(page)
             if len(page) < 500:
                 return out
@@ -139,6 +162,8 @@ class AutoAssigner:
     async def assign_tenant(self, tenant_id: str) -> int:
         """One pass over a tenant's queue, under the lease; how many it assigned."""
         store = self._db.for_tenant(tenant_id)
+        # Cleared first: a mark set while this pass runs asks for another pass.
+        await store.assignment.clear_dirty()
         settings = await store.assignment.settings() or DEFAULT_SETTINGS
         if not settings.enabled:
             return 0

@@ -50,6 +50,8 @@ class ConversationSettings(ServiceSettings):
     # wake-ups of ticket changes and agents coming online), and its lease.
     assign_sweep_seconds: float = 30.0
     assign_lease_seconds: float = 15.0
+    # How often the lease holder looks for tenants other replicas woke.
+    assign_poll_seconds: float = 1.0
 
     @field_validator("key_file")
     @classmethod

@@ -119,6 +119,22 @@ class AssignmentRepo:
                 session=self._session,
             )
 
+    async def mark_dirty(self) -> None:
+        """Asks whichever replica holds the assigner's lease to run this tenant
+        (only while auto-assignment is on: there is nothing to run otherwise)."""
+        await self._settings.update_one(
+            {"_id": self._settings.tenant_id, "enabled": True},
+            {"$set": {"dirty": True}},
+            session=self._session,
+        )
+
+    async def clear_dirty(self) -> None:
+        await self._settings.update_one(
+            {"_id": self._settings.tenant_id, "dirty": True},
+            {"$set": {"dirty": False}},
+            session=self._session,
+        )
+
     async def set_capacity(self, user_id: str, capacity: int | None) -> None:
         update: Doc = (
             {"$unset": {"capacity": ""}} if capacity is None else {"$set": {"capacity": capacity}}

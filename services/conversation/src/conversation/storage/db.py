@@ -156,6 +156,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ASSIGNMENT_SETTINGS_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING)], unique=True),
         IndexModel([("enabled", ASCENDING), ("tenant_id", ASCENDING)]),
+        IndexModel([("dirty", ASCENDING), ("tenant_id", ASCENDING)]),
     ],
     ASSIGNMENT_AGENTS_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)
@@ -377,11 +378,17 @@ class Database:
         ids = await self.db["conversations"].distinct("tenant_id", {"tenant_id": {"$gt": after}})
         return sorted(str(t) for t in ids)[:limit]
 
-    async def assignment_tenant_ids(self, after: str, limit: int) -> list[str]:
-        """Tenants with auto-assignment on, by id past ``after`` (the assigner's
-        sweep; it re-scopes to each tenant before reading anything else)."""
-        cursor = self.db[SETTINGS_COLLECTION].find(
-            {"enabled": True, "tenant_id": {"$gt": after}},
+    async def assignment_tenant_ids(
+        self, after: str, limit: int, *, dirty_only: bool = False
+    ) -> list[str]:
+        """Tenants with auto-assignment on (only those another replica asked to
+        run, with ``dirty_only``), by id past ``after``: the assigner's walks,
+        which re-scope to each tenant before reading anything else."""
+        flt: Doc = {"enabled": True, "tenant_id": {"$gt": after}}
+        if dirty_only:
+            flt["dirty"] = True
+        cursor = self.db[ASSIGNMENT_SETTINGS_COLLECTION].find(
+            flt,
             projection={"tenant_id": 1},
             sort=[("tenant_id", ASCENDING)],
             limit=limit,
