@@ -132,22 +132,22 @@ async def test_bad_input_is_422_and_reaches_no_service(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body"),
+    ("method", "path", "body", "action"),
     [
-        ("get", "/support/assignment", None),
-        ("put", "/support/assignment", {"enabled": True}),
-        ("get", "/support/agents", None),
-        ("put", "/support/agents/ann", {"capacity": 2}),
+        ("get", "/support/assignment", None, Action.TICKET_READ),
+        ("put", "/support/assignment", {"enabled": True}, Action.SUPPORT_ADMIN),
+        ("get", "/support/agents", None, Action.TICKET_READ),
+        ("put", "/support/agents/ann", {"capacity": 2}, Action.SUPPORT_ADMIN),
     ],
 )
 async def test_every_route_spends_its_budget_first(
-    limited: World, method: str, path: str, body: dict[str, Any] | None
+    limited: World, method: str, path: str, body: dict[str, Any] | None, action: Action
 ) -> None:
     http, stub, limiter = limited
     resp = await (http.put(path, json=body) if method == "put" else http.get(path))
     assert resp.status_code == 429, resp.text
     assert resp.headers["Retry-After"] == "3"
-    assert limiter.checked == [Action.SUPPORT_ADMIN] and stub.calls == []
+    assert limiter.checked == [action] and stub.calls == []
 
 
 async def test_settings_translate_both_ways(world: World) -> None:

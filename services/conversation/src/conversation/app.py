@@ -27,6 +27,8 @@ from confab.conversation.v1 import (
     membership_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    support_admin_pb2,
+    support_admin_pb2_grpc,
     support_pb2,
     support_pb2_grpc,
 )
@@ -64,6 +66,7 @@ from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.support import SupportHandler
+from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import TenantPolicies
@@ -78,6 +81,7 @@ from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
 from conversation.storage.db import Database
+from conversation.support_admin_servicer import SupportAdminServicer
 from conversation.support_assign import AssignmentObserver, SystemAssign, TicketView
 from conversation.support_servicer import SupportServicer
 
@@ -157,22 +161,27 @@ async def build(
     unit = UnitOfWork(db, clock, wakeup)
     # One policy cache per process, shared by the policy API and message writes.
     policies = PolicyHandler(db, clock)
-    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit, policies))
-    server.add(
-        lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
-        conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
-    )
     # The support desk; its observers (SLA, auto-assignment) are added here.
     # Auto-assignment's wake-ups: its observer and settings API ring them, the
     # assigner (built once the presence peer is known) answers.
     assign_wakeups = Wakeups()
-    support_handler = SupportHandler(
-        unit, policies, observers=[AssignmentObserver(assign_wakeups.wake)]
+    tickets = SupportHandler(unit, policies, observers=[AssignmentObserver(assign_wakeups.wake)])
+    conversations = ConversationHandler(unit)
+    conversations.tickets = tickets
+    servicer = ConversationServicer(conversations, MessageHandler(unit, policies, tickets=tickets))
+    server.add(
+        lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
+        conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     )
-    support = SupportServicer(support_handler)
+    support = SupportServicer(tickets)
     server.add(
         lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
+    )
+    desk = SupportAdminServicer(SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks)))
+    server.add(
+        lambda s: support_admin_pb2_grpc.add_SupportAdminServiceServicer_to_server(desk, s),
+        support_admin_pb2.DESCRIPTOR.services_by_name["SupportAdminService"].full_name,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(
@@ -216,13 +225,13 @@ async def build(
     online: OnlineAgents = NoPresence()
     if settings.presence_addr:
         online = PresenceClient(peer_channels[-1], settings.peer_timeout_seconds)
-    tickets = TicketView()
+    ticket_view = TicketView()
     assigner = AutoAssigner(
         db,
         clock,
         online,
-        tickets,
-        SystemAssign(support_handler),
+        ticket_view,
+        SystemAssign(tickets),
         sweep_seconds=settings.assign_sweep_seconds,
         lease_seconds=settings.assign_lease_seconds,
         poll_seconds=settings.assign_poll_seconds,
@@ -230,7 +239,7 @@ async def build(
     )
     assignment = AssignmentServicer(
         AssignmentHandler(
-            db, clock, AuditTrail(db, clock, unit.locks), online, tickets, assign_wakeups.wake
+            db, clock, AuditTrail(db, clock, unit.locks), online, ticket_view, assign_wakeups.wake
         )
     )
     server.add(

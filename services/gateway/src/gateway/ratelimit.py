@@ -57,7 +57,13 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"
     # Walks a whole chain.
     AUDIT_VERIFY = "audit_verify"
-    # Auto-assignment settings, the agent roster and agents' capacities.
+    # Opening, changing, claiming, assigning and escalating tickets.
+    TICKET_WRITE = "ticket_write"
+    # A ticket, the queue, the caller's tickets, the desk's categories and teams,
+    # auto-assignment settings and the agent roster.
+    TICKET_READ = "ticket_read"
+    # Changes of the desk's categories and teams, auto-assignment settings and
+    # agents' capacities.
     SUPPORT_ADMIN = "support_admin"
 
 
@@ -95,8 +101,10 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.REPORT: Limit(user=10, tenant=500),
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
-    # Admin screens: the roster is read on opening one, changes are rare.
-    Action.SUPPORT_ADMIN: Limit(user=30, tenant=300),
+    Action.TICKET_WRITE: Limit(user=30, tenant=2000),
+    # Agents refresh the queue often.
+    Action.TICKET_READ: Limit(user=60, tenant=5000),
+    Action.SUPPORT_ADMIN: Limit(user=10, tenant=100),
 }
 
 
@@ -173,4 +181,7 @@ _NOUNS: Mapping[Action, str] = {
     Action.REPORT: "reports",
     Action.AUDIT_READ: "audit and moderation reads",
     Action.AUDIT_VERIFY: "audit verifications",
+    Action.TICKET_WRITE: "ticket changes",
+    Action.TICKET_READ: "ticket reads",
+    Action.SUPPORT_ADMIN: "support desk changes",
 }

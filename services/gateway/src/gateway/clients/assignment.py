@@ -80,7 +80,7 @@ class AssignmentOps:
         self._limiter = limiter
 
     async def get_settings(self, caller: Caller) -> s.AssignmentSettingsOut:
-        await self._limiter.check(caller, Action.SUPPORT_ADMIN)
+        await self._limiter.check(caller, Action.TICKET_READ)
         return settings_out((await self._c.get_settings(caller)).settings)
 
     async def update_settings(
@@ -99,7 +99,7 @@ class AssignmentOps:
         return settings_out((await self._c.update_settings(caller, req)).settings)
 
     async def list_agents(self, caller: Caller) -> s.AgentListOut:
-        await self._limiter.check(caller, Action.SUPPORT_ADMIN)
+        await self._limiter.check(caller, Action.TICKET_READ)
         resp = await self._c.list_agents(caller)
         return s.AgentListOut(agents=[agent_out(a) for a in resp.agents])
 
