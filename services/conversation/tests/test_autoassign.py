@@ -263,3 +263,11 @@ async def test_an_agent_coming_online_wakes_the_assigner() -> None:
     await watcher.handle(record(ppb.PRESENCE_STATUS_AWAY))
     await watcher.handle(record(ppb.PRESENCE_STATUS_ONLINE))
     assert woken == ["t1"]
+
+
+async def test_a_ticket_opened_to_the_platform_is_not_for_the_tenants_agents(desk: Desk) -> None:
+    await desk.staff(AGENTS[0])
+    await desk.enable()
+    opened = await desk.support.open(ADMIN, subject="Billing is broken", to_platform=True)
+    assert await desk.assigner().assign_tenant(TENANT_A) == 0
+    assert (await desk.assignees([opened.ticket.id]))[opened.ticket.id] == ""

@@ -42,7 +42,9 @@ class TicketView:
 
     async def queue(self, store: TenantStore, limit: int) -> list[Waiting]:
         tickets = await store.tickets.queue(QueueFilter(statuses=(QUEUED,), assignee_id=""), limit)
-        return [Waiting(t.id, t.team_id) for t in tickets]
+        # A ticket a tenant admin opened straight to the platform is for
+        # platform staff, not for the tenant's own agents.
+        return [Waiting(t.id, t.team_id) for t in tickets if not t.platform]
 
 
 def _frees_or_queues(change: TicketChange) -> bool:
