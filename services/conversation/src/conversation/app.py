@@ -13,6 +13,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from confab.conversation.v1 import (
+    assignment_pb2,
+    assignment_pb2_grpc,
     conversation_pb2,
     conversation_pb2_grpc,
     governance_pb2,
@@ -39,8 +41,10 @@ from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
 from confab_core.kafka import (
     CONVERSATION_EVENTS_TOPIC,
+    PRESENCE_EVENTS_TOPIC,
     Producer,
     TopicSpec,
+    consume_forever,
     ensure_topics_with_retry,
 )
 from confab_core.logs import setup_logging
@@ -49,8 +53,12 @@ from confab_core.mongo import Doc
 from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.assignment_servicer import AssignmentServicer
+from conversation.autoassign import AutoAssigner, PresenceWatcher, Wakeups
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
+from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
 from conversation.governance_servicer import AuditServicer, ModerationServicer
+from conversation.handlers.assignment import AssignmentHandler
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
@@ -80,6 +88,7 @@ from conversation.sla_scheduler import SlaScheduler
 from conversation.sla_servicer import SlaServicer
 from conversation.storage.db import Database
 from conversation.support_admin_servicer import SupportAdminServicer
+from conversation.support_assign import AssignmentObserver, SystemAssign, TicketView
 from conversation.support_servicer import SupportServicer
 
 SERVICE = "conversation"
@@ -160,7 +169,12 @@ async def build(
     policies = PolicyHandler(db, clock)
     # The support desk; its observers (SLA, auto-assignment) are added here.
     sla = SlaEngine(unit)
-    tickets = SupportHandler(unit, policies, observers=[sla])
+    # Auto-assignment's wake-ups: its observer and settings API ring them, the
+    # assigner (built once the presence peer is known) answers.
+    assign_wakeups = Wakeups()
+    tickets = SupportHandler(
+        unit, policies, observers=[sla, AssignmentObserver(assign_wakeups.wake)]
+    )
     sla.attach(tickets)
     conversations = ConversationHandler(unit)
     conversations.tickets = tickets
@@ -231,6 +245,44 @@ async def build(
         peer_channels.append(channel(settings.presence_addr, auth, PRESENCE))
         presence = PresencePeer(peer_channels[-1], settings.peer_timeout_seconds)
     peers = [notifications, presence]
+    online: OnlineAgents = NoPresence()
+    if settings.presence_addr:
+        online = PresenceClient(peer_channels[-1], settings.peer_timeout_seconds)
+    ticket_view = TicketView()
+    assigner = AutoAssigner(
+        db,
+        clock,
+        online,
+        ticket_view,
+        SystemAssign(tickets),
+        sweep_seconds=settings.assign_sweep_seconds,
+        lease_seconds=settings.assign_lease_seconds,
+        poll_seconds=settings.assign_poll_seconds,
+        wakeups=assign_wakeups,
+    )
+    assignment = AssignmentServicer(
+        AssignmentHandler(
+            db, clock, AuditTrail(db, clock, unit.locks), online, ticket_view, assign_wakeups.wake
+        )
+    )
+    server.add(
+        lambda s: assignment_pb2_grpc.add_AssignmentServiceServicer_to_server(assignment, s),
+        assignment_pb2.DESCRIPTOR.services_by_name["AssignmentService"].full_name,
+    )
+    watcher = PresenceWatcher(assign_wakeups.wake)
+
+    async def watch_presence() -> None:
+        # One group for all replicas: whichever hears an agent come online hands
+        # the wake-up to the lease holder (AutoAssigner.run_once).
+        await consume_forever(
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=[PRESENCE_EVENTS_TOPIC],
+            group_id="conversation-autoassign",
+            handler=watcher.handle,
+            from_latest=True,
+            security=settings.kafka_security(),
+        )
+
     trail = AuditTrail(db, clock)
     batch = settings.job_batch_size
     runner = JobRunner(
@@ -277,7 +329,15 @@ async def build(
 
     return Service(
         server,
-        [publish, reencrypt.run, runner.run, retention.run, sla_scheduler.run],
+        [
+            publish,
+            reencrypt.run,
+            runner.run,
+            retention.run,
+            sla_scheduler.run,
+            assigner.run,
+            watch_presence,
+        ],
         close,
         servicer,
     )

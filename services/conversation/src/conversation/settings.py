@@ -51,6 +51,12 @@ class ConversationSettings(ServiceSettings):
     sla_poll_seconds: float = Field(default=1.0, gt=0)
     sla_batch_size: int = Field(default=200, gt=0)
     sla_lease_seconds: float = Field(default=10.0, gt=0)
+    # Auto-assignment: the sweep of every tenant that has it on (between the
+    # wake-ups of ticket changes and agents coming online), and its lease.
+    assign_sweep_seconds: float = 30.0
+    assign_lease_seconds: float = 15.0
+    # How often the lease holder looks for tenants other replicas woke.
+    assign_poll_seconds: float = 1.0
 
     @field_validator("key_file")
     @classmethod

@@ -36,6 +36,7 @@ from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
+    assignment,
     audit,
     channels,
     conversations,
@@ -167,6 +168,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         moderation,
         sla,
         tickets,
+        assignment,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

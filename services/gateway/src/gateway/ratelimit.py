@@ -61,9 +61,11 @@ class Action(StrEnum):
     SLA_POLICY = "sla_policy"
     # Opening, changing, claiming, assigning and escalating tickets.
     TICKET_WRITE = "ticket_write"
-    # A ticket, the queue, the caller's tickets, the desk's categories and teams.
+    # A ticket, the queue, the caller's tickets, the desk's categories and teams,
+    # auto-assignment settings and the agent roster.
     TICKET_READ = "ticket_read"
-    # Changes of the desk's categories and teams.
+    # Changes of the desk's categories and teams, auto-assignment settings and
+    # agents' capacities.
     SUPPORT_ADMIN = "support_admin"
 
 

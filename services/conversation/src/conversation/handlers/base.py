@@ -27,7 +27,7 @@ class HandlerBase:
         # The process's policy cache when given (the app shares one), else its own.
         self.pii = PiiGuard(self._db, policies or PolicyHandler(self._db, self.clock))
         self.audit = AuditTrail(unit.database, unit.clock, unit.locks)
-        self._seen_profiles: dict[tuple[str, str], tuple[str, str]] = {}
+        self._seen_profiles: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {}
 
     def store(self, caller: Caller) -> TenantStore:
         return self._db.for_tenant(caller.tenant_id)
@@ -37,11 +37,14 @@ class HandlerBase:
         if ROLE_SERVICE in caller.roles:
             return
         key = (caller.tenant_id, caller.user_id)
-        value = (caller.display_name, caller.email)
+        # Roles are part of the key: a user made agent shows up in the roster
+        # auto-assignment reads at their next call.
+        roles = tuple(sorted(caller.roles))
+        value = (caller.display_name, caller.email, roles)
         if self._seen_profiles.get(key) == value:
             return
         await self.store(caller).users.upsert(
-            caller.user_id, caller.display_name, caller.email, self.clock.now()
+            caller.user_id, caller.display_name, caller.email, self.clock.now(), roles
         )
         if len(self._seen_profiles) > 50_000:
             self._seen_profiles.clear()

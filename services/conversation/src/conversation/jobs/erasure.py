@@ -135,6 +135,7 @@ class UserErasureJob:
             return self._next(at, [f"{m.conversation_id}:{m.user_id}" for m in members], total)
         if stage == "profile":
             await store.users.delete(user_id)
+            await store.assignment.forget_agent(user_id)
             await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
             await store.tickets.forget_requester(user_id, pseudonym(job.id)[0])
             return Step(Checkpoint(at.stage + 1, "", 0, done + 1), done + 1, total)

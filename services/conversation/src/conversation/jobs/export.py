@@ -110,6 +110,7 @@ def user_record(u: UserProfile) -> JsonRecord:
         "user_id": u.user_id,
         "display_name": u.display_name,
         "email": u.email,
+        "roles": list(u.roles),
     }
 
 

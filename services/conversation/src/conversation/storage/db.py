@@ -16,6 +16,11 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.assignment import (
+    ASSIGNMENT_AGENTS_COLLECTION,
+    ASSIGNMENT_SETTINGS_COLLECTION,
+    AssignmentRepo,
+)
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
@@ -121,7 +126,11 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("tenant_id", ASCENDING), ("search_terms", ASCENDING), ("conversation_id", ASCENDING)]
         ),
     ],
-    "users": [IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)],
+    "users": [
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True),
+        # The agent roster (auto-assignment).
+        IndexModel([("tenant_id", ASCENDING), ("roles", ASCENDING), ("user_id", ASCENDING)]),
+    ],
     # The outbox is read across tenants by the relay, in per-conversation order,
     # and per conversation by resuming clients; published events expire.
     "outbox": [
@@ -153,6 +162,16 @@ INDEXES: dict[str, list[IndexModel]] = {
     # One document per tenant, keyed by the tenant id.
     POLICY_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     PII_COUNT_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # One document per tenant (keyed by the tenant id); the sweep finds the
+    # tenants with auto-assignment on.
+    ASSIGNMENT_SETTINGS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING)], unique=True),
+        IndexModel([("enabled", ASCENDING), ("tenant_id", ASCENDING)]),
+        IndexModel([("dirty", ASCENDING), ("tenant_id", ASCENDING)]),
+    ],
+    ASSIGNMENT_AGENTS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True)
+    ],
     # The chain in order (verify, paging), and the query API's filters.
     AUDIT_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING), ("seq", ASCENDING)], unique=True),
@@ -235,6 +254,8 @@ TENANT_COLLECTIONS = (
     HEADS_COLLECTION,
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
+    ASSIGNMENT_SETTINGS_COLLECTION,
+    ASSIGNMENT_AGENTS_COLLECTION,
     JOBS_COLLECTION,
     SLA_TIMER_COLLECTION,
     SLA_STATE_COLLECTION,
@@ -259,6 +280,7 @@ class TenantStore:
     sanctions: SanctionRepo
     sla: TicketSlaRepo
     sla_policy: SlaPolicyRepo
+    assignment: AssignmentRepo
     tickets: TicketRepo
     escalations: EscalationRepo
     support: SupportConfigRepo
@@ -376,6 +398,23 @@ class Database:
         ids = await self.db["conversations"].distinct("tenant_id", {"tenant_id": {"$gt": after}})
         return sorted(str(t) for t in ids)[:limit]
 
+    async def assignment_tenant_ids(
+        self, after: str, limit: int, *, dirty_only: bool = False
+    ) -> list[str]:
+        """Tenants with auto-assignment on (only those another replica asked to
+        run, with ``dirty_only``), by id past ``after``: the assigner's walks,
+        which re-scope to each tenant before reading anything else."""
+        flt: Doc = {"enabled": True, "tenant_id": {"$gt": after}}
+        if dirty_only:
+            flt["dirty"] = True
+        cursor = self.db[ASSIGNMENT_SETTINGS_COLLECTION].find(
+            flt,
+            projection={"tenant_id": 1},
+            sort=[("tenant_id", ASCENDING)],
+            limit=limit,
+        )
+        return [str(doc["tenant_id"]) async for doc in cursor]
+
     def key_jobs(self) -> KeyJobRepo:
         return KeyJobRepo(self.db, self.keys, self._clock)
 
@@ -454,6 +493,11 @@ class Database:
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
             sla=TicketSlaRepo(scoped(SLA_STATE_COLLECTION), scoped(SLA_TIMER_COLLECTION), session),
             sla_policy=SlaPolicyRepo(scoped(SLA_POLICY_COLLECTION), session),
+            assignment=AssignmentRepo(
+                scoped(ASSIGNMENT_SETTINGS_COLLECTION),
+                scoped(ASSIGNMENT_AGENTS_COLLECTION),
+                session,
+            ),
             tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
             escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
             support=SupportConfigRepo(

@@ -5,8 +5,8 @@ from datetime import datetime
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from confab_core.mongo import TenantCollection
-from conversation.storage.keys import TenantCrypto
+from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.keys import TenantCipher, TenantCrypto
 
 _C = "users"
 
@@ -18,6 +18,18 @@ class UserProfile:
     user_id: str
     display_name: str
     email: str
+    # The roles of that token: the roster of agents (auto-assignment) is read from them.
+    roles: tuple[str, ...] = ()
+
+
+def _profile(c: TenantCipher, doc: Doc) -> UserProfile:
+    user_id = str(doc["user_id"])
+    return UserProfile(
+        user_id=user_id,
+        display_name=c.open(_C, user_id, "display_name", doc.get("display_name")),
+        email=c.open(_C, user_id, "email", doc.get("email")),
+        roles=tuple(str(r) for r in doc.get("roles", [])),
+    )
 
 
 class UserRepo:
@@ -33,7 +45,14 @@ class UserRepo:
         self._crypto = crypto
         self._session = session
 
-    async def upsert(self, user_id: str, display_name: str, email: str, now: datetime) -> None:
+    async def upsert(
+        self,
+        user_id: str,
+        display_name: str,
+        email: str,
+        now: datetime,
+        roles: tuple[str, ...] = (),
+    ) -> None:
         c = await self._crypto.cipher()
         await self._col.update_one(
             {"user_id": user_id},
@@ -41,6 +60,7 @@ class UserRepo:
                 "$set": {
                     "display_name": c.seal(_C, user_id, "display_name", display_name),
                     "email": c.seal(_C, user_id, "email", email),
+                    "roles": sorted(roles),
                     "updated_at": now,
                 }
             },
@@ -55,12 +75,19 @@ class UserRepo:
         out: dict[str, UserProfile] = {}
         async for doc in cursor:
             user_id = str(doc["user_id"])
-            out[user_id] = UserProfile(
-                user_id=user_id,
-                display_name=c.open(_C, user_id, "display_name", doc.get("display_name")),
-                email=c.open(_C, user_id, "email", doc.get("email")),
-            )
+            out[user_id] = _profile(c, doc)
         return out
+
+    async def with_roles(self, roles: tuple[str, ...], limit: int) -> list[UserProfile]:
+        """Users whose last token carried any of ``roles`` (the agent roster), by id."""
+        c = await self._crypto.cipher()
+        cursor = self._col.find(
+            {"roles": {"$in": list(roles)}},
+            sort=[("user_id", 1)],
+            limit=limit,
+            session=self._session,
+        )
+        return [_profile(c, doc) async for doc in cursor]
 
     async def page_by_id(self, after_id: str, limit: int, user_id: str = "") -> list[UserProfile]:
         """Profiles ordered by user id past ``after_id`` (only ``user_id``'s when given)."""
@@ -69,16 +96,7 @@ class UserRepo:
             flt = {"$and": [{"user_id": user_id}, {"user_id": {"$gt": after_id}}]}
         c = await self._crypto.cipher()
         cursor = self._col.find(flt, sort=[("user_id", 1)], limit=limit, session=self._session)
-        return [
-            UserProfile(
-                user_id=str(doc["user_id"]),
-                display_name=c.open(
-                    _C, str(doc["user_id"]), "display_name", doc.get("display_name")
-                ),
-                email=c.open(_C, str(doc["user_id"]), "email", doc.get("email")),
-            )
-            async for doc in cursor
-        ]
+        return [_profile(c, doc) async for doc in cursor]
 
     async def count_where(self, user_id: str = "") -> int:
         return await self._col.count({"user_id": user_id} if user_id else {}, session=self._session)

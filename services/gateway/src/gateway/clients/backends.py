@@ -8,6 +8,7 @@ import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
 from confab.conversation.v1 import (
+    assignment_pb2_grpc,
     conversation_pb2_grpc,
     governance_pb2_grpc,
     jobs_pb2_grpc,
@@ -21,6 +22,7 @@ from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
+from gateway.clients.assignment import AssignmentClient
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance import AuditClient, ModerationClient
@@ -48,6 +50,7 @@ class Backends:
     support: SupportClient
     support_admin: SupportAdminClient
     channels: list[grpc.aio.Channel]
+    assignment: AssignmentClient
 
     @classmethod
     def open(
@@ -88,6 +91,9 @@ class Backends:
                 support_admin_pb2_grpc.SupportAdminServiceStub(chans[0]), timeout
             ),
             channels=chans,
+            assignment=AssignmentClient(
+                assignment_pb2_grpc.AssignmentServiceStub(chans[0]), timeout
+            ),
         )
 
     async def close(self) -> None:

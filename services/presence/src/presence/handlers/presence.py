@@ -19,9 +19,10 @@ from confab_core.identity import (
     ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
     Caller,
+    current_service,
 )
 from confab_core.limits import MAX_HEARTBEAT_CONNECTIONS, MAX_PRESENCE_IDS
-from confab_core.servicetoken import GATEWAY
+from confab_core.servicetoken import CONVERSATION, GATEWAY
 from confab_core.telemetry import tracer
 from presence.events import EventQueue, presence_event, typing_event
 from presence.handlers.validate import custom_status_text, require_id
@@ -218,7 +219,8 @@ class PresenceHandler:
                 )
             unique = list(dict.fromkeys(require_id("user_id", u) for u in user_ids))
             now = epoch_ms(self._clock)
-            if caller.has_role(*_SEE_TENANT):
+            # The conversation service asks for its agent roster (auto-assignment).
+            if caller.has_role(*_SEE_TENANT) or current_service() == CONVERSATION:
                 return await self._db.for_tenant(caller.tenant_id).get_many(unique, now_ms=now)
             # docs/presence.md: members see the people they share a conversation
             # with. Anyone else reads exactly as a user never seen, so the
