@@ -13,6 +13,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from confab.conversation.v1 import (
+    canned_pb2,
+    canned_pb2_grpc,
     conversation_pb2,
     conversation_pb2_grpc,
     governance_pb2,
@@ -43,9 +45,11 @@ from confab_core.mongo import Doc
 from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.canned import CannedHandler
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
@@ -144,10 +148,22 @@ async def build(
     unit = UnitOfWork(db, clock, wakeup)
     # One policy cache per process, shared by the policy API and message writes.
     policies = PolicyHandler(db, clock)
-    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit, policies))
+    messages = MessageHandler(unit, policies)
+    servicer = ConversationServicer(ConversationHandler(unit), messages)
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    canned_handler = CannedHandler(unit, messages, policies)
+    canned = CannedReplyServicer(canned_handler)
+    server.add(
+        lambda s: canned_pb2_grpc.add_CannedReplyServiceServicer_to_server(canned, s),
+        canned_pb2.DESCRIPTOR.services_by_name["CannedReplyService"].full_name,
+    )
+    support_profile = SupportProfileServicer(canned_handler)
+    server.add(
+        lambda s: canned_pb2_grpc.add_SupportProfileServiceServicer_to_server(support_profile, s),
+        canned_pb2.DESCRIPTOR.services_by_name["SupportProfileService"].full_name,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(

@@ -17,6 +17,12 @@ from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
+from conversation.storage.canned import (
+    CANNED_COLLECTION,
+    PROFILE_COLLECTION,
+    CannedReplyRepo,
+    SupportProfileRepo,
+)
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
@@ -166,6 +172,14 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # One document per tenant: the unique index makes concurrent first uses agree.
     KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # Shortcodes unique per scope and owner (a shared reply's owner is "").
+    CANNED_COLLECTION: [
+        IndexModel(
+            [("tenant_id", ASCENDING), ("owner_id", ASCENDING), ("shortcode", ASCENDING)],
+            unique=True,
+        ),
+    ],
+    PROFILE_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # Read across tenants by the re-encrypt runner.
     JOBS_COLLECTION: [
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
@@ -190,6 +204,8 @@ TENANT_COLLECTIONS = (
     HEADS_COLLECTION,
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
+    CANNED_COLLECTION,
+    PROFILE_COLLECTION,
     JOBS_COLLECTION,
     "conversations",
 )
@@ -205,6 +221,8 @@ class TenantStore:
     audit: AuditRepo
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
+    canned: CannedReplyRepo
+    support_profile: SupportProfileRepo
 
 
 class TenantPurge:
@@ -392,4 +410,6 @@ class Database:
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
+            canned=CannedReplyRepo(scoped(CANNED_COLLECTION), crypto, session),
+            support_profile=SupportProfileRepo(scoped(PROFILE_COLLECTION), crypto, session),
         )
