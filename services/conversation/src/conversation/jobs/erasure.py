@@ -135,6 +135,8 @@ class UserErasureJob:
             return self._next(at, [f"{m.conversation_id}:{m.user_id}" for m in members], total)
         if stage == "profile":
             await store.users.delete(user_id)
+            # Personal canned replies are the user's own; shared ones stay the tenant's.
+            await store.canned.delete_owned(user_id)
             await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
             return Step(Checkpoint(at.stage + 1, "", 0, done + 1), done + 1, total)
         if stage == "peers":

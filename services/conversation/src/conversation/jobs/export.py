@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from conversation.jobs.runner import Step
+from conversation.storage.canned import CannedReply
 from conversation.storage.conversations import Conversation
 from conversation.storage.db import Database, TenantStore
 from conversation.storage.jobs import Checkpoint, Job
@@ -140,6 +141,19 @@ def message_record(m: Message) -> JsonRecord:
     }
 
 
+def canned_record(r: CannedReply) -> JsonRecord:
+    return {
+        "type": "canned_reply",
+        "id": r.id,
+        "scope": r.scope,
+        "owner_id": r.owner_id,
+        "shortcode": r.shortcode,
+        "body": r.body,
+        "created_at": _time(r.created_at),
+        "updated_at": _time(r.updated_at),
+    }
+
+
 def _csv_row(record: JsonRecord) -> list[str]:
     file = record.get("file")
     name = url = ""
@@ -184,10 +198,18 @@ class ExportJob:
             return [_conversation(store, key), _members(store, conversation_id=key), messages]
         if scope == "user":
             out = [_users(store, key), _members(store, user_id=key), messages]
+            # Personal canned replies are the user's; shared ones are the tenant's.
+            out.append(_canned(store, owner_id=key))
             if self._notifications is not None:
                 out.append(_notifications(self._notifications, job.tenant_id, key))
             return out
-        return [_conversations(store), _members(store), _users(store, ""), messages]
+        return [
+            _conversations(store),
+            _members(store),
+            _users(store, ""),
+            messages,
+            _canned(store, owner_id=None),
+        ]
 
     async def step(self, job: Job, at: Checkpoint) -> Step:
         sources = self.sources(job)
@@ -296,6 +318,19 @@ def _conversation_messages(store: TenantStore, conversation_id: str) -> Source:
         return await store.messages.count_where(conversation_id=conversation_id)
 
     return Source("messages", fetch, count)
+
+
+def _canned(store: TenantStore, *, owner_id: str | None) -> Source:
+    """One user's personal replies, or (None) every reply of the tenant."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        rows = await store.canned.page_by_id(after, limit, owner_id)
+        return [(r.id, canned_record(r)) for r in rows]
+
+    async def count() -> int:
+        return await store.canned.count_where(owner_id)
+
+    return Source("canned_replies", fetch, count)
 
 
 def _notifications(archive: NotificationArchive, tenant_id: str, user_id: str) -> Source:
