@@ -37,6 +37,7 @@ from gateway.realtime.sockets import SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
     audit,
+    canned,
     channels,
     conversations,
     events,
@@ -163,6 +164,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         policy,
         audit,
         moderation,
+        canned,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

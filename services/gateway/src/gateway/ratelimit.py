@@ -57,6 +57,10 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"
     # Walks a whole chain.
     AUDIT_VERIFY = "audit_verify"
+    # Canned replies: creating, changing, deleting, searching and rendering
+    # (sending one spends SEND).
+    CANNED = "canned"
+    SUPPORT_PROFILE = "support_profile"
 
 
 class Limit(BaseModel):
@@ -93,6 +97,9 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.REPORT: Limit(user=10, tenant=500),
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
+    # Composers search as the agent types a shortcode.
+    Action.CANNED: Limit(user=30, tenant=2000),
+    Action.SUPPORT_PROFILE: Limit(user=10, tenant=100),
 }
 
 
@@ -169,4 +176,6 @@ _NOUNS: Mapping[Action, str] = {
     Action.REPORT: "reports",
     Action.AUDIT_READ: "audit and moderation reads",
     Action.AUDIT_VERIFY: "audit verifications",
+    Action.CANNED: "canned reply calls",
+    Action.SUPPORT_PROFILE: "support profile calls",
 }
