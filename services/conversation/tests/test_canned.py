@@ -31,6 +31,7 @@ from conversation.handlers.canned import (
 )
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs.export import canned_record
 from conversation.storage.canned import CANNED_COLLECTION, PROFILE_COLLECTION
@@ -256,6 +257,30 @@ async def test_ticket_variables_outside_a_ticket_are_unavailable(
         await canned.send(ANN, conv.id, reply.id, "c-2")
     page = await messages.page(ANN, conversation_id=conv.id, after_seq=0, before_seq=0, limit=10)
     assert page.messages == []
+
+
+@pytest.mark.asyncio
+async def test_ticket_and_requester_variables_in_a_ticket(
+    unit: UnitOfWork, canned: CannedHandler
+) -> None:
+    opened = await SupportHandler(unit).open(MEMBER, subject="Printer on fire", text="help!")
+    conv_id = opened.ticket.conversation_id
+    reply = await canned.create(
+        ADMIN,
+        scope="shared",
+        shortcode="ack",
+        body="Hi {{requester.name}} ({{ requester.email }}), {{agent.name}} has "
+        "{{ticket.id}}: {{ticket.subject}}.",
+    )
+    text = await canned.render(ANN, conv_id, reply.id)
+    assert text == (
+        f"Hi Mia (mia@{TENANT_A}.example), Ann has {opened.ticket.id}: Printer on fire."
+    )
+    sent = await canned.send(ANN, conv_id, reply.id, "t-1")
+    assert sent.created and sent.message.text == text
+    # Agents work support conversations without joining; members only their own.
+    with pytest.raises(PermissionDenied):
+        await canned.render(MEMBER, conv_id, reply.id)
 
 
 @pytest.mark.asyncio

@@ -18,7 +18,7 @@ from confab_core.errors import (
     NotFound,
     PermissionDenied,
 )
-from confab_core.identity import ROLE_AGENT, Caller
+from confab_core.identity import Caller
 from confab_core.ids import new_id
 from confab_core.limits import MAX_QUERY_CHARS, MAX_SEARCH_TERMS
 from conversation.handlers import access, cannedtext
@@ -69,7 +69,7 @@ def _taken(shortcode: str) -> Conflict:
 
 
 def require_staff(caller: Caller) -> None:
-    if not (access.tenant_admin(caller) or caller.has_role(ROLE_AGENT)):
+    if not access.staff(caller):
         raise PermissionDenied("agents and admins only", "forbidden")
 
 
@@ -267,7 +267,7 @@ class CannedHandler(HandlerBase):
         conv, _ = await self.readable(caller, conversation_id)
         store = self.store(caller)
         reply = _visible(caller, await store.canned.get(reply_id))
-        values = await self._values(caller, store, conv.id, int(conv.kind))
+        values = await self._values(caller, store, conv.id)
         return cannedtext.render(reply.body, values)
 
     async def send(
@@ -284,21 +284,31 @@ class CannedHandler(HandlerBase):
         )
 
     async def _values(
-        self, caller: Caller, store: TenantStore, conversation_id: str, kind: int
+        self, caller: Caller, store: TenantStore, conversation_id: str
     ) -> dict[str, str | None]:
         profile = await store.support_profile.get()
         return {
             "agent.name": caller.display_name,
             "tenant.name": profile.name if profile is not None else caller.tenant_id,
-            **await self._ticket_values(store, conversation_id, kind),
+            **await self._ticket_values(store, conversation_id),
         }
 
     async def _ticket_values(
-        self, store: TenantStore, conversation_id: str, kind: int
+        self, store: TenantStore, conversation_id: str
     ) -> dict[str, str | None]:
         """The ticket's and its requester's values; none outside a ticket's
         conversation, so those variables render as variable_unavailable."""
-        return {}
+        ticket = await store.tickets.by_conversation(conversation_id)
+        if ticket is None:
+            return {}
+        found = await store.users.get_many([ticket.requester_id])
+        requester = found.get(ticket.requester_id)
+        return {
+            "ticket.id": ticket.id,
+            "ticket.subject": ticket.subject,
+            "requester.name": requester.display_name if requester else None,
+            "requester.email": requester.email if requester else None,
+        }
 
     async def profile(self, caller: Caller) -> tuple[str, SupportProfile | None]:
         """The name {{tenant.name}} renders to (the tenant id until set), and the

@@ -48,6 +48,15 @@ from conversation.storage.policies import (
     PiiCountRepo,
     PolicyRepo,
 )
+from conversation.storage.tickets import (
+    ESCALATIONS_COLLECTION,
+    SETTINGS_COLLECTION,
+    TEAMS_COLLECTION,
+    TICKETS_COLLECTION,
+    EscalationRepo,
+    SupportConfigRepo,
+    TicketRepo,
+)
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -185,6 +194,30 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    # One ticket per support conversation; the queue's order; a requester's tickets.
+    TICKETS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("priority", DESCENDING),
+                ("queue_key", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("requester_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("assignee_id", ASCENDING), ("status", ASCENDING)]),
+    ],
+    # The tenant's side, and the platform reader's order across tenants.
+    ESCALATIONS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+        IndexModel([("open", ASCENDING), ("priority", DESCENDING), ("escalated_at", ASCENDING)]),
+    ],
+    TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
+    SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -207,6 +240,10 @@ TENANT_COLLECTIONS = (
     CANNED_COLLECTION,
     PROFILE_COLLECTION,
     JOBS_COLLECTION,
+    ESCALATIONS_COLLECTION,
+    TICKETS_COLLECTION,
+    TEAMS_COLLECTION,
+    SETTINGS_COLLECTION,
     "conversations",
 )
 
@@ -223,6 +260,9 @@ class TenantStore:
     sanctions: SanctionRepo
     canned: CannedReplyRepo
     support_profile: SupportProfileRepo
+    tickets: TicketRepo
+    escalations: EscalationRepo
+    support: SupportConfigRepo
 
 
 class TenantPurge:
@@ -412,4 +452,9 @@ class Database:
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
             canned=CannedReplyRepo(scoped(CANNED_COLLECTION), crypto, session),
             support_profile=SupportProfileRepo(scoped(PROFILE_COLLECTION), crypto, session),
+            tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
+            escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
+            support=SupportConfigRepo(
+                scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
+            ),
         )
