@@ -4,7 +4,11 @@ sealing at rest, rendering, sending, audit, export and erasure."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
 
 import bson
 import grpc
@@ -14,12 +18,15 @@ import pytest_asyncio
 from confab.conversation.v1 import canned_pb2 as cpb
 from confab.conversation.v1 import canned_pb2_grpc as cpb_grpc
 from confab.conversation.v1 import conversation_pb2 as pb
+from confab_core import mongo
 from confab_core.clock import FakeClock
+from confab_core.crypto import LocalKeyFileProvider, blob_key_id
 from confab_core.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, ROLE_TENANT_ADMIN
 from confab_core.servicetoken import CONVERSATION
+from confab_devservers import MongoServer
 from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.canned import (
@@ -30,10 +37,12 @@ from conversation.handlers.canned import (
     CannedHandler,
 )
 from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.keys import KeyHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs.export import canned_record
+from conversation.reencrypt import ReencryptRunner
 from conversation.storage.canned import CANNED_COLLECTION, PROFILE_COLLECTION
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 
@@ -431,3 +440,52 @@ async def test_over_grpc(
             cpb.RenderCannedReplyRequest(conversation_id=conv.id, canned_id=made.reply.id)
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest_asyncio.fixture
+async def clocked(
+    mongo_server: MongoServer, key_file: Path
+) -> AsyncIterator[tuple[Database, FakeClock]]:
+    """A database on a fake clock, so a rotation comes due without waiting."""
+    clock = FakeClock()
+    client = mongo.connect(mongo_server.url, "test")
+    name = f"conv_{uuid.uuid4().hex[:12]}"
+    db = Database(
+        client,
+        name,
+        LocalKeyFileProvider(key_file),
+        clock,
+        key_cache_ttl=timedelta(seconds=60),
+        rotation_delay=timedelta(seconds=120),
+    )
+    await db.ensure_indexes()
+    try:
+        yield db, clock
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_key_rotation_reseals_bodies_and_names(
+    clocked: tuple[Database, FakeClock], wakeup: asyncio.Event
+) -> None:
+    db, clock = clocked
+    unit = UnitOfWork(db, clock, wakeup)
+    handler = CannedHandler(unit, MessageHandler(unit))
+    reply = await handler.create(ANN, scope="personal", shortcode="pw", body="Hello marmalade")
+    await handler.set_profile(ADMIN, "Marmalade Inc")
+    keys = KeyHandler(db)
+    await keys.rotate(TENANT_A)
+    clock.advance(121)
+    clock.advance(61)
+    runner = ReencryptRunner(db, batch_size=50, poll_seconds=1, lease_seconds=30, owner="a")
+    while await runner.run_once() > 0:
+        pass
+    for name, field in ((CANNED_COLLECTION, "body"), (PROFILE_COLLECTION, "name")):
+        async for doc in db.db[name].find({"tenant_id": TENANT_A}):
+            assert blob_key_id(doc[field]) == "k2", name
+    assert (await handler.get(ANN, reply.id)).body == "Hello marmalade"
+    assert (await handler.profile(ANN))[0] == "Marmalade Inc"
+    found = await handler.search(ANN, query="marmalade", limit=0, page_token="")
+    assert [r.id for r in found.replies] == [reply.id]
