@@ -5,6 +5,7 @@ sealing at rest, rendering, sending, audit, export and erasure."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -37,16 +38,19 @@ from conversation.handlers.canned import (
     CannedHandler,
 )
 from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs.export import canned_record
+from conversation.jobs.runner import JobRunner
 from conversation.reencrypt import ReencryptRunner
 from conversation.storage.canned import CANNED_COLLECTION, PROFILE_COLLECTION
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 
 from .conftest import TENANT_A, TENANT_B, create, user
+from .test_jobs import kinds
 from .test_servicer import AUTH, GATEWAY_AUTH, As, trailing_code
 
 ADMIN = user("root", TENANT_A, ROLE_TENANT_ADMIN)
@@ -287,6 +291,7 @@ async def test_ticket_and_requester_variables_in_a_ticket(
     )
     sent = await canned.send(ANN, conv_id, reply.id, "t-1")
     assert sent.created and sent.message.text == text
+    assert sent.message.sender_role == "agent"
     # Agents work support conversations without joining; members only their own.
     with pytest.raises(PermissionDenied):
         await canned.render(MEMBER, conv_id, reply.id)
@@ -489,3 +494,48 @@ async def test_key_rotation_reseals_bodies_and_names(
     assert (await handler.profile(ANN))[0] == "Marmalade Inc"
     found = await handler.search(ANN, query="marmalade", limit=0, page_token="")
     assert [r.id for r in found.replies] == [reply.id]
+
+
+@pytest.mark.asyncio
+async def test_export_and_erasure_jobs(
+    canned: CannedHandler, unit: UnitOfWork, db: Database, clock: FakeClock
+) -> None:
+    shared = await canned.create(ADMIN, scope="shared", shortcode="s1", body="Shared words")
+    mine = await canned.create(ANN, scope="personal", shortcode="p1", body="Ann's words")
+    bens = await canned.create(BEN, scope="personal", shortcode="p1", body="Ben's words")
+    jobs = JobHandler(unit, asyncio.Event(), AuditTrail(db, clock))
+    run = JobRunner(db, clock, kinds(unit, 10), lease_seconds=30, poll_seconds=0.01)
+
+    async def exported(scope: str, key: str) -> list[dict[str, object]]:
+        job = await jobs.create_export(ADMIN, scope=scope, key=key, fmt="ndjson")
+        assert await run.run_once()
+        assert (await jobs.get(ADMIN, job.id)).status == "succeeded"
+        chunk = await jobs.read_chunk(ADMIN, job.id, 0)
+        data = b"".join(
+            [chunk.data]
+            + [(await jobs.read_chunk(ADMIN, job.id, p)).data for p in range(1, chunk.parts)]
+        )
+        records = [json.loads(line) for line in data.decode().splitlines()]
+        return [r for r in records if r["type"] == "canned_reply"]
+
+    assert [r["id"] for r in await exported("user", "ann")] == [mine.id]
+    assert {r["id"] for r in await exported("tenant", "")} == {shared.id, mine.id, bens.id}
+    erasure = await jobs.create_user_erasure(ADMIN, "ann")
+    while await run.run_once():
+        pass
+    assert (await jobs.get(ADMIN, erasure.id)).status == "succeeded"
+    left = await db.db[CANNED_COLLECTION].distinct("_id", {"tenant_id": TENANT_A})
+    assert sorted(left) == sorted([shared.id, bens.id])
+
+
+@pytest.mark.asyncio
+async def test_a_canned_send_is_the_tickets_first_response(unit: UnitOfWork, db: Database) -> None:
+    support = SupportHandler(unit)
+    canned = CannedHandler(unit, MessageHandler(unit, tickets=support))
+    opened = await support.open(MEMBER, subject="Where is my parcel?", text="hello?")
+    reply = await canned.create(
+        ANN, scope="personal", shortcode="on-it", body="On it, {{requester.name}}!"
+    )
+    await canned.send(ANN, opened.ticket.conversation_id, reply.id, "r-1")
+    ticket = await db.for_tenant(TENANT_A).tickets.get(opened.ticket.id)
+    assert ticket is not None and ticket.first_response_at is not None
