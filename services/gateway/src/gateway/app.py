@@ -51,6 +51,7 @@ from gateway.routes import (
     presence,
     reactions,
     search,
+    tickets,
 )
 from gateway.settings import GatewaySettings
 from gateway.tracing import TracingMiddleware
@@ -165,6 +166,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         audit,
         moderation,
         canned,
+        tickets,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

@@ -61,6 +61,12 @@ class Action(StrEnum):
     # (sending one spends SEND).
     CANNED = "canned"
     SUPPORT_PROFILE = "support_profile"
+    # Opening, changing, claiming, assigning and escalating tickets.
+    TICKET_WRITE = "ticket_write"
+    # A ticket, the queue, the caller's tickets, the desk's categories and teams.
+    TICKET_READ = "ticket_read"
+    # Changes of the desk's categories and teams.
+    SUPPORT_ADMIN = "support_admin"
 
 
 class Limit(BaseModel):
@@ -100,6 +106,10 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # Composers search as the agent types a shortcode.
     Action.CANNED: Limit(user=30, tenant=2000),
     Action.SUPPORT_PROFILE: Limit(user=10, tenant=100),
+    Action.TICKET_WRITE: Limit(user=30, tenant=2000),
+    # Agents refresh the queue often.
+    Action.TICKET_READ: Limit(user=60, tenant=5000),
+    Action.SUPPORT_ADMIN: Limit(user=10, tenant=100),
 }
 
 
@@ -178,4 +188,7 @@ _NOUNS: Mapping[Action, str] = {
     Action.AUDIT_VERIFY: "audit verifications",
     Action.CANNED: "canned reply calls",
     Action.SUPPORT_PROFILE: "support profile calls",
+    Action.TICKET_WRITE: "ticket changes",
+    Action.TICKET_READ: "ticket reads",
+    Action.SUPPORT_ADMIN: "support desk changes",
 }

@@ -36,6 +36,8 @@ from confab_core.limits import (
     MAX_ID_CHARS,
     MAX_PAGE,
     MAX_REASON_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
     MAX_TITLE_CHARS,
 )
 from conversation import convert
@@ -70,8 +72,6 @@ from conversation.storage.tickets import (
 SYSTEM_NAME = "Confab"
 # Whose first message in a ticket's conversation is its first response.
 _STAFF_ROLES = frozenset({ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN})
-MAX_TAGS = 20
-MAX_TAG_CHARS = 64
 # How often a change starts over when the ticket moved under it.
 _ATTEMPTS = 4
 

@@ -14,6 +14,8 @@ from confab.conversation.v1 import (
     jobs_pb2_grpc,
     keys_pb2_grpc,
     policy_pb2_grpc,
+    support_admin_pb2_grpc,
+    support_pb2_grpc,
 )
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
@@ -28,6 +30,7 @@ from gateway.clients.keys import KeyClient
 from gateway.clients.notification import NotificationClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
+from gateway.clients.support import SupportAdminClient, SupportClient
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Backends:
     keys: KeyClient
     jobs: JobClient
     canned: CannedClient
+    support: SupportClient
+    support_admin: SupportAdminClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -81,6 +86,10 @@ class Backends:
                 canned_pb2_grpc.CannedReplyServiceStub(chans[0]),
                 canned_pb2_grpc.SupportProfileServiceStub(chans[0]),
                 timeout,
+            ),
+            support=SupportClient(support_pb2_grpc.SupportServiceStub(chans[0]), timeout),
+            support_admin=SupportAdminClient(
+                support_admin_pb2_grpc.SupportAdminServiceStub(chans[0]), timeout
             ),
             channels=chans,
         )
