@@ -169,6 +169,7 @@ async def test_a_spent_budget_is_429_before_the_service(
         ("POST", "/canned-replies", {"scope": "shared", "shortcode": "hi"}),
         ("POST", "/canned-replies", {"scope": "shared", "shortcode": "hi", "body": "x", "y": 1}),
         ("PATCH", "/canned-replies/r1", {"owner_id": "u2"}),
+        ("PATCH", "/canned-replies/r1", {}),
         ("PATCH", "/canned-replies/" + "x" * 129, {"body": "Hi"}),
         ("GET", "/canned-replies?limit=0", None),
         ("GET", "/canned-replies?q=" + "x" * 600, None),

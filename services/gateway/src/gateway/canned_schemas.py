@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from confab_core import limits
 from gateway.schemas import Id, MessageOut, Strict
@@ -26,6 +26,12 @@ class CannedReplyIn(Strict):
 class CannedReplyPatchIn(Strict):
     shortcode: Shortcode | None = None
     body: Body | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Self:
+        if self.shortcode is None and self.body is None:
+            raise ValueError("give at least one of shortcode, body")
+        return self
 
 
 class CannedReplyOut(BaseModel):
