@@ -517,10 +517,13 @@ async def test_export_and_erasure_jobs(
             + [(await jobs.read_chunk(ADMIN, job.id, p)).data for p in range(1, chunk.parts)]
         )
         records = [json.loads(line) for line in data.decode().splitlines()]
-        return [r for r in records if r["type"] == "canned_reply"]
+        return [r for r in records if r["type"] in ("canned_reply", "support_profile")]
 
     assert [r["id"] for r in await exported("user", "ann")] == [mine.id]
     assert {r["id"] for r in await exported("tenant", "")} == {shared.id, mine.id, bens.id}
+    await canned.set_profile(ADMIN, "Acme Support")
+    tenant_records = await exported("tenant", "")
+    assert [r["name"] for r in tenant_records if r["type"] == "support_profile"] == ["Acme Support"]
     erasure = await jobs.create_user_erasure(ADMIN, "ann")
     while await run.run_once():
         pass

@@ -230,6 +230,7 @@ class ExportJob:
             _users(store, ""),
             messages,
             _canned(store, owner_id=None),
+            _support_profile(store),
         ]
 
     async def step(self, job: Job, at: Checkpoint) -> Step:
@@ -365,6 +366,26 @@ def _canned(store: TenantStore, *, owner_id: str | None) -> Source:
         return await store.canned.count_where(owner_id)
 
     return Source("canned_replies", fetch, count)
+
+
+def _support_profile(store: TenantStore) -> Source:
+    """The tenant's support profile: one record, once an admin set it."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        profile = await store.support_profile.get()
+        if profile is None or after:
+            return []
+        record: JsonRecord = {
+            "type": "support_profile",
+            "name": profile.name,
+            "updated_at": _time(profile.updated_at),
+        }
+        return [("profile", record)]
+
+    async def count() -> int:
+        return 0 if await store.support_profile.get() is None else 1
+
+    return Source("support_profile", fetch, count)
 
 
 def _notifications(archive: NotificationArchive, tenant_id: str, user_id: str) -> Source:
