@@ -15,6 +15,8 @@ from pymongo import AsyncMongoClient
 from confab.conversation.v1 import (
     assignment_pb2,
     assignment_pb2_grpc,
+    canned_pb2,
+    canned_pb2_grpc,
     conversation_pb2,
     conversation_pb2_grpc,
     governance_pb2,
@@ -55,11 +57,13 @@ from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from conversation.assignment_servicer import AssignmentServicer
 from conversation.autoassign import AutoAssigner, PresenceWatcher, Wakeups
+from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.assignment import AssignmentHandler
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.canned import CannedHandler
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
@@ -178,7 +182,8 @@ async def build(
     sla.attach(tickets)
     conversations = ConversationHandler(unit)
     conversations.tickets = tickets
-    servicer = ConversationServicer(conversations, MessageHandler(unit, policies, tickets=tickets))
+    messages = MessageHandler(unit, policies, tickets=tickets)
+    servicer = ConversationServicer(conversations, messages)
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
@@ -205,6 +210,17 @@ async def build(
         batch_size=settings.sla_batch_size,
         poll_seconds=settings.sla_poll_seconds,
         lease_seconds=settings.sla_lease_seconds,
+    )
+    canned_handler = CannedHandler(unit, messages, policies)
+    canned = CannedReplyServicer(canned_handler)
+    server.add(
+        lambda s: canned_pb2_grpc.add_CannedReplyServiceServicer_to_server(canned, s),
+        canned_pb2.DESCRIPTOR.services_by_name["CannedReplyService"].full_name,
+    )
+    support_profile = SupportProfileServicer(canned_handler)
+    server.add(
+        lambda s: canned_pb2_grpc.add_SupportProfileServiceServicer_to_server(support_profile, s),
+        canned_pb2.DESCRIPTOR.services_by_name["SupportProfileService"].full_name,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(

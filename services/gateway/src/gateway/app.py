@@ -38,6 +38,7 @@ from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
     assignment,
     audit,
+    canned,
     channels,
     conversations,
     events,
@@ -167,6 +168,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         audit,
         moderation,
         sla,
+        canned,
         tickets,
         assignment,
     ):

@@ -59,6 +59,10 @@ class Action(StrEnum):
     AUDIT_VERIFY = "audit_verify"
     # Reading and replacing the tenant's SLA policy.
     SLA_POLICY = "sla_policy"
+    # Canned replies: creating, changing, deleting, searching and rendering
+    # (sending one spends SEND).
+    CANNED = "canned"
+    SUPPORT_PROFILE = "support_profile"
     # Opening, changing, claiming, assigning and escalating tickets.
     TICKET_WRITE = "ticket_write"
     # A ticket, the queue, the caller's tickets, the desk's categories and teams,
@@ -104,6 +108,9 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
     Action.SLA_POLICY: Limit(user=10, tenant=100),
+    # Composers search as the agent types a shortcode.
+    Action.CANNED: Limit(user=30, tenant=2000),
+    Action.SUPPORT_PROFILE: Limit(user=10, tenant=100),
     Action.TICKET_WRITE: Limit(user=30, tenant=2000),
     # Agents refresh the queue often.
     Action.TICKET_READ: Limit(user=60, tenant=5000),
@@ -185,6 +192,8 @@ _NOUNS: Mapping[Action, str] = {
     Action.AUDIT_READ: "audit and moderation reads",
     Action.AUDIT_VERIFY: "audit verifications",
     Action.SLA_POLICY: "SLA policy calls",
+    Action.CANNED: "canned reply calls",
+    Action.SUPPORT_PROFILE: "support profile calls",
     Action.TICKET_WRITE: "ticket changes",
     Action.TICKET_READ: "ticket reads",
     Action.SUPPORT_ADMIN: "support desk changes",

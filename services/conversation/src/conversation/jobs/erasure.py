@@ -136,6 +136,8 @@ class UserErasureJob:
         if stage == "profile":
             await store.users.delete(user_id)
             await store.assignment.forget_agent(user_id)
+            # Personal canned replies are the user's own; shared ones stay the tenant's.
+            await store.canned.delete_owned(user_id)
             await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
             await store.tickets.forget_requester(user_id, pseudonym(job.id)[0])
             return Step(Checkpoint(at.stage + 1, "", 0, done + 1), done + 1, total)

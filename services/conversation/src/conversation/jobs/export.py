@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import support_pb2 as spb
 from conversation.jobs.runner import Step
+from conversation.storage.canned import CannedReply
 from conversation.storage.conversations import Conversation
 from conversation.storage.db import Database, TenantStore
 from conversation.storage.jobs import Checkpoint, Job
@@ -162,6 +163,19 @@ def message_record(m: Message) -> JsonRecord:
     }
 
 
+def canned_record(r: CannedReply) -> JsonRecord:
+    return {
+        "type": "canned_reply",
+        "id": r.id,
+        "scope": r.scope,
+        "owner_id": r.owner_id,
+        "shortcode": r.shortcode,
+        "body": r.body,
+        "created_at": _time(r.created_at),
+        "updated_at": _time(r.updated_at),
+    }
+
+
 def _csv_row(record: JsonRecord) -> list[str]:
     file = record.get("file")
     name = url = ""
@@ -206,10 +220,19 @@ class ExportJob:
             return [_conversation(store, key), _members(store, conversation_id=key), messages]
         if scope == "user":
             out = [_users(store, key), _members(store, user_id=key), messages, _tickets(store, key)]
+            # Personal canned replies are the user's; shared ones are the tenant's.
+            out.append(_canned(store, owner_id=key))
             if self._notifications is not None:
                 out.append(_notifications(self._notifications, job.tenant_id, key))
             return out
-        return [_conversations(store), _members(store), _users(store, ""), messages]
+        return [
+            _conversations(store),
+            _members(store),
+            _users(store, ""),
+            messages,
+            _canned(store, owner_id=None),
+            _support_profile(store),
+        ]
 
     async def step(self, job: Job, at: Checkpoint) -> Step:
         sources = self.sources(job)
@@ -331,6 +354,39 @@ def _conversation_messages(store: TenantStore, conversation_id: str) -> Source:
         return await store.messages.count_where(conversation_id=conversation_id)
 
     return Source("messages", fetch, count)
+
+
+def _canned(store: TenantStore, *, owner_id: str | None) -> Source:
+    """One user's personal replies, or (None) every reply of the tenant."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        rows = await store.canned.page_by_id(after, limit, owner_id)
+        return [(r.id, canned_record(r)) for r in rows]
+
+    async def count() -> int:
+        return await store.canned.count_where(owner_id)
+
+    return Source("canned_replies", fetch, count)
+
+
+def _support_profile(store: TenantStore) -> Source:
+    """The tenant's support profile: one record, once an admin set it."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        profile = await store.support_profile.get()
+        if profile is None or after:
+            return []
+        record: JsonRecord = {
+            "type": "support_profile",
+            "name": profile.name,
+            "updated_at": _time(profile.updated_at),
+        }
+        return [("profile", record)]
+
+    async def count() -> int:
+        return 0 if await store.support_profile.get() is None else 1
+
+    return Source("support_profile", fetch, count)
 
 
 def _notifications(archive: NotificationArchive, tenant_id: str, user_id: str) -> Source:

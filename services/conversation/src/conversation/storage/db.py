@@ -22,6 +22,12 @@ from conversation.storage.assignment import (
     AssignmentRepo,
 )
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
+from conversation.storage.canned import (
+    CANNED_COLLECTION,
+    PROFILE_COLLECTION,
+    CannedReplyRepo,
+    SupportProfileRepo,
+)
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
@@ -205,6 +211,14 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # One document per tenant: the unique index makes concurrent first uses agree.
     KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # Shortcodes unique per scope and owner (a shared reply's owner is "").
+    CANNED_COLLECTION: [
+        IndexModel(
+            [("tenant_id", ASCENDING), ("owner_id", ASCENDING), ("shortcode", ASCENDING)],
+            unique=True,
+        ),
+    ],
+    PROFILE_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # Read across tenants by the re-encrypt runner.
     JOBS_COLLECTION: [
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
@@ -256,6 +270,8 @@ TENANT_COLLECTIONS = (
     PII_COUNT_COLLECTION,
     ASSIGNMENT_SETTINGS_COLLECTION,
     ASSIGNMENT_AGENTS_COLLECTION,
+    CANNED_COLLECTION,
+    PROFILE_COLLECTION,
     JOBS_COLLECTION,
     SLA_TIMER_COLLECTION,
     SLA_STATE_COLLECTION,
@@ -281,6 +297,8 @@ class TenantStore:
     sla: TicketSlaRepo
     sla_policy: SlaPolicyRepo
     assignment: AssignmentRepo
+    canned: CannedReplyRepo
+    support_profile: SupportProfileRepo
     tickets: TicketRepo
     escalations: EscalationRepo
     support: SupportConfigRepo
@@ -498,6 +516,8 @@ class Database:
                 scoped(ASSIGNMENT_AGENTS_COLLECTION),
                 session,
             ),
+            canned=CannedReplyRepo(scoped(CANNED_COLLECTION), crypto, session),
+            support_profile=SupportProfileRepo(scoped(PROFILE_COLLECTION), crypto, session),
             tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
             escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
             support=SupportConfigRepo(

@@ -53,6 +53,8 @@ SEALED: dict[str, tuple[str, tuple[str, ...]]] = {
     "conversations": ("_id", ("title", "description", "topic")),
     "users": ("user_id", ("display_name", "email")),
     "messages": ("_id", ("text", "sender_name", "file")),
+    "canned_replies": ("_id", ("body",)),
+    "support_profiles": ("_id", ("name",)),
     "tickets": ("_id", ("subject",)),
     "support_teams": ("_id", ("name",)),
 }

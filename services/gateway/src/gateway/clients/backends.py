@@ -9,6 +9,7 @@ import grpc
 from confab.bot.v1 import bot_pb2_grpc
 from confab.conversation.v1 import (
     assignment_pb2_grpc,
+    canned_pb2_grpc,
     conversation_pb2_grpc,
     governance_pb2_grpc,
     jobs_pb2_grpc,
@@ -24,6 +25,7 @@ from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
 from gateway.clients.assignment import AssignmentClient
 from gateway.clients.bot import BotClient
+from gateway.clients.canned import CannedClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance import AuditClient, ModerationClient
 from gateway.clients.jobs import JobClient
@@ -47,6 +49,7 @@ class Backends:
     keys: KeyClient
     jobs: JobClient
     sla: SlaClient
+    canned: CannedClient
     support: SupportClient
     support_admin: SupportAdminClient
     channels: list[grpc.aio.Channel]
@@ -86,6 +89,11 @@ class Backends:
             keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
             sla=SlaClient(sla_pb2_grpc.SlaServiceStub(chans[0]), timeout),
+            canned=CannedClient(
+                canned_pb2_grpc.CannedReplyServiceStub(chans[0]),
+                canned_pb2_grpc.SupportProfileServiceStub(chans[0]),
+                timeout,
+            ),
             support=SupportClient(support_pb2_grpc.SupportServiceStub(chans[0]), timeout),
             support_admin=SupportAdminClient(
                 support_admin_pb2_grpc.SupportAdminServiceStub(chans[0]), timeout
