@@ -46,6 +46,9 @@ class ConversationSettings(ServiceSettings):
     reencrypt_batch_size: int = 200
     reencrypt_poll_seconds: float = 5.0
     reencrypt_lease_seconds: float = 60.0
+    # The analytics consumer (group conversation-analytics) folds the service's
+    # own events into per-day aggregates; off, the aggregates stop growing.
+    analytics_consumer: bool = True
 
     @field_validator("key_file")
     @classmethod

@@ -16,6 +16,12 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.analytics import (
+    CURSORS_COLLECTION,
+    DAYS_COLLECTION,
+    TICKETS_COLLECTION,
+    AnalyticsRepo,
+)
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
@@ -171,6 +177,21 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    # Analytics: a range of one dimension's days; a ticket's and a
+    # conversation's fold state by id.
+    DAYS_COLLECTION: [
+        IndexModel(
+            [("tenant_id", ASCENDING), ("dim", ASCENDING), ("day", ASCENDING), ("key", ASCENDING)],
+            unique=True,
+        ),
+    ],
+    TICKETS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("ticket_id", ASCENDING)], unique=True),
+        IndexModel([("tenant_id", ASCENDING), ("agent", ASCENDING)]),
+    ],
+    CURSORS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
+    ],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -191,6 +212,9 @@ TENANT_COLLECTIONS = (
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
     JOBS_COLLECTION,
+    DAYS_COLLECTION,
+    TICKETS_COLLECTION,
+    CURSORS_COLLECTION,
     "conversations",
 )
 
@@ -205,6 +229,7 @@ class TenantStore:
     audit: AuditRepo
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
+    analytics: AnalyticsRepo
 
 
 class TenantPurge:
@@ -392,4 +417,10 @@ class Database:
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
+            analytics=AnalyticsRepo(
+                scoped(DAYS_COLLECTION),
+                scoped(TICKETS_COLLECTION),
+                scoped(CURSORS_COLLECTION),
+                session,
+            ),
         )
