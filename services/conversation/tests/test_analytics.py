@@ -28,12 +28,13 @@ from confab_core.kafka import (
 )
 from confab_devservers import KafkaServer
 from conversation.analytics_consumer import AnalyticsConsumer
-from conversation.handlers.analytics import AnalyticsHandler
+from conversation.handlers.analytics import AnalyticsHandler, Durations
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import Change, Taken, UnitOfWork
 from conversation.relay import OutboxRelay
-from conversation.storage.analytics import CURSORS_COLLECTION, DAYS_COLLECTION, TICKETS_COLLECTION
+from conversation.storage.analytics import ANALYTICS_CURSORS, ANALYTICS_DAYS, ANALYTICS_TICKETS
 from conversation.storage.conversations import Claim
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 
@@ -198,7 +199,7 @@ async def test_events_through_the_relay_and_kafka_give_the_figures_and_redeliver
     assert await analytics.support(boss, day, day, "day", "none") == before
     assert (await analytics.chat(boss, day, day, 5)).days == usage.days
     # No message content is ever stored.
-    raw = [d async for d in db.db[DAYS_COLLECTION].find({"tenant_id": desk.tenant})]
+    raw = [d async for d in db.db[ANALYTICS_DAYS].find({"tenant_id": desk.tenant})]
     assert raw and "secret" not in repr(raw)
 
 
@@ -314,7 +315,7 @@ async def test_user_erasure_replaces_the_agent_and_sender_everywhere(
     await apply_ticket_life(db, tenant, clock)
     store = db.for_tenant(tenant).analytics
     assert await store.forget_user("ann", "deleted-0123456789ab") > 0
-    for name in (DAYS_COLLECTION, TICKETS_COLLECTION):
+    for name in (ANALYTICS_DAYS, ANALYTICS_TICKETS):
         raw = [d async for d in db.db[name].find({"tenant_id": tenant})]
         assert raw and "'ann'" not in repr(raw)
     day = clock.now().date().isoformat()
@@ -329,7 +330,7 @@ async def test_tenant_erasure_deletes_the_aggregates(db: Database, clock: FakeCl
     await apply_ticket_life(db, tenant, clock)
     await apply_ticket_life(db, other, clock)
     purge = db.purge(tenant)
-    for name in (DAYS_COLLECTION, TICKETS_COLLECTION, CURSORS_COLLECTION):
+    for name in (ANALYTICS_DAYS, ANALYTICS_TICKETS, ANALYTICS_CURSORS):
         assert name in TENANT_COLLECTIONS
         while await purge.delete_batch(name, 100):
             pass
@@ -343,3 +344,46 @@ async def test_backlog_carries_over_days_before_the_range(db: Database, clock: F
     later = (clock.now() + timedelta(days=10)).date().isoformat()
     rows = await AnalyticsHandler(db).support(admin(tenant), later, later, "day", "agent")
     assert [(r.group, r.backlog, r.opened) for r in rows] == [("ann", 1, 0)]
+
+
+async def test_a_ticket_through_the_support_handler_shows_in_the_figures(
+    db: Database,
+    unit: UnitOfWork,
+    clock: FakeClock,
+    messages: MessageHandler,
+    producer: Producer,
+    kafka: str,
+) -> None:
+    tenant = fresh_tenant()
+    mia, ann = user("mia", tenant), user("ann", tenant, ROLE_MEMBER, ROLE_AGENT)
+    support = SupportHandler(unit)
+    opened = await support.open(mia, subject="Cannot log in", text="help")
+    ticket_id, conversation_id = opened.ticket.id, opened.ticket.conversation_id
+    clock.advance(300)
+    await support.claim(ann, ticket_id)
+    clock.advance(900)
+    # The agent's first answer: 20 minutes after opening.
+    await send(messages, ann, conversation_id, text="on it")
+    await send(messages, mia, conversation_id, text="thanks")
+    clock.advance(2400)
+    await support.transition(ann, ticket_id, "resolve")
+    relay = OutboxRelay(
+        db, producer, clock, asyncio.Event(), batch_size=500, poll_seconds=0.05, lease_seconds=10
+    )
+    await relay.publish_once()
+    published = await db.db["outbox"].count_documents({"conversation_id": conversation_id})
+    records = await topic_records(kafka, {conversation_id}, published)
+    analytics = AnalyticsHandler(db)
+    consumer = AnalyticsConsumer(db, analytics, group="analytics-test")
+    for record in records * 2:
+        await consumer.handle_record(record)
+    day = clock.now().date().isoformat()
+    [row] = await analytics.support(admin(tenant), day, day, "day", "none")
+    assert (row.opened, row.assigned, row.resolved, row.backlog) == (1, 1, 1, 0)
+    assert row.first_response == Durations(1, 1200.0, 1200.0)
+    assert row.resolution == Durations(1, 3600.0, 3600.0)
+    agents = await analytics.support(admin(tenant), day, day, "day", "agent")
+    assert [(r.group, r.assigned, r.resolved) for r in agents if r.group] == [("ann", 1, 1)]
+    usage = await analytics.chat(admin(tenant), day, day, 1)
+    # help, on it, thanks (the system messages of each transition are not counted).
+    assert [(d.messages, d.active_users) for d in usage.days] == [(3, 2)]

@@ -291,3 +291,33 @@ def aggregate(bumps: list[DayBump], *dims: str) -> list[DayAggregate]:
             {**(old.labels if old else {}), **b.labels},
         )
     return sorted(docs.values(), key=lambda a: (a.day, a.dim, a.key))
+
+
+def support_message(seq: int, at: datetime, sender: str, role: str) -> ev.ConversationEvent:
+    e = ev.ConversationEvent(tenant_id="t", conversation_id="c1", event_seq=seq)
+    e.message_created.conversation_kind = cpb.CONVERSATION_KIND_SUPPORT
+    m = e.message_created.message
+    m.sender_id, m.sender_role, m.kind = sender, role, cpb.MESSAGE_KIND_TEXT
+    m.created_at.FromDatetime(at)
+    return e
+
+
+def test_the_first_staff_message_is_the_first_response_once() -> None:
+    opened = ticket()
+    opened.requester_id = "mia"
+    seen, _ = run([event(1, T0, "ticket_updated", opened)])
+    bumps: list[DayBump] = []
+    for seq, (minutes, sender, role) in enumerate(
+        [(5, "mia", "member"), (10, "bob", "member"), (15, "ann", "agent"), (20, "ann", "agent")],
+        start=2,
+    ):
+        f = fold(support_message(seq, T0 + timedelta(minutes=minutes), sender, role), seen)
+        seen = f.ticket or seen
+        bumps.extend(f.bumps)
+    [row] = support_rows(aggregate(bumps, "all"), {}, T0.date(), T0.date(), "day")
+    assert row.first_response == Durations(1, 900.0, 900.0)
+    # The ticket later saying when it was answered does not count it again.
+    later = ticket(first_response=T0 + timedelta(minutes=15))
+    later.requester_id = "mia"
+    assert seen is not None and seen.first_response_at == T0 + timedelta(minutes=15)
+    assert fold(event(9, T0, "ticket_updated", later), seen).bumps == []

@@ -27,6 +27,8 @@ from confab.conversation.v1 import (
     membership_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    support_pb2,
+    support_pb2_grpc,
 )
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
@@ -58,6 +60,7 @@ from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.policy import PolicyHandler
+from conversation.handlers.support import SupportHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import TenantPolicies
@@ -72,6 +75,7 @@ from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
 from conversation.storage.db import Database
+from conversation.support_servicer import SupportServicer
 
 SERVICE = "conversation"
 
@@ -153,6 +157,12 @@ async def build(
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    # The support desk; its observers (SLA, auto-assignment) are added here.
+    support = SupportServicer(SupportHandler(unit, policies, observers=[]))
+    server.add(
+        lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
+        support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(

@@ -31,6 +31,7 @@ from conversation.handlers.analytics_fold import (
     SLA_MISSED,
     Fold,
     fold,
+    in_support,
     ticket_of,
     wanted,
 )
@@ -281,7 +282,11 @@ class AnalyticsHandler:
             if not await store.claim(event.conversation_id, event.event_seq):
                 return None
             ticket_id = ticket_of(event)
-            prior = await store.ticket(ticket_id) if ticket_id else None
+            prior = None
+            if ticket_id:
+                prior = await store.ticket(ticket_id)
+            elif in_support(event):
+                prior = await store.ticket_in(event.conversation_id)
             folded = fold(event, prior)
             await store.bump(folded.bumps)
             if folded.ticket is not None:

@@ -19,7 +19,7 @@ per conversation ``event_seq`` (storage keeps the watermark).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -59,6 +59,7 @@ OPEN_STATUSES = frozenset(
 # Messages people write: the active users. Bots answer and system messages
 # record transitions; neither is somebody using the chat.
 HUMAN_KINDS = frozenset({cpb.MESSAGE_KIND_TEXT, cpb.MESSAGE_KIND_FILE})
+STAFF_ROLES = frozenset({"agent", "tenant_admin", "super_admin"})
 # Every event kind whose payload carries the ticket after the change.
 TICKET_PAYLOADS = frozenset(
     {"ticket_updated", "ticket_assigned", "ticket_escalated", "sla_warning", "sla_breached"}
@@ -139,13 +140,21 @@ def _seconds(start: datetime, end: datetime) -> int:
 
 def seen_from(ticket: spb.Ticket, prior: TicketSeen | None, breached: bool) -> TicketSeen:
     clocks_breached = any(c.breached for c in ticket.sla.clocks)
+    created = _time(ticket.created_at, ticket.HasField("created_at"))
+    first_response = _time(ticket.first_response_at, ticket.HasField("first_response_at"))
+    if first_response is None and prior is not None:
+        # Seen first from a staff message (below): kept until the ticket says.
+        first_response = prior.first_response_at
     return TicketSeen(
         ticket_id=ticket.id,
+        conversation_id=ticket.conversation_id,
+        requester=ticket.requester_id,
+        created_at=created or (prior.created_at if prior else None),
         open=ticket.status in OPEN_STATUSES,
         agent=ticket.assignee_id,
         team=ticket.team_id,
         category=ticket.category,
-        first_response_at=_time(ticket.first_response_at, ticket.HasField("first_response_at")),
+        first_response_at=first_response,
         resolved_at=_time(ticket.resolved_at, ticket.HasField("resolved_at")),
         breached=breached or clocks_breached or (prior is not None and prior.breached),
         has_sla=ticket.sla.status != spb.SLA_STATUS_UNSPECIFIED
@@ -201,13 +210,17 @@ def _backlog(out: _Bumps, day: date, prior: TicketSeen | None, new: TicketSeen) 
             out.backlog(day, dim, after, +1)
 
 
-def fold_message(event: events_pb2.ConversationEvent) -> list[DayBump]:
+def fold_message(
+    event: events_pb2.ConversationEvent, ticket: TicketSeen | None = None
+) -> tuple[TicketSeen | None, list[DayBump]]:
     """The bumps of a message_created event: the day's messages, the
-    conversation's, and the sender among the day's active users."""
+    conversation's, and the sender among the day's active users. ``ticket``:
+    the ticket of the (support) conversation, whose first response this is
+    when a staff member writes before the ticket recorded one."""
     created = event.message_created
     message = created.message
     if message.kind == cpb.MESSAGE_KIND_SYSTEM:
-        return []
+        return None, []
     at = _time(message.created_at, message.HasField("created_at")) or event.occurred_at.ToDatetime(
         UTC
     )
@@ -220,7 +233,30 @@ def fold_message(event: events_pb2.ConversationEvent) -> list[DayBump]:
     channel = out.at(day, CHANNEL, event.conversation_id)
     channel.counts[MESSAGES] = 1
     channel.labels["kind"] = kind_name(created.conversation_kind)
-    return out.done()
+    answered = None
+    if ticket is not None and ticket.first_response_at is None and _answers(event, ticket):
+        answered = replace(ticket, first_response_at=at)
+        out.sample(day, answered, FIRST_RESPONSE, _seconds(ticket.created_at or at, at))
+    return answered, out.done()
+
+
+def in_support(event: events_pb2.ConversationEvent) -> bool:
+    """A person's message in a support conversation: maybe a ticket's first response."""
+    created = event.message_created
+    return (
+        event.WhichOneof("payload") == "message_created"
+        and created.conversation_kind == cpb.CONVERSATION_KIND_SUPPORT
+        and created.message.kind in HUMAN_KINDS
+    )
+
+
+def _answers(event: events_pb2.ConversationEvent, ticket: TicketSeen) -> bool:
+    """Someone of the desk answering: not the requester, and, when the message
+    records its sender's role, a staff role."""
+    message = event.message_created.message
+    if not in_support(event) or message.sender_id == ticket.requester:
+        return False
+    return not message.sender_role or message.sender_role in STAFF_ROLES
 
 
 def kind_name(kind: int) -> str:
@@ -235,7 +271,8 @@ def fold(event: events_pb2.ConversationEvent, prior: TicketSeen | None) -> Fold:
     """What ``event`` changes; ``prior``: what was seen of its ticket (ticket events)."""
     kind = event.WhichOneof("payload")
     if kind == "message_created":
-        return Fold(fold_message(event))
+        answered, bumps = fold_message(event, prior)
+        return Fold(bumps, answered)
     if kind in TICKET_PAYLOADS:
         ticket: spb.Ticket = getattr(event, kind).ticket
         if not ticket.id:
@@ -251,7 +288,6 @@ def ticket_of(event: events_pb2.ConversationEvent) -> str:
     if kind in TICKET_PAYLOADS:
         return str(getattr(event, kind).ticket.id)
     return ""
-
 
 
 def wanted(event: events_pb2.ConversationEvent) -> bool:

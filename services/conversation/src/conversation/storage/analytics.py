@@ -23,9 +23,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from confab_core.mongo import Doc, TenantCollection
 
-DAYS_COLLECTION = "analytics_days"
-TICKETS_COLLECTION = "analytics_tickets"
-CURSORS_COLLECTION = "analytics_cursors"
+ANALYTICS_DAYS = "analytics_days"
+ANALYTICS_TICKETS = "analytics_tickets"
+ANALYTICS_CURSORS = "analytics_cursors"
 
 # Dimensions of the support figures; "all" is the whole tenant (key "").
 ALL = "all"
@@ -44,6 +44,9 @@ class TicketSeen:
     """What the fold last saw of a ticket."""
 
     ticket_id: str
+    conversation_id: str
+    requester: str
+    created_at: datetime | None
     open: bool
     agent: str
     team: str
@@ -111,6 +114,9 @@ def _aggregate(doc: Doc) -> DayAggregate:
 def _seen(doc: Doc) -> TicketSeen:
     return TicketSeen(
         ticket_id=str(doc["ticket_id"]),
+        conversation_id=str(doc.get("conversation_id", "")),
+        requester=str(doc.get("requester", "")),
+        created_at=doc.get("created_at"),
         open=bool(doc["open"]),
         agent=str(doc.get("agent", "")),
         team=str(doc.get("team", "")),
@@ -168,11 +174,21 @@ class AnalyticsRepo:
         doc = await self._tickets.find_one({"ticket_id": ticket_id}, session=self._session)
         return None if doc is None else _seen(doc)
 
+    async def ticket_in(self, conversation_id: str) -> TicketSeen | None:
+        """The ticket of a support conversation, as last seen."""
+        doc = await self._tickets.find_one(
+            {"conversation_id": conversation_id}, session=self._session
+        )
+        return None if doc is None else _seen(doc)
+
     async def save_ticket(self, seen: TicketSeen) -> None:
         await self._tickets.update_one(
             {"ticket_id": seen.ticket_id},
             {
                 "$set": {
+                    "conversation_id": seen.conversation_id,
+                    "requester": seen.requester,
+                    "created_at": seen.created_at,
                     "open": seen.open,
                     "agent": seen.agent,
                     "team": seen.team,
@@ -224,7 +240,7 @@ class AnalyticsRepo:
     async def forget_user(self, user_id: str, pseudonym_id: str) -> int:
         """User erasure: the pseudonym replaces the user's id as a group key
         (their per-agent figures), in the days' active-user sets and as a
-        ticket's last seen agent. How many documents changed."""
+        ticket's last seen agent or requester. How many documents changed."""
         changed = 0
         renamed = await self._days.update_many(
             {"dim": AGENT, "key": user_id},
@@ -236,7 +252,9 @@ class AnalyticsRepo:
             {_USERS: user_id}, {"$set": {f"{_USERS}.$": pseudonym_id}}, session=self._session
         )
         changed += senders.modified_count
-        tickets = await self._tickets.update_many(
-            {"agent": user_id}, {"$set": {"agent": pseudonym_id}}, session=self._session
-        )
-        return changed + tickets.modified_count
+        for name in ("agent", "requester"):
+            tickets = await self._tickets.update_many(
+                {name: user_id}, {"$set": {name: pseudonym_id}}, session=self._session
+            )
+            changed += tickets.modified_count
+        return changed

@@ -17,9 +17,9 @@ from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.analytics import (
-    CURSORS_COLLECTION,
-    DAYS_COLLECTION,
-    TICKETS_COLLECTION,
+    ANALYTICS_CURSORS,
+    ANALYTICS_DAYS,
+    ANALYTICS_TICKETS,
     AnalyticsRepo,
 )
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
@@ -47,6 +47,15 @@ from conversation.storage.policies import (
     POLICY_COLLECTION,
     PiiCountRepo,
     PolicyRepo,
+)
+from conversation.storage.tickets import (
+    ESCALATIONS_COLLECTION,
+    SETTINGS_COLLECTION,
+    TEAMS_COLLECTION,
+    TICKETS_COLLECTION,
+    EscalationRepo,
+    SupportConfigRepo,
+    TicketRepo,
 )
 from conversation.storage.users import UserRepo
 
@@ -177,19 +186,43 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    # One ticket per support conversation; the queue's order; a requester's tickets.
+    TICKETS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("priority", DESCENDING),
+                ("queue_key", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("requester_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("assignee_id", ASCENDING), ("status", ASCENDING)]),
+    ],
+    # The tenant's side, and the platform reader's order across tenants.
+    ESCALATIONS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+        IndexModel([("open", ASCENDING), ("priority", DESCENDING), ("escalated_at", ASCENDING)]),
+    ],
+    TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
+    SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # Analytics: a range of one dimension's days; a ticket's and a
     # conversation's fold state by id.
-    DAYS_COLLECTION: [
+    ANALYTICS_DAYS: [
         IndexModel(
             [("tenant_id", ASCENDING), ("dim", ASCENDING), ("day", ASCENDING), ("key", ASCENDING)],
             unique=True,
         ),
     ],
-    TICKETS_COLLECTION: [
+    ANALYTICS_TICKETS: [
         IndexModel([("tenant_id", ASCENDING), ("ticket_id", ASCENDING)], unique=True),
-        IndexModel([("tenant_id", ASCENDING), ("agent", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
     ],
-    CURSORS_COLLECTION: [
+    ANALYTICS_CURSORS: [
         IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
     ],
 }
@@ -212,9 +245,13 @@ TENANT_COLLECTIONS = (
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
     JOBS_COLLECTION,
-    DAYS_COLLECTION,
+    ESCALATIONS_COLLECTION,
     TICKETS_COLLECTION,
-    CURSORS_COLLECTION,
+    TEAMS_COLLECTION,
+    SETTINGS_COLLECTION,
+    ANALYTICS_DAYS,
+    ANALYTICS_TICKETS,
+    ANALYTICS_CURSORS,
     "conversations",
 )
 
@@ -229,6 +266,9 @@ class TenantStore:
     audit: AuditRepo
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
+    tickets: TicketRepo
+    escalations: EscalationRepo
+    support: SupportConfigRepo
     analytics: AnalyticsRepo
 
 
@@ -417,10 +457,15 @@ class Database:
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
+            tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
+            escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
+            support=SupportConfigRepo(
+                scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
+            ),
             analytics=AnalyticsRepo(
-                scoped(DAYS_COLLECTION),
-                scoped(TICKETS_COLLECTION),
-                scoped(CURSORS_COLLECTION),
+                scoped(ANALYTICS_DAYS),
+                scoped(ANALYTICS_TICKETS),
+                scoped(ANALYTICS_CURSORS),
                 session,
             ),
         )
