@@ -57,6 +57,8 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"
     # Walks a whole chain.
     AUDIT_VERIFY = "audit_verify"
+    # Support and chat analytics: reads up to a year of day aggregates.
+    ANALYTICS = "analytics"
 
 
 class Limit(BaseModel):
@@ -93,6 +95,7 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.REPORT: Limit(user=10, tenant=500),
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
+    Action.ANALYTICS: Limit(user=10, tenant=50),
 }
 
 

@@ -8,6 +8,7 @@ import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
 from confab.conversation.v1 import (
+    analytics_pb2_grpc,
     conversation_pb2_grpc,
     governance_pb2_grpc,
     jobs_pb2_grpc,
@@ -18,6 +19,7 @@ from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
+from gateway.clients.analytics import AnalyticsClient
 from gateway.clients.bot import BotClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance import AuditClient, ModerationClient
@@ -39,6 +41,7 @@ class Backends:
     moderation: ModerationClient
     keys: KeyClient
     jobs: JobClient
+    analytics: AnalyticsClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -74,6 +77,7 @@ class Backends:
             ),
             keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
+            analytics=AnalyticsClient(analytics_pb2_grpc.AnalyticsServiceStub(chans[0]), timeout),
             channels=chans,
         )
 
