@@ -22,19 +22,29 @@ from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab.conversation.v1 import support_pb2 as spb
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import ROLE_SERVICE, SYSTEM_USER_ID, Caller
+from confab_core.identity import (
+    ROLE_AGENT,
+    ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+    SYSTEM_USER_ID,
+    Caller,
+)
 from confab_core.ids import new_id
 from confab_core.limits import (
     MAX_CONTEXT_KIND_CHARS,
     MAX_ID_CHARS,
     MAX_PAGE,
     MAX_REASON_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
     MAX_TITLE_CHARS,
 )
 from conversation import convert
 from conversation.handlers import access, ticketflow, ticketpage
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
+from conversation.handlers.pii import queue_flagged
 from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.sending import message_created, validate_text
 from conversation.handlers.support_hooks import TicketChange, TicketMessage, TicketObserver
@@ -51,6 +61,7 @@ from conversation.storage.tickets import (
     OPEN_STATUSES,
     QUEUED,
     RESOLVED,
+    WAITING_ON_USER,
     QueueCursor,
     QueueFilter,
     RecentCursor,
@@ -59,8 +70,8 @@ from conversation.storage.tickets import (
 )
 
 SYSTEM_NAME = "Confab"
-MAX_TAGS = 20
-MAX_TAG_CHARS = 64
+# Whose first message in a ticket's conversation is its first response.
+_STAFF_ROLES = frozenset({ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN})
 # How often a change starts over when the ticket moved under it.
 _ATTEMPTS = 4
 
@@ -335,6 +346,15 @@ class SupportHandler:
             title=subject if conversation_title is None else conversation_title,
         )
 
+    async def open_conversation(
+        self, caller: Caller, *, title: str, context: tuple[str, str] | None
+    ) -> pb.Conversation:
+        """CreateConversation of kind support: a ticket whose subject is the title."""
+        opened = await self.open(
+            caller, subject=title or "Support request", context=context, conversation_title=title
+        )
+        return opened.conversation
+
     async def _open(
         self,
         caller: Caller,
@@ -408,9 +428,9 @@ class SupportHandler:
         )
         changes_seen: list[TicketChange] = []
 
-        async def body(taken: list[Taken]) -> tuple[Ticket, list[pb.Member]]:
+        async def body(taken: list[Taken]) -> Ticket:
             t = taken[0]
-            member_docs = await t.store.members.insert_members(conv.id, roles, now)
+            await t.store.members.insert_members(conv.id, roles, now)
             await t.store.tickets.insert(ticket)
             await t.store.escalations.upsert(ticket, now)
             placed = [(system, 1)]
@@ -441,17 +461,16 @@ class SupportHandler:
                 t.emit(_escalated(view, "opened to platform staff"))
             if link_source is not None:
                 await link_source(taken[1])
-            return ticket, [convert.member(m, None) for m in member_docs]
+            return ticket
 
         change = Change(caller, conv.id, Claim(events=events, messages=messages), new=conv)
         done = await self.unit.run(
             [change] if source_change is None else [change, source_change], body
         )
         self._after_commit(caller.tenant_id, changes_seen)
-        stored_ticket, _ = done.value
-        owner = (await self.store(caller).members.get(conv.id, caller.user_id)) or None
+        owner = await self.store(caller).members.get(conv.id, caller.user_id)
         return Opened(
-            await self.view(caller, stored_ticket),
+            await self.view(caller, done.value),
             convert.conversation(done.conversations[0], owner),
         )
 
@@ -759,6 +778,84 @@ class SupportHandler:
         except _Unchanged:
             changed = await self.visible(caller, ticket_id)
         return await self.view(caller, changed)
+
+    async def send(self, caller: Caller, new: NewMessage) -> Message | None:
+        """A message sent to a ticket's conversation, with the ticket's share of
+        the work in the same unit: a requester's answer resumes a ticket that
+        waits on them, and the first staff answer sets the first response.
+        None when the conversation carries no ticket (then it is a plain send)."""
+        store = self.store(caller)
+        for _ in range(_ATTEMPTS):
+            ticket = await store.tickets.by_conversation(new.conversation_id)
+            if ticket is None:
+                return None
+            try:
+                return await self._send(caller, ticket, new)
+            except _Stale:
+                continue
+        raise FailedPrecondition("the ticket kept changing; try again", "version_mismatch")
+
+    async def _send(self, caller: Caller, before: Ticket, new: NewMessage) -> Message:
+        resume = (
+            before.status == WAITING_ON_USER
+            and caller.user_id == before.requester_id
+            and ticketflow.allowed(before.status, ticketflow.RESUME)
+        )
+        # An agent's own ticket is not answered by their own messages.
+        first_response = (
+            before.first_response_at is None
+            and new.sender_role in _STAFF_ROLES
+            and caller.user_id != before.requester_id
+        )
+        messages = 2 if resume else 1
+        events = messages + (1 if resume else 0) + (1 if first_response else 0)
+        changes_seen: list[TicketChange] = []
+
+        async def body(t: Taken) -> Message:
+            now = self.clock.now()
+            current = await t.store.tickets.get(before.id)
+            if current is None or current.version != before.version:
+                raise _Stale()
+            placed = [(new, t.first_seq)]
+            if resume:
+                text = f"{new.sender_name or caller.user_id} replied; the ticket is active again"
+                placed.append((_system_message(before.conversation_id, text, now), t.first_seq + 1))
+            stored = await t.store.messages.insert_many(placed)
+            await queue_flagged(t.store, stored[0], now)
+            await t.store.members.advance_read(new.conversation_id, caller.user_id, t.first_seq)
+            after = before
+            if resume:
+                after = replace(
+                    after, status=ticketflow.next_status(after.status, ticketflow.RESUME)
+                )
+            if first_response:
+                after = replace(after, first_response_at=now)
+            saved = before
+            if after != before:
+                written = await t.store.tickets.save(replace(after, updated_at=now), before.version)
+                if written is None:
+                    raise _Stale()
+                saved = written
+                await t.store.escalations.upsert(saved, now)
+            if resume:
+                changes_seen.append(TicketChange(before, saved, ticketflow.RESUME, caller, now))
+            await self._observe(t.store, changes_seen, stored, saved)
+            for message in stored:
+                t.emit(
+                    message_created(message, pb.CONVERSATION_KIND_SUPPORT), message_id=message.id
+                )
+            if after != before:
+                (view,) = await _views(t.store, self.observers, [saved])
+                if resume:
+                    t.emit(_updated(view, "status", convert.ticket_status(before.status)))
+                if first_response:
+                    t.emit(_updated(view, "first_response", convert.ticket_status(before.status)))
+            return stored[0]
+
+        claim = Claim(events=events, messages=messages)
+        stored, _ = await self.unit.one(Change(caller, new.conversation_id, claim), body)
+        self._after_commit(caller.tenant_id, changes_seen)
+        return stored
 
     # ---- the unit of a change
 

@@ -257,6 +257,22 @@ class TicketRepo:
         )
         return [_record(doc, c) async for doc in cursor]
 
+    async def page_for_requester(
+        self, requester_id: str, after_id: str, limit: int
+    ) -> list[Ticket]:
+        """A requester's tickets by id, past ``after_id`` (their export)."""
+        c = await self._crypto.cipher()
+        cursor = self._col.find(
+            {"requester_id": requester_id, "_id": {"$gt": after_id}},
+            sort=[("_id", 1)],
+            limit=limit,
+            session=self._session,
+        )
+        return [_record(doc, c) async for doc in cursor]
+
+    async def count_for_requester(self, requester_id: str) -> int:
+        return await self._col.count({"requester_id": requester_id}, session=self._session)
+
     async def purge_conversation(self, conversation_id: str) -> int:
         """Retention and erasure: the ticket goes with its conversation."""
         result = await self._col.delete_many(
