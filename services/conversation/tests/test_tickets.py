@@ -69,7 +69,7 @@ async def test_open_queues_the_ticket_with_a_system_message(
     assert system.kind == pb.MESSAGE_KIND_SYSTEM
     assert system.sender_id == SYSTEM_USER_ID
     assert system.sender_role == "system"
-    assert "Mia opened the ticket" in system.text
+    assert "The requester opened the ticket" in system.text
     assert events[2].message_created.message.sender_role == "member"
 
 
@@ -124,6 +124,10 @@ async def test_staff_answer_sets_first_response_and_requester_resumes(
     # Any agent answers without being added; the answer is marked as staff.
     sent = await send(messages, AGENT2, cid, "looking")
     assert sent.message.sender_role == "agent"
+    _, added = await messages.react(
+        AGENT2, conversation_id=cid, message_id=sent.message.id, emoji="eyes"
+    )
+    assert added
     ticket = await support.get(AGENT, tid)
     assert ticket.HasField("first_response_at")
     await support.claim(AGENT, tid)
@@ -135,7 +139,7 @@ async def test_staff_answer_sets_first_response_and_requester_resumes(
     updates = [e.ticket_updated.change for e in events if e.HasField("ticket_updated")]
     assert updates == ["opened", "first_response", "assigned", "status", "status"]
     texts = [m.text for m in await _messages(db, cid) if m.kind == pb.MESSAGE_KIND_SYSTEM]
-    assert texts[-1] == "Mia replied; the ticket is active again"
+    assert texts[-1] == "The requester replied; the ticket is active again"
     assert texts[-2] == "Ada is waiting on the requester"
     # Event seqs stay gapless through the extra work of support sends.
     assert [e.event_seq for e in events] == list(range(1, len(events) + 1))
