@@ -69,7 +69,7 @@ async def test_open_queues_the_ticket_with_a_system_message(
     assert system.kind == pb.MESSAGE_KIND_SYSTEM
     assert system.sender_id == SYSTEM_USER_ID
     assert system.sender_role == "system"
-    assert "Mia opened the ticket" in system.text
+    assert "The requester opened the ticket" in system.text
     assert events[2].message_created.message.sender_role == "member"
 
 
@@ -139,7 +139,7 @@ async def test_staff_answer_sets_first_response_and_requester_resumes(
     updates = [e.ticket_updated.change for e in events if e.HasField("ticket_updated")]
     assert updates == ["opened", "first_response", "assigned", "status", "status"]
     texts = [m.text for m in await _messages(db, cid) if m.kind == pb.MESSAGE_KIND_SYSTEM]
-    assert texts[-1] == "Mia replied; the ticket is active again"
+    assert texts[-1] == "The requester replied; the ticket is active again"
     assert texts[-2] == "Ada is waiting on the requester"
     # Event seqs stay gapless through the extra work of support sends.
     assert [e.event_seq for e in events] == list(range(1, len(events) + 1))

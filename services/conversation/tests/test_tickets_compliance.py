@@ -24,7 +24,7 @@ from conversation.jobs.retention import RetentionScheduler
 from conversation.jobs.runner import JobKind, JobRunner
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 
-from .conftest import TENANT_A, TENANT_B, user
+from .conftest import TENANT_A, TENANT_B, decode, outbox, user
 
 pytestmark = pytest.mark.asyncio
 
@@ -89,6 +89,7 @@ async def test_a_user_erasure_blanks_their_tickets(
     db: Database, clock: FakeClock, unit: UnitOfWork, jobs: JobHandler
 ) -> None:
     support = SupportHandler(unit)
+    await unit.database.for_tenant(TENANT_A).users.upsert("vic", "Vic", "", unit.clock.now())
     opened = await support.open(VIC, subject="zebra confession")
     job = await jobs.create_user_erasure(ADMIN, "vic")
     await _runner(unit, clock).run_once()
@@ -97,6 +98,13 @@ async def test_a_user_erasure_blanks_their_tickets(
     assert raw is not None
     assert raw["subject"] == "" and raw["requester_id"].startswith("deleted-")
     assert "vic" not in repr(raw)
+    # The ticket's events keep neither the subject nor the requester's name or id.
+    events = [decode(d) for d in await outbox(db, opened.ticket.conversation_id)]
+    tickets = [e.ticket_updated.ticket for e in events if e.HasField("ticket_updated")]
+    assert tickets and all(t.subject == "" and t.requester_name == "" for t in tickets)
+    assert not [e for e in events if "zebra" in str(e) or '"vic"' in str(e)]
+    conv = await db.for_tenant(TENANT_A).conversations.get(opened.ticket.conversation_id)
+    assert conv is not None and conv.title == ""
 
 
 async def test_a_tenant_erasure_deletes_tickets_teams_and_the_index(

@@ -13,6 +13,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from confab.conversation.v1 import (
+    analytics_pb2,
+    analytics_pb2_grpc,
     assignment_pb2,
     assignment_pb2_grpc,
     canned_pb2,
@@ -55,12 +57,15 @@ from confab_core.mongo import Doc
 from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from conversation.analytics_consumer import AnalyticsConsumer
+from conversation.analytics_servicer import AnalyticsServicer
 from conversation.assignment_servicer import AssignmentServicer
 from conversation.autoassign import AutoAssigner, PresenceWatcher, Wakeups
 from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
 from conversation.governance_servicer import AuditServicer, ModerationServicer
+from conversation.handlers.analytics import AnalyticsHandler
 from conversation.handlers.assignment import AssignmentHandler
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.canned import CannedHandler
@@ -337,26 +342,36 @@ async def build(
         lease_seconds=settings.reencrypt_lease_seconds,
     )
 
+    analytics_handler = AnalyticsHandler(db)
+    analytics = AnalyticsServicer(analytics_handler)
+    server.add(
+        lambda s: analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(analytics, s),
+        analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name,
+    )
+    background = [
+        publish,
+        reencrypt.run,
+        runner.run,
+        retention.run,
+        sla_scheduler.run,
+        assigner.run,
+        watch_presence,
+    ]
+    if settings.analytics_consumer:
+        consumer = AnalyticsConsumer(db, analytics_handler)
+
+        async def fold_events() -> None:
+            await consumer.run(settings.kafka_bootstrap_servers, settings.kafka_security())
+
+        background.append(fold_events)
+
     async def close() -> None:
         for peer_channel in peer_channels:
             await peer_channel.close()
         await producer.stop()
         await client.close()
 
-    return Service(
-        server,
-        [
-            publish,
-            reencrypt.run,
-            runner.run,
-            retention.run,
-            sla_scheduler.run,
-            assigner.run,
-            watch_presence,
-        ],
-        close,
-        servicer,
-    )
+    return Service(server, background, close, servicer)
 
 
 @asynccontextmanager

@@ -57,6 +57,9 @@ class ConversationSettings(ServiceSettings):
     assign_lease_seconds: float = 15.0
     # How often the lease holder looks for tenants other replicas woke.
     assign_poll_seconds: float = 1.0
+    # The analytics consumer (group conversation-analytics) folds the service's
+    # own events into per-day aggregates; off, the aggregates stop growing.
+    analytics_consumer: bool = True
 
     @field_validator("key_file")
     @classmethod

@@ -36,6 +36,7 @@ from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
+    analytics,
     assignment,
     audit,
     canned,
@@ -171,6 +172,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         canned,
         tickets,
         assignment,
+        analytics,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

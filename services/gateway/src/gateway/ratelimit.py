@@ -71,6 +71,8 @@ class Action(StrEnum):
     # Changes of the desk's categories and teams, auto-assignment settings and
     # agents' capacities.
     SUPPORT_ADMIN = "support_admin"
+    # Support and chat analytics: reads up to a year of day aggregates.
+    ANALYTICS = "analytics"
 
 
 class Limit(BaseModel):
@@ -115,6 +117,7 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # Agents refresh the queue often.
     Action.TICKET_READ: Limit(user=60, tenant=5000),
     Action.SUPPORT_ADMIN: Limit(user=10, tenant=100),
+    Action.ANALYTICS: Limit(user=10, tenant=50),
 }
 
 

@@ -122,7 +122,12 @@ def can_see(caller: Caller, ticket: Ticket) -> bool:
     return ticket.requester_id == caller.user_id or _staff(caller)
 
 
-def _name(caller: Caller) -> str:
+def _name(caller: Caller, ticket: Ticket | None = None) -> str:
+    """Who did it, as system messages say. The requester is "The requester": their
+    name then never lands in the conversation's history, where an erasure of
+    their data would have to find it."""
+    if ticket is not None and caller.user_id == ticket.requester_id:
+        return "The requester"
     return caller.display_name or caller.user_id
 
 
@@ -580,7 +585,7 @@ class SupportHandler:
                     assignee_id="",
                     last_assignee_id=before.assignee_id or before.last_assignee_id,
                 )
-            text = _transition_text(caller, action, note)
+            text = _transition_text(_name(caller, before), action, note)
             return _Plan(action, after, text)
 
         return await self.view(caller, await self._change(caller, ticket_id, plan))
@@ -771,7 +776,9 @@ class SupportHandler:
             )
             if after == before:
                 raise _Unchanged()
-            return _Plan(ticketflow.FIELDS, after, _fields_text(caller, before, after))
+            return _Plan(
+                ticketflow.FIELDS, after, _fields_text(_name(caller, before), before, after)
+            )
 
         try:
             changed = await self._change(caller, ticket_id, plan)
@@ -818,7 +825,7 @@ class SupportHandler:
                 raise _Stale()
             placed = [(new, t.first_seq)]
             if resume:
-                text = f"{new.sender_name or caller.user_id} replied; the ticket is active again"
+                text = "The requester replied; the ticket is active again"
                 placed.append((_system_message(before.conversation_id, text, now), t.first_seq + 1))
             stored = await t.store.messages.insert_many(placed)
             await queue_flagged(t.store, stored[0], now)
@@ -1102,7 +1109,7 @@ def _opened_text(caller: Caller, ticket: Ticket) -> str:
         QUEUED: "it is in the queue",
         BOT: "the support bot answers first",
     }.get(ticket.status, f"it is {ticket.status}")
-    text = f"{_name(caller)} opened the ticket; {where}"
+    text = f"{_name(caller, ticket)} opened the ticket; {where}"
     if ticket.platform:
         text += ", and platform staff have it"
     return text
@@ -1120,12 +1127,12 @@ _VERBS = {
 }
 
 
-def _transition_text(caller: Caller, action: str, note: str) -> str:
-    text = f"{_name(caller)} {_VERBS[action]}"
+def _transition_text(who: str, action: str, note: str) -> str:
+    text = f"{who} {_VERBS[action]}"
     return f"{text}: {note}" if note.strip() else text
 
 
-def _fields_text(caller: Caller, before: Ticket, after: Ticket) -> str:
+def _fields_text(who: str, before: Ticket, after: Ticket) -> str:
     changed = [
         name
         for name, a, b in (
@@ -1138,8 +1145,8 @@ def _fields_text(caller: Caller, before: Ticket, after: Ticket) -> str:
         if a != b
     ]
     if after.priority != before.priority and changed == ["priority"]:
-        return f"{_name(caller)} set the priority to {_PRIORITY_NAMES[after.priority]}"
-    return f"{_name(caller)} changed the ticket's {', '.join(changed)}"
+        return f"{who} set the priority to {_PRIORITY_NAMES[after.priority]}"
+    return f"{who} changed the ticket's {', '.join(changed)}"
 
 
 def _limit(limit: int) -> int:

@@ -22,6 +22,7 @@ from typing import Protocol
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message as Message_
 
+from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import NotFound
 from confab_core.identity import ROLE_TENANT_ADMIN, Caller
@@ -72,6 +73,33 @@ def _replace_in(message: Message_, old: str, new: str) -> bool:
     return changed
 
 
+def _forget_in_ticket(event: events_pb2.ConversationEvent, pseudonym_id: str) -> bool:
+    """A ticket event of the erased user's ticket (their id already replaced by the
+    pseudonym): its subject and their name go, like the ticket's own; so does the
+    title of their support conversation (the subject it was opened with)."""
+    kind = event.WhichOneof("payload")
+    if kind == "conversation_created":
+        conv = event.conversation_created.conversation
+        if conv.kind == pb.CONVERSATION_KIND_SUPPORT and conv.created_by == pseudonym_id:
+            changed = bool(conv.title)
+            conv.title = ""
+            return changed
+        return False
+    payload = getattr(event, kind) if kind else None
+    if payload is None or "ticket" not in payload.DESCRIPTOR.fields_by_name:
+        return False
+    ticket = payload.ticket
+    changed = False
+    if ticket.requester_id == pseudonym_id and (ticket.subject or ticket.requester_name):
+        ticket.subject = ""
+        ticket.requester_name = ""
+        changed = True
+    if ticket.assignee_id == pseudonym_id and ticket.assignee_name:
+        ticket.assignee_name = ""
+        changed = True
+    return changed
+
+
 def replacing(user_id: str, pseudonym_id: str) -> Callable[[bytes], bytes | None]:
     """A payload rewriter putting the pseudonym wherever an event names the user
     (its actor, a member added or removed, a read marker, a mention...)."""
@@ -79,7 +107,9 @@ def replacing(user_id: str, pseudonym_id: str) -> Callable[[bytes], bytes | None
     def rewrite(payload: bytes) -> bytes | None:
         event = events_pb2.ConversationEvent()
         event.ParseFromString(payload)
-        return event.SerializeToString() if _replace_in(event, user_id, pseudonym_id) else None
+        changed = _replace_in(event, user_id, pseudonym_id)
+        changed = _forget_in_ticket(event, pseudonym_id) or changed
+        return event.SerializeToString() if changed else None
 
     return rewrite
 
@@ -139,7 +169,11 @@ class UserErasureJob:
             # Personal canned replies are the user's own; shared ones stay the tenant's.
             await store.canned.delete_owned(user_id)
             await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
+            await store.conversations.blank_titles(
+                await store.tickets.conversations_of_requester(user_id)
+            )
             await store.tickets.forget_requester(user_id, pseudonym(job.id)[0])
+            await store.analytics.forget_user(user_id, pseudonym(job.id)[0])
             return Step(Checkpoint(at.stage + 1, "", 0, done + 1), done + 1, total)
         if stage == "peers":
             for peer in self._peers:

@@ -265,6 +265,14 @@ class ConversationRepo:
         result = await self._col.delete_many({"_id": conversation_id}, session=self._session)
         return result.deleted_count
 
+    async def blank_titles(self, ids: list[str]) -> None:
+        """Erasure: the titles of a user's support conversations are their ticket's
+        subject, their words."""
+        if ids:
+            await self._col.update_many(
+                {"_id": {"$in": ids}}, {"$set": {"title": ""}}, session=self._session
+            )
+
     async def forget_user(self, user_id: str, pseudonym_id: str) -> int:
         """Erasure: the pseudonym becomes the creator of what the user created, and a
         direct pair's key that names the user becomes the conversation's own id."""

@@ -16,6 +16,12 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.analytics import (
+    ANALYTICS_CURSORS,
+    ANALYTICS_DAYS,
+    ANALYTICS_TICKETS,
+    AnalyticsRepo,
+)
 from conversation.storage.assignment import (
     ASSIGNMENT_AGENTS_COLLECTION,
     ASSIGNMENT_SETTINGS_COLLECTION,
@@ -249,6 +255,21 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
     SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    # Analytics: a range of one dimension's days; a ticket's and a
+    # conversation's fold state by id.
+    ANALYTICS_DAYS: [
+        IndexModel(
+            [("tenant_id", ASCENDING), ("dim", ASCENDING), ("day", ASCENDING), ("key", ASCENDING)],
+            unique=True,
+        ),
+    ],
+    ANALYTICS_TICKETS: [
+        IndexModel([("tenant_id", ASCENDING), ("ticket_id", ASCENDING)], unique=True),
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+    ],
+    ANALYTICS_CURSORS: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
+    ],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -280,6 +301,9 @@ TENANT_COLLECTIONS = (
     TICKETS_COLLECTION,
     TEAMS_COLLECTION,
     SETTINGS_COLLECTION,
+    ANALYTICS_DAYS,
+    ANALYTICS_TICKETS,
+    ANALYTICS_CURSORS,
     "conversations",
 )
 
@@ -302,6 +326,7 @@ class TenantStore:
     tickets: TicketRepo
     escalations: EscalationRepo
     support: SupportConfigRepo
+    analytics: AnalyticsRepo
 
 
 class TenantPurge:
@@ -522,5 +547,11 @@ class Database:
             escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
             support=SupportConfigRepo(
                 scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
+            ),
+            analytics=AnalyticsRepo(
+                scoped(ANALYTICS_DAYS),
+                scoped(ANALYTICS_TICKETS),
+                scoped(ANALYTICS_CURSORS),
+                session,
             ),
         )

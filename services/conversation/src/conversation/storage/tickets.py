@@ -280,6 +280,12 @@ class TicketRepo:
         )
         return result.deleted_count
 
+    async def conversations_of_requester(self, user_id: str) -> list[str]:
+        cursor = self._col.find(
+            {"requester_id": user_id}, projection={"conversation_id": 1}, session=self._session
+        )
+        return [str(doc["conversation_id"]) async for doc in cursor]
+
     async def forget_requester(self, user_id: str, pseudonym_id: str) -> int:
         """User erasure: the requester's tickets lose their subject and name the
         pseudonym instead of the user."""

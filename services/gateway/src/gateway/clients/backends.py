@@ -8,6 +8,7 @@ import grpc
 
 from confab.bot.v1 import bot_pb2_grpc
 from confab.conversation.v1 import (
+    analytics_pb2_grpc,
     assignment_pb2_grpc,
     canned_pb2_grpc,
     conversation_pb2_grpc,
@@ -23,6 +24,7 @@ from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
 from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
+from gateway.clients.analytics import AnalyticsClient
 from gateway.clients.assignment import AssignmentClient
 from gateway.clients.bot import BotClient
 from gateway.clients.canned import CannedClient
@@ -52,6 +54,7 @@ class Backends:
     canned: CannedClient
     support: SupportClient
     support_admin: SupportAdminClient
+    analytics: AnalyticsClient
     channels: list[grpc.aio.Channel]
     assignment: AssignmentClient
 
@@ -98,6 +101,7 @@ class Backends:
             support_admin=SupportAdminClient(
                 support_admin_pb2_grpc.SupportAdminServiceStub(chans[0]), timeout
             ),
+            analytics=AnalyticsClient(analytics_pb2_grpc.AnalyticsServiceStub(chans[0]), timeout),
             channels=chans,
             assignment=AssignmentClient(
                 assignment_pb2_grpc.AssignmentServiceStub(chans[0]), timeout
