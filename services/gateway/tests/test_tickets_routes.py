@@ -18,6 +18,7 @@ from confab.conversation.v1 import support_pb2 as spb
 from confab_core.auth import JwtVerifier
 from confab_core.errors import ERROR_CODE_METADATA_KEY
 from confab_core.identity import Caller
+from gateway import convert
 from gateway.app import build_api
 from gateway.clients.support import SupportAdminClient, SupportClient
 from gateway.context import GatewayContext
@@ -371,3 +372,15 @@ async def test_update_sends_only_what_was_given(world: World) -> None:
     (_, req) = stub.calls[0]
     assert not req.HasField("subject") and not req.HasField("category")
     assert req.set_tags and list(req.tags) == [] and req.expected_version == 2
+
+
+async def test_messages_carry_the_senders_role_and_their_ticket() -> None:
+    msg = cpb.Message(
+        id="m1", conversation_id="c1", seq=1, sender_id="a1", text="hi", kind=cpb.MESSAGE_KIND_TEXT
+    )
+    msg.created_at.FromSeconds(1_700_000_000)
+    assert (convert.message(msg).sender_role, convert.message(msg).ticket_id) == (None, None)
+    msg.sender_role = "agent"
+    msg.ticket_id = "t1"
+    out = convert.message(msg)
+    assert (out.sender_role, out.ticket_id) == ("agent", "t1")
