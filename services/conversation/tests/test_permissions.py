@@ -71,6 +71,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "t.member": (ROLE_MEMBER,),
     "t.agent": (ROLE_AGENT,),
     "t.tenant_admin": (ROLE_TENANT_ADMIN,),
+    # Platform staff re-scoped into the tenant (only PlatformService builds such a
+    # caller): no rights beyond a non-member's, so every cell mirrors t.member's.
     "t.super_admin": (ROLE_SUPER_ADMIN,),
     "service": (ROLE_SERVICE,),
 }
@@ -210,6 +212,8 @@ def cells(
     """Adds one case per (kind, role) cell of ``table`` for a row of the doc."""
     named = tuple(acts.items()) if isinstance(acts, dict) else ((row, acts),)
     for kind, by_role in table.items():
+        if "t.member" in by_role:
+            by_role = {**by_role, "t.super_admin": by_role["t.member"]}
         for who, expect in by_role.items():
             case = Case(row, kind, who, expect, named, state, mutating, with_messages, prep)
             CASES.append(pytest.param(case, id=f"{row}-{kind}-{who}"))
@@ -342,7 +346,7 @@ async def archive(w: World, c: Caller) -> None:
 
 async def delete(w: World, c: Caller) -> None:
     await w.conversations.delete(c, w.conv)
-    for who in ("owner", "t.tenant_admin", "t.super_admin", "service"):
+    for who in ("owner", "t.tenant_admin", "service"):
         with pytest.raises(NotFound):
             await w.conversations.get(w.caller(who), w.conv)
 
@@ -438,7 +442,6 @@ for _kind in KINDS:
                 "t.member": denied("forbidden_kind") if _channel else OK,
                 "t.agent": OK,
                 "t.tenant_admin": OK,
-                "t.super_admin": OK,
             }
         },
     )
@@ -459,7 +462,6 @@ for _kind, _by_role in _see.items():
             "t.member": OK if visible_to_all else NF,
             "t.agent": OK if visible_to_all else NF,
             "t.tenant_admin": NF if private else OK,
-            "t.super_admin": NF if private else OK,
             # The bot reads where it acts (and is a member of ai_assistant ones).
             "service": OK,
         }
@@ -471,7 +473,7 @@ cells(
     "browse",
     browse,
     {
-        kind: {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK, "t.super_admin": OK}
+        kind: {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK}
         for kind in ("public", "private", "group")
     },
 )
@@ -482,19 +484,18 @@ cells(
     "join",
     join,
     {
-        "public": {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK, "t.super_admin": OK},
-        "private": {"t.member": NF, "t.agent": NF, "t.tenant_admin": OK, "t.super_admin": OK},
+        "public": {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK},
+        "private": {"t.member": NF, "t.agent": NF, "t.tenant_admin": OK},
         "group": {
             "t.member": NF,
             "t.tenant_admin": _not_joinable,
-            "t.super_admin": _not_joinable,
             "service": _not_joinable,
         },
         "support": {"t.agent": NF, "t.tenant_admin": _not_joinable},
         # Others' direct and assistant conversations are not even visible to admins.
         "direct": {"t.member": NF, "t.tenant_admin": NF, "service": _not_joinable},
         # (The bot is a member of every assistant conversation: joining is a no-op.)
-        "assistant": {"t.tenant_admin": NF, "t.super_admin": NF},
+        "assistant": {"t.tenant_admin": NF},
     },
     mutating=True,
 )
@@ -535,10 +536,9 @@ cells(
             "t.member": NF,
             "t.agent": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"member": FORBIDDEN, "t.member": FORBIDDEN, "t.tenant_admin": OK},
-        "private": {"admin": OK, "t.super_admin": OK},
+        "private": {"admin": OK},
         "direct": {
             "owner": denied("not_editable"),
             "member": denied("not_editable"),
@@ -560,7 +560,6 @@ cells(
             "observer": FORBIDDEN,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"t.member": FORBIDDEN},
         "direct": {"owner": OK, "member": FORBIDDEN, "t.tenant_admin": NF},
@@ -612,7 +611,6 @@ cells(
             "t.member": NF,
             "t.agent": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
             "service": FORBIDDEN,
         },
         "public": {"t.member": FORBIDDEN, "t.agent": FORBIDDEN, "t.tenant_admin": OK},
@@ -646,7 +644,6 @@ cells(
             "observer": NF,
             "t.member": NF,
             "t.tenant_admin": NF,
-            "t.super_admin": NF,
             "service": NF,
         }
         for kind in ("group", "public")
@@ -669,7 +666,6 @@ cells(
             "tadmin-member": OK,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {
             "member": OK,
@@ -695,7 +691,7 @@ cells(
 cells(
     "add-as-owner",
     add_as(pb.MEMBER_ROLE_OWNER),
-    {"group": {"owner": OK, "admin": FORBIDDEN, "t.super_admin": OK}},
+    {"group": {"owner": OK, "admin": FORBIDDEN}},
     mutating=True,
 )
 
@@ -712,7 +708,6 @@ cells(
             "tadmin-member": OK,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"t.member": FORBIDDEN, "t.tenant_admin": OK},
         "direct": {"owner": _not_editable, "t.tenant_admin": NF},
@@ -775,7 +770,6 @@ cells(
             "observer": FORBIDDEN,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"t.member": FORBIDDEN, "t.agent": FORBIDDEN},
         "direct": {"owner": _not_editable},
@@ -809,7 +803,6 @@ _message_roles_read: dict[str, Expect] = {
     "admin": OK,
     "owner": OK,
     "t.tenant_admin": OK,
-    "t.super_admin": OK,
     "service": OK,
     "t.member": NF,
 }
@@ -836,7 +829,6 @@ for _name, _kind in (("text", pb.MESSAGE_KIND_TEXT), ("file", pb.MESSAGE_KIND_FI
                 "owner": OK,
                 "tadmin-member": OK,
                 "t.tenant_admin": NOT_MEMBER,
-                "t.super_admin": NOT_MEMBER,
                 "t.member": NF,
             },
             "public": {"t.member": NOT_MEMBER, "member": OK},
@@ -877,7 +869,6 @@ cells(
             "observer": _not_author,
             "tadmin-member": _not_author,
             "t.tenant_admin": _not_author,
-            "t.super_admin": _not_author,
             "t.member": NF,
         },
         "public": {"t.member": _not_author},
@@ -911,7 +902,6 @@ cells(
             "owner": OK,
             "tadmin-member": OK,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
             "t.member": NF,
         },
         "public": {"t.member": FORBIDDEN, "t.tenant_admin": OK},
@@ -939,7 +929,6 @@ cells(
             "owner": OK,
             "tadmin-member": OK,
             "t.tenant_admin": NOT_MEMBER,
-            "t.super_admin": NOT_MEMBER,
             "t.member": NF,
         },
         "public": {"t.member": NOT_MEMBER},
@@ -958,7 +947,6 @@ cells(
             "owner": OK,
             "tadmin-member": OK,
             "t.tenant_admin": NOT_MEMBER,
-            "t.super_admin": NOT_MEMBER,
             "t.member": NF,
         },
         "public": {"t.member": NOT_MEMBER},

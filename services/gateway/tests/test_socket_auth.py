@@ -16,7 +16,7 @@ from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.presence.v1 import presence_pb2 as ppb
 from confab_core.auth import JwtVerifier, mint_hs256
 from confab_core.clock import FakeClock
-from confab_core.identity import Caller
+from confab_core.identity import PLATFORM_TENANT_ID, Caller
 from gateway import governance_schemas as gs
 from gateway import schemas
 from gateway.app import build_api
@@ -199,6 +199,23 @@ async def test_refresh_follows_role_changes(world: World) -> None:
     assert staff in world.server.rooms_of("s1")
     assert (await world.emit("s1", "auth:refresh", {"token": world.token(600)}))["ok"]
     assert staff not in world.server.rooms_of("s1")
+
+
+async def test_sockets_join_the_admins_and_platform_rooms_by_role(world: World) -> None:
+    await world.connect("adm", world.token(600, user="adm", roles=["tenant_admin"]))
+    await world.connect("ag", world.token(600, user="ag", roles=["agent"]))
+    staff = world.token(600, tenant=PLATFORM_TENANT_ID, user="pf", roles=["super_admin"])
+    await world.connect("pf", staff)
+    assert {rooms.staff("t1"), rooms.admins("t1")} <= world.server.rooms_of("adm")
+    assert rooms.staff("t1") in world.server.rooms_of("ag")
+    assert rooms.admins("t1") not in world.server.rooms_of("ag")
+    assert rooms.platform() in world.server.rooms_of("pf")
+    tenant_sockets = world.server.rooms_of("adm") | world.server.rooms_of("ag")
+    assert rooms.platform() not in tenant_sockets
+    # An admin demoted by a refreshed token leaves the admins' room.
+    demoted = world.token(600, user="adm", roles=["agent"])
+    assert (await world.emit("adm", "auth:refresh", {"token": demoted}))["ok"]
+    assert rooms.admins("t1") not in world.server.rooms_of("adm")
 
 
 async def test_connects_over_the_limit_are_refused_with_retry_after(world: World) -> None:

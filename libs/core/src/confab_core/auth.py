@@ -15,6 +15,7 @@ import jwt
 
 from confab_core.errors import Unauthenticated
 from confab_core.identity import (
+    PLATFORM_TENANT_ID,
     ROLE_AGENT,
     ROLE_MEMBER,
     ROLE_SERVICE,
@@ -103,6 +104,12 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
     granted = frozenset(r for r in roles if r in KNOWN_ROLES) or frozenset({ROLE_MEMBER})
     if ROLE_SERVICE in roles:
         raise Unauthenticated("token claims a reserved role", "invalid_token")
+    # Platform staff live outside every tenant: a super_admin naming a tenant would
+    # read as an admin of it, and a tenant role in the platform tenant means nothing.
+    if (ROLE_SUPER_ADMIN in granted) != (tenant == PLATFORM_TENANT_ID):
+        raise Unauthenticated("super_admin belongs to the platform tenant only", "invalid_token")
+    if tenant == PLATFORM_TENANT_ID and granted != {ROLE_SUPER_ADMIN}:
+        raise Unauthenticated("the platform tenant has no other roles", "invalid_token")
     return Caller(
         tenant_id=tenant,
         user_id=user,

@@ -46,6 +46,7 @@ from gateway.routes import (
     messages,
     moderation,
     notifications,
+    platform,
     policy,
     presence,
     reactions,
@@ -163,6 +164,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         policy,
         audit,
         moderation,
+        platform,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

@@ -57,6 +57,9 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"
     # Walks a whole chain.
     AUDIT_VERIFY = "audit_verify"
+    # Platform staff: escalated tickets of every tenant (reads; replies and transitions).
+    PLATFORM_READ = "platform_read"
+    PLATFORM_WRITE = "platform_write"
 
 
 class Limit(BaseModel):
@@ -93,6 +96,9 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.REPORT: Limit(user=10, tenant=500),
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
+    # The tenant here is the platform tenant: all platform staff together.
+    Action.PLATFORM_READ: Limit(user=120, tenant=3000),
+    Action.PLATFORM_WRITE: Limit(user=30, tenant=600),
 }
 
 

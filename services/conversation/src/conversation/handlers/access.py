@@ -7,7 +7,6 @@ from confab_core.errors import FailedPrecondition, NotFound, PermissionDenied
 from confab_core.identity import (
     ROLE_AGENT,
     ROLE_SERVICE,
-    ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
     Caller,
 )
@@ -28,7 +27,9 @@ def not_found() -> NotFound:
 
 
 def tenant_admin(caller: Caller) -> bool:
-    return caller.has_role(ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+    # Not super_admin: platform staff hold no rights inside a tenant (they reach
+    # escalated tickets through PlatformService only).
+    return caller.has_role(ROLE_TENANT_ADMIN)
 
 
 def can_create(caller: Caller, kind: int) -> bool:

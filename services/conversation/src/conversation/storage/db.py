@@ -18,6 +18,7 @@ from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
+from conversation.storage.escalations import ESCALATIONS_COLLECTION, EscalationReader
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
@@ -164,6 +165,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)]),
     ],
+    # Platform staff's cross-tenant list of escalated tickets (EscalationReader),
+    # in its own order; the ticket's tenant is in each document.
+    ESCALATIONS_COLLECTION: [
+        IndexModel([("open", ASCENDING), ("priority", DESCENDING), ("escalated_at", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
+    ],
     # One document per tenant: the unique index makes concurrent first uses agree.
     KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # Read across tenants by the re-encrypt runner.
@@ -286,6 +293,9 @@ class Database:
 
     def outbox_reader(self) -> OutboxReader:
         return OutboxReader(self.db["outbox"])
+
+    def escalations(self) -> EscalationReader:
+        return EscalationReader(self.db[ESCALATIONS_COLLECTION])
 
     def policies(self, tenant_id: str) -> PolicyRepo:
         return PolicyRepo(TenantCollection(self.db[POLICY_COLLECTION], tenant_id))

@@ -12,6 +12,7 @@ from confab.conversation.v1 import (
     governance_pb2_grpc,
     jobs_pb2_grpc,
     keys_pb2_grpc,
+    platform_pb2_grpc,
     policy_pb2_grpc,
 )
 from confab.notification.v1 import notification_pb2_grpc
@@ -24,6 +25,7 @@ from gateway.clients.governance import AuditClient, ModerationClient
 from gateway.clients.jobs import JobClient
 from gateway.clients.keys import KeyClient
 from gateway.clients.notification import NotificationClient
+from gateway.clients.platform import PlatformClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
 
@@ -39,6 +41,7 @@ class Backends:
     moderation: ModerationClient
     keys: KeyClient
     jobs: JobClient
+    platform: PlatformClient
     channels: list[grpc.aio.Channel]
 
     @classmethod
@@ -74,6 +77,7 @@ class Backends:
             ),
             keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
+            platform=PlatformClient(platform_pb2_grpc.PlatformServiceStub(chans[0]), timeout),
             channels=chans,
         )
 
