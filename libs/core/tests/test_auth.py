@@ -231,6 +231,8 @@ def test_super_admin_is_a_platform_role_outside_every_tenant() -> None:
         claims(tid=PLATFORM_TENANT_ID, roles=[ROLE_SUPER_ADMIN, ROLE_AGENT]),
         claims(tid=PLATFORM_TENANT_ID, roles=[]),
         claims(tid=PLATFORM_TENANT_ID, roles=["unknown"]),
+        # The ids platform staff act under inside tenants are reserved.
+        claims(sub=f"{PLATFORM_TENANT_ID}:alice"),
     ):
         with pytest.raises(Unauthenticated) as info:
             caller_from_claims(bad)

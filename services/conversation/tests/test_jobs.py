@@ -397,10 +397,10 @@ async def test_a_tenant_erasure_deletes_every_document_of_the_tenant_only(
             await handler.create_tenant_erasure(STAFF, bad, bad)
         assert err.value.code == "invalid_tenant_id"
     job = await handler.create_tenant_erasure(STAFF, TENANT_A, TENANT_A)
-    assert job.tenant_id == TENANT_A and job.requester_id == "staff"
+    assert job.tenant_id == TENANT_A and job.requester_id == "confab-platform:staff"
     # Asked for by the staff member, audited in the erased tenant's chain (until erased).
     trail = await db.db["audit"].find_one({"tenant_id": TENANT_A, "target_id": job.id})
-    assert trail is not None and trail["actor_id"] == "staff"
+    assert trail is not None and trail["actor_id"] == "confab-platform:staff"
     await runner(db, clock, kinds(unit, 2)).run_once()
     assert (await handler.get_tenant_job(STAFF, TENANT_A, job.id)).status == "succeeded"
     with pytest.raises(NotFound):

@@ -24,6 +24,9 @@ CALLER_METADATA_KEY = "confab-caller-bin"
 # rights (only the conversation service's PlatformService, which audits each use).
 ROLE_SUPER_ADMIN = "super_admin"
 PLATFORM_TENANT_ID = "confab-platform"
+# Inside a tenant, platform staff act under this prefix, so none of them can be
+# mistaken for (or be impersonated by) a tenant user of the same id.
+PLATFORM_USER_PREFIX = f"{PLATFORM_TENANT_ID}:"
 ROLE_TENANT_ADMIN = "tenant_admin"
 ROLE_AGENT = "agent"
 ROLE_MEMBER = "member"

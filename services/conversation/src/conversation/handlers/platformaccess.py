@@ -11,7 +11,12 @@ something on purpose.
 from __future__ import annotations
 
 from confab_core.errors import InvalidArgument, PermissionDenied
-from confab_core.identity import PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN, Caller
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    PLATFORM_USER_PREFIX,
+    ROLE_SUPER_ADMIN,
+    Caller,
+)
 from confab_core.limits import MAX_ID_CHARS
 
 
@@ -31,11 +36,13 @@ def valid_tenant_id(tenant_id: str) -> str:
 
 
 def in_tenant(staff: Caller, tenant_id: str) -> Caller:
-    """The staff member acting inside ``tenant_id``: same user, super_admin only."""
+    """The staff member acting inside ``tenant_id``: super_admin only, under a user
+    id no tenant token can name (auth refuses the prefix), so a tenant user with
+    the same id neither owns the staff member's messages nor is mistaken for them."""
     require_platform_staff(staff)
     return Caller(
         tenant_id=valid_tenant_id(tenant_id),
-        user_id=staff.user_id,
+        user_id=PLATFORM_USER_PREFIX + staff.user_id,
         roles=frozenset({ROLE_SUPER_ADMIN}),
         display_name=staff.display_name,
         email=staff.email,
