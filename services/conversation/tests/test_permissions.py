@@ -460,7 +460,8 @@ for _kind, _by_role in _see.items():
     _by_role.update(
         {
             "t.member": OK if visible_to_all else NF,
-            "t.agent": OK if visible_to_all else NF,
+            # Agents work every support conversation of their tenant.
+            "t.agent": OK if visible_to_all or _kind == "support" else NF,
             "t.tenant_admin": NF if private else OK,
             # The bot reads where it acts (and is a member of ai_assistant ones).
             "service": OK,
@@ -491,7 +492,7 @@ cells(
             "t.tenant_admin": _not_joinable,
             "service": _not_joinable,
         },
-        "support": {"t.agent": NF, "t.tenant_admin": _not_joinable},
+        "support": {"t.agent": _not_joinable, "t.tenant_admin": _not_joinable},
         # Others' direct and assistant conversations are not even visible to admins.
         "direct": {"t.member": NF, "t.tenant_admin": NF, "service": _not_joinable},
         # (The bot is a member of every assistant conversation: joining is a no-op.)

@@ -38,7 +38,9 @@ ROLE_SERVICE = "service"
 # them as its subject (see auth), so no client can speak as a service.
 BOT_USER_ID = "confab-bot"
 NOTIFIER_USER_ID = "confab-notification"
-SERVICE_USER_IDS = frozenset({BOT_USER_ID, NOTIFIER_USER_ID})
+# The author of system messages and the actor of automatic ticket changes.
+SYSTEM_USER_ID = "confab-system"
+SERVICE_USER_IDS = frozenset({BOT_USER_ID, NOTIFIER_USER_ID, SYSTEM_USER_ID})
 
 
 @dataclass(frozen=True, slots=True)

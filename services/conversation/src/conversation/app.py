@@ -25,6 +25,10 @@ from confab.conversation.v1 import (
     membership_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    support_admin_pb2,
+    support_admin_pb2_grpc,
+    support_pb2,
+    support_pb2_grpc,
 )
 from confab_core import mongo
 from confab_core.clock import Clock, SystemClock
@@ -53,6 +57,8 @@ from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.policy import PolicyHandler
+from conversation.handlers.support import SupportHandler
+from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import TenantPolicies
@@ -67,6 +73,8 @@ from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
 from conversation.storage.db import Database
+from conversation.support_admin_servicer import SupportAdminServicer
+from conversation.support_servicer import SupportServicer
 
 SERVICE = "conversation"
 
@@ -144,10 +152,24 @@ async def build(
     unit = UnitOfWork(db, clock, wakeup)
     # One policy cache per process, shared by the policy API and message writes.
     policies = PolicyHandler(db, clock)
-    servicer = ConversationServicer(ConversationHandler(unit), MessageHandler(unit, policies))
+    # The support desk; its observers (SLA, auto-assignment) are added here.
+    tickets = SupportHandler(unit, policies, observers=[])
+    conversations = ConversationHandler(unit)
+    conversations.tickets = tickets
+    servicer = ConversationServicer(conversations, MessageHandler(unit, policies, tickets=tickets))
     server.add(
         lambda s: conversation_pb2_grpc.add_ConversationServiceServicer_to_server(servicer, s),
         conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    )
+    support = SupportServicer(tickets)
+    server.add(
+        lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
+        support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
+    )
+    desk = SupportAdminServicer(SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks)))
+    server.add(
+        lambda s: support_admin_pb2_grpc.add_SupportAdminServiceServicer_to_server(desk, s),
+        support_admin_pb2.DESCRIPTOR.services_by_name["SupportAdminService"].full_name,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(

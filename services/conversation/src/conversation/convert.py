@@ -8,9 +8,12 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as pb
+from confab.conversation.v1 import support_pb2 as spb
+from conversation.handlers.ticketflow import STATUS_TO_PROTO
 from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
 from conversation.storage.messages import Message
+from conversation.storage.tickets import Ticket
 from conversation.storage.users import UserProfile
 
 MAX_REACTORS_SHOWN = 50
@@ -87,6 +90,8 @@ def message(m: Message) -> pb.Message:
             if f
             else None
         ),
+        sender_role=m.sender_role,
+        ticket_id=m.ticket_id,
     )
 
 
@@ -98,4 +103,41 @@ def member(m: Member, profile: UserProfile | None) -> pb.Member:
         last_read_seq=m.last_read_seq,
         display_name=profile.display_name if profile else "",
         email=profile.email if profile else "",
+    )
+
+
+def ticket_status(status: str) -> spb.TicketStatus.ValueType:
+    return cast(
+        spb.TicketStatus.ValueType,
+        STATUS_TO_PROTO.get(status, spb.TICKET_STATUS_UNSPECIFIED),
+    )
+
+
+def ticket(t: Ticket) -> spb.Ticket:
+    """The ticket's own fields; names and the SLA view are filled by the handler."""
+    return spb.Ticket(
+        id=t.id,
+        conversation_id=t.conversation_id,
+        subject=t.subject,
+        category=t.category,
+        priority=cast(spb.TicketPriority.ValueType, t.priority),
+        tags=t.tags,
+        requester_id=t.requester_id,
+        assignee_id=t.assignee_id,
+        team_id=t.team_id,
+        context=pb.ContextLink(kind=t.context[0], id=t.context[1]) if t.context else None,
+        status=ticket_status(t.status),
+        escalated=t.escalated,
+        escalated_at=ts(t.escalated_at),
+        platform=t.platform,
+        source=spb.MessageRef(conversation_id=t.source[0], message_id=t.source[1])
+        if t.source
+        else None,
+        created_at=ts(t.created_at),
+        updated_at=ts(t.updated_at),
+        queued_at=ts(t.queued_at),
+        first_response_at=ts(t.first_response_at),
+        resolved_at=ts(t.resolved_at),
+        closed_at=ts(t.closed_at),
+        version=t.version,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.errors import FailedPrecondition, NotFound, PermissionDenied
 from confab_core.identity import (
+    BOT_USER_ID,
     ROLE_AGENT,
+    ROLE_MEMBER,
     ROLE_SERVICE,
     ROLE_TENANT_ADMIN,
     Caller,
@@ -32,6 +34,21 @@ def tenant_admin(caller: Caller) -> bool:
     return caller.has_role(ROLE_TENANT_ADMIN)
 
 
+def staff(caller: Caller) -> bool:
+    """Agents and admins of the tenant: the support desk's side."""
+    return caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+
+
+def sender_role(caller: Caller) -> str:
+    """The caller's highest role, as messages record it."""
+    for role in (ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, ROLE_AGENT):
+        if role in caller.roles:
+            return role
+    if caller.has_role(ROLE_SERVICE):
+        return "bot" if caller.user_id == BOT_USER_ID else "system"
+    return ROLE_MEMBER
+
+
 def can_create(caller: Caller, kind: int) -> bool:
     if kind in CHANNEL_KINDS:
         return tenant_admin(caller) or caller.has_role(ROLE_AGENT)
@@ -44,6 +61,9 @@ def can_see(caller: Caller, conv: Conversation, member: Member | None) -> bool:
     if member is not None or caller.has_role(ROLE_SERVICE):
         return True
     if conv.kind == pb.CONVERSATION_KIND_PUBLIC_CHANNEL:
+        return True
+    if conv.kind == pb.CONVERSATION_KIND_SUPPORT and staff(caller):
+        # Every agent of the tenant works its support conversations.
         return True
     return tenant_admin(caller) and conv.kind not in PRIVATE_KINDS
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from pymongo.errors import DuplicateKeyError
 
@@ -52,7 +52,18 @@ def _check_ids(user_ids: list[str]) -> None:
         raise InvalidArgument("member ids must be 1-128 characters", "invalid_member_id")
 
 
+class TicketOpener(Protocol):
+    """Opens a ticket with its support conversation (handlers/support.py)."""
+
+    async def open_conversation(
+        self, caller: Caller, *, title: str, context: tuple[str, str] | None
+    ) -> pb.Conversation: ...
+
+
 class ConversationHandler(HandlerBase):
+    # Set by the app: a support conversation is created with its ticket.
+    tickets: TicketOpener | None = None
+
     async def create(
         self,
         caller: Caller,
@@ -83,6 +94,10 @@ class ConversationHandler(HandlerBase):
             )
             sanctions.refuse_banned(bans, self.clock.now())
             await self.remember_profile(caller)
+            if kind == pb.CONVERSATION_KIND_SUPPORT and self.tickets is not None:
+                # The requester and, once assigned, the assignee are its members.
+                opened = await self.tickets.open_conversation(caller, title=title, context=context)
+                return Created(opened, created=True)
             direct_key: str | None = None
             if kind == pb.CONVERSATION_KIND_DIRECT:
                 if len(others) != 1:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from opentelemetry.trace import Span
@@ -38,6 +38,12 @@ _USER_KINDS = {pb.MESSAGE_KIND_TEXT, pb.MESSAGE_KIND_FILE}
 _SERVICE_KINDS = {pb.MESSAGE_KIND_BOT, pb.MESSAGE_KIND_SYSTEM}
 
 
+class TicketSends(Protocol):
+    """Sends to support conversations, which carry a ticket (handlers/support.py)."""
+
+    async def send(self, caller: Caller, new: NewMessage) -> Message | None: ...
+
+
 @dataclass(frozen=True)
 class Sent:
     message: Message
@@ -54,10 +60,16 @@ def message_created(message: Message, conversation_kind: int) -> events_pb2.Conv
 
 
 class Sending(HandlerBase):
-    def __init__(self, unit: UnitOfWork, policies: PolicyHandler | None = None) -> None:
+    def __init__(
+        self,
+        unit: UnitOfWork,
+        policies: PolicyHandler | None = None,
+        tickets: TicketSends | None = None,
+    ) -> None:
         super().__init__(unit, policies)
         # A lone send is a batch of one: both go through commit_sends.
         self._sends = SendBatcher(self._commit_sends, self._commit_sends)
+        self.tickets = tickets
 
     async def send(
         self,
@@ -81,7 +93,10 @@ class Sending(HandlerBase):
             _validate(caller, client_msg_id, text, kind, file)
             await self.remember_profile(caller)
             conv, member = await self.writable_by(caller, conversation_id)
-            access.require_participant(member, "send")
+            support = conv.kind == pb.CONVERSATION_KIND_SUPPORT
+            if not (support and member is None and access.staff(caller)):
+                # Agents and admins answer in any support conversation of their tenant.
+                access.require_participant(member, "send")
             access.require_writable(conv)
             screened = await self.pii.screen(
                 caller, text, str(file["name"]) if file is not None else None
@@ -117,9 +132,15 @@ class Sending(HandlerBase):
                 file=attachment,
                 search_terms=textutil.terms(text + " " + (attachment.name if attachment else "")),
                 pii_kinds=screened.flagged,
+                sender_role=access.sender_role(caller),
             )
             try:
-                if thread_root_id:
+                ticketed = None
+                if support and not thread_root_id and self.tickets is not None:
+                    ticketed = await self.tickets.send(caller, new)
+                if ticketed is not None:
+                    stored = ticketed
+                elif thread_root_id:
                     stored = await self._reply(caller, int(conv.kind), new)
                 else:
                     pending = PendingSend(caller, int(conv.kind), new, inject_headers())

@@ -136,6 +136,7 @@ class UserErasureJob:
         if stage == "profile":
             await store.users.delete(user_id)
             await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
+            await store.tickets.forget_requester(user_id, pseudonym(job.id)[0])
             return Step(Checkpoint(at.stage + 1, "", 0, done + 1), done + 1, total)
         if stage == "peers":
             for peer in self._peers:

@@ -17,12 +17,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from confab.conversation.v1 import conversation_pb2 as pb
+from confab.conversation.v1 import support_pb2 as spb
 from conversation.jobs.runner import Step
 from conversation.storage.conversations import Conversation
 from conversation.storage.db import Database, TenantStore
 from conversation.storage.jobs import Checkpoint, Job
 from conversation.storage.members import Member
 from conversation.storage.messages import Message
+from conversation.storage.tickets import Ticket
 from conversation.storage.users import UserProfile
 
 KIND = "export"
@@ -111,6 +113,25 @@ def user_record(u: UserProfile) -> JsonRecord:
     }
 
 
+def ticket_record(t: Ticket) -> JsonRecord:
+    return {
+        "type": "ticket",
+        "id": t.id,
+        "conversation_id": t.conversation_id,
+        "subject": t.subject,
+        "category": t.category,
+        "priority": _enum_name(spb.TicketPriority.Name, t.priority, "TICKET_PRIORITY_"),
+        "tags": list(t.tags),
+        "requester_id": t.requester_id,
+        "assignee_id": t.assignee_id,
+        "status": t.status,
+        "escalated": t.escalated,
+        "created_at": _time(t.created_at),
+        "resolved_at": _time(t.resolved_at),
+        "closed_at": _time(t.closed_at),
+    }
+
+
 def message_record(m: Message) -> JsonRecord:
     return {
         "type": "message",
@@ -183,7 +204,7 @@ class ExportJob:
         if scope == "conversation":
             return [_conversation(store, key), _members(store, conversation_id=key), messages]
         if scope == "user":
-            out = [_users(store, key), _members(store, user_id=key), messages]
+            out = [_users(store, key), _members(store, user_id=key), messages, _tickets(store, key)]
             if self._notifications is not None:
                 out.append(_notifications(self._notifications, job.tenant_id, key))
             return out
@@ -263,6 +284,19 @@ def _users(store: TenantStore, user_id: str) -> Source:
         return await store.users.count_where(user_id)
 
     return Source("users", fetch, count)
+
+
+def _tickets(store: TenantStore, requester_id: str) -> Source:
+    """The tickets the user opened (or that were made from their messages)."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        rows = await store.tickets.page_for_requester(requester_id, after, limit)
+        return [(t.id, ticket_record(t)) for t in rows]
+
+    async def count() -> int:
+        return await store.tickets.count_for_requester(requester_id)
+
+    return Source("tickets", fetch, count)
 
 
 def _messages(store: TenantStore, *, conversation_id: str = "", sender_id: str = "") -> Source:

@@ -175,6 +175,9 @@ class RetentionScheduler:
                     await self._between_batches()
                 report.events += await store.outbox.purge_conversation(conversation_id)
                 await store.members.purge_conversation(conversation_id)
+                # A ticket goes with its conversation.
+                await store.tickets.purge_conversation(conversation_id)
+                await store.escalations.purge_conversation(conversation_id)
                 report.conversations += await store.conversations.purge(conversation_id)
                 DELETED.labels("conversations").inc()
 

@@ -43,6 +43,15 @@ from conversation.storage.policies import (
     PiiCountRepo,
     PolicyRepo,
 )
+from conversation.storage.tickets import (
+    ESCALATIONS_COLLECTION,
+    SETTINGS_COLLECTION,
+    TEAMS_COLLECTION,
+    TICKETS_COLLECTION,
+    EscalationRepo,
+    SupportConfigRepo,
+    TicketRepo,
+)
 from conversation.storage.users import UserRepo
 
 T = TypeVar("T")
@@ -178,6 +187,30 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("not_before", ASCENDING)]),
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    # One ticket per support conversation; the queue's order; a requester's tickets.
+    TICKETS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("status", ASCENDING),
+                ("priority", DESCENDING),
+                ("queue_key", ASCENDING),
+                ("_id", ASCENDING),
+            ]
+        ),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("requester_id", ASCENDING), ("created_at", DESCENDING)]
+        ),
+        IndexModel([("tenant_id", ASCENDING), ("assignee_id", ASCENDING), ("status", ASCENDING)]),
+    ],
+    # The tenant's side, and the platform reader's order across tenants.
+    ESCALATIONS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+        IndexModel([("open", ASCENDING), ("priority", DESCENDING), ("escalated_at", ASCENDING)]),
+    ],
+    TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
+    SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -198,6 +231,10 @@ TENANT_COLLECTIONS = (
     POLICY_COLLECTION,
     PII_COUNT_COLLECTION,
     JOBS_COLLECTION,
+    ESCALATIONS_COLLECTION,
+    TICKETS_COLLECTION,
+    TEAMS_COLLECTION,
+    SETTINGS_COLLECTION,
     "conversations",
 )
 
@@ -212,6 +249,9 @@ class TenantStore:
     audit: AuditRepo
     moderation: ModerationQueueRepo
     sanctions: SanctionRepo
+    tickets: TicketRepo
+    escalations: EscalationRepo
+    support: SupportConfigRepo
 
 
 class TenantPurge:
@@ -402,4 +442,9 @@ class Database:
             audit=AuditRepo(scoped(AUDIT_COLLECTION), scoped(HEADS_COLLECTION), crypto, session),
             moderation=ModerationQueueRepo(scoped(QUEUE_COLLECTION), crypto, session),
             sanctions=SanctionRepo(scoped(SANCTIONS_COLLECTION), crypto, session),
+            tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
+            escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
+            support=SupportConfigRepo(
+                scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
+            ),
         )

@@ -53,6 +53,8 @@ SEALED: dict[str, tuple[str, tuple[str, ...]]] = {
     "conversations": ("_id", ("title", "description", "topic")),
     "users": ("user_id", ("display_name", "email")),
     "messages": ("_id", ("text", "sender_name", "file")),
+    "tickets": ("_id", ("subject",)),
+    "support_teams": ("_id", ("name",)),
 }
 JOB_ORDER = tuple(SEALED)
 

@@ -58,6 +58,10 @@ class Message:
     last_reply_at: datetime | None = None
     # The PII kinds the tenant's policy flagged in it, as written (see handlers/pii).
     pii_kinds: tuple[str, ...] = ()
+    # The sender's role when they sent it (super_admin .. member, system, bot).
+    sender_role: str = ""
+    # The ticket made from this message (SupportService.TicketFromMessage).
+    ticket_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ class NewMessage:
     # Its words, for search.
     search_terms: list[str]
     pii_kinds: tuple[str, ...] = ()
+    sender_role: str = ""
 
     def at(self, seq: int) -> Message:
         """The message as stored with ``seq``."""
@@ -105,6 +110,7 @@ class NewMessage:
             None,
             None,
             self.pii_kinds,
+            self.sender_role,
         )
 
 
@@ -160,6 +166,8 @@ def _document(m: NewMessage, seq: int, c: TenantCipher) -> Doc:
     }
     if m.pii_kinds:
         doc["pii_kinds"] = list(m.pii_kinds)
+    if m.sender_role:
+        doc["sender_role"] = m.sender_role
     return doc
 
 
@@ -203,6 +211,8 @@ def _record(doc: Doc, c: TenantCipher) -> Message:
         edited_at=doc.get("edited_at"),
         last_reply_at=doc.get("last_reply_at"),
         pii_kinds=tuple(str(k) for k in doc.get("pii_kinds", ())),
+        sender_role=str(doc.get("sender_role", "")),
+        ticket_id=str(doc.get("ticket_id", "")),
     )
 
 
@@ -397,6 +407,16 @@ class MessageRepo:
             {"conversation_id": conversation_id, "_id": message_id},
             update,
             session=self._session,
+        )
+
+    async def link_ticket(
+        self, conversation_id: str, message_id: str, ticket_id: str
+    ) -> Message | None:
+        """Marks the message a ticket was made from; the message after, or None
+        when it is gone."""
+        c = await self._crypto.cipher()
+        return _found(
+            await self._update(conversation_id, message_id, {"$set": {"ticket_id": ticket_id}}), c
         )
 
     async def _reindex(self, doc: Doc) -> None:
