@@ -9,6 +9,7 @@ from confab_core.identity import (
     ROLE_AGENT,
     ROLE_MEMBER,
     ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
     Caller,
 )
@@ -35,8 +36,9 @@ def tenant_admin(caller: Caller) -> bool:
 
 
 def staff(caller: Caller) -> bool:
-    """Agents and admins of the tenant: the support desk's side."""
-    return caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+    """Agents and admins of the tenant: the support desk's side. Not platform
+    staff: they answer escalated tickets only, through PlatformService."""
+    return caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN)
 
 
 def sender_role(caller: Caller) -> str:

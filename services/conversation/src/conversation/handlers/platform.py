@@ -17,20 +17,27 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
+from pymongo.errors import DuplicateKeyError
+
+from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import support_pb2 as spb
-from confab_core.errors import InvalidArgument, NotFound
+from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from confab_core.identity import Caller
-from confab_core.limits import MAX_ID_CHARS
-from conversation.handlers import platformaccess
+from confab_core.ids import new_id
+from confab_core.limits import MAX_CLIENT_MSG_ID_CHARS, MAX_ID_CHARS
+from conversation.handlers import access, platformaccess, ticketflow
+from conversation.handlers import text as textutil
 from conversation.handlers.audit import AuditTrail, entry
 from conversation.handlers.history import Page
 from conversation.handlers.paging import page_limit
-from conversation.handlers.sending import Sent
-from conversation.storage.audit import Target
+from conversation.handlers.pii import PiiGuard
+from conversation.handlers.sending import Sent, validate_text
+from conversation.handlers.support import SupportHandler, ticket_not_found
+from conversation.storage.audit import AuditEntry, Target
 from conversation.storage.db import Database, Transaction
 from conversation.storage.escalations import Escalation, EscalationCursor
+from conversation.storage.messages import NewMessage
 
 TICKET_READ = "platform.ticket_read"
 MESSAGES_READ = "platform.messages_read"
@@ -38,28 +45,6 @@ MESSAGE_SENT = "platform.message_sent"
 TICKET_TRANSITION = "platform.ticket_transition"
 
 _TOKEN_VERSION = 1
-
-
-def ticket_not_found() -> NotFound:
-    return NotFound("ticket not found", "ticket_not_found")
-
-
-class Tickets(Protocol):
-    """What platform staff need of the support desk (SupportHandler)."""
-
-    async def view_ticket(self, caller: Caller, ticket_id: str) -> spb.Ticket | None: ...
-
-    async def transition(
-        self, caller: Caller, ticket_id: str, action: int, note: str
-    ) -> spb.Ticket: ...
-
-    async def page_messages(
-        self, caller: Caller, conversation_id: str, after_seq: int, before_seq: int, limit: int
-    ) -> Page: ...
-
-    async def staff_reply(
-        self, caller: Caller, conversation_id: str, text: str, client_msg_id: str
-    ) -> Sent: ...
 
 
 @dataclass(frozen=True)
@@ -76,10 +61,12 @@ class MessagesPage:
 
 
 class PlatformHandler:
-    def __init__(self, db: Database, trail: AuditTrail, tickets: Tickets) -> None:
-        self._db = db
-        self._trail = trail
-        self._tickets = tickets
+    def __init__(self, support: SupportHandler) -> None:
+        self._support = support
+        self._db: Database = support.unit.database
+        self._clock = support.clock
+        self._trail: AuditTrail = support.audit
+        self._pii: PiiGuard = support.pii
 
     async def list_tickets(
         self, staff: Caller, *, include_closed: bool, page_token: str, limit: int
@@ -109,11 +96,22 @@ class PlatformHandler:
     async def messages(
         self, staff: Caller, ticket_id: str, *, after_seq: int, before_seq: int, limit: int
     ) -> MessagesPage:
+        if after_seq < 0 or before_seq < 0:
+            raise InvalidArgument("seq cursors cannot be negative", "invalid_cursor")
+        if after_seq and before_seq:
+            raise InvalidArgument("give after_seq or before_seq, not both", "invalid_cursor")
+        limit = page_limit(limit)
         esc, _ = await self._escalated(staff, ticket_id)
         scoped = platformaccess.in_tenant(staff, esc.tenant_id)
-        page = await self._tickets.page_messages(
-            scoped, esc.conversation_id, after_seq, before_seq, limit
-        )
+        store = self._db.for_tenant(esc.tenant_id)
+        conv = await store.conversations.get(esc.conversation_id)
+        if conv is None or conv.deleted:
+            raise ticket_not_found()
+        if before_seq:
+            found = await store.messages.page_before(conv.id, before_seq, limit + 1, conv.last_seq)
+        else:
+            found = await store.messages.page_after(conv.id, after_seq, limit + 1, conv.last_seq)
+        page = Page(found[:limit], has_more=len(found) > limit)
         await self._trail.record(
             scoped,
             MESSAGES_READ,
@@ -124,9 +122,15 @@ class PlatformHandler:
         return MessagesPage(esc.tenant_id, esc.conversation_id, page)
 
     async def reply(self, staff: Caller, ticket_id: str, text: str, client_msg_id: str) -> Sent:
+        validate_text(text)
+        if not client_msg_id or len(client_msg_id) > MAX_CLIENT_MSG_ID_CHARS:
+            raise InvalidArgument(
+                f"client_msg_id is required (at most {MAX_CLIENT_MSG_ID_CHARS} characters)",
+                "invalid_client_msg_id",
+            )
         esc, _ = await self._escalated(staff, ticket_id)
         scoped = platformaccess.in_tenant(staff, esc.tenant_id)
-        sent = await self._tickets.staff_reply(scoped, esc.conversation_id, text, client_msg_id)
+        sent = await self._send(scoped, esc, text, client_msg_id)
         if sent.created:
             await self._trail.record(
                 scoped,
@@ -137,12 +141,12 @@ class PlatformHandler:
             )
         return sent
 
-    async def transition(
-        self, staff: Caller, ticket_id: str, action: int, note: str
-    ) -> spb.Ticket:
+    async def transition(self, staff: Caller, ticket_id: str, action: int, note: str) -> spb.Ticket:
         esc, before = await self._escalated(staff, ticket_id)
         scoped = platformaccess.in_tenant(staff, esc.tenant_id)
-        after = await self._tickets.transition(scoped, esc.ticket_id, action, note)
+        after = await self._support.transition(
+            scoped, esc.ticket_id, ticketflow.BY_PROTO.get(action, ""), note
+        )
         after.tenant_id = esc.tenant_id
         await self._trail.record(
             scoped,
@@ -171,11 +175,53 @@ class PlatformHandler:
         """The ticket as its tenant stores it now; None unless it is still escalated
         (the index is only where to look, the ticket is the truth)."""
         scoped = platformaccess.in_tenant(staff, esc.tenant_id)
-        ticket = await self._tickets.view_ticket(scoped, esc.ticket_id)
-        if ticket is None or not ticket.escalated:
+        try:
+            found = await self._support.visible(scoped, esc.ticket_id)
+        except NotFound:
+            return None
+        ticket = await self._support.view(scoped, found)
+        if not ticket.escalated:
             return None
         ticket.tenant_id = esc.tenant_id
         return ticket
+
+    async def _send(self, scoped: Caller, esc: Escalation, text: str, client_msg_id: str) -> Sent:
+        """A reply through the support desk's send (the ticket's share of the work in
+        the same unit), without a membership: the escalation is the permission."""
+        store = self._db.for_tenant(esc.tenant_id)
+        conv = await store.conversations.get(esc.conversation_id)
+        if conv is None or conv.deleted:
+            raise ticket_not_found()
+        if conv.archived:
+            raise FailedPrecondition("conversation is archived", "conversation_archived")
+        screened = await self._pii.screen(scoped, text, None)
+        new = NewMessage(
+            id=new_id(),
+            conversation_id=conv.id,
+            sender_id=scoped.user_id,
+            sender_name=scoped.display_name,
+            kind=pb.MESSAGE_KIND_TEXT,
+            text=screened.text,
+            client_msg_id=client_msg_id,
+            created_at=self._clock.now(),
+            thread_root_id="",
+            mentions=(),
+            mentions_all=False,
+            file=None,
+            search_terms=textutil.terms(screened.text),
+            pii_kinds=screened.flagged,
+            sender_role=access.sender_role(scoped),
+        )
+        try:
+            stored = await self._support.send(scoped, new)
+        except DuplicateKeyError:
+            again = await store.messages.by_client_id(conv.id, scoped.user_id, client_msg_id)
+            if again is None:
+                raise
+            return Sent(again, created=False)
+        if stored is None:
+            raise ticket_not_found()
+        return Sent(stored, created=True)
 
     async def _audit_reads(self, staff: Caller, views: list[tuple[Escalation, spb.Ticket]]) -> None:
         """One record per ticket shown, in its tenant's chain; one transaction per tenant."""
@@ -194,8 +240,10 @@ class PlatformHandler:
                 for e in escs
             ]
 
-            async def body(tx: Transaction, tenant: str = tenant_id) -> None:
-                for audited in entries:
+            async def body(
+                tx: Transaction, tenant: str = tenant_id, batch: list[AuditEntry] = entries
+            ) -> None:
+                for audited in batch:
                     await self._trail.append(tx.for_tenant(tenant), audited)
 
             await self._trail.transaction(tenant_id, body)

@@ -18,7 +18,7 @@ from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
 from conversation.storage.conversations import ConversationRepo
-from conversation.storage.escalations import ESCALATIONS_COLLECTION, EscalationReader
+from conversation.storage.escalations import EscalationReader
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
@@ -173,12 +173,6 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("tenant_id", ASCENDING), ("conversation_id", ASCENDING), ("created_at", DESCENDING)]
         ),
         IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)]),
-    ],
-    # Platform staff's cross-tenant list of escalated tickets (EscalationReader),
-    # in its own order; the ticket's tenant is in each document.
-    ESCALATIONS_COLLECTION: [
-        IndexModel([("open", ASCENDING), ("priority", DESCENDING), ("escalated_at", ASCENDING)]),
-        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
     ],
     # One document per tenant: the unique index makes concurrent first uses agree.
     KEYS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],

@@ -1,7 +1,7 @@
 """The escalation index, read across tenants by platform staff.
 
-The tickets side writes one document per escalated ticket into
-``ticket_escalations`` (``_id`` the ticket id; tenant, conversation, when,
+The tickets side (``EscalationRepo``) writes one document per escalated ticket
+into ``ticket_escalations`` (``_id`` the ticket id; tenant, conversation, when,
 whether it is still open, its priority), inside the ticket's own transaction.
 Platform staff need escalated tickets of every tenant in one list, so this is a
 service-wide reader like the relay's ``OutboxReader``: it hands out only where
@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from pymongo.asynchronous.collection import AsyncCollection
 
 from confab_core.mongo import Doc
-
-ESCALATIONS_COLLECTION = "ticket_escalations"
 
 
 @dataclass(frozen=True, slots=True)
