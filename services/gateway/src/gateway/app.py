@@ -51,6 +51,7 @@ from gateway.routes import (
     presence,
     reactions,
     search,
+    tickets,
 )
 from gateway.settings import GatewaySettings
 from gateway.tracing import TracingMiddleware
@@ -164,6 +165,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         policy,
         audit,
         moderation,
+        tickets,
         platform,
     ):
         v1.include_router(module.router)

@@ -105,6 +105,8 @@ def message(m: cpb.Message) -> schemas.MessageOut:
         mentions_all=m.mentions_all,
         reactions=reactions(m.reactions),
         file=file(m.file) if _set(m, "file") else None,
+        sender_role=cast(schemas.SenderRoleName, m.sender_role) if m.sender_role else None,
+        ticket_id=m.ticket_id or None,
     )
 
 

@@ -57,6 +57,12 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"
     # Walks a whole chain.
     AUDIT_VERIFY = "audit_verify"
+    # Opening, changing, claiming, assigning and escalating tickets.
+    TICKET_WRITE = "ticket_write"
+    # A ticket, the queue, the caller's tickets, the desk's categories and teams.
+    TICKET_READ = "ticket_read"
+    # Changes of the desk's categories and teams.
+    SUPPORT_ADMIN = "support_admin"
     # Platform staff: escalated tickets of every tenant (reads; replies and transitions).
     PLATFORM_READ = "platform_read"
     PLATFORM_WRITE = "platform_write"
@@ -96,6 +102,10 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.REPORT: Limit(user=10, tenant=500),
     Action.AUDIT_READ: Limit(user=20, tenant=200),
     Action.AUDIT_VERIFY: Limit(user=2, tenant=5),
+    Action.TICKET_WRITE: Limit(user=30, tenant=2000),
+    # Agents refresh the queue often.
+    Action.TICKET_READ: Limit(user=60, tenant=5000),
+    Action.SUPPORT_ADMIN: Limit(user=10, tenant=100),
     # The tenant here is the platform tenant: all platform staff together.
     Action.PLATFORM_READ: Limit(user=120, tenant=3000),
     Action.PLATFORM_WRITE: Limit(user=30, tenant=600),
@@ -175,4 +185,7 @@ _NOUNS: Mapping[Action, str] = {
     Action.REPORT: "reports",
     Action.AUDIT_READ: "audit and moderation reads",
     Action.AUDIT_VERIFY: "audit verifications",
+    Action.TICKET_WRITE: "ticket changes",
+    Action.TICKET_READ: "ticket reads",
+    Action.SUPPORT_ADMIN: "support desk changes",
 }

@@ -22,6 +22,7 @@ ConversationKindName = Literal[
 ]
 MemberRoleName = Literal["owner", "admin", "member", "observer"]
 MessageKindName = Literal["text", "file", "system", "bot"]
+SenderRoleName = Literal["super_admin", "tenant_admin", "agent", "member", "system", "bot"]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_ID_CHARS)]
 Seq = Annotated[int, Field(ge=0, le=limits.MAX_INT64)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT_CHARS)]
@@ -220,6 +221,13 @@ class MessageOut(BaseModel):
     mentions_all: bool
     reactions: list[ReactionOut]
     file: FileOut | None
+    sender_role: SenderRoleName | None = Field(
+        default=None,
+        description="The sender's role when they sent it; clients mark staff answers by it",
+    )
+    ticket_id: str | None = Field(
+        default=None, description="The ticket made from this message, if any"
+    )
 
 
 class SendMessageOut(BaseModel):

@@ -14,6 +14,8 @@ from confab.conversation.v1 import (
     keys_pb2_grpc,
     platform_pb2_grpc,
     policy_pb2_grpc,
+    support_admin_pb2_grpc,
+    support_pb2_grpc,
 )
 from confab.notification.v1 import notification_pb2_grpc
 from confab.presence.v1 import presence_pb2_grpc
@@ -28,6 +30,7 @@ from gateway.clients.notification import NotificationClient
 from gateway.clients.platform import PlatformClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
+from gateway.clients.support import SupportAdminClient, SupportClient
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Backends:
     moderation: ModerationClient
     keys: KeyClient
     jobs: JobClient
+    support: SupportClient
+    support_admin: SupportAdminClient
     platform: PlatformClient
     channels: list[grpc.aio.Channel]
 
@@ -77,6 +82,10 @@ class Backends:
             ),
             keys=KeyClient(keys_pb2_grpc.KeyServiceStub(chans[0]), timeout),
             jobs=JobClient(jobs_pb2_grpc.JobServiceStub(chans[0]), timeout),
+            support=SupportClient(support_pb2_grpc.SupportServiceStub(chans[0]), timeout),
+            support_admin=SupportAdminClient(
+                support_admin_pb2_grpc.SupportAdminServiceStub(chans[0]), timeout
+            ),
             platform=PlatformClient(platform_pb2_grpc.PlatformServiceStub(chans[0]), timeout),
             channels=chans,
         )

@@ -10,18 +10,18 @@ from confab.conversation.v1 import support_pb2 as spb
 from confab_core.identity import Caller
 from gateway import convert, schemas, ticketconvert
 from gateway import platform_schemas as ps
+from gateway import support_schemas as ss
 from gateway.clients.jobops import JobOps
 from gateway.clients.peer import PeerClient
+from gateway.clients.ticketops import ACTION_BY_NAME
 from gateway.ratelimit import Action, RateLimiter
 
 if TYPE_CHECKING:
     from confab.conversation.v1.platform_pb2_grpc import PlatformServiceAsyncStub
 
-_ACTIONS: dict[str, spb.TicketAction.ValueType] = {
-    name.removeprefix("TICKET_ACTION_").lower(): value
-    for name, value in spb.TicketAction.items()
-    if value
-}
+
+def escalated(t: spb.Ticket) -> ps.EscalatedTicketOut:
+    return ps.EscalatedTicketOut(**ticketconvert.ticket(t).model_dump(), tenant_id=t.tenant_id)
 
 
 class PlatformClient(PeerClient):
@@ -70,14 +70,14 @@ class PlatformOps:
         )
         resp = await self._p.list_tickets(caller, req)
         return ps.EscalatedTicketPageOut(
-            tickets=[ticketconvert.ticket(t) for t in resp.tickets],
+            tickets=[escalated(t) for t in resp.tickets],
             next_cursor=resp.next_page_token or None,
         )
 
-    async def get_ticket(self, caller: Caller, ticket_id: str) -> ps.EscalatedTicketOut:
+    async def get_ticket(self, caller: Caller, ticket_id: str) -> ps.EscalatedTicketEnvelopeOut:
         await self._limiter.check(caller, Action.PLATFORM_READ)
         resp = await self._p.get_ticket(caller, ppb.GetEscalatedTicketRequest(ticket_id=ticket_id))
-        return ps.EscalatedTicketOut(ticket=ticketconvert.ticket(resp.ticket))
+        return ps.EscalatedTicketEnvelopeOut(ticket=escalated(resp.ticket))
 
     async def list_messages(
         self, caller: Caller, ticket_id: str, after_seq: int, before_seq: int, limit: int
@@ -105,11 +105,11 @@ class PlatformOps:
         return schemas.SendMessageOut(message=convert.message(resp.message), created=resp.created)
 
     async def transition(
-        self, caller: Caller, ticket_id: str, body: ps.PlatformTransitionIn
-    ) -> ps.EscalatedTicketOut:
+        self, caller: Caller, ticket_id: str, body: ss.TransitionIn
+    ) -> ps.EscalatedTicketEnvelopeOut:
         await self._limiter.check(caller, Action.PLATFORM_WRITE)
         req = ppb.TransitionEscalatedTicketRequest(
-            ticket_id=ticket_id, action=_ACTIONS[body.action], note=body.note
+            ticket_id=ticket_id, action=ACTION_BY_NAME[body.action], note=body.note
         )
         resp = await self._p.transition(caller, req)
-        return ps.EscalatedTicketOut(ticket=ticketconvert.ticket(resp.ticket))
+        return ps.EscalatedTicketEnvelopeOut(ticket=escalated(resp.ticket))

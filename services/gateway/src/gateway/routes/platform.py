@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from confab_core import limits
 from gateway import platform_schemas as ps
 from gateway import schemas
+from gateway import support_schemas as ss
 from gateway.clients.jobops import JobOps
 from gateway.clients.platform import PlatformOps
 from gateway.deps import CallerDep, ContextDep
@@ -45,10 +46,10 @@ async def list_escalated_tickets(
     return await ops.list_tickets(caller, include_closed, cursor, limit)
 
 
-@router.get("/tickets/{ticket_id}", response_model=ps.EscalatedTicketOut, responses=ERRORS)
+@router.get("/tickets/{ticket_id}", response_model=ps.EscalatedTicketEnvelopeOut, responses=ERRORS)
 async def get_escalated_ticket(
     ticket_id: TicketId, caller: CallerDep, ops: PlatformOpsDep
-) -> ps.EscalatedTicketOut:
+) -> ps.EscalatedTicketEnvelopeOut:
     return await ops.get_ticket(caller, ticket_id)
 
 
@@ -93,11 +94,13 @@ async def reply_to_escalated_ticket(
 
 
 @router.post(
-    "/tickets/{ticket_id}/transitions", response_model=ps.EscalatedTicketOut, responses=ERRORS
+    "/tickets/{ticket_id}/transitions",
+    response_model=ps.EscalatedTicketEnvelopeOut,
+    responses=ERRORS,
 )
 async def transition_escalated_ticket(
-    ticket_id: TicketId, body: ps.PlatformTransitionIn, caller: CallerDep, ops: PlatformOpsDep
-) -> ps.EscalatedTicketOut:
+    ticket_id: TicketId, body: ss.TransitionIn, caller: CallerDep, ops: PlatformOpsDep
+) -> ps.EscalatedTicketEnvelopeOut:
     """A status change by the support state machine (409 ``invalid_transition``)."""
     return await ops.transition(caller, ticket_id, body)
 
