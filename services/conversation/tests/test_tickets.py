@@ -9,17 +9,22 @@ import pytest
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import support_pb2 as spb
+from confab_core.clock import FakeClock
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, ROLE_TENANT_ADMIN, SYSTEM_USER_ID
 from conversation import convert
 from conversation.handlers import ticketflow
+from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
-from conversation.handlers.support import SupportHandler
+from conversation.handlers.support import SupportHandler, system_caller
+from conversation.handlers.support_admin import SupportAdminHandler
+from conversation.handlers.support_hooks import TicketChange, TicketMessage
 from conversation.handlers.unit import UnitOfWork
-from conversation.storage.db import Database
+from conversation.storage.audit import AuditRecord
+from conversation.storage.db import Database, TenantStore
 
-from .conftest import TENANT_A, TENANT_B, create, decode, outbox, send, user
+from .conftest import TENANT_A, TENANT_B, create, decode, outbox, send, snapshot, user
 
 MEMBER = user("mia")
 OTHER = user("otto")
@@ -146,3 +151,247 @@ async def test_create_conversation_of_kind_support_opens_a_ticket(
     assert ticket.status == spb.TICKET_STATUS_QUEUED
     with pytest.raises(NotFound):
         await support.of_conversation(OTHER, created.conversation.id)
+
+
+class Exploding:
+    """An observer whose write fails: the whole change must roll back with it."""
+
+    async def on_change(self, store: TenantStore, change: TicketChange) -> None:
+        raise RuntimeError("observer failed")
+
+    async def on_message(self, store: TenantStore, message: TicketMessage) -> None:
+        return None
+
+    async def decorate(self, store: TenantStore, tickets: list[spb.Ticket]) -> None:
+        return None
+
+    def after_commit(self, tenant_id: str, changes: list[TicketChange]) -> None:
+        raise AssertionError("nothing was committed")
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.changes: list[str] = []
+        self.messages: list[str] = []
+        self.committed: list[str] = []
+
+    async def on_change(self, store: TenantStore, change: TicketChange) -> None:
+        self.changes.append(change.action)
+
+    async def on_message(self, store: TenantStore, message: TicketMessage) -> None:
+        self.messages.append(message.sender_role)
+
+    async def decorate(self, store: TenantStore, tickets: list[spb.Ticket]) -> None:
+        for t in tickets:
+            t.sla.status = spb.SLA_STATUS_ACTIVE
+
+    def after_commit(self, tenant_id: str, changes: list[TicketChange]) -> None:
+        self.committed += [c.action for c in changes]
+
+
+async def test_a_change_its_system_message_and_events_commit_together(
+    unit: UnitOfWork, db: Database
+) -> None:
+    opened = await SupportHandler(unit).open(MEMBER, subject="Atomic")
+    before = await snapshot(db, tenant=TENANT_A)
+    tickets_before = [d async for d in db.db["tickets"].find({})]
+    failing = SupportHandler(unit, observers=[Exploding()])
+    with pytest.raises(RuntimeError):
+        await failing.claim(AGENT, opened.ticket.id)
+    assert await snapshot(db, tenant=TENANT_A) == before
+    assert [d async for d in db.db["tickets"].find({})] == tickets_before
+
+
+async def test_observers_see_changes_and_messages_and_decorate_views(
+    unit: UnitOfWork,
+) -> None:
+    seen = Recording()
+    support = SupportHandler(unit, observers=[seen])
+    messages = MessageHandler(unit, tickets=support)
+    opened = await support.open(MEMBER, subject="Watched", text="hi")
+    assert opened.ticket.sla.status == spb.SLA_STATUS_ACTIVE
+    await send(messages, AGENT, opened.ticket.conversation_id, "hello")
+    await support.claim(AGENT, opened.ticket.id)
+    assert seen.changes == ["opened", "submit", "claim"]
+    assert seen.committed == ["opened", "submit", "claim"]
+    assert seen.messages == ["system", "member", "agent", "system"]
+
+
+async def test_the_queue_orders_by_priority_then_waiting_time_and_pages(
+    support: SupportHandler, clock: FakeClock
+) -> None:
+    order = []
+    for subject, priority in [
+        ("low-old", spb.TICKET_PRIORITY_LOW),
+        ("urgent-new", spb.TICKET_PRIORITY_URGENT),
+        ("medium", spb.TICKET_PRIORITY_MEDIUM),
+        ("urgent-old", spb.TICKET_PRIORITY_URGENT),
+        ("high", spb.TICKET_PRIORITY_HIGH),
+    ]:
+        clock.advance(60)
+        order.append((await support.open(MEMBER, subject=subject, priority=priority)).ticket)
+    # urgent-old waited longest among the urgent ones: it entered the queue again.
+    clock.advance(60)
+    await support.claim(AGENT, order[1].id)
+    await support.transition(AGENT, order[1].id, ticketflow.RELEASE)
+    seen, token = [], ""
+    while True:
+        page = await support.queue(AGENT, limit=2, page_token=token)
+        seen += [t.subject for t in page.tickets]
+        if not page.next_page_token:
+            break
+        token = page.next_page_token
+    assert seen == ["urgent-old", "urgent-new", "high", "medium", "low-old"]
+    with pytest.raises(InvalidArgument) as err:
+        await support.queue(AGENT2, limit=2, page_token=token or "bm90LWEtdG9rZW4")
+    assert err.value.code == "invalid_cursor"
+    with pytest.raises(PermissionDenied):
+        await support.queue(MEMBER)
+    mine = await support.queue(AGENT, assignee="me", statuses=[spb.TICKET_STATUS_ASSIGNED])
+    assert mine.tickets == []
+    urgent = await support.queue(AGENT, priority=spb.TICKET_PRIORITY_URGENT)
+    assert [t.subject for t in urgent.tickets] == ["urgent-old", "urgent-new"]
+    page = await support.mine(MEMBER, limit=3)
+    assert [t.subject for t in page.tickets] == ["high", "urgent-old", "medium"]
+    rest = await support.mine(MEMBER, limit=3, page_token=page.next_page_token)
+    assert [t.subject for t in rest.tickets] == ["urgent-new", "low-old"]
+    assert (await support.mine(OTHER)).tickets == []
+
+
+async def test_admins_assign_and_transfer_to_agents_and_teams(
+    support: SupportHandler, unit: UnitOfWork, db: Database
+) -> None:
+    admin = SupportAdminHandler(db, unit.clock, AuditTrail(db, unit.clock, unit.locks))
+    team = await admin.create_team(ADMIN, "Tier 1", ["ada", "abe"])
+    opened = await support.open(MEMBER, subject="Route me")
+    tid, cid = opened.ticket.id, opened.ticket.conversation_id
+    with pytest.raises(PermissionDenied):
+        await support.assign(AGENT, tid, "ada", "")
+    with pytest.raises(NotFound) as nf:
+        await support.assign(ADMIN, tid, "ada", "no-such-team")
+    assert nf.value.code == "team_not_found"
+    with pytest.raises(InvalidArgument) as bad:
+        await support.assign(ADMIN, tid, "zed", team.id)
+    assert bad.value.code == "assignee_not_in_team"
+    assigned = await support.assign(ADMIN, tid, "ada", team.id)
+    assert assigned is not None and assigned.assignee_id == "ada"
+    assert assigned.team_id == team.id and assigned.status == spb.TICKET_STATUS_ASSIGNED
+    # The assignee became a member; a transfer to a team puts it back in the queue.
+    assert await db.for_tenant(TENANT_A).members.get(cid, "ada") is not None
+    moved = await support.assign(ADMIN, tid, "", team.id)
+    assert moved is not None and moved.status == spb.TICKET_STATUS_QUEUED
+    assert moved.assignee_id == ""
+    # The auto-assigner only takes a still unassigned, queued ticket.
+    system = system_caller(TENANT_A)
+    assert (await support.assign(system, tid, "abe", "", auto=True)) is not None
+    assert (await support.assign(system, tid, "ada", "", auto=True)) is None
+    events = [decode(d) for d in await outbox(db, cid)]
+    assigned_events = [e.ticket_assigned for e in events if e.HasField("ticket_assigned")]
+    assert [(a.ticket.assignee_id, a.previous_assignee_id) for a in assigned_events] == [
+        ("ada", ""),
+        ("abe", ""),
+    ]
+    texts = [m.text for m in await _messages(db, cid) if m.kind == pb.MESSAGE_KIND_SYSTEM]
+    assert "Root assigned the ticket to ada" in texts
+    assert texts[-1] == "The ticket was assigned to abe"
+    page = await admin_audit(db, unit)
+    assert [r.entry.action for r in page].count("ticket.assign") == 2
+    with pytest.raises(NotFound):
+        await support.assign(user("root", TENANT_B, ROLE_TENANT_ADMIN), tid, "ada", "")
+
+
+async def admin_audit(db: Database, unit: UnitOfWork) -> list[AuditRecord]:
+    trail = AuditTrail(db, unit.clock, unit.locks)
+    return await trail.query(ADMIN, limit=100)
+
+
+async def test_escalation_flags_the_ticket_and_writes_the_index(
+    support: SupportHandler, db: Database
+) -> None:
+    opened = await support.open(MEMBER, subject="Help from above")
+    tid, cid = opened.ticket.id, opened.ticket.conversation_id
+    with pytest.raises(PermissionDenied):
+        await support.escalate(AGENT, tid, "please")
+    escalated = await support.escalate(ADMIN, tid, "needs the platform")
+    assert escalated.escalated and escalated.HasField("escalated_at")
+    with pytest.raises(FailedPrecondition) as err:
+        await support.escalate(ADMIN, tid, "")
+    assert err.value.code == "already_escalated"
+    index = await db.db["ticket_escalations"].find_one({"_id": tid})
+    assert index is not None and index["tenant_id"] == TENANT_A
+    assert index["open"] is True and index["conversation_id"] == cid
+    await support.transition(AGENT, tid, ticketflow.RESOLVE)
+    index = await db.db["ticket_escalations"].find_one({"_id": tid})
+    assert index is not None and index["open"] is False
+    events = [decode(d) for d in await outbox(db, cid)]
+    (esc,) = [e.ticket_escalated for e in events if e.HasField("ticket_escalated")]
+    assert esc.reason == "needs the platform"
+    texts = [m.text for m in await _messages(db, cid) if m.kind == pb.MESSAGE_KIND_SYSTEM]
+    assert "Root escalated the ticket to platform staff: needs the platform" in texts
+    # Straight to the platform: tenant admins only.
+    with pytest.raises(PermissionDenied):
+        await support.open(MEMBER, subject="x", to_platform=True)
+    direct = await support.open(ADMIN, subject="Billing", to_platform=True)
+    assert direct.ticket.platform and direct.ticket.escalated
+
+
+async def test_a_quick_ticket_links_the_message_both_ways(
+    support: SupportHandler,
+    wired: tuple[MessageHandler, ConversationHandler],
+    db: Database,
+) -> None:
+    messages, conversations = wired
+    group = (await create(conversations, MEMBER, members=["ada"])).conversation.id
+    said = (await send(messages, MEMBER, group, "my invoice is wrong")).message
+    with pytest.raises(PermissionDenied):
+        await support.from_message(
+            MEMBER, conversation_id=group, message_id=said.id, subject="Invoice"
+        )
+    with pytest.raises(NotFound):
+        await support.from_message(
+            AGENT2, conversation_id=group, message_id=said.id, subject="Invoice"
+        )
+    made = await support.from_message(
+        AGENT, conversation_id=group, message_id=said.id, subject="Invoice"
+    )
+    assert made.ticket.requester_id == "mia"
+    assert made.ticket.source.conversation_id == group
+    assert made.ticket.source.message_id == said.id
+    events = [decode(d) for d in await outbox(db, group)]
+    assert events[-1].message_updated.message.ticket_id == made.ticket.id
+    with pytest.raises(FailedPrecondition) as err:
+        await support.from_message(
+            AGENT, conversation_id=group, message_id=said.id, subject="Again"
+        )
+    assert err.value.code == "already_a_ticket"
+    # The requester sees it among their tickets, in its own conversation.
+    assert [t.id for t in (await support.mine(MEMBER)).tickets] == [made.ticket.id]
+    assert (await conversations.get(MEMBER, made.ticket.conversation_id)).id
+
+
+async def test_updates_check_the_version_and_the_category(
+    support: SupportHandler, db: Database
+) -> None:
+    await db.for_tenant(TENANT_A).support.put_categories(("billing",), FakeClock().now())
+    opened = await support.open(MEMBER, subject="Fields", category="billing")
+    tid = opened.ticket.id
+    with pytest.raises(InvalidArgument) as err:
+        await support.open(MEMBER, subject="x", category="nope")
+    assert err.value.code == "unknown_category"
+    with pytest.raises(PermissionDenied):
+        await support.update(MEMBER, tid, priority=spb.TICKET_PRIORITY_URGENT)
+    renamed = await support.update(MEMBER, tid, subject="Fields, renamed")
+    assert renamed.subject == "Fields, renamed" and renamed.version == opened.ticket.version + 1
+    with pytest.raises(FailedPrecondition) as stale:
+        await support.update(AGENT, tid, tags=["x"], expected_version=opened.ticket.version)
+    assert stale.value.code == "version_mismatch"
+    raised = await support.raise_priority(system_caller(TENANT_A), tid)
+    assert raised.priority == spb.TICKET_PRIORITY_HIGH
+
+
+async def test_the_subject_is_sealed_at_rest(support: SupportHandler, db: Database) -> None:
+    opened = await support.open(MEMBER, subject="my secret printer")
+    raw = await db.db["tickets"].find_one({"_id": opened.ticket.id})
+    assert raw is not None
+    assert isinstance(raw["subject"], bytes) and b"secret" not in raw["subject"]
+    assert (await support.get(AGENT, opened.ticket.id)).subject == "my secret printer"

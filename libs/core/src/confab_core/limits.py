@@ -30,5 +30,10 @@ MAX_HEARTBEAT_CONNECTIONS = 20_000
 MAX_CONTEXT_KIND_CHARS = 64
 # A moderation reason: a report's, a mute's or a ban's.
 MAX_REASON_CHARS = 500
+# Support desk: a ticket's tags, a tenant's categories.
+MAX_TAGS = 20
+MAX_TAG_CHARS = 64
+MAX_CATEGORIES = 100
+MAX_CATEGORY_CHARS = 64
 # Protobuf int64: larger numbers cannot even be put in a request.
 MAX_INT64 = 2**63 - 1

@@ -22,8 +22,8 @@ SlaMetricName = Literal["first_response", "next_response", "resolution"]
 Subject = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.MAX_TITLE_CHARS)
 ]
-Category = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_CATEGORY_CHARS)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TAG_CHARS)]
 Note = Annotated[str, StringConstraints(max_length=limits.MAX_REASON_CHARS)]
 TeamName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.MAX_TITLE_CHARS)
@@ -97,7 +97,7 @@ class OpenTicketIn(Strict):
     subject: Subject
     category: Category | None = None
     priority: TicketPriorityName = "medium"
-    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    tags: list[Tag] = Field(default_factory=list, max_length=limits.MAX_TAGS)
     context: ContextLink | None = None
     # The requester's first message, optional.
     text: Text | None = None
@@ -112,7 +112,7 @@ class UpdateTicketIn(Strict):
     subject: Subject | None = None
     category: Category | None = None
     priority: TicketPriorityName | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=20)
+    tags: list[Tag] | None = Field(default=None, max_length=limits.MAX_TAGS)
     context: ContextLink | None = None
     expected_version: int | None = Field(default=None, ge=1)
 
@@ -141,7 +141,7 @@ class QuickTicketIn(Strict):
 
 
 class CategoriesIn(Strict):
-    categories: list[Category] = Field(max_length=100)
+    categories: list[Category] = Field(max_length=limits.MAX_CATEGORIES)
 
 
 class CategoriesOut(BaseModel):

@@ -36,6 +36,8 @@ from confab_core.limits import (
     MAX_ID_CHARS,
     MAX_PAGE,
     MAX_REASON_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
     MAX_TITLE_CHARS,
 )
 from conversation import convert
@@ -70,8 +72,6 @@ from conversation.storage.tickets import (
 SYSTEM_NAME = "Confab"
 # Whose first message in a ticket's conversation is its first response.
 _STAFF_ROLES = frozenset({ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN})
-MAX_TAGS = 20
-MAX_TAG_CHARS = 64
 # How often a change starts over when the ticket moved under it.
 _ATTEMPTS = 4
 
@@ -434,9 +434,9 @@ class SupportHandler:
         )
         changes_seen: list[TicketChange] = []
 
-        async def body(taken: list[Taken]) -> tuple[Ticket, list[pb.Member]]:
+        async def body(taken: list[Taken]) -> Ticket:
             t = taken[0]
-            member_docs = await t.store.members.insert_members(conv.id, roles, now)
+            await t.store.members.insert_members(conv.id, roles, now)
             await t.store.tickets.insert(ticket)
             await t.store.escalations.upsert(ticket, now)
             placed = [(system, 1)]
@@ -467,17 +467,16 @@ class SupportHandler:
                 t.emit(_escalated(view, "opened to platform staff"))
             if link_source is not None:
                 await link_source(taken[1])
-            return ticket, [convert.member(m, None) for m in member_docs]
+            return ticket
 
         change = Change(caller, conv.id, Claim(events=events, messages=messages), new=conv)
         done = await self.unit.run(
             [change] if source_change is None else [change, source_change], body
         )
         self._after_commit(caller.tenant_id, changes_seen)
-        stored_ticket, _ = done.value
-        owner = (await self.store(caller).members.get(conv.id, caller.user_id)) or None
+        owner = await self.store(caller).members.get(conv.id, caller.user_id)
         return Opened(
-            await self.view(caller, stored_ticket),
+            await self.view(caller, done.value),
             convert.conversation(done.conversations[0], owner),
         )
 
@@ -808,7 +807,12 @@ class SupportHandler:
             and caller.user_id == before.requester_id
             and ticketflow.allowed(before.status, ticketflow.RESUME)
         )
-        first_response = before.first_response_at is None and new.sender_role in _STAFF_ROLES
+        # An agent's own ticket is not answered by their own messages.
+        first_response = (
+            before.first_response_at is None
+            and new.sender_role in _STAFF_ROLES
+            and caller.user_id != before.requester_id
+        )
         messages = 2 if resume else 1
         events = messages + (1 if resume else 0) + (1 if first_response else 0)
         changes_seen: list[TicketChange] = []

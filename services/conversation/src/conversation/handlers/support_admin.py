@@ -10,15 +10,18 @@ from confab_core.clock import Clock
 from confab_core.errors import InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import Caller
 from confab_core.ids import new_id
-from confab_core.limits import MAX_ID_CHARS, MAX_TITLE_CHARS, MAX_USER_IDS
+from confab_core.limits import (
+    MAX_CATEGORIES,
+    MAX_CATEGORY_CHARS,
+    MAX_ID_CHARS,
+    MAX_TITLE_CHARS,
+    MAX_USER_IDS,
+)
 from conversation.handlers import access
 from conversation.handlers.audit import AuditTrail, entry
 from conversation.storage.audit import Target
 from conversation.storage.db import Database, Transaction
 from conversation.storage.tickets import Team
-
-MAX_CATEGORIES = 100
-MAX_CATEGORY_CHARS = 64
 
 
 def team_not_found() -> NotFound:

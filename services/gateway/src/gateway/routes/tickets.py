@@ -53,7 +53,7 @@ async def ticket_queue(
     caller: CallerDep,
     ops: TicketOpsDep,
     team_id: Filter = "",
-    category: Annotated[str, Query(max_length=64)] = "",
+    category: Annotated[str, Query(max_length=limits.MAX_CATEGORY_CHARS)] = "",
     priority: ss.TicketPriorityName | None = None,
     status_: Annotated[list[ss.TicketStatusName] | None, Query(alias="status")] = None,
     assignee: Filter = "",
