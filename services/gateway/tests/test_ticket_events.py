@@ -9,9 +9,12 @@ import pytest
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2 as ev
 from confab.conversation.v1 import support_pb2 as spb
+from confab_core.auth import JwtVerifier
+from confab_core.identity import Caller
 from gateway import convert
 from gateway.realtime import rooms
 from gateway.realtime.fanout import Fanout
+from gateway.realtime.sockets import Session, SocketGateway
 
 pytestmark = pytest.mark.asyncio
 
@@ -195,3 +198,18 @@ async def test_a_repeated_ticket_event_is_dropped(server: Any, h: Any) -> None:
     await fanout.handle(h.record(event))
     await fanout.handle(h.record(event))
     assert len(server.emitted("ticket:escalated")) == 1
+
+
+async def test_sync_in_events_mode_replays_ticket_events_as_live(h: Any) -> None:
+    server = h.RoomServer()
+    stub = h.FakeConversation()
+    gateway = SocketGateway(server, h.make_ops(stub), JwtVerifier(hs256_secret="x" * 40), "gw-1")
+    gateway.sessions["sid1"] = Session(Caller("t1", "req"), "conn-1", 4e9)
+    live = list(events(h).values())
+    stub.responses["ListEvents"] = [
+        cpb.ListEventsResponse(events=[e.SerializeToString() for e in live], has_more=False)
+    ]
+    ack = await server.handlers["sync"]("sid1", {"conversations": {"c1": 0}, "mode": "events"})
+    replay = ack["events"]["c1"]
+    assert [e["event"] for e in replay] == [cast(Any, convert.event(e)).event for e in live]
+    assert [e["data"] for e in replay] == [cast(Any, convert.event(e)).data for e in live]
