@@ -834,6 +834,13 @@ for _name, _kind in (("text", pb.MESSAGE_KIND_TEXT), ("file", pb.MESSAGE_KIND_FI
             },
             "public": {"t.member": NOT_MEMBER, "member": OK},
             "direct": {"member": OK, "t.tenant_admin": NF},
+            # Agents and admins answer in any support conversation of their tenant.
+            "support": {
+                "t.agent": OK,
+                "t.tenant_admin": OK,
+                "t.super_admin": OK,
+                "t.member": NF,
+            },
         },
     )
 for _name, _kind in (("bot", pb.MESSAGE_KIND_BOT), ("system", pb.MESSAGE_KIND_SYSTEM)):
@@ -933,6 +940,7 @@ cells(
             "t.member": NF,
         },
         "public": {"t.member": NOT_MEMBER},
+        "support": {"t.agent": OK, "t.tenant_admin": OK, "t.member": NF},
     },
 )
 

@@ -124,6 +124,10 @@ async def test_staff_answer_sets_first_response_and_requester_resumes(
     # Any agent answers without being added; the answer is marked as staff.
     sent = await send(messages, AGENT2, cid, "looking")
     assert sent.message.sender_role == "agent"
+    _, added = await messages.react(
+        AGENT2, conversation_id=cid, message_id=sent.message.id, emoji="eyes"
+    )
+    assert added
     ticket = await support.get(AGENT, tid)
     assert ticket.HasField("first_response_at")
     await support.claim(AGENT, tid)
@@ -395,3 +399,103 @@ async def test_the_subject_is_sealed_at_rest(support: SupportHandler, db: Databa
     assert raw is not None
     assert isinstance(raw["subject"], bytes) and b"secret" not in raw["subject"]
     assert (await support.get(AGENT, opened.ticket.id)).subject == "my secret printer"
+
+
+async def test_another_tenants_ticket_is_not_found_for_every_call(
+    support: SupportHandler,
+) -> None:
+    opened = await support.open(MEMBER, subject="Ours")
+    tid, cid = opened.ticket.id, opened.ticket.conversation_id
+    admin_b = user("root", TENANT_B, ROLE_MEMBER, ROLE_TENANT_ADMIN)
+    calls = [
+        support.get(admin_b, tid),
+        support.of_conversation(admin_b, cid),
+        support.claim(STRANGER, tid),
+        support.transition(admin_b, tid, ticketflow.RESOLVE),
+        support.assign(admin_b, tid, "ada", ""),
+        support.escalate(admin_b, tid, ""),
+        support.update(admin_b, tid, subject="theirs"),
+        support.raise_priority(admin_b, tid),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound) as err:
+            await call
+        assert err.value.code in ("ticket_not_found", "conversation_not_found")
+    assert (await support.queue(admin_b)).tickets == []
+    assert (await support.get(AGENT, tid)).subject == "Ours"
+
+
+async def test_bad_input_writes_nothing(support: SupportHandler, db: Database) -> None:
+    opened = await support.open(MEMBER, subject="Keep")
+    before = await snapshot(db, tenant=TENANT_A)
+    bad_opens = [
+        {"subject": ""},
+        {"subject": "x" * 201},
+        {"subject": "ok", "priority": 9},
+        {"subject": "ok", "tags": [""]},
+        {"subject": "ok", "tags": [str(i) for i in range(21)]},
+        {"subject": "ok", "context": ("", "x")},
+        {"subject": "ok", "text": " "},
+        {"subject": "ok", "category": "unknown"},
+    ]
+    for kwargs in bad_opens:
+        with pytest.raises(InvalidArgument):
+            await support.open(MEMBER, **kwargs)  # type: ignore[arg-type]
+    tid = opened.ticket.id
+    with pytest.raises(InvalidArgument):
+        await support.transition(AGENT, tid, "explode")
+    with pytest.raises(InvalidArgument):
+        await support.transition(AGENT, tid, ticketflow.RESOLVE, "n" * 501)
+    with pytest.raises(InvalidArgument):
+        await support.assign(ADMIN, tid, "", "")
+    with pytest.raises(InvalidArgument):
+        await support.escalate(ADMIN, tid, "r" * 501)
+    with pytest.raises(InvalidArgument):
+        await support.update(AGENT, tid, priority=7)
+    with pytest.raises(FailedPrecondition):
+        await support.transition(AGENT, tid, ticketflow.REOPEN)
+    assert await snapshot(db, tenant=TENANT_A) == before
+
+
+async def test_the_bot_takes_new_tickets_when_the_tenant_says_so(
+    support: SupportHandler, db: Database, clock: FakeClock
+) -> None:
+    await db.for_tenant(TENANT_A).support.set_bot_takes_new(True, clock.now())
+    opened = await support.open(MEMBER, subject="Bot first")
+    assert opened.ticket.status == spb.TICKET_STATUS_BOT
+    # Still in the default queue, so agents can take over from the bot.
+    assert [t.id for t in (await support.queue(AGENT)).tickets] == [opened.ticket.id]
+    bot = user("confab-bot", TENANT_A, "service")
+    handed = await support.transition(bot, opened.ticket.id, ticketflow.HANDOFF)
+    assert handed.status == spb.TICKET_STATUS_QUEUED
+    resolved = await support.transition(MEMBER, opened.ticket.id, ticketflow.RESOLVE)
+    assert resolved.status == spb.TICKET_STATUS_RESOLVED
+    reopened = await support.transition(MEMBER, opened.ticket.id, ticketflow.REOPEN)
+    assert reopened.status == spb.TICKET_STATUS_QUEUED and not reopened.HasField("resolved_at")
+    # Someone else neither closes it nor learns it exists.
+    with pytest.raises(NotFound):
+        await support.transition(OTHER, opened.ticket.id, ticketflow.CLOSE)
+    with pytest.raises(PermissionDenied):
+        await support.transition(MEMBER, opened.ticket.id, ticketflow.WAIT_ON_USER)
+
+
+async def test_claims_from_two_processes_have_one_winner(db: Database, clock: FakeClock) -> None:
+    """Two units of work with their own writer locks (two replicas): the database's
+    conditional write decides, not a lock of one process."""
+    here = SupportHandler(UnitOfWork(db, clock, asyncio.Event()))
+    there = SupportHandler(UnitOfWork(db, clock, asyncio.Event()))
+    for round_ in range(3):
+        opened = await here.open(MEMBER, subject=f"Race {round_}")
+        results = await asyncio.gather(
+            here.claim(AGENT, opened.ticket.id),
+            there.claim(AGENT2, opened.ticket.id),
+            return_exceptions=True,
+        )
+        wins = [r for r in results if isinstance(r, spb.Ticket)]
+        losses = [r for r in results if isinstance(r, FailedPrecondition)]
+        assert len(wins) == 1 and len(losses) == 1, results
+        assert losses[0].code == "already_assigned"
+        final = await here.get(ADMIN, opened.ticket.id)
+        assert final.assignee_id == wins[0].assignee_id and final.version == 2
+        events = [decode(d) for d in await outbox(db, opened.ticket.conversation_id)]
+        assert sum(e.HasField("ticket_assigned") for e in events) == 1

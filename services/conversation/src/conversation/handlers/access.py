@@ -139,6 +139,14 @@ def require_participant(member: Member | None, action: str) -> Member:
     return member
 
 
+def require_writer(caller: Caller, conv: Conversation, member: Member | None, action: str) -> None:
+    """``require_participant``, except that agents and admins write in every
+    support conversation of their tenant without being members."""
+    if member is None and conv.kind == pb.CONVERSATION_KIND_SUPPORT and staff(caller):
+        return
+    require_participant(member, action)
+
+
 def can_delete_message(
     caller: Caller, conv: Conversation, member: Member | None, message: Message
 ) -> bool:

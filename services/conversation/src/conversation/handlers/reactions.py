@@ -31,7 +31,7 @@ class Reactions(Editing):
         conv, member, message = await self._writable_message(
             caller, conversation_id, message_id, unsanctioned=True
         )
-        access.require_participant(member, "react")
+        access.require_writer(caller, conv, member, "react")
         access.require_writable(conv)
         if message.deleted:
             raise FailedPrecondition("the message was deleted", "message_deleted")

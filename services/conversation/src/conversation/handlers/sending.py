@@ -93,10 +93,8 @@ class Sending(HandlerBase):
             _validate(caller, client_msg_id, text, kind, file)
             await self.remember_profile(caller)
             conv, member = await self.writable_by(caller, conversation_id)
+            access.require_writer(caller, conv, member, "send")
             support = conv.kind == pb.CONVERSATION_KIND_SUPPORT
-            if not (support and member is None and access.staff(caller)):
-                # Agents and admins answer in any support conversation of their tenant.
-                access.require_participant(member, "send")
             access.require_writable(conv)
             screened = await self.pii.screen(
                 caller, text, str(file["name"]) if file is not None else None
