@@ -838,7 +838,6 @@ for _name, _kind in (("text", pb.MESSAGE_KIND_TEXT), ("file", pb.MESSAGE_KIND_FI
             "support": {
                 "t.agent": OK,
                 "t.tenant_admin": OK,
-                "t.super_admin": OK,
                 "t.member": NF,
             },
         },
