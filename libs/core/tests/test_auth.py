@@ -22,9 +22,11 @@ from jwt.algorithms import RSAAlgorithm
 from confab_core.auth import JwtVerifier, caller_from_claims, mint_hs256
 from confab_core.errors import Unauthenticated
 from confab_core.identity import (
+    PLATFORM_TENANT_ID,
     ROLE_AGENT,
     ROLE_MEMBER,
     ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
     SERVICE_USER_IDS,
 )
@@ -215,6 +217,27 @@ def test_caller_from_claims_truncates_profile_fields() -> None:
     caller = caller_from_claims(claims(name="n" * 500, email="e" * 500))
     assert len(caller.display_name) == 200
     assert len(caller.email) == 320
+
+
+def test_super_admin_is_a_platform_role_outside_every_tenant() -> None:
+    staff = caller_from_claims(claims(tid=PLATFORM_TENANT_ID, roles=[ROLE_SUPER_ADMIN]))
+    assert staff.platform_staff and staff.tenant_id == PLATFORM_TENANT_ID
+    for bad in (
+        # A super_admin naming a tenant would read as that tenant's admin.
+        claims(roles=[ROLE_SUPER_ADMIN]),
+        claims(roles=[ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN]),
+        # The platform tenant holds platform staff only.
+        claims(tid=PLATFORM_TENANT_ID, roles=[ROLE_TENANT_ADMIN]),
+        claims(tid=PLATFORM_TENANT_ID, roles=[ROLE_SUPER_ADMIN, ROLE_AGENT]),
+        claims(tid=PLATFORM_TENANT_ID, roles=[]),
+        claims(tid=PLATFORM_TENANT_ID, roles=["unknown"]),
+        # The ids platform staff act under inside tenants are reserved.
+        claims(sub=f"{PLATFORM_TENANT_ID}:alice"),
+    ):
+        with pytest.raises(Unauthenticated) as info:
+            caller_from_claims(bad)
+        assert info.value.code == "invalid_token"
+    assert not caller_from_claims(claims(roles=[ROLE_TENANT_ADMIN])).platform_staff
 
 
 # -- RS256 through JWKS --------------------------------------------------------

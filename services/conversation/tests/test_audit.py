@@ -225,7 +225,7 @@ async def test_the_query_filters_pages_and_is_for_tenant_admins(
     db: Database, clock: FakeClock
 ) -> None:
     trail = AuditTrail(db, clock)
-    other_admin = user("boss", TENANT_A, "super_admin")
+    other_admin = user("boss", TENANT_A, "tenant_admin")
     start = clock.now()
     for i in range(5):
         actor = ADMIN if i % 2 == 0 else other_admin

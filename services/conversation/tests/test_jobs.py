@@ -12,7 +12,13 @@ import pytest
 
 from confab_core.clock import FakeClock
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import ROLE_MEMBER, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    ROLE_MEMBER,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+    Caller,
+)
 from confab_core.mongo import Doc
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
@@ -46,7 +52,7 @@ pytestmark = pytest.mark.asyncio
 LEASE = 30.0
 ADMIN = user("root", TENANT_A, ROLE_MEMBER, ROLE_TENANT_ADMIN)
 ADMIN_B = user("root", TENANT_B, ROLE_MEMBER, ROLE_TENANT_ADMIN)
-SUPER = user("staff", TENANT_A, ROLE_SUPER_ADMIN)
+STAFF = user("staff", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN)
 
 
 class Policies:
@@ -379,14 +385,26 @@ async def test_a_tenant_erasure_deletes_every_document_of_the_tenant_only(
     await chat(conversations, messages, 5)
     theirs = (await create(conversations, MALLORY, members=[])).conversation.id
     await send(messages, MALLORY, theirs, "tenant b stays")
-    with pytest.raises(PermissionDenied):
-        await handler.create_tenant_erasure(ADMIN, TENANT_A)
+    # A platform operation: tenant admins (and super_admin inside a tenant) may not.
+    for outsider in (ADMIN, user("staff", TENANT_A, ROLE_SUPER_ADMIN)):
+        with pytest.raises(PermissionDenied):
+            await handler.create_tenant_erasure(outsider, TENANT_A, TENANT_A)
     with pytest.raises(InvalidArgument) as err:
-        await handler.create_tenant_erasure(SUPER, TENANT_B)
+        await handler.create_tenant_erasure(STAFF, TENANT_A, TENANT_B)
     assert err.value.code == "confirmation_mismatch"
-    job = await handler.create_tenant_erasure(SUPER, TENANT_A)
+    for bad in ("", PLATFORM_TENANT_ID, "x" * 129):
+        with pytest.raises(InvalidArgument) as err:
+            await handler.create_tenant_erasure(STAFF, bad, bad)
+        assert err.value.code == "invalid_tenant_id"
+    job = await handler.create_tenant_erasure(STAFF, TENANT_A, TENANT_A)
+    assert job.tenant_id == TENANT_A and job.requester_id == "confab-platform:staff"
+    # Asked for by the staff member, audited in the erased tenant's chain (until erased).
+    trail = await db.db["audit"].find_one({"tenant_id": TENANT_A, "target_id": job.id})
+    assert trail is not None and trail["actor_id"] == "confab-platform:staff"
     await runner(db, clock, kinds(unit, 2)).run_once()
-    assert (await handler.get(SUPER, job.id)).status == "succeeded"
+    assert (await handler.get_tenant_job(STAFF, TENANT_A, job.id)).status == "succeeded"
+    with pytest.raises(NotFound):
+        await handler.get_tenant_job(STAFF, TENANT_B, job.id)
     left = {k: v for k, v in (await tenant_docs(db, TENANT_A)).items() if v}
     # The job, and the keys' tombstone: shredded, so nothing sealed before opens again.
     assert sorted(left) == ["jobs", "tenant_keys"]

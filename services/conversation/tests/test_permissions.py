@@ -71,6 +71,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "t.member": (ROLE_MEMBER,),
     "t.agent": (ROLE_AGENT,),
     "t.tenant_admin": (ROLE_TENANT_ADMIN,),
+    # Platform staff re-scoped into the tenant (only PlatformService builds such a
+    # caller): no rights beyond a non-member's, so every cell mirrors t.member's.
     "t.super_admin": (ROLE_SUPER_ADMIN,),
     "service": (ROLE_SERVICE,),
 }
@@ -210,6 +212,8 @@ def cells(
     """Adds one case per (kind, role) cell of ``table`` for a row of the doc."""
     named = tuple(acts.items()) if isinstance(acts, dict) else ((row, acts),)
     for kind, by_role in table.items():
+        if "t.member" in by_role:
+            by_role = {**by_role, "t.super_admin": by_role["t.member"]}
         for who, expect in by_role.items():
             case = Case(row, kind, who, expect, named, state, mutating, with_messages, prep)
             CASES.append(pytest.param(case, id=f"{row}-{kind}-{who}"))
@@ -342,7 +346,7 @@ async def archive(w: World, c: Caller) -> None:
 
 async def delete(w: World, c: Caller) -> None:
     await w.conversations.delete(c, w.conv)
-    for who in ("owner", "t.tenant_admin", "t.super_admin", "service"):
+    for who in ("owner", "t.tenant_admin", "service"):
         with pytest.raises(NotFound):
             await w.conversations.get(w.caller(who), w.conv)
 
@@ -438,7 +442,6 @@ for _kind in KINDS:
                 "t.member": denied("forbidden_kind") if _channel else OK,
                 "t.agent": OK,
                 "t.tenant_admin": OK,
-                "t.super_admin": OK,
             }
         },
     )
@@ -460,7 +463,6 @@ for _kind, _by_role in _see.items():
             # Agents work every support conversation of their tenant.
             "t.agent": OK if visible_to_all or _kind == "support" else NF,
             "t.tenant_admin": NF if private else OK,
-            "t.super_admin": NF if private else OK,
             # The bot reads where it acts (and is a member of ai_assistant ones).
             "service": OK,
         }
@@ -472,7 +474,7 @@ cells(
     "browse",
     browse,
     {
-        kind: {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK, "t.super_admin": OK}
+        kind: {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK}
         for kind in ("public", "private", "group")
     },
 )
@@ -483,19 +485,18 @@ cells(
     "join",
     join,
     {
-        "public": {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK, "t.super_admin": OK},
-        "private": {"t.member": NF, "t.agent": NF, "t.tenant_admin": OK, "t.super_admin": OK},
+        "public": {"t.member": OK, "t.agent": OK, "t.tenant_admin": OK},
+        "private": {"t.member": NF, "t.agent": NF, "t.tenant_admin": OK},
         "group": {
             "t.member": NF,
             "t.tenant_admin": _not_joinable,
-            "t.super_admin": _not_joinable,
             "service": _not_joinable,
         },
         "support": {"t.agent": _not_joinable, "t.tenant_admin": _not_joinable},
         # Others' direct and assistant conversations are not even visible to admins.
         "direct": {"t.member": NF, "t.tenant_admin": NF, "service": _not_joinable},
         # (The bot is a member of every assistant conversation: joining is a no-op.)
-        "assistant": {"t.tenant_admin": NF, "t.super_admin": NF},
+        "assistant": {"t.tenant_admin": NF},
     },
     mutating=True,
 )
@@ -536,10 +537,9 @@ cells(
             "t.member": NF,
             "t.agent": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"member": FORBIDDEN, "t.member": FORBIDDEN, "t.tenant_admin": OK},
-        "private": {"admin": OK, "t.super_admin": OK},
+        "private": {"admin": OK},
         "direct": {
             "owner": denied("not_editable"),
             "member": denied("not_editable"),
@@ -561,7 +561,6 @@ cells(
             "observer": FORBIDDEN,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"t.member": FORBIDDEN},
         "direct": {"owner": OK, "member": FORBIDDEN, "t.tenant_admin": NF},
@@ -613,7 +612,6 @@ cells(
             "t.member": NF,
             "t.agent": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
             "service": FORBIDDEN,
         },
         "public": {"t.member": FORBIDDEN, "t.agent": FORBIDDEN, "t.tenant_admin": OK},
@@ -647,7 +645,6 @@ cells(
             "observer": NF,
             "t.member": NF,
             "t.tenant_admin": NF,
-            "t.super_admin": NF,
             "service": NF,
         }
         for kind in ("group", "public")
@@ -670,7 +667,6 @@ cells(
             "tadmin-member": OK,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {
             "member": OK,
@@ -696,7 +692,7 @@ cells(
 cells(
     "add-as-owner",
     add_as(pb.MEMBER_ROLE_OWNER),
-    {"group": {"owner": OK, "admin": FORBIDDEN, "t.super_admin": OK}},
+    {"group": {"owner": OK, "admin": FORBIDDEN}},
     mutating=True,
 )
 
@@ -713,7 +709,6 @@ cells(
             "tadmin-member": OK,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"t.member": FORBIDDEN, "t.tenant_admin": OK},
         "direct": {"owner": _not_editable, "t.tenant_admin": NF},
@@ -776,7 +771,6 @@ cells(
             "observer": FORBIDDEN,
             "t.member": NF,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
         },
         "public": {"t.member": FORBIDDEN, "t.agent": FORBIDDEN},
         "direct": {"owner": _not_editable},
@@ -810,7 +804,6 @@ _message_roles_read: dict[str, Expect] = {
     "admin": OK,
     "owner": OK,
     "t.tenant_admin": OK,
-    "t.super_admin": OK,
     "service": OK,
     "t.member": NF,
 }
@@ -837,7 +830,6 @@ for _name, _kind in (("text", pb.MESSAGE_KIND_TEXT), ("file", pb.MESSAGE_KIND_FI
                 "owner": OK,
                 "tadmin-member": OK,
                 "t.tenant_admin": NOT_MEMBER,
-                "t.super_admin": NOT_MEMBER,
                 "t.member": NF,
             },
             "public": {"t.member": NOT_MEMBER, "member": OK},
@@ -846,7 +838,6 @@ for _name, _kind in (("text", pb.MESSAGE_KIND_TEXT), ("file", pb.MESSAGE_KIND_FI
             "support": {
                 "t.agent": OK,
                 "t.tenant_admin": OK,
-                "t.super_admin": OK,
                 "t.member": NF,
             },
         },
@@ -885,7 +876,6 @@ cells(
             "observer": _not_author,
             "tadmin-member": _not_author,
             "t.tenant_admin": _not_author,
-            "t.super_admin": _not_author,
             "t.member": NF,
         },
         "public": {"t.member": _not_author},
@@ -919,7 +909,6 @@ cells(
             "owner": OK,
             "tadmin-member": OK,
             "t.tenant_admin": OK,
-            "t.super_admin": OK,
             "t.member": NF,
         },
         "public": {"t.member": FORBIDDEN, "t.tenant_admin": OK},
@@ -947,7 +936,6 @@ cells(
             "owner": OK,
             "tadmin-member": OK,
             "t.tenant_admin": NOT_MEMBER,
-            "t.super_admin": NOT_MEMBER,
             "t.member": NF,
         },
         "public": {"t.member": NOT_MEMBER},
@@ -967,7 +955,6 @@ cells(
             "owner": OK,
             "tadmin-member": OK,
             "t.tenant_admin": NOT_MEMBER,
-            "t.super_admin": NOT_MEMBER,
             "t.member": NF,
         },
         "public": {"t.member": NOT_MEMBER},

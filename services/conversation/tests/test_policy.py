@@ -15,7 +15,12 @@ from confab.conversation.v1 import policy_pb2_grpc as pb_grpc
 from confab_core.clock import FakeClock
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
-from confab_core.identity import ROLE_SERVICE, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+)
 from confab_core.servicetoken import CONVERSATION
 from conversation.handlers.policy import POLICY_CACHE_SECONDS, PolicyHandler, PolicyPatch
 from conversation.policy_servicer import PolicyServicer
@@ -25,7 +30,8 @@ from .conftest import ALICE, TENANT_A, TENANT_B, user
 from .test_servicer import AUTH, GATEWAY_AUTH, As, trailing_code
 
 ADMIN = user("root", TENANT_A, ROLE_TENANT_ADMIN)
-SUPER = user("staff", TENANT_A, ROLE_SUPER_ADMIN)
+OTHER_ADMIN = user("boss", TENANT_A, ROLE_TENANT_ADMIN)
+STAFF = user("staff", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN)
 SERVICE = user("confab-bot", TENANT_A, ROLE_SERVICE)
 ADMIN_B = user("root", TENANT_B, ROLE_TENANT_ADMIN)
 
@@ -96,7 +102,7 @@ async def test_a_partial_update_changes_only_the_fields_present(
     assert read.mask_bot_prompts
     assert read.version == 2
     assert read.updated_at.ToDatetime().replace(tzinfo=clock.now().tzinfo) == clock.now()
-    with As(SUPER):
+    with As(OTHER_ADMIN):
         # An empty list present clears the kinds: every kind applies again.
         cleared = await stub.UpdatePolicy(pb.UpdatePolicyRequest(pii_kinds=pb.PiiKindList()))
     assert list(cleared.policy.pii_kinds) == []
@@ -107,15 +113,18 @@ async def test_a_partial_update_changes_only_the_fields_present(
 async def test_only_admins_change_it_and_only_admins_and_services_read_it(
     stub: pb_grpc.PolicyServiceStub,
 ) -> None:
-    with As(ALICE):
-        await _refused(
-            stub.GetPolicy(pb.GetPolicyRequest()), grpc.StatusCode.PERMISSION_DENIED, "forbidden"
-        )
-        await _refused(
-            stub.UpdatePolicy(pb.UpdatePolicyRequest(pii_mode=pb.PII_MODE_OFF)),
-            grpc.StatusCode.PERMISSION_DENIED,
-            "forbidden",
-        )
+    for outsider in (ALICE, STAFF):
+        with As(outsider):
+            await _refused(
+                stub.GetPolicy(pb.GetPolicyRequest()),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "forbidden",
+            )
+            await _refused(
+                stub.UpdatePolicy(pb.UpdatePolicyRequest(pii_mode=pb.PII_MODE_OFF)),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "forbidden",
+            )
     with As(SERVICE):
         assert (await stub.GetPolicy(pb.GetPolicyRequest())).policy.version == 0
         await _refused(

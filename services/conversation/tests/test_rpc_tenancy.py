@@ -20,7 +20,12 @@ from google.protobuf.message import Message
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import conversation_pb2_grpc as pb_grpc
-from confab_core.identity import ROLE_SERVICE, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+)
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
@@ -46,7 +51,9 @@ STRANGERS = [
     MALLORY,
     # Same user id as tenant A's owner.
     ALICE_B,
-    user("root", TENANT_B, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN),
+    user("root", TENANT_B, ROLE_TENANT_ADMIN),
+    # Platform staff hold no rights in any tenant.
+    user("staff", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN),
     user("confab-bot", TENANT_B, ROLE_SERVICE),
 ]
 

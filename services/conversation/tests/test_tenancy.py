@@ -9,7 +9,13 @@ import pytest
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab_core.errors import NotFound
-from confab_core.identity import ROLE_SERVICE, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    ROLE_SERVICE,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+    Caller,
+)
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.storage.db import Database
@@ -32,7 +38,9 @@ STRANGERS = [
     # Same user id, other tenant.
     ALICE_B,
     # Privileged roles do not cross tenants either.
-    user("root", TENANT_B, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN),
+    user("root", TENANT_B, ROLE_TENANT_ADMIN),
+    # Platform staff hold no rights in any tenant.
+    user("staff", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN),
     user("confab-bot", TENANT_B, ROLE_SERVICE),
 ]
 

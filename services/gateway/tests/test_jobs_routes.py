@@ -86,7 +86,6 @@ async def world() -> AsyncIterator[tuple[httpx.AsyncClient, FakeJobs, Refusing]]
         ("/erasures", {}),
         ("/erasures", {"user_id": ""}),
         ("/erasures", {"user_id": 7}),
-        ("/erasures/tenant", {"confirm_tenant_id": ""}),
     ],
 )
 async def test_bad_input_is_422_and_reaches_no_service(
@@ -115,7 +114,6 @@ async def test_a_job_id_too_long_is_422(
         ("post", "/exports", {"scope": "tenant"}, Action.EXPORT),
         ("get", "/exports/j1/download", None, Action.EXPORT),
         ("post", "/erasures", {"user_id": "u2"}, Action.ERASURE),
-        ("post", "/erasures/tenant", {"confirm_tenant_id": "t1"}, Action.ERASURE),
         ("get", "/jobs/j1", None, Action.JOB_STATUS),
         ("get", "/exports/j1", None, Action.JOB_STATUS),
         ("post", "/jobs/j1/cancel", None, Action.JOB_STATUS),

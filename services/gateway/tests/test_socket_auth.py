@@ -16,7 +16,7 @@ from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.presence.v1 import presence_pb2 as ppb
 from confab_core.auth import JwtVerifier, mint_hs256
 from confab_core.clock import FakeClock
-from confab_core.identity import Caller
+from confab_core.identity import PLATFORM_TENANT_ID, Caller
 from gateway import governance_schemas as gs
 from gateway import schemas
 from gateway.app import build_api
@@ -201,6 +201,23 @@ async def test_refresh_follows_role_changes(world: World) -> None:
     assert staff not in world.server.rooms_of("s1")
 
 
+async def test_sockets_join_the_admins_and_platform_rooms_by_role(world: World) -> None:
+    await world.connect("adm", world.token(600, user="adm", roles=["tenant_admin"]))
+    await world.connect("ag", world.token(600, user="ag", roles=["agent"]))
+    staff = world.token(600, tenant=PLATFORM_TENANT_ID, user="pf", roles=["super_admin"])
+    await world.connect("pf", staff)
+    assert {rooms.staff("t1"), rooms.admins("t1")} <= world.server.rooms_of("adm")
+    assert rooms.staff("t1") in world.server.rooms_of("ag")
+    assert rooms.admins("t1") not in world.server.rooms_of("ag")
+    assert rooms.platform() in world.server.rooms_of("pf")
+    tenant_sockets = world.server.rooms_of("adm") | world.server.rooms_of("ag")
+    assert rooms.platform() not in tenant_sockets
+    # An admin demoted by a refreshed token leaves the admins' room.
+    demoted = world.token(600, user="adm", roles=["agent"])
+    assert (await world.emit("adm", "auth:refresh", {"token": demoted}))["ok"]
+    assert rooms.admins("t1") not in world.server.rooms_of("adm")
+
+
 async def test_connects_over_the_limit_are_refused_with_retry_after(world: World) -> None:
     world.limiter.refuse.add(Action.CONNECT)
     with pytest.raises(socketio.exceptions.ConnectionRefusedError) as err:
@@ -252,8 +269,11 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
         Action.POLICY: ops.get_policy(caller),
     }
     # Not ChatOps' calls: exports, erasures and job reads are JobOps'
-    # (test_jobs_routes.py).
+    # (test_jobs_routes.py), the platform's PlatformOps' (test_platform_routes.py),
+    # the support desk's TicketOps'.
     others = {Action.EXPORT, Action.ERASURE, Action.JOB_STATUS}
+    others |= {Action.PLATFORM_READ, Action.PLATFORM_WRITE}
+    others |= {Action.TICKET_READ, Action.TICKET_WRITE, Action.SUPPORT_ADMIN}
     assert set(calls) == set(Action) - others
     for action, call in calls.items():
         world.limiter.refuse = {action}

@@ -15,6 +15,8 @@ import jwt
 
 from confab_core.errors import Unauthenticated
 from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    PLATFORM_USER_PREFIX,
     ROLE_AGENT,
     ROLE_MEMBER,
     ROLE_SERVICE,
@@ -95,7 +97,7 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
     if not isinstance(user, str) or not user or len(user) > MAX_ID_CHARS:
         raise Unauthenticated("token has no valid subject", "invalid_token")
     # The services act as these users: a client that could name one would post as the bot.
-    if user in SERVICE_USER_IDS:
+    if user in SERVICE_USER_IDS or user.startswith(PLATFORM_USER_PREFIX):
         raise Unauthenticated("token names a reserved user", "invalid_token")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthenticated("token roles must be a list of strings", "invalid_token")
@@ -103,6 +105,12 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
     granted = frozenset(r for r in roles if r in KNOWN_ROLES) or frozenset({ROLE_MEMBER})
     if ROLE_SERVICE in roles:
         raise Unauthenticated("token claims a reserved role", "invalid_token")
+    # Platform staff live outside every tenant: a super_admin naming a tenant would
+    # read as an admin of it, and a tenant role in the platform tenant means nothing.
+    if (ROLE_SUPER_ADMIN in granted) != (tenant == PLATFORM_TENANT_ID):
+        raise Unauthenticated("super_admin belongs to the platform tenant only", "invalid_token")
+    if tenant == PLATFORM_TENANT_ID and granted != {ROLE_SUPER_ADMIN}:
+        raise Unauthenticated("the platform tenant has no other roles", "invalid_token")
     return Caller(
         tenant_id=tenant,
         user_id=user,

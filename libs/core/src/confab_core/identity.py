@@ -19,7 +19,14 @@ from confab_core.errors import Unauthenticated
 # A signed service token (servicetoken), not a bare caller.
 CALLER_METADATA_KEY = "confab-caller-bin"
 
+# Platform staff (Confab's own): outside every tenant. Their tokens name the
+# reserved platform tenant and nothing else; inside a tenant the role grants no
+# rights (only the conversation service's PlatformService, which audits each use).
 ROLE_SUPER_ADMIN = "super_admin"
+PLATFORM_TENANT_ID = "confab-platform"
+# Inside a tenant, platform staff act under this prefix, so none of them can be
+# mistaken for (or be impersonated by) a tenant user of the same id.
+PLATFORM_USER_PREFIX = f"{PLATFORM_TENANT_ID}:"
 ROLE_TENANT_ADMIN = "tenant_admin"
 ROLE_AGENT = "agent"
 ROLE_MEMBER = "member"
@@ -46,6 +53,10 @@ class Caller:
 
     def has_role(self, *roles: str) -> bool:
         return any(r in self.roles for r in roles)
+
+    @property
+    def platform_staff(self) -> bool:
+        return self.tenant_id == PLATFORM_TENANT_ID and ROLE_SUPER_ADMIN in self.roles
 
     def to_doc(self) -> dict[str, object]:
         return {

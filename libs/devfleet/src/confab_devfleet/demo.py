@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from confab_core.identity import PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN
 from confab_devfleet.fleet import Fleet
 
 DEMO_TENANT = "demo"
@@ -15,6 +16,8 @@ USERS = {
     "bob": (["agent"], "Bob Agent"),
     "carol": (["member"], "Carol Client"),
 }
+# Platform staff: outside every tenant (their token names the platform tenant).
+PLATFORM_USER = "pat"
 
 
 @dataclass
@@ -30,6 +33,9 @@ def seed_demo(fleet: Fleet) -> Demo:
         demo.tokens[user] = fleet.token(
             DEMO_TENANT, user, roles=roles, name=name, email=f"{user}@demo.confab.local"
         )
+    demo.tokens[PLATFORM_USER] = fleet.token(
+        PLATFORM_TENANT_ID, PLATFORM_USER, roles=[ROLE_SUPER_ADMIN], name="Pat Platform"
+    )
     base = f"{fleet.gateway_url()}/api/v1"
 
     def client(user: str) -> httpx.Client:

@@ -29,6 +29,8 @@ from confab.conversation.v1 import (
     keys_pb2_grpc,
     membership_pb2,
     membership_pb2_grpc,
+    platform_pb2,
+    platform_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
     sla_pb2,
@@ -75,6 +77,7 @@ from conversation.handlers.keys import KeyHandler
 from conversation.handlers.membership import MembershipHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
+from conversation.handlers.platform import PlatformHandler
 from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.sla import SlaEngine
 from conversation.handlers.sla_policy import SlaPolicyHandler
@@ -88,6 +91,7 @@ from conversation.jobs.runner import JobRunner
 from conversation.jobs_servicer import JobServicer
 from conversation.keys_servicer import KeyServicer
 from conversation.membership_servicer import MembershipServicer
+from conversation.platform_servicer import PlatformServicer
 from conversation.policy_servicer import PolicyServicer
 from conversation.reencrypt import ReencryptRunner
 from conversation.relay import OutboxRelay
@@ -197,6 +201,12 @@ async def build(
     server.add(
         lambda s: support_pb2_grpc.add_SupportServiceServicer_to_server(support, s),
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
+    )
+    # Platform staff: escalated tickets of every tenant, through the support desk.
+    platform = PlatformServicer(PlatformHandler(tickets))
+    server.add(
+        lambda s: platform_pb2_grpc.add_PlatformServiceServicer_to_server(platform, s),
+        platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name,
     )
     desk = SupportAdminServicer(SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks)))
     server.add(

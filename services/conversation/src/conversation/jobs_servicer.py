@@ -61,13 +61,17 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def CreateTenantErasure(
         self, request: pb.CreateTenantErasureRequest, context: Ctx
     ) -> pb.CreateTenantErasureResponse:
-        job = await self._j.create_tenant_erasure(current_caller(), request.confirm_tenant_id)
+        job = await self._j.create_tenant_erasure(
+            current_caller(), request.tenant_id, request.confirm_tenant_id
+        )
         return pb.CreateTenantErasureResponse(job=job_message(job))
 
     async def GetJob(self, request: pb.GetJobRequest, context: Ctx) -> pb.GetJobResponse:
-        return pb.GetJobResponse(
-            job=job_message(await self._j.get(current_caller(), request.job_id))
-        )
+        if request.tenant_id:
+            job = await self._j.get_tenant_job(current_caller(), request.tenant_id, request.job_id)
+        else:
+            job = await self._j.get(current_caller(), request.job_id)
+        return pb.GetJobResponse(job=job_message(job))
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Ctx) -> pb.CancelJobResponse:
         job = await self._j.cancel(current_caller(), request.job_id)

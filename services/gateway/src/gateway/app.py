@@ -49,6 +49,7 @@ from gateway.routes import (
     messages,
     moderation,
     notifications,
+    platform,
     policy,
     presence,
     reactions,
@@ -173,6 +174,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         tickets,
         assignment,
         analytics,
+        platform,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

@@ -16,7 +16,7 @@ from confab.conversation.v1 import events_pb2 as cev
 from confab.notification.v1 import notification_pb2 as npb
 from confab.presence.v1 import events_pb2 as pev
 from confab.presence.v1 import presence_pb2 as ppb
-from gateway import schemas
+from gateway import schemas, ticketconvert
 
 
 def enum_name(enum_type: Any, value: int, prefix: str) -> str:
@@ -206,6 +206,13 @@ EVENT_NAMES: dict[str, str] = {
     "member_unmuted": "member:unmuted",
     "member_banned": "member:banned",
     "member_unbanned": "member:unbanned",
+    # Support desk: each also goes to the rooms of TICKET_ROOMS (realtime.fanout).
+    "ticket_updated": "ticket:updated",
+    "ticket_assigned": "ticket:assigned",
+    "ticket_escalated": "ticket:escalated",
+    "sla_warning": "sla:warning",
+    "sla_breached": "sla:breached",
+    "queue_updated": "queue:updated",
 }
 # Moderation events: the conversation's room and the affected user's own room.
 SANCTION_EVENTS = frozenset({"member_muted", "member_unmuted", "member_banned", "member_unbanned"})
@@ -275,6 +282,8 @@ def event(ev: cev.ConversationEvent) -> schemas.EventOut | None:
             "tenant_wide": imposed.tenant_wide,
             "expires_at": expires.isoformat() if expires else None,
         }
+    elif kind in TICKET_EVENTS:
+        data = {**base, **_ticket_event(ev, kind)}
     elif kind in ("member_unmuted", "member_unbanned"):
         lifted = ev.member_unmuted if kind == "member_unmuted" else ev.member_unbanned
         data = {**base, "user_id": lifted.user_id, "tenant_wide": lifted.tenant_wide}
@@ -286,3 +295,48 @@ def event(ev: cev.ConversationEvent) -> schemas.EventOut | None:
         conversation_id=ev.conversation_id,
         data=data,
     )
+
+
+TICKET_EVENTS = frozenset(
+    {"ticket_updated", "ticket_assigned", "ticket_escalated", "sla_warning", "sla_breached"}
+    | {"queue_updated"}
+)
+
+
+def _ticket_event(ev: cev.ConversationEvent, kind: str) -> dict[str, Any]:
+    if kind == "ticket_updated":
+        u = ev.ticket_updated
+        return {
+            "ticket": ticketconvert.ticket_json(u.ticket),
+            "change": u.change,
+            "previous_status": ticketconvert.status_name(u.previous_status),
+        }
+    if kind == "ticket_assigned":
+        a = ev.ticket_assigned
+        return {
+            "ticket": ticketconvert.ticket_json(a.ticket),
+            "previous_assignee_id": a.previous_assignee_id,
+        }
+    if kind == "ticket_escalated":
+        e = ev.ticket_escalated
+        ticket = ticketconvert.ticket_json(e.ticket)
+        # Platform staff hear it among tickets of every tenant.
+        ticket["tenant_id"] = ev.tenant_id
+        return {"ticket": ticket, "reason": e.reason}
+    if kind in ("sla_warning", "sla_breached"):
+        alert = ev.sla_warning if kind == "sla_warning" else ev.sla_breached
+        due = _dt_or_none(alert, "due_at")
+        return {
+            "ticket": ticketconvert.ticket_json(alert.ticket),
+            "metric": ticketconvert.metric_name(alert.metric),
+            "due_at": due.isoformat() if due else None,
+        }
+    q = ev.queue_updated
+    return {
+        "ticket_id": q.ticket_id,
+        "change": q.change,
+        "priority": ticketconvert.priority_name(q.priority),
+        "team_id": q.team_id,
+        "category": q.category,
+        "status": ticketconvert.status_name(q.status),
+    }

@@ -73,6 +73,9 @@ class Action(StrEnum):
     SUPPORT_ADMIN = "support_admin"
     # Support and chat analytics: reads up to a year of day aggregates.
     ANALYTICS = "analytics"
+    # Platform staff: escalated tickets of every tenant (reads; replies and transitions).
+    PLATFORM_READ = "platform_read"
+    PLATFORM_WRITE = "platform_write"
 
 
 class Limit(BaseModel):
@@ -118,6 +121,9 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.TICKET_READ: Limit(user=60, tenant=5000),
     Action.SUPPORT_ADMIN: Limit(user=10, tenant=100),
     Action.ANALYTICS: Limit(user=10, tenant=50),
+    # The tenant here is the platform tenant: all platform staff together.
+    Action.PLATFORM_READ: Limit(user=120, tenant=3000),
+    Action.PLATFORM_WRITE: Limit(user=30, tenant=600),
 }
 
 

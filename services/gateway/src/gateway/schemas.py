@@ -402,7 +402,7 @@ class CreateTenantErasureIn(Strict):
         Field(
             min_length=1,
             max_length=limits.MAX_ID_CHARS,
-            description="Must repeat the caller's tenant id",
+            description="Must repeat the id of the tenant being erased",
         ),
     ]
 

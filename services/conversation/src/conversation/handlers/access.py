@@ -30,12 +30,15 @@ def not_found() -> NotFound:
 
 
 def tenant_admin(caller: Caller) -> bool:
-    return caller.has_role(ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+    # Not super_admin: platform staff hold no rights inside a tenant (they reach
+    # escalated tickets through PlatformService only).
+    return caller.has_role(ROLE_TENANT_ADMIN)
 
 
 def staff(caller: Caller) -> bool:
-    """Agents and admins of the tenant: the support desk's side."""
-    return caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+    """Agents and admins of the tenant: the support desk's side. Not platform
+    staff: they answer escalated tickets only, through PlatformService."""
+    return caller.has_role(ROLE_AGENT, ROLE_TENANT_ADMIN)
 
 
 def sender_role(caller: Caller) -> str:

@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import InvalidArgument, PermissionDenied
-from confab_core.identity import ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import ROLE_TENANT_ADMIN, Caller
 from conversation.handlers.analytics_fold import (
     ASSIGNED,
     BACKLOG,
@@ -77,7 +77,7 @@ EVENTS_APPLIED = Counter(
 
 
 def _require_admin(caller: Caller) -> None:
-    if not caller.has_role(ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN):
+    if not caller.has_role(ROLE_TENANT_ADMIN):
         raise PermissionDenied("tenant admins only", "forbidden")
 
 

@@ -10,10 +10,10 @@ import asyncio
 from dataclasses import dataclass
 
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import ROLE_SUPER_ADMIN, SERVICE_USER_IDS, Caller
+from confab_core.identity import SERVICE_USER_IDS, Caller
 from confab_core.ids import new_id
 from confab_core.limits import MAX_ID_CHARS
-from conversation.handlers import access, audit
+from conversation.handlers import access, audit, platformaccess
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import UnitOfWork
@@ -79,16 +79,23 @@ class JobHandler(HandlerBase):
             caller, erasure.USER_KIND, {"user_id": user_id}, audit.ERASURE_REQUESTED
         )
 
-    async def create_tenant_erasure(self, caller: Caller, confirm_tenant_id: str) -> Job:
-        if not caller.has_role(ROLE_SUPER_ADMIN):
-            raise PermissionDenied("only super admins erase a tenant", "forbidden")
-        if confirm_tenant_id != caller.tenant_id:
+    async def create_tenant_erasure(
+        self, staff: Caller, tenant_id: str, confirm_tenant_id: str
+    ) -> Job:
+        """A platform operation: staff name the tenant; the job (and its audit
+        record) live in that tenant, requested by the staff member."""
+        scoped = platformaccess.in_tenant(staff, tenant_id)
+        if confirm_tenant_id != tenant_id:
             raise InvalidArgument(
                 "confirm_tenant_id must repeat the tenant being erased", "confirmation_mismatch"
             )
         return await self._queue(
-            caller, erasure.TENANT_KIND, {"tenant_id": caller.tenant_id}, audit.ERASURE_REQUESTED
+            scoped, erasure.TENANT_KIND, {"tenant_id": tenant_id}, audit.ERASURE_REQUESTED
         )
+
+    async def get_tenant_job(self, staff: Caller, tenant_id: str, job_id: str) -> Job:
+        """A job platform staff asked for in a tenant (a tenant erasure)."""
+        return await self.get(platformaccess.in_tenant(staff, tenant_id), job_id)
 
     async def get(self, caller: Caller, job_id: str) -> Job:
         job = await self._db.jobs(caller.tenant_id).get(job_id, caller.user_id) if job_id else None

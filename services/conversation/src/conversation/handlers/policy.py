@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from confab_core import pii
 from confab_core.clock import Clock
 from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from confab_core.identity import ROLE_SERVICE, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import ROLE_SERVICE, ROLE_TENANT_ADMIN, Caller
 from conversation.storage.db import Database
 from conversation.storage.policies import PolicyRecord
 
@@ -98,12 +98,12 @@ def _apply(current: PolicyRecord, patch: PolicyPatch) -> PolicyRecord:
 
 
 def _require_reader(caller: Caller) -> None:
-    if not caller.has_role(ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN, ROLE_SERVICE):
+    if not caller.has_role(ROLE_TENANT_ADMIN, ROLE_SERVICE):
         raise PermissionDenied("tenant admins only", "forbidden")
 
 
 def _require_admin(caller: Caller) -> None:
-    if not caller.has_role(ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN):
+    if not caller.has_role(ROLE_TENANT_ADMIN):
         raise PermissionDenied("tenant admins only", "forbidden")
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from confab_core.clock import Clock
 from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from confab_core.identity import ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import ROLE_TENANT_ADMIN, Caller
 from conversation.handlers import sla_clocks
 from conversation.handlers.audit import AuditTrail, entry
 from conversation.handlers.business_hours import MINUTES_PER_DAY, Calendar, Interval
@@ -128,7 +128,7 @@ def rules(policy: SlaPolicyRecord) -> sla_clocks.Rules:
 
 
 def require_admin(caller: Caller) -> None:
-    if not caller.has_role(ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN):
+    if not caller.has_role(ROLE_TENANT_ADMIN):
         raise PermissionDenied("tenant admins only", "forbidden")
 
 

@@ -118,8 +118,14 @@ def _staff(caller: Caller) -> bool:
     return access.staff(caller) or caller.has_role(ROLE_SERVICE)
 
 
+def _platform(caller: Caller, ticket: Ticket) -> bool:
+    """Platform staff, re-scoped into the tenant by PlatformService: escalated
+    tickets only (platformaccess.py)."""
+    return caller.has_role(ROLE_SUPER_ADMIN) and ticket.escalated
+
+
 def can_see(caller: Caller, ticket: Ticket) -> bool:
-    return ticket.requester_id == caller.user_id or _staff(caller)
+    return ticket.requester_id == caller.user_id or _staff(caller) or _platform(caller, ticket)
 
 
 def _name(caller: Caller, ticket: Ticket | None = None) -> str:
@@ -1018,9 +1024,9 @@ def _may_transition(caller: Caller, ticket: Ticket, action: str) -> None:
     elif action == ticketflow.RELEASE:
         allowed = ticket.assignee_id == caller.user_id or _admin(caller)
     elif action in (ticketflow.RESOLVE, ticketflow.CLOSE, ticketflow.REOPEN):
-        allowed = requester or _staff(caller)
+        allowed = requester or _staff(caller) or _platform(caller, ticket)
     else:
-        allowed = _staff(caller)
+        allowed = _staff(caller) or _platform(caller, ticket)
     if not allowed:
         raise PermissionDenied("not allowed on this ticket", "forbidden")
 

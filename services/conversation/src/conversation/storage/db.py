@@ -35,6 +35,7 @@ from conversation.storage.canned import (
     SupportProfileRepo,
 )
 from conversation.storage.conversations import ConversationRepo
+from conversation.storage.escalations import EscalationReader
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
@@ -408,6 +409,9 @@ class Database:
 
     def outbox_reader(self) -> OutboxReader:
         return OutboxReader(self.db["outbox"])
+
+    def escalations(self) -> EscalationReader:
+        return EscalationReader(self.db[ESCALATIONS_COLLECTION])
 
     def policies(self, tenant_id: str) -> PolicyRepo:
         return PolicyRepo(TenantCollection(self.db[POLICY_COLLECTION], tenant_id))

@@ -15,6 +15,7 @@ from confab.conversation.v1 import (
     governance_pb2_grpc,
     jobs_pb2_grpc,
     keys_pb2_grpc,
+    platform_pb2_grpc,
     policy_pb2_grpc,
     sla_pb2_grpc,
     support_admin_pb2_grpc,
@@ -33,6 +34,7 @@ from gateway.clients.governance import AuditClient, ModerationClient
 from gateway.clients.jobs import JobClient
 from gateway.clients.keys import KeyClient
 from gateway.clients.notification import NotificationClient
+from gateway.clients.platform import PlatformClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
 from gateway.clients.sla import SlaClient
@@ -55,6 +57,7 @@ class Backends:
     support: SupportClient
     support_admin: SupportAdminClient
     analytics: AnalyticsClient
+    platform: PlatformClient
     channels: list[grpc.aio.Channel]
     assignment: AssignmentClient
 
@@ -102,6 +105,7 @@ class Backends:
                 support_admin_pb2_grpc.SupportAdminServiceStub(chans[0]), timeout
             ),
             analytics=AnalyticsClient(analytics_pb2_grpc.AnalyticsServiceStub(chans[0]), timeout),
+            platform=PlatformClient(platform_pb2_grpc.PlatformServiceStub(chans[0]), timeout),
             channels=chans,
             assignment=AssignmentClient(
                 assignment_pb2_grpc.AssignmentServiceStub(chans[0]), timeout

@@ -74,11 +74,19 @@ class JobOps:
         return job((await self._jobs.create_user_erasure(caller, req)).job)
 
     async def create_tenant_erasure(
-        self, caller: Caller, body: schemas.CreateTenantErasureIn
+        self, caller: Caller, tenant_id: str, body: schemas.CreateTenantErasureIn
     ) -> schemas.JobOut:
+        """Platform staff only (the conversation service checks)."""
         await self._limiter.check(caller, Action.ERASURE)
-        req = jpb.CreateTenantErasureRequest(confirm_tenant_id=body.confirm_tenant_id)
+        req = jpb.CreateTenantErasureRequest(
+            tenant_id=tenant_id, confirm_tenant_id=body.confirm_tenant_id
+        )
         return job((await self._jobs.create_tenant_erasure(caller, req)).job)
+
+    async def get_tenant_job(self, caller: Caller, tenant_id: str, job_id: str) -> schemas.JobOut:
+        await self._limiter.check(caller, Action.JOB_STATUS)
+        req = jpb.GetJobRequest(job_id=job_id, tenant_id=tenant_id)
+        return job((await self._jobs.get_job(caller, req)).job)
 
     async def get_job(self, caller: Caller, job_id: str) -> schemas.JobOut:
         await self._limiter.check(caller, Action.JOB_STATUS)

@@ -3,11 +3,7 @@ limits, then translation."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import cast
-
-from google.protobuf.message import Message as PbMessage
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import support_admin_pb2 as apb
@@ -18,6 +14,7 @@ from gateway import support_schemas as ss
 from gateway.clients.support import SupportAdminClient, SupportClient
 from gateway.ratelimit import Action, RateLimiter
 from gateway.schemas import ContextLink
+from gateway.ticketconvert import dt, ticket
 
 PRIORITY_BY_NAME = {
     name.removeprefix("TICKET_PRIORITY_").lower(): value
@@ -36,84 +33,13 @@ ACTION_BY_NAME = {
 }
 
 
-def _dt(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
-
-
-def _when(msg: PbMessage, field: str) -> datetime | None:
-    return _dt(getattr(msg, field)) if msg.HasField(field) else None
-
-
-def _name(enum_type: object, value: int, prefix: str) -> str:
-    return convert.enum_name(enum_type, value, prefix)
-
-
-def sla(s: spb.TicketSla) -> ss.SlaOut:
-    return ss.SlaOut.model_validate(
-        {
-            "status": _name(spb.SlaStatus, s.status, "SLA_STATUS_"),
-            "clocks": [
-                {
-                    "metric": _name(spb.SlaMetric, c.metric, "SLA_METRIC_"),
-                    "due_at": _when(c, "due_at"),
-                    "warn_at": _when(c, "warn_at"),
-                    "met_at": _when(c, "met_at"),
-                    "breached": c.breached,
-                    "paused": c.paused,
-                    "remaining_seconds": c.remaining_seconds,
-                }
-                for c in s.clocks
-            ],
-        }
-    )
-
-
-def ticket(t: spb.Ticket) -> ss.TicketOut:
-    return ss.TicketOut.model_validate(
-        {
-            "id": t.id,
-            "conversation_id": t.conversation_id,
-            "subject": t.subject,
-            "category": t.category or None,
-            "priority": _name(spb.TicketPriority, t.priority, "TICKET_PRIORITY_"),
-            "tags": list(t.tags),
-            "requester_id": t.requester_id,
-            "requester_name": t.requester_name or None,
-            "assignee_id": t.assignee_id or None,
-            "assignee_name": t.assignee_name or None,
-            "team_id": t.team_id or None,
-            "context": {"kind": t.context.kind, "id": t.context.id}
-            if t.HasField("context")
-            else None,
-            "status": _name(spb.TicketStatus, t.status, "TICKET_STATUS_"),
-            "escalated": t.escalated,
-            "escalated_at": _when(t, "escalated_at"),
-            "platform": t.platform,
-            "source": {
-                "conversation_id": t.source.conversation_id,
-                "message_id": t.source.message_id,
-            }
-            if t.HasField("source")
-            else None,
-            "created_at": _dt(t.created_at),
-            "updated_at": _dt(t.updated_at),
-            "queued_at": _when(t, "queued_at"),
-            "first_response_at": _when(t, "first_response_at"),
-            "resolved_at": _when(t, "resolved_at"),
-            "closed_at": _when(t, "closed_at"),
-            "sla": sla(t.sla) if t.HasField("sla") and t.sla.status else None,
-            "version": t.version,
-        }
-    )
-
-
 def team(t: apb.SupportTeam) -> ss.TeamOut:
     return ss.TeamOut(
         id=t.id,
         name=t.name,
         agent_ids=list(t.agent_ids),
-        created_at=_dt(t.created_at),
-        updated_at=_dt(t.updated_at),
+        created_at=dt(t.created_at),
+        updated_at=dt(t.updated_at),
     )
 
 

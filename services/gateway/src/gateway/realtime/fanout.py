@@ -165,6 +165,10 @@ class Fanout:
                     rooms.user(tenant, m.user_id),
                 )
             return
+        if kind in convert.TICKET_EVENTS:
+            # The conversation's room too, so its members' event_seq stays gapless.
+            await self._emit(out.event, out.data, [room, *ticket_rooms(event)])
+            return
         if kind in convert.SANCTION_EVENTS:
             target = rooms.user(tenant, str(out.data["user_id"]))
             await self._emit(out.event, out.data, [room, target])
@@ -204,3 +208,22 @@ class Fanout:
     async def _emit(self, name: str, payload: dict[str, object], room: str | list[str]) -> None:
         await self._sio.emit(name, payload, room=room)
         EMITTED.labels(name).inc()
+
+
+def ticket_rooms(event: cev.ConversationEvent) -> list[str]:
+    """Where a ticket event goes besides the conversation's room (a socket in
+    several of them still gets it once)."""
+    tenant = event.tenant_id
+    kind = event.WhichOneof("payload")
+    if kind == "ticket_assigned":
+        assignee = event.ticket_assigned.ticket.assignee_id
+        return [rooms.user(tenant, assignee)] if assignee else []
+    if kind == "ticket_escalated":
+        return [rooms.platform()]
+    if kind in ("sla_warning", "sla_breached"):
+        alert = event.sla_warning if kind == "sla_warning" else event.sla_breached
+        assignee = alert.ticket.assignee_id
+        return [rooms.admins(tenant)] + ([rooms.user(tenant, assignee)] if assignee else [])
+    if kind == "queue_updated":
+        return [rooms.staff(tenant)]
+    return []

@@ -23,7 +23,7 @@ from confab_core import limits
 from confab_core.auth import JwtVerifier
 from confab_core.clock import Clock, SystemClock
 from confab_core.errors import ConfabError, Unauthenticated
-from confab_core.identity import ROLE_AGENT, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import ROLE_AGENT, ROLE_TENANT_ADMIN, Caller
 from confab_core.ids import new_id
 from confab_core.requestinfo import RequestInfo, serving
 from confab_core.telemetry import tracer
@@ -209,6 +209,10 @@ class SocketGateway:
         await self.sio.enter_room(sid, rooms.user(caller.tenant_id, caller.user_id))
         if caller.has_role(*_STAFF_ROLES):
             await self.sio.enter_room(sid, rooms.staff(caller.tenant_id))
+        if caller.has_role(ROLE_TENANT_ADMIN):
+            await self.sio.enter_room(sid, rooms.admins(caller.tenant_id))
+        if caller.platform_staff:
+            await self.sio.enter_room(sid, rooms.platform())
         try:
             # Every conversation, however many: a room the socket is not in is a
             # conversation whose messages it silently misses. Fan-out keeps the rooms
@@ -248,11 +252,14 @@ class SocketGateway:
             return _error("unauthenticated", "not connected")
         self.sessions[sid] = replace(current, caller=new, expires_at=verified.expires_at)
         heapq.heappush(self._expiries, (verified.expires_at, sid))
-        staff = rooms.staff(new.tenant_id)
-        if new.has_role(*_STAFF_ROLES):
-            await self.sio.enter_room(sid, staff)
-        else:
-            await self.sio.leave_room(sid, staff)
+        for room, belongs in (
+            (rooms.staff(new.tenant_id), new.has_role(*_STAFF_ROLES)),
+            (rooms.admins(new.tenant_id), new.has_role(ROLE_TENANT_ADMIN)),
+        ):
+            if belongs:
+                await self.sio.enter_room(sid, room)
+            else:
+                await self.sio.leave_room(sid, room)
         return {"ok": True, "expires_at": _iso(verified.expires_at)}
 
     async def expire_forever(self, interval: float = 1.0) -> None:
@@ -441,7 +448,7 @@ class SocketGateway:
                 return
 
 
-_STAFF_ROLES = (ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN)
+_STAFF_ROLES = (ROLE_AGENT, ROLE_TENANT_ADMIN)
 
 
 def _refused(body: dict[str, object]) -> socketio.exceptions.ConnectionRefusedError:

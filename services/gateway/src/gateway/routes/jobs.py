@@ -78,19 +78,6 @@ async def create_user_erasure(
     return await ops.create_user_erasure(caller, body)
 
 
-@router.post(
-    "/erasures/tenant",
-    response_model=schemas.JobOut,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses={**WRITE_ERRORS, **LIMITED},
-)
-async def create_tenant_erasure(
-    body: schemas.CreateTenantErasureIn, caller: CallerDep, ops: JobOpsDep
-) -> schemas.JobOut:
-    """Queues the erasure of the caller's whole tenant (super admins)."""
-    return await ops.create_tenant_erasure(caller, body)
-
-
 @router.get("/jobs/{job_id}", response_model=schemas.JobOut, responses={**WRITE_ERRORS, **LIMITED})
 async def get_job(job_id: JobId, caller: CallerDep, ops: JobOpsDep) -> schemas.JobOut:
     """Any job of the caller's (export or erasure): status, progress, result."""

@@ -16,7 +16,6 @@ from confab_core.errors import InvalidArgument, PermissionDenied, Unauthenticate
 from confab_core.identity import (
     ROLE_AGENT,
     ROLE_SERVICE,
-    ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
     Caller,
     current_service,
@@ -51,7 +50,7 @@ from presence.timing import epoch_ms
 from presence.typing import TypingThrottle
 
 # Who reads the presence of the whole tenant roster (docs/presence.md).
-_SEE_TENANT = (ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN, ROLE_SERVICE)
+_SEE_TENANT = (ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SERVICE)
 # The latest instant a protobuf Timestamp can hold (9999-12-31T23:59:59.999Z).
 _MAX_TIMESTAMP_MS = 253_402_300_799_999
 

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!confab/conversation/v1/jobs.proto\x12\x16\x63onfab.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0crequester_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0c\n\x04\x64one\x18\x05 \x01(\x03\x12\r\n\x05total\x18\x06 \x01(\x03\x12\x13\n\x0bparams_json\x18\x07 \x01(\t\x12\x13\n\x0bresult_json\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x13\x43reateExportRequest\x12\x32\n\x05scope\x18\x01 \x01(\x0e\x32#.confab.conversation.v1.ExportScope\x12\n\n\x02id\x18\x02 \x01(\t\x12\x34\n\x06\x66ormat\x18\x03 \x01(\x0e\x32$.confab.conversation.v1.ExportFormat\"@\n\x14\x43reateExportResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"+\n\x18\x43reateUserErasureRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"E\n\x19\x43reateUserErasureResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"7\n\x1a\x43reateTenantErasureRequest\x12\x19\n\x11\x63onfirm_tenant_id\x18\x01 \x01(\t\"G\n\x1b\x43reateTenantErasureResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x0eGetJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"=\n\x11\x43\x61ncelJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"6\n\x16ReadExportChunkRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04part\x18\x02 \x01(\x05\"L\n\x17ReadExportChunkResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05parts\x18\x03 \x01(\x05*z\n\x0b\x45xportScope\x12\x1c\n\x18\x45XPORT_SCOPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPORT_SCOPE_CONVERSATION\x10\x01\x12\x15\n\x11\x45XPORT_SCOPE_USER\x10\x02\x12\x17\n\x13\x45XPORT_SCOPE_TENANT\x10\x03*^\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XPORT_FORMAT_NDJSON\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x32\xa0\x05\n\nJobService\x12i\n\x0c\x43reateExport\x12+.confab.conversation.v1.CreateExportRequest\x1a,.confab.conversation.v1.CreateExportResponse\x12x\n\x11\x43reateUserErasure\x12\x30.confab.conversation.v1.CreateUserErasureRequest\x1a\x31.confab.conversation.v1.CreateUserErasureResponse\x12~\n\x13\x43reateTenantErasure\x12\x32.confab.conversation.v1.CreateTenantErasureRequest\x1a\x33.confab.conversation.v1.CreateTenantErasureResponse\x12W\n\x06GetJob\x12%.confab.conversation.v1.GetJobRequest\x1a&.confab.conversation.v1.GetJobResponse\x12`\n\tCancelJob\x12(.confab.conversation.v1.CancelJobRequest\x1a).confab.conversation.v1.CancelJobResponse\x12r\n\x0fReadExportChunk\x12..confab.conversation.v1.ReadExportChunkRequest\x1a/.confab.conversation.v1.ReadExportChunkResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!confab/conversation/v1/jobs.proto\x12\x16\x63onfab.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0crequester_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0c\n\x04\x64one\x18\x05 \x01(\x03\x12\r\n\x05total\x18\x06 \x01(\x03\x12\x13\n\x0bparams_json\x18\x07 \x01(\t\x12\x13\n\x0bresult_json\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x13\x43reateExportRequest\x12\x32\n\x05scope\x18\x01 \x01(\x0e\x32#.confab.conversation.v1.ExportScope\x12\n\n\x02id\x18\x02 \x01(\t\x12\x34\n\x06\x66ormat\x18\x03 \x01(\x0e\x32$.confab.conversation.v1.ExportFormat\"@\n\x14\x43reateExportResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"+\n\x18\x43reateUserErasureRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"E\n\x19\x43reateUserErasureResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"J\n\x1a\x43reateTenantErasureRequest\x12\x19\n\x11\x63onfirm_tenant_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"G\n\x1b\x43reateTenantErasureResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"2\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\":\n\x0eGetJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"=\n\x11\x43\x61ncelJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.confab.conversation.v1.Job\"6\n\x16ReadExportChunkRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04part\x18\x02 \x01(\x05\"L\n\x17ReadExportChunkResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05parts\x18\x03 \x01(\x05*z\n\x0b\x45xportScope\x12\x1c\n\x18\x45XPORT_SCOPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPORT_SCOPE_CONVERSATION\x10\x01\x12\x15\n\x11\x45XPORT_SCOPE_USER\x10\x02\x12\x17\n\x13\x45XPORT_SCOPE_TENANT\x10\x03*^\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XPORT_FORMAT_NDJSON\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x32\xa0\x05\n\nJobService\x12i\n\x0c\x43reateExport\x12+.confab.conversation.v1.CreateExportRequest\x1a,.confab.conversation.v1.CreateExportResponse\x12x\n\x11\x43reateUserErasure\x12\x30.confab.conversation.v1.CreateUserErasureRequest\x1a\x31.confab.conversation.v1.CreateUserErasureResponse\x12~\n\x13\x43reateTenantErasure\x12\x32.confab.conversation.v1.CreateTenantErasureRequest\x1a\x33.confab.conversation.v1.CreateTenantErasureResponse\x12W\n\x06GetJob\x12%.confab.conversation.v1.GetJobRequest\x1a&.confab.conversation.v1.GetJobResponse\x12`\n\tCancelJob\x12(.confab.conversation.v1.CancelJobRequest\x1a).confab.conversation.v1.CancelJobResponse\x12r\n\x0fReadExportChunk\x12..confab.conversation.v1.ReadExportChunkRequest\x1a/.confab.conversation.v1.ReadExportChunkResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'confab.conversation.v1.jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPORTSCOPE']._serialized_start=1177
-  _globals['_EXPORTSCOPE']._serialized_end=1299
-  _globals['_EXPORTFORMAT']._serialized_start=1301
-  _globals['_EXPORTFORMAT']._serialized_end=1395
+  _globals['_EXPORTSCOPE']._serialized_start=1215
+  _globals['_EXPORTSCOPE']._serialized_end=1337
+  _globals['_EXPORTFORMAT']._serialized_start=1339
+  _globals['_EXPORTFORMAT']._serialized_end=1433
   _globals['_JOB']._serialized_start=95
   _globals['_JOB']._serialized_end=395
   _globals['_CREATEEXPORTREQUEST']._serialized_start=398
@@ -47,21 +47,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEUSERERASURERESPONSE']._serialized_start=650
   _globals['_CREATEUSERERASURERESPONSE']._serialized_end=719
   _globals['_CREATETENANTERASUREREQUEST']._serialized_start=721
-  _globals['_CREATETENANTERASUREREQUEST']._serialized_end=776
-  _globals['_CREATETENANTERASURERESPONSE']._serialized_start=778
-  _globals['_CREATETENANTERASURERESPONSE']._serialized_end=849
-  _globals['_GETJOBREQUEST']._serialized_start=851
-  _globals['_GETJOBREQUEST']._serialized_end=882
-  _globals['_GETJOBRESPONSE']._serialized_start=884
-  _globals['_GETJOBRESPONSE']._serialized_end=942
-  _globals['_CANCELJOBREQUEST']._serialized_start=944
-  _globals['_CANCELJOBREQUEST']._serialized_end=978
-  _globals['_CANCELJOBRESPONSE']._serialized_start=980
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1041
-  _globals['_READEXPORTCHUNKREQUEST']._serialized_start=1043
-  _globals['_READEXPORTCHUNKREQUEST']._serialized_end=1097
-  _globals['_READEXPORTCHUNKRESPONSE']._serialized_start=1099
-  _globals['_READEXPORTCHUNKRESPONSE']._serialized_end=1175
-  _globals['_JOBSERVICE']._serialized_start=1398
-  _globals['_JOBSERVICE']._serialized_end=2070
+  _globals['_CREATETENANTERASUREREQUEST']._serialized_end=795
+  _globals['_CREATETENANTERASURERESPONSE']._serialized_start=797
+  _globals['_CREATETENANTERASURERESPONSE']._serialized_end=868
+  _globals['_GETJOBREQUEST']._serialized_start=870
+  _globals['_GETJOBREQUEST']._serialized_end=920
+  _globals['_GETJOBRESPONSE']._serialized_start=922
+  _globals['_GETJOBRESPONSE']._serialized_end=980
+  _globals['_CANCELJOBREQUEST']._serialized_start=982
+  _globals['_CANCELJOBREQUEST']._serialized_end=1016
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1018
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1079
+  _globals['_READEXPORTCHUNKREQUEST']._serialized_start=1081
+  _globals['_READEXPORTCHUNKREQUEST']._serialized_end=1135
+  _globals['_READEXPORTCHUNKRESPONSE']._serialized_start=1137
+  _globals['_READEXPORTCHUNKRESPONSE']._serialized_end=1213
+  _globals['_JOBSERVICE']._serialized_start=1436
+  _globals['_JOBSERVICE']._serialized_end=2108
 # @@protoc_insertion_point(module_scope)

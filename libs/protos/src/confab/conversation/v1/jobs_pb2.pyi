@@ -207,16 +207,20 @@ class CreateTenantErasureRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONFIRM_TENANT_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
     confirm_tenant_id: _builtins.str
-    """Must repeat the caller's tenant id, so a tenant is never erased by a slip."""
+    """Must repeat tenant_id, so a tenant is never erased by a slip."""
+    tenant_id: _builtins.str
+    """The tenant to erase."""
     def __init__(
         self,
         *,
         confirm_tenant_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm_tenant_id", b"confirm_tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm_tenant_id", b"confirm_tenant_id", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -247,15 +251,19 @@ class GetJobRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
+    tenant_id: _builtins.str
+    """Platform staff only: the tenant of a job they asked for (a tenant erasure)."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

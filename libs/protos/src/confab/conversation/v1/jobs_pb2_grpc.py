@@ -90,7 +90,8 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateTenantErasure(self, request, context):
-        """Queues the erasure of the caller's whole tenant (super admins only).
+        """Platform staff only (super_admin of the platform tenant): queues the
+        erasure of the tenant named by tenant_id; the job lives in that tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,7 +41,9 @@ class JobServiceStub:
     CreateUserErasure: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateUserErasureRequest, _jobs_pb2.CreateUserErasureResponse]
     """Queues the erasure of one user of the caller's tenant (tenant admins)."""
     CreateTenantErasure: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateTenantErasureRequest, _jobs_pb2.CreateTenantErasureResponse]
-    """Queues the erasure of the caller's whole tenant (super admins only)."""
+    """Platform staff only (super_admin of the platform tenant): queues the
+    erasure of the tenant named by tenant_id; the job lives in that tenant.
+    """
     GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.GetJobResponse]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]
     """Cancels a queued or running job of the caller's; a finished one is
@@ -65,7 +67,9 @@ class JobServiceAsyncStub(JobServiceStub):
     CreateUserErasure: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateUserErasureRequest, _jobs_pb2.CreateUserErasureResponse]  # type: ignore[assignment]
     """Queues the erasure of one user of the caller's tenant (tenant admins)."""
     CreateTenantErasure: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateTenantErasureRequest, _jobs_pb2.CreateTenantErasureResponse]  # type: ignore[assignment]
-    """Queues the erasure of the caller's whole tenant (super admins only)."""
+    """Platform staff only (super_admin of the platform tenant): queues the
+    erasure of the tenant named by tenant_id; the job lives in that tenant.
+    """
     GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.GetJobResponse]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]  # type: ignore[assignment]
     """Cancels a queued or running job of the caller's; a finished one is
@@ -104,7 +108,9 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _jobs_pb2.CreateTenantErasureRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.CreateTenantErasureResponse, _abc.Awaitable[_jobs_pb2.CreateTenantErasureResponse]]:
-        """Queues the erasure of the caller's whole tenant (super admins only)."""
+        """Platform staff only (super_admin of the platform tenant): queues the
+        erasure of the tenant named by tenant_id; the job lives in that tenant.
+        """
 
     @_abc_1.abstractmethod
     def GetJob(
