@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from confab_devfleet import Fleet
 
-from .conftest import TENANT_A
+from .conftest import TENANT_A, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -53,3 +55,54 @@ async def test_send_is_accepted_while_kafka_is_down_and_delivered_after(
     got = await bob_socket.wait_for("message:new", lambda m: m["id"] == during["id"], timeout=90)
     assert got["seq"] == 2
     assert [m["seq"] for m in bob_socket.received("message:new")] == [1, 2]
+
+
+async def test_an_sla_deadline_passed_while_conversation_was_killed_fires_once(
+    fleet: Fleet, users, sockets
+) -> None:
+    tenant = uid("sla-kill")
+    admin = users(tenant, "root", roles=["tenant_admin"])
+    member = users(tenant, "mia")
+    target = 6
+    policy = {
+        "targets": [{"priority": "high", "resolution_seconds": target}],
+        "breach_actions": ["notify"],
+        "expected_version": 0,
+    }
+    assert (await admin.client.put("/support/sla", json=policy)).status_code == 200
+    resp = await member.client.post("/tickets", json={"subject": "Down", "priority": "high"})
+    assert resp.status_code == 201, resp.text
+    ticket = resp.json()["ticket"]
+    (running,) = [c for c in ticket["sla"]["clocks"] if c["metric"] == "resolution"]
+    due = datetime.fromisoformat(running["due_at"])
+
+    # Killed (SIGKILL) before the deadline, back only after it: the durable timer
+    # still fires, once.
+    await asyncio.to_thread(fleet.services["conversation"].kill)
+    try:
+        left = (due - datetime.now(UTC)).total_seconds()
+        assert left > 0, "the kill came after the deadline; raise the target"
+        # The deadline has to pass while the service is down: that is the fault.
+        await asyncio.sleep(left + 1)
+    finally:
+        await asyncio.to_thread(fleet.services["conversation"].start)
+
+    async def breached() -> Any:
+        got = await member.client.get(f"/tickets/{ticket['id']}")
+        assert got.status_code == 200, got.text
+        return got.json()["ticket"]
+
+    after = await eventually(breached, lambda t: t["sla"]["status"] == "active_with_misses", 30)
+    (clock,) = [c for c in after["sla"]["clocks"] if c["metric"] == "resolution"]
+    assert clock["breached"]
+
+    # A later write goes through the same scheduler passes; still one breach.
+    sent = await member.send(ticket["conversation_id"], "still down", uid("m"))
+    assert sent.status_code == 201, sent.text
+    sock = await sockets(tenant, "mia")
+    replay = await sock.call(
+        "sync", {"conversations": {ticket["conversation_id"]: 0}, "mode": "events"}
+    )
+    assert replay["ok"], replay
+    events = replay["events"][ticket["conversation_id"]]
+    assert [e["event"] for e in events].count("sla:breached") == 1
