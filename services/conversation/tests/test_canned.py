@@ -25,7 +25,13 @@ from confab_core.crypto import LocalKeyFileProvider, blob_key_id
 from confab_core.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
-from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    ROLE_AGENT,
+    ROLE_MEMBER,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+)
 from confab_core.servicetoken import CONVERSATION
 from confab_devservers import MongoServer
 from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
@@ -58,7 +64,7 @@ ANN = user("ann", TENANT_A, ROLE_MEMBER, ROLE_AGENT)
 BEN = user("ben", TENANT_A, ROLE_MEMBER, ROLE_AGENT)
 MEMBER = user("mia", TENANT_A)
 ADMIN_B = user("root", TENANT_B, ROLE_TENANT_ADMIN)
-SUPER = user("staff", TENANT_A, ROLE_SUPER_ADMIN)
+SUPER = user("staff", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN)
 ANN_B = user("ann", TENANT_B, ROLE_MEMBER, ROLE_AGENT)
 
 
@@ -534,10 +540,10 @@ async def test_export_and_erasure_jobs(
     await canned.set_profile(ADMIN, "Acme")
     await canned.set_profile(ADMIN_B, "Other")
     theirs = await canned.create(ADMIN_B, scope="shared", shortcode="s1", body="Stays")
-    tenant_job = await jobs.create_tenant_erasure(SUPER, TENANT_A)
+    tenant_job = await jobs.create_tenant_erasure(SUPER, TENANT_A, TENANT_A)
     while await run.run_once():
         pass
-    assert (await jobs.get(SUPER, tenant_job.id)).status == "succeeded"
+    assert (await jobs.get_tenant_job(SUPER, TENANT_A, tenant_job.id)).status == "succeeded"
     for name in (CANNED_COLLECTION, PROFILE_COLLECTION):
         assert await db.db[name].count_documents({"tenant_id": TENANT_A}) == 0, name
         assert await db.db[name].count_documents({"tenant_id": TENANT_B}) == 1, name

@@ -11,7 +11,13 @@ import pytest
 
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import ROLE_AGENT, ROLE_MEMBER, ROLE_SUPER_ADMIN, ROLE_TENANT_ADMIN
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    ROLE_AGENT,
+    ROLE_MEMBER,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+)
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
@@ -30,7 +36,7 @@ pytestmark = pytest.mark.asyncio
 
 ADMIN = user("root", TENANT_A, ROLE_MEMBER, ROLE_TENANT_ADMIN)
 ADMIN_B = user("root", TENANT_B, ROLE_MEMBER, ROLE_TENANT_ADMIN)
-SUPER = user("staff", TENANT_A, ROLE_SUPER_ADMIN)
+SUPER = user("staff", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN)
 AGENT = user("ada", TENANT_A, ROLE_MEMBER, ROLE_AGENT)
 VIC = user("vic")
 
@@ -118,9 +124,9 @@ async def test_a_tenant_erasure_deletes_tickets_teams_and_the_index(
     theirs = await support.open(user("mallory", TENANT_B), subject="stays")
     for name in ("tickets", "ticket_escalations", "support_teams", "support_settings"):
         assert name in TENANT_COLLECTIONS
-    job = await jobs.create_tenant_erasure(SUPER, TENANT_A)
+    job = await jobs.create_tenant_erasure(SUPER, TENANT_A, TENANT_A)
     await _runner(unit, clock).run_once()
-    assert (await jobs.get(SUPER, job.id)).status == "succeeded"
+    assert (await jobs.get_tenant_job(SUPER, TENANT_A, job.id)).status == "succeeded"
     for name in ("tickets", "ticket_escalations", "support_teams", "support_settings"):
         assert await db.db[name].count_documents({"tenant_id": TENANT_A}) == 0
     assert await db.db["tickets"].find_one({"_id": theirs.ticket.id}) is not None
