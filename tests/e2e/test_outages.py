@@ -89,10 +89,13 @@ async def test_an_sla_deadline_passed_while_conversation_was_killed_fires_once(
 
     async def breached() -> Any:
         got = await member.client.get(f"/tickets/{ticket['id']}")
-        assert got.status_code == 200, got.text
-        return got.json()["ticket"]
+        # 503 unavailable while the gateway's channel reconnects to the new process.
+        assert got.status_code in (200, 503), got.text
+        return got.json()["ticket"] if got.status_code == 200 else None
 
-    after = await eventually(breached, lambda t: t["sla"]["status"] == "active_with_misses", 30)
+    after = await eventually(
+        breached, lambda t: t is not None and t["sla"]["status"] == "active_with_misses", 60
+    )
     (clock,) = [c for c in after["sla"]["clocks"] if c["metric"] == "resolution"]
     assert clock["breached"]
 

@@ -72,8 +72,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     }
     openai.stop()
     smtp.stop()
+    # Throwaway data: no need to wait for a clean shutdown.
     for s in (redis, mongo, kafka):
-        s.stop()
+        s.kill()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
