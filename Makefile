@@ -20,7 +20,7 @@ PY_PACKAGES := -p confab_core -p confab_devservers -p confab_devfleet \
 BUF := tools/buf/node_modules/.bin/buf
 PYTEST := $(UV) run --frozen pytest
 
-.PHONY: help install run test lint proto-lint proto-check protos test-unit test-e2e openapi clean \
+.PHONY: help install run test lint proto-lint proto-check protos test-unit test-e2e fuzz openapi clean \
 	deploy-check deploy-render bench bench-full
 
 help:
@@ -87,6 +87,10 @@ test-unit: install
 
 test-e2e: install
 	$(PYTEST) tests/e2e -q
+
+# The REST fuzz deeper than make test runs it (tests/e2e/test_domain_fuzz.py).
+fuzz: install
+	CONFAB_FUZZ_EXAMPLES=25 $(PYTEST) tests/e2e/test_domain_fuzz.py -q
 
 # Helm lint/template, kubeconform, kustomize overlays, render drift, Dockerfile
 # builder stages, alert and dashboard checks (tools built from registries).
