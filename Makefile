@@ -82,8 +82,10 @@ proto-check: install
 	    echo "proto-check: libs/protos is stale; run 'make protos' and commit" >&2; exit 1; \
 	  fi
 
+# One worker per core (at most four), a test file per worker at a time: each worker
+# starts its own servers, and a module's shared fixtures stay in one process.
 test-unit: install
-	$(PYTEST) libs services tests/integration -q
+	$(PYTEST) libs services tests/integration -q -n auto --maxprocesses 4 --dist loadfile
 
 test-e2e: install
 	$(PYTEST) tests/e2e -q

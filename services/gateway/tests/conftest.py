@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -18,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI
 from google.protobuf.message import Message as PbMessage
 
 from confab.conversation.v1 import conversation_pb2 as cpb
@@ -163,6 +165,16 @@ def make_ops(conv: FakeConversation) -> ChatOps:
     return ChatOps(fake_backends(conv), NoLimit())  # type: ignore[arg-type]
 
 
+@functools.cache
+def shared_api() -> FastAPI:
+    """The REST API, built once per test process.
+
+    Building its routes costs about half a second; tests only differ in the
+    context they set on ``api.state.gateway``, and run one at a time.
+    """
+    return build_api()
+
+
 def token(tenant: str = "t1", user: str = "u1", roles: list[str] | None = None) -> str:
     return mint_hs256(SECRET, tenant_id=tenant, user_id=user, roles=roles)
 
@@ -175,7 +187,7 @@ def conv_stub() -> FakeConversation:
 @pytest_asyncio.fixture
 async def client(conv_stub: FakeConversation) -> AsyncIterator[httpx.AsyncClient]:
     """The REST API over ASGI, its conversation service faked."""
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),

@@ -16,12 +16,11 @@ import pytest_asyncio
 from confab.conversation.v1 import analytics_pb2 as apb
 from confab_core.auth import JwtVerifier
 from confab_core.identity import Caller
-from gateway.app import build_api
 from gateway.clients.analytics import AnalyticsClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 
-from .conftest import SECRET, RpcError, token
+from .conftest import SECRET, RpcError, shared_api, token
 
 pytestmark = pytest.mark.asyncio
 
@@ -90,7 +89,7 @@ World = tuple[httpx.AsyncClient, FakeAnalytics, Limiter]
 async def world() -> AsyncIterator[World]:
     stub, limiter = FakeAnalytics(), Limiter()
     backends = type("B", (), {"analytics": AnalyticsClient(cast(Any, stub), 5.0)})()
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),

@@ -14,12 +14,11 @@ import pytest_asyncio
 from confab.conversation.v1 import assignment_pb2 as apb
 from confab_core.auth import JwtVerifier
 from confab_core.identity import Caller
-from gateway.app import build_api
 from gateway.clients.assignment import AssignmentClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 
-from .conftest import SECRET, token
+from .conftest import SECRET, shared_api, token
 
 pytestmark = pytest.mark.asyncio
 
@@ -78,7 +77,7 @@ World = tuple[httpx.AsyncClient, FakeAssignment, Limiter]
 async def _world(refuse: bool) -> AsyncIterator[World]:
     stub, limiter = FakeAssignment(), Limiter(refuse)
     backends = type("B", (), {"assignment": AssignmentClient(cast(Any, stub), 5.0)})()
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),

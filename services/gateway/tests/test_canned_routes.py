@@ -14,12 +14,11 @@ import pytest_asyncio
 from confab.conversation.v1 import canned_pb2 as kpb
 from confab_core.auth import JwtVerifier
 from confab_core.identity import Caller
-from gateway.app import build_api
 from gateway.clients.canned import CannedClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 
-from .conftest import SECRET, sample_message, token
+from .conftest import SECRET, sample_message, shared_api, token
 
 pytestmark = pytest.mark.asyncio
 
@@ -81,7 +80,7 @@ async def world() -> AsyncIterator[tuple[httpx.AsyncClient, FakeCanned, Limiter]
     stub, limiter = FakeCanned(), Limiter()
     client = CannedClient(cast(Any, stub), cast(Any, stub), 5.0)
     backends = type("B", (), {"canned": client})()
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),

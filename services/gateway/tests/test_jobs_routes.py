@@ -14,13 +14,12 @@ from confab.conversation.v1 import jobs_pb2 as jpb
 from confab_core.auth import JwtVerifier
 from confab_core.identity import Caller
 from gateway import schemas
-from gateway.app import build_api
 from gateway.clients.jobops import JobOps
 from gateway.clients.jobs import JobClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 
-from .conftest import SECRET, token
+from .conftest import SECRET, shared_api, token
 
 pytestmark = pytest.mark.asyncio
 
@@ -61,7 +60,7 @@ class Ops:
 async def world() -> AsyncIterator[tuple[httpx.AsyncClient, FakeJobs, Refusing]]:
     stub, limiter = FakeJobs(), Refusing()
     backends = type("B", (), {"jobs": JobClient(cast(Any, stub), 5.0)})()
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),

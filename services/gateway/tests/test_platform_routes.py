@@ -16,13 +16,12 @@ from confab.conversation.v1 import platform_pb2 as ppb
 from confab.conversation.v1 import support_pb2 as spb
 from confab_core.auth import JwtVerifier, mint_hs256
 from confab_core.identity import PLATFORM_TENANT_ID, Caller
-from gateway.app import build_api
 from gateway.clients.jobs import JobClient
 from gateway.clients.platform import PlatformClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 
-from .conftest import SECRET
+from .conftest import SECRET, shared_api
 
 pytestmark = pytest.mark.asyncio
 
@@ -102,7 +101,7 @@ async def world() -> AsyncIterator[World]:
             "platform": PlatformClient(cast(Any, stub), 5.0),
         },
     )()
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),

@@ -15,12 +15,11 @@ from confab.conversation.v1 import sla_pb2 as pb
 from confab.conversation.v1 import support_pb2 as spb
 from confab_core.auth import JwtVerifier
 from confab_core.identity import Caller
-from gateway.app import build_api
 from gateway.clients.sla import SlaClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 
-from .conftest import SECRET, FakeConversation, NoLimit, RpcError, make_ops, token
+from .conftest import SECRET, FakeConversation, NoLimit, RpcError, make_ops, shared_api, token
 
 pytestmark = pytest.mark.asyncio
 
@@ -68,7 +67,7 @@ def limiter() -> Limiter:
 
 @pytest_asyncio.fixture
 async def http(stub: FakeConversation, limiter: Limiter) -> AsyncIterator[httpx.AsyncClient]:
-    api = build_api()
+    api = shared_api()
     ops = make_ops(stub)
     ops._limiter = limiter  # type: ignore[assignment]
     backends = type("Backends", (), {"sla": SlaClient(cast(Any, stub), 5.0)})()

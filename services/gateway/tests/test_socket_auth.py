@@ -19,7 +19,6 @@ from confab_core.clock import FakeClock
 from confab_core.identity import PLATFORM_TENANT_ID, Caller
 from gateway import governance_schemas as gs
 from gateway import schemas
-from gateway.app import build_api
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance_ops import GovernanceOps
 from gateway.clients.ops import ChatOps
@@ -28,6 +27,8 @@ from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 from gateway.realtime import rooms
 from gateway.realtime.sockets import SocketGateway
+
+from .conftest import shared_api
 
 pytestmark = pytest.mark.asyncio
 
@@ -287,7 +288,7 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
 
 async def test_rest_answers_429_with_retry_after(world: World, h: Any) -> None:
     world.limiter.refuse = {Action.CONVERSATION_CREATE, Action.SEARCH}
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),

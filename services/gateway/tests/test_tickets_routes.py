@@ -19,12 +19,11 @@ from confab_core.auth import JwtVerifier
 from confab_core.errors import ERROR_CODE_METADATA_KEY
 from confab_core.identity import Caller
 from gateway import convert
-from gateway.app import build_api
 from gateway.clients.support import SupportAdminClient, SupportClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
 
-from .conftest import SECRET, token
+from .conftest import SECRET, shared_api, token
 
 pytestmark = pytest.mark.asyncio
 
@@ -137,7 +136,7 @@ async def _world(refuse: bool) -> AsyncIterator[World]:
             "support_admin": SupportAdminClient(cast(Any, stub), 5.0),
         },
     )()
-    api = build_api()
+    api = shared_api()
     api.state.gateway = GatewayContext(
         settings=cast(Any, None),
         verifier=JwtVerifier(hs256_secret=SECRET),
