@@ -22,8 +22,8 @@ from confab_core.identity import (
     ROLE_SERVICE,
     ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
-    SERVICE_USER_IDS,
     Caller,
+    is_service_user,
 )
 from confab_core.limits import MAX_ID_CHARS
 
@@ -97,7 +97,7 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
     if not isinstance(user, str) or not user or len(user) > MAX_ID_CHARS:
         raise Unauthenticated("token has no valid subject", "invalid_token")
     # The services act as these users: a client that could name one would post as the bot.
-    if user in SERVICE_USER_IDS or user.startswith(PLATFORM_USER_PREFIX):
+    if is_service_user(user) or user.startswith(PLATFORM_USER_PREFIX):
         raise Unauthenticated("token names a reserved user", "invalid_token")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthenticated("token roles must be a list of strings", "invalid_token")

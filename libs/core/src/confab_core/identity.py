@@ -41,6 +41,23 @@ NOTIFIER_USER_ID = "confab-notification"
 # The author of system messages and the actor of automatic ticket changes.
 SYSTEM_USER_ID = "confab-system"
 SERVICE_USER_IDS = frozenset({BOT_USER_ID, NOTIFIER_USER_ID, SYSTEM_USER_ID})
+# Each of a tenant's bot agents (tenant settings) posts as its own user.
+AGENT_USER_PREFIX = BOT_USER_ID + ":"
+
+
+def agent_user_id(agent_id: str) -> str:
+    return AGENT_USER_PREFIX + agent_id
+
+
+def agent_of(user_id: str) -> str | None:
+    """The agent id a bot user posts for, or None for anyone else."""
+    return user_id[len(AGENT_USER_PREFIX) :] if user_id.startswith(AGENT_USER_PREFIX) else None
+
+
+def is_service_user(user_id: str) -> bool:
+    """A user only the services act as (the bot and its agents, the notifier, the
+    system): no client token may name one, and nobody can add or erase one."""
+    return user_id in SERVICE_USER_IDS or user_id.startswith(AGENT_USER_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

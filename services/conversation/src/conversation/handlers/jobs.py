@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from confab_core.identity import SERVICE_USER_IDS, Caller
+from confab_core.identity import Caller, is_service_user
 from confab_core.ids import new_id
 from confab_core.limits import MAX_ID_CHARS
 from conversation.handlers import access, audit, platformaccess
@@ -73,7 +73,7 @@ class JobHandler(HandlerBase):
         _valid_id(user_id, "user_id")
         if not access.tenant_admin(caller):
             raise PermissionDenied("only tenant admins erase users", "forbidden")
-        if user_id in SERVICE_USER_IDS:
+        if is_service_user(user_id):
             raise InvalidArgument("service users cannot be erased", "invalid_user_id")
         return await self._queue(
             caller, erasure.USER_KIND, {"user_id": user_id}, audit.ERASURE_REQUESTED

@@ -32,7 +32,7 @@ from confab_core.errors import (
     NotFound,
     PermissionDenied,
 )
-from confab_core.identity import SERVICE_USER_IDS, Caller
+from confab_core.identity import Caller, is_service_user
 from confab_core.limits import MAX_ID_CHARS, MAX_PAGE, MAX_REASON_CHARS
 from conversation.handlers import access, audit
 from conversation.handlers.conversations import role_name
@@ -102,7 +102,7 @@ def _lifted(kind: str, user_id: str, tenant_wide: bool) -> events_pb2.Conversati
 def _check_target(caller: Caller, kind: str, user_id: str) -> None:
     if kind not in SANCTION_KINDS:
         raise InvalidArgument("a sanction is mute or ban", "invalid_sanction_kind")
-    if not user_id or len(user_id) > MAX_ID_CHARS or user_id in SERVICE_USER_IDS:
+    if not user_id or len(user_id) > MAX_ID_CHARS or is_service_user(user_id):
         raise InvalidArgument("user id must be 1-128 characters", "invalid_user_id")
     if user_id == caller.user_id:
         raise InvalidArgument("you cannot sanction yourself", "cannot_sanction_self")

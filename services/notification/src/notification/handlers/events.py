@@ -32,8 +32,8 @@ from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, Pe
 from confab_core.identity import (
     NOTIFIER_USER_ID,
     ROLE_SERVICE,
-    SERVICE_USER_IDS,
     Caller,
+    is_service_user,
     reset_caller,
     set_caller,
 )
@@ -75,7 +75,7 @@ def service_caller(tenant_id: str) -> Caller:
 
 def candidates(members: list[conv_pb.Member], sender_id: str) -> list[conv_pb.Member]:
     """Members who may hear about a message: not its sender, not a service account."""
-    return [m for m in members if m.user_id != sender_id and m.user_id not in SERVICE_USER_IDS]
+    return [m for m in members if m.user_id != sender_id and not is_service_user(m.user_id)]
 
 
 def recipients(

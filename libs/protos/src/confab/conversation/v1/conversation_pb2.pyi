@@ -87,6 +87,30 @@ MESSAGE_KIND_SYSTEM: MessageKind.ValueType  # 3
 MESSAGE_KIND_BOT: MessageKind.ValueType  # 4
 Global___MessageKind: _TypeAlias = MessageKind  # noqa: Y015
 
+class _StreamState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StreamStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StreamState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STREAM_STATE_UNSPECIFIED: _StreamState.ValueType  # 0
+    STREAM_STATE_COMPLETE: _StreamState.ValueType  # 1
+    STREAM_STATE_STOPPED: _StreamState.ValueType  # 2
+    """A member stopped it (message:stream:cancel); the text so far is kept."""
+    STREAM_STATE_FAILED: _StreamState.ValueType  # 3
+    """The model failed or timed out mid-stream; the text ends with an error marker."""
+
+class StreamState(_StreamState, metaclass=_StreamStateEnumTypeWrapper):
+    """How a streamed bot reply ended; its stored text is what was streamed."""
+
+STREAM_STATE_UNSPECIFIED: StreamState.ValueType  # 0
+STREAM_STATE_COMPLETE: StreamState.ValueType  # 1
+STREAM_STATE_STOPPED: StreamState.ValueType  # 2
+"""A member stopped it (message:stream:cancel); the text so far is kept."""
+STREAM_STATE_FAILED: StreamState.ValueType  # 3
+"""The model failed or timed out mid-stream; the text ends with an error marker."""
+Global___StreamState: _TypeAlias = StreamState  # noqa: Y015
+
 @_typing.final
 class ContextLink(_message.Message):
     """Links a conversation to an object of the host app, such as a ticket or a
@@ -134,6 +158,7 @@ class Conversation(_message.Message):
     LAST_READ_SEQ_FIELD_NUMBER: _builtins.int
     MENTION_COUNT_FIELD_NUMBER: _builtins.int
     LAST_EVENT_SEQ_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: Global___ConversationKind.ValueType
     title: _builtins.str
@@ -151,6 +176,10 @@ class Conversation(_message.Message):
     """Relative to the caller: unread messages that mention them, @channel or @here."""
     last_event_seq: _builtins.int
     """Gapless per conversation across all its events."""
+    agent_id: _builtins.str
+    """The bot agent (tenant settings) that answers here: ai_assistant
+    conversations, and support conversations while their ticket is with the bot.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -177,10 +206,11 @@ class Conversation(_message.Message):
         last_read_seq: _builtins.int = ...,
         mention_count: _builtins.int = ...,
         last_event_seq: _builtins.int = ...,
+        agent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "created_at", b"created_at", "last_activity_at", b"last_activity_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "context", b"context", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "kind", b"kind", "last_activity_at", b"last_activity_at", "last_event_seq", b"last_event_seq", "last_read_seq", b"last_read_seq", "last_seq", b"last_seq", "member_count", b"member_count", "mention_count", b"mention_count", "my_role", b"my_role", "title", b"title", "topic", b"topic", "unread_count", b"unread_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "archived", b"archived", "context", b"context", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "id", b"id", "kind", b"kind", "last_activity_at", b"last_activity_at", "last_event_seq", b"last_event_seq", "last_read_seq", b"last_read_seq", "last_seq", b"last_seq", "member_count", b"member_count", "mention_count", b"mention_count", "my_role", b"my_role", "title", b"title", "topic", b"topic", "unread_count", b"unread_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -245,6 +275,7 @@ class Message(_message.Message):
     FILE_FIELD_NUMBER: _builtins.int
     SENDER_ROLE_FIELD_NUMBER: _builtins.int
     TICKET_ID_FIELD_NUMBER: _builtins.int
+    STREAM_STATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     conversation_id: _builtins.str
     seq: _builtins.int
@@ -266,6 +297,10 @@ class Message(_message.Message):
     """
     ticket_id: _builtins.str
     """The ticket made from this message (SupportService.TicketFromMessage)."""
+    stream_state: Global___StreamState.ValueType
+    """A bot reply that was streamed: how its stream ended. UNSPECIFIED for every
+    message that was not streamed.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -303,10 +338,11 @@ class Message(_message.Message):
         file: Global___FileAttachment | None = ...,
         sender_role: _builtins.str = ...,
         ticket_id: _builtins.str = ...,
+        stream_state: Global___StreamState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "edited_at", b"edited_at", "file", b"file", "last_reply_at", b"last_reply_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "deleted", b"deleted", "edited_at", b"edited_at", "file", b"file", "id", b"id", "kind", b"kind", "last_reply_at", b"last_reply_at", "mentions", b"mentions", "mentions_all", b"mentions_all", "reactions", b"reactions", "reply_count", b"reply_count", "sender_id", b"sender_id", "sender_name", b"sender_name", "sender_role", b"sender_role", "seq", b"seq", "text", b"text", "thread_root_id", b"thread_root_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "deleted", b"deleted", "edited_at", b"edited_at", "file", b"file", "id", b"id", "kind", b"kind", "last_reply_at", b"last_reply_at", "mentions", b"mentions", "mentions_all", b"mentions_all", "reactions", b"reactions", "reply_count", b"reply_count", "sender_id", b"sender_id", "sender_name", b"sender_name", "sender_role", b"sender_role", "seq", b"seq", "stream_state", b"stream_state", "text", b"text", "thread_root_id", b"thread_root_id", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -379,9 +415,14 @@ class CreateConversationRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     MEMBER_IDS_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
     kind: Global___ConversationKind.ValueType
     title: _builtins.str
     description: _builtins.str
+    agent_id: _builtins.str
+    """ai_assistant only: a pickable (or the assistant) agent of the tenant; empty:
+    the tenant's assistant agent. INVALID_ARGUMENT unknown_agent otherwise.
+    """
     @_builtins.property
     def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -394,10 +435,11 @@ class CreateConversationRequest(_message.Message):
         description: _builtins.str = ...,
         member_ids: _abc.Iterable[_builtins.str] | None = ...,
         context: Global___ContextLink | None = ...,
+        agent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "description", b"description", "kind", b"kind", "member_ids", b"member_ids", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "context", b"context", "description", b"description", "kind", b"kind", "member_ids", b"member_ids", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -163,6 +163,33 @@ SLA_METRIC_NEXT_RESPONSE: SlaMetric.ValueType  # 2
 SLA_METRIC_RESOLUTION: SlaMetric.ValueType  # 3
 Global___SlaMetric: _TypeAlias = SlaMetric  # noqa: Y015
 
+class _HandoffReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HandoffReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HandoffReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HANDOFF_REASON_UNSPECIFIED: _HandoffReason.ValueType  # 0
+    HANDOFF_REASON_USER_ASKED: _HandoffReason.ValueType  # 1
+    HANDOFF_REASON_FORBIDDEN_TOPIC: _HandoffReason.ValueType  # 2
+    HANDOFF_REASON_OFF_TOPIC: _HandoffReason.ValueType  # 3
+    HANDOFF_REASON_BOT_CANNOT_HELP: _HandoffReason.ValueType  # 4
+    HANDOFF_REASON_TURN_LIMIT: _HandoffReason.ValueType  # 5
+    HANDOFF_REASON_MODEL_UNAVAILABLE: _HandoffReason.ValueType  # 6
+    HANDOFF_REASON_QUOTA_EXCEEDED: _HandoffReason.ValueType  # 7
+
+class HandoffReason(_HandoffReason, metaclass=_HandoffReasonEnumTypeWrapper): ...
+
+HANDOFF_REASON_UNSPECIFIED: HandoffReason.ValueType  # 0
+HANDOFF_REASON_USER_ASKED: HandoffReason.ValueType  # 1
+HANDOFF_REASON_FORBIDDEN_TOPIC: HandoffReason.ValueType  # 2
+HANDOFF_REASON_OFF_TOPIC: HandoffReason.ValueType  # 3
+HANDOFF_REASON_BOT_CANNOT_HELP: HandoffReason.ValueType  # 4
+HANDOFF_REASON_TURN_LIMIT: HandoffReason.ValueType  # 5
+HANDOFF_REASON_MODEL_UNAVAILABLE: HandoffReason.ValueType  # 6
+HANDOFF_REASON_QUOTA_EXCEEDED: HandoffReason.ValueType  # 7
+Global___HandoffReason: _TypeAlias = HandoffReason  # noqa: Y015
+
 @_typing.final
 class SlaClock(_message.Message):
     """One SLA clock of a ticket."""
@@ -285,6 +312,10 @@ class Ticket(_message.Message):
     TENANT_ID_FIELD_NUMBER: _builtins.int
     REQUESTER_NAME_FIELD_NUMBER: _builtins.int
     ASSIGNEE_NAME_FIELD_NUMBER: _builtins.int
+    HANDOFF_REASON_FIELD_NUMBER: _builtins.int
+    HANDOFF_SUMMARY_FIELD_NUMBER: _builtins.int
+    HANDED_OFF_AT_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     conversation_id: _builtins.str
     """The support conversation the ticket lives in."""
@@ -305,6 +336,11 @@ class Ticket(_message.Message):
     """Set in platform staff's views, where tickets of many tenants meet."""
     requester_name: _builtins.str
     assignee_name: _builtins.str
+    handoff_reason: Global___HandoffReason.ValueType
+    """Set by the bot's handoff (sealed at rest: the summary is user content)."""
+    handoff_summary: _builtins.str
+    agent_id: _builtins.str
+    """The first-line bot agent that held the ticket in status bot."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -331,6 +367,8 @@ class Ticket(_message.Message):
     def closed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def sla(self) -> Global___TicketSla: ...
+    @_builtins.property
+    def handed_off_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -360,10 +398,14 @@ class Ticket(_message.Message):
         tenant_id: _builtins.str = ...,
         requester_name: _builtins.str = ...,
         assignee_name: _builtins.str = ...,
+        handoff_reason: Global___HandoffReason.ValueType = ...,
+        handoff_summary: _builtins.str = ...,
+        handed_off_at: _timestamp_pb2.Timestamp | None = ...,
+        agent_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "context", b"context", "created_at", b"created_at", "escalated_at", b"escalated_at", "first_response_at", b"first_response_at", "queued_at", b"queued_at", "resolved_at", b"resolved_at", "sla", b"sla", "source", b"source", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "context", b"context", "created_at", b"created_at", "escalated_at", b"escalated_at", "first_response_at", b"first_response_at", "handed_off_at", b"handed_off_at", "queued_at", b"queued_at", "resolved_at", b"resolved_at", "sla", b"sla", "source", b"source", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "assignee_name", b"assignee_name", "category", b"category", "closed_at", b"closed_at", "context", b"context", "conversation_id", b"conversation_id", "created_at", b"created_at", "escalated", b"escalated", "escalated_at", b"escalated_at", "first_response_at", b"first_response_at", "id", b"id", "platform", b"platform", "priority", b"priority", "queued_at", b"queued_at", "requester_id", b"requester_id", "requester_name", b"requester_name", "resolved_at", b"resolved_at", "sla", b"sla", "source", b"source", "status", b"status", "subject", b"subject", "tags", b"tags", "team_id", b"team_id", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "assignee_id", b"assignee_id", "assignee_name", b"assignee_name", "category", b"category", "closed_at", b"closed_at", "context", b"context", "conversation_id", b"conversation_id", "created_at", b"created_at", "escalated", b"escalated", "escalated_at", b"escalated_at", "first_response_at", b"first_response_at", "handed_off_at", b"handed_off_at", "handoff_reason", b"handoff_reason", "handoff_summary", b"handoff_summary", "id", b"id", "platform", b"platform", "priority", b"priority", "queued_at", b"queued_at", "requester_id", b"requester_id", "requester_name", b"requester_name", "resolved_at", b"resolved_at", "sla", b"sla", "source", b"source", "status", b"status", "subject", b"subject", "tags", b"tags", "team_id", b"team_id", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -646,20 +688,29 @@ class TransitionTicketRequest(_message.Message):
     TICKET_ID_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    HANDOFF_REASON_FIELD_NUMBER: _builtins.int
+    HANDOFF_SUMMARY_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     action: Global___TicketAction.ValueType
     note: _builtins.str
     """Shown in the system message."""
+    handoff_reason: Global___HandoffReason.ValueType
+    """HANDOFF only (required there): why the bot handed the ticket to humans,
+    and a short summary of the conversation so far for the agent who takes it.
+    """
+    handoff_summary: _builtins.str
     def __init__(
         self,
         *,
         ticket_id: _builtins.str = ...,
         action: Global___TicketAction.ValueType = ...,
         note: _builtins.str = ...,
+        handoff_reason: Global___HandoffReason.ValueType = ...,
+        handoff_summary: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "note", b"note", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "handoff_reason", b"handoff_reason", "handoff_summary", b"handoff_summary", "note", b"note", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
