@@ -17,7 +17,7 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_check_member(conversations: ConversationHandler, db: Database) -> None:
-    membership = MembershipHandler(db)
+    membership = MembershipHandler(db, conversations.unit.roles)
     group = (await create(conversations, ALICE, members=["bob"])).conversation.id
     await membership.check_member(ALICE, group)
     await membership.check_member(BOB, group)
@@ -39,7 +39,7 @@ async def test_check_member(conversations: ConversationHandler, db: Database) ->
 
 
 async def test_filter_co_members(conversations: ConversationHandler, db: Database) -> None:
-    membership = MembershipHandler(db)
+    membership = MembershipHandler(db, conversations.unit.roles)
     await create(conversations, ALICE, members=["bob"])
     await create(conversations, ALICE_B, members=["carol"])  # another tenant
     asked = ["carol", "bob", "alice", "bob", "nobody"]
@@ -52,16 +52,16 @@ async def test_filter_co_members(conversations: ConversationHandler, db: Databas
 async def test_a_deleted_conversation_shares_nothing(
     conversations: ConversationHandler, db: Database
 ) -> None:
-    membership = MembershipHandler(db)
+    membership = MembershipHandler(db, conversations.unit.roles)
     group = (await create(conversations, ALICE, members=["bob"])).conversation.id
     assert await membership.filter_co_members(ALICE, ["bob"]) == ["bob"]
     await conversations.delete(user("root", "tenant-a", ROLE_TENANT_ADMIN), group)
     assert await membership.filter_co_members(ALICE, ["bob"]) == []
 
 
-async def test_too_many_ids(db: Database) -> None:
+async def test_too_many_ids(conversations: ConversationHandler, db: Database) -> None:
     with pytest.raises(InvalidArgument) as info:
-        await MembershipHandler(db).filter_co_members(
+        await MembershipHandler(db, conversations.unit.roles).filter_co_members(
             ALICE, [f"u{i}" for i in range(MAX_FILTER_IDS + 1)]
         )
     assert info.value.code == "too_many_user_ids"

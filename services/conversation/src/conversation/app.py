@@ -247,7 +247,7 @@ async def build(
         lambda s: governance_pb2_grpc.add_ModerationServiceServicer_to_server(moderation, s),
         governance_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
     )
-    membership = MembershipServicer(MembershipHandler(db))
+    membership = MembershipServicer(MembershipHandler(db, unit.roles))
     server.add(
         lambda s: membership_pb2_grpc.add_MembershipServiceServicer_to_server(membership, s),
         membership_pb2.DESCRIPTOR.services_by_name["MembershipService"].full_name,

@@ -32,6 +32,10 @@ class HandlerBase:
     def store(self, caller: Caller) -> TenantStore:
         return self._db.for_tenant(caller.tenant_id)
 
+    async def granted(self, caller: Caller) -> frozenset[str]:
+        """The chat permissions the caller's roles hold in its tenant now."""
+        return await self.unit.roles.granted(caller)
+
     async def remember_profile(self, caller: Caller) -> None:
         """Keeps the users collection current without a write per call."""
         if ROLE_SERVICE in caller.roles:
@@ -60,13 +64,14 @@ class HandlerBase:
         """
         store = self.store(caller)
         # Both at once: one round trip of waiting instead of two, on every call.
-        conv, member = await asyncio.gather(
+        conv, member, perms = await asyncio.gather(
             store.conversations.get(conversation_id),
             store.members.get(conversation_id, caller.user_id),
+            self.granted(caller),
         )
         if conv is None:
             member = None
-        return access.require_visible(caller, conv, member), member
+        return access.require_visible(caller, perms, conv, member), member
 
     async def writable_by(
         self, caller: Caller, conversation_id: str
@@ -76,14 +81,15 @@ class HandlerBase:
         process's view (``SanctionCache``), read beside the conversation and the
         membership when it has to be refreshed."""
         store = self.store(caller)
-        conv, member, against = await asyncio.gather(
+        conv, member, against, perms = await asyncio.gather(
             store.conversations.get(conversation_id),
             store.members.get(conversation_id, caller.user_id),
             self.unit.sanctions.against(store, caller.tenant_id, caller.user_id, conversation_id),
+            self.granted(caller),
         )
         if conv is None:
             member = None
-        visible = access.require_visible(caller, conv, member)
+        visible = access.require_visible(caller, perms, conv, member)
         sanctions.refuse_sanctioned(against, self.clock.now())
         return visible, member
 

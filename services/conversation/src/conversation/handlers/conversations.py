@@ -80,8 +80,10 @@ class ConversationHandler(HandlerBase):
         ):
             if kind not in _KINDS:
                 raise InvalidArgument("unknown conversation kind", "invalid_kind")
-            if not access.can_create(caller, kind):
-                raise PermissionDenied("agents and admins create channels", "forbidden_kind")
+            if not access.can_create(await self.granted(caller), kind):
+                raise PermissionDenied(
+                    "your role may not create this kind of conversation", "forbidden_kind"
+                )
             _check_text_fields(title, description, "")
             others = sorted({m for m in member_ids if m and m != caller.user_id})
             if len(others) > MAX_MEMBERS_AT_CREATE:
@@ -127,7 +129,7 @@ class ConversationHandler(HandlerBase):
 
     async def _existing(self, caller: Caller, conv: Conversation) -> Created:
         member = await self.store(caller).members.get(conv.id, caller.user_id)
-        access.require_visible(caller, conv, member)
+        access.require_visible(caller, await self.granted(caller), conv, member)
         return Created(await self.view(caller, conv, member), created=False)
 
     async def _insert(
@@ -195,7 +197,11 @@ class ConversationHandler(HandlerBase):
         members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
         convs = await store.conversations.get_many_by_activity(list(members), limit + 1, after)
         page = convs[:limit]
-        views = await self.views(caller, [(c, members[c.id]) for c in page])
+        # Closed kinds are left out after paging: a page may come out short, and
+        # the next token still follows the stored order.
+        closed = access.closed_kinds(caller, await self.granted(caller))
+        shown = [(c, members[c.id]) for c in page if c.kind not in closed]
+        views = await self.views(caller, shown)
         if len(convs) <= limit:
             return ConversationPage(views, "")
         last = page[-1]
@@ -211,7 +217,10 @@ class ConversationHandler(HandlerBase):
             raise InvalidArgument("limit must not be negative", "invalid_limit")
         store = self.store(caller)
         ids = [m.conversation_id for m in await store.members.list_for_user(caller.user_id)]
-        return await store.conversations.ids_of(ids, max_member_count, limit) if ids else []
+        if not ids:
+            return []
+        closed = access.closed_kinds(caller, await self.granted(caller))
+        return await store.conversations.ids_of(ids, max_member_count, limit, closed)
 
     async def list_members(
         self, caller: Caller, conversation_id: str
@@ -235,7 +244,7 @@ class ConversationHandler(HandlerBase):
         # Nobody edits a direct conversation, its admins included: say so first.
         if conv.kind == pb.CONVERSATION_KIND_DIRECT:
             raise PermissionDenied("a direct conversation has no title", "not_editable")
-        access.require_conv_admin(caller, conv, member)
+        access.require_conv_admin(await self.granted(caller), member)
         access.require_writable(conv)
         _check_text_fields(title or "", description or "", topic or "")
         if title is None and description is None and topic is None:
@@ -253,7 +262,7 @@ class ConversationHandler(HandlerBase):
 
     async def archive(self, caller: Caller, conversation_id: str) -> pb.Conversation:
         conv, member = await self.readable(caller, conversation_id)
-        access.require_conv_admin(caller, conv, member)
+        access.require_conv_admin(await self.granted(caller), member)
         if conv.archived:
             return await self.view(caller, conv, member)
         return await self._conversation_changed(
@@ -311,6 +320,8 @@ class ConversationHandler(HandlerBase):
         if len(query) > MAX_TITLE_CHARS:
             raise InvalidArgument("query too long", "query_too_long")
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
+        if not access.can_browse(await self.granted(caller)):
+            return []
         store = self.store(caller)
         convs = await store.conversations.browse_public(query.strip(), limit)
         members = {m.conversation_id: m for m in await store.members.list_for_user(caller.user_id)}
@@ -320,7 +331,7 @@ class ConversationHandler(HandlerBase):
         conv, member = await self.readable(caller, conversation_id)
         if member is not None:
             return await self.view(caller, conv, member)
-        if not access.can_join(caller, conv):
+        if not access.can_join(await self.granted(caller), conv):
             raise PermissionDenied("this conversation cannot be joined", "not_joinable")
         access.require_writable(conv)
         await self.remember_profile(caller)
@@ -340,7 +351,8 @@ class ConversationHandler(HandlerBase):
             raise InvalidArgument("unknown role", "invalid_role")
         # Direct and ai_assistant memberships are fixed for everyone, whatever their role.
         access.require_editable_kind(conv)
-        if not access.can_add_members(caller, conv, member):
+        perms = await self.granted(caller)
+        if not access.can_add_members(perms, conv, member):
             raise PermissionDenied("you cannot add members here", "forbidden")
         access.require_writable(conv)
         wanted = sorted(set(user_ids))
@@ -352,7 +364,7 @@ class ConversationHandler(HandlerBase):
         if BOT_USER_ID in wanted:
             raise InvalidArgument("the bot cannot be added", "invalid_member_id")
         if role in (pb.MEMBER_ROLE_OWNER, pb.MEMBER_ROLE_ADMIN) and not access.can_set_role(
-            caller, conv, member
+            perms, member
         ):
             raise PermissionDenied("only owners grant admin roles", "forbidden")
         return await self._add(caller, conv, wanted, role)
@@ -422,7 +434,7 @@ class ConversationHandler(HandlerBase):
         target = await self.store(caller).members.get(conversation_id, user_id)
         if target is None:
             raise InvalidArgument("not a member of this conversation", "member_not_found")
-        if not access.can_remove(caller, conv, member, target):
+        if not access.can_remove(await self.granted(caller), member, target):
             raise PermissionDenied("you cannot remove this member", "forbidden")
         access.require_editable_kind(conv)
         access.require_writable(conv)
@@ -464,7 +476,7 @@ class ConversationHandler(HandlerBase):
         conv, member = await self.readable(caller, conversation_id)
         if role not in _ROLES:
             raise InvalidArgument("unknown role", "invalid_role")
-        if not access.can_set_role(caller, conv, member):
+        if not access.can_set_role(await self.granted(caller), member):
             raise PermissionDenied("only owners change roles", "forbidden")
         access.require_editable_kind(conv)
         access.require_writable(conv)

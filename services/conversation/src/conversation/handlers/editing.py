@@ -112,7 +112,7 @@ class Editing(HandlerBase):
 
     async def delete(self, caller: Caller, *, conversation_id: str, message_id: str) -> Message:
         conv, member, message = await self._writable_message(caller, conversation_id, message_id)
-        if not access.can_delete_message(caller, conv, member, message):
+        if not access.can_delete_message(caller, await self.granted(caller), member, message):
             raise PermissionDenied("only the author or an admin can delete", "forbidden")
         if message.deleted:
             return message

@@ -8,14 +8,16 @@ from collections.abc import Sequence
 from confab_core.errors import InvalidArgument, PermissionDenied
 from confab_core.identity import Caller
 from conversation.handlers import access
+from conversation.handlers.rolecache import RoleMatrixCache
 from conversation.storage.db import Database, TenantStore
 
 MAX_FILTER_IDS = 500
 
 
 class MembershipHandler:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, roles: RoleMatrixCache) -> None:
         self._db = db
+        self._roles = roles
 
     def _store(self, caller: Caller) -> TenantStore:
         return self._db.for_tenant(caller.tenant_id)
@@ -25,7 +27,7 @@ class MembershipHandler:
         conv = await store.conversations.get(conversation_id)
         member = None if conv is None else await store.members.get(conversation_id, caller.user_id)
         # Invisible first: a non-member of a private conversation learns nothing.
-        access.require_visible(caller, conv, member)
+        access.require_visible(caller, await self._roles.granted(caller), conv, member)
         if member is None:
             raise PermissionDenied("not a member of this conversation", "not_a_member")
 

@@ -35,6 +35,7 @@ from confab_core.errors import (
 from confab_core.identity import Caller, is_service_user
 from confab_core.limits import MAX_ID_CHARS, MAX_PAGE, MAX_REASON_CHARS
 from conversation.handlers import access, audit
+from conversation.handlers import rolematrix as rm
 from conversation.handlers.conversations import role_name
 from conversation.handlers.editing import Editing
 from conversation.handlers.paging import message_not_found
@@ -163,15 +164,16 @@ class ModerationHandler(Editing):
     async def _moderated(self, caller: Caller, conversation_id: str, user_id: str) -> Conversation:
         """The conversation, when the caller may moderate ``user_id`` in it."""
         conv, member = await self.readable(caller, conversation_id)
-        access.require_conv_admin(caller, conv, member)
+        perms = await self.granted(caller)
+        access.require_moderator(perms, member)
         if conv.kind in access.FIXED_MEMBERSHIP_KINDS:
             raise PermissionDenied("this conversation cannot be moderated", "not_editable")
         target = await self.store(caller).members.get(conversation_id, user_id)
-        # Only an owner (or a tenant admin) moderates an owner.
+        # Only an owner (or whose role moderates every conversation) moderates an owner.
         if (
             target is not None
             and target.role == pb.MEMBER_ROLE_OWNER
-            and not access.tenant_admin(caller)
+            and rm.MODERATE_CHANNELS not in perms
             and (member is None or member.role != pb.MEMBER_ROLE_OWNER)
         ):
             raise PermissionDenied("only an owner moderates an owner", "forbidden")
@@ -306,8 +308,8 @@ class ModerationHandler(Editing):
             raise InvalidArgument("user id too long", "invalid_user_id")
         limit = MAX_PAGE if limit <= 0 else min(limit, MAX_PAGE)
         if conversation_id:
-            conv, member = await self.readable(caller, conversation_id)
-            access.require_conv_admin(caller, conv, member)
+            _, member = await self.readable(caller, conversation_id)
+            access.require_moderator(await self.granted(caller), member)
             scope: str | None = conversation_id
         else:
             _require_tenant_admin(caller)

@@ -6,6 +6,7 @@ from confab_core.errors import InvalidArgument
 from confab_core.identity import Caller
 from confab_core.limits import MAX_QUERY_CHARS, MAX_SEARCH_TERMS
 from confab_core.telemetry import tracer
+from conversation.handlers import access
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.paging import page_limit
@@ -29,7 +30,8 @@ class Search(HandlerBase):
         else:
             scope = [m.conversation_id for m in await store.members.list_for_user(caller.user_id)]
             live = await store.conversations.get_many_by_activity(scope, 0)
-            scope = [c.id for c in live]
+            closed = access.closed_kinds(caller, await self.granted(caller))
+            scope = [c.id for c in live if c.kind not in closed]
         if not scope:
             return []
         with tracer().start_as_current_span(

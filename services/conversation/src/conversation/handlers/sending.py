@@ -94,6 +94,8 @@ class Sending(HandlerBase):
             await self.remember_profile(caller)
             conv, member = await self.writable_by(caller, conversation_id)
             access.require_writer(caller, conv, member, "send")
+            if file is not None:
+                access.require_file_sender(await self.granted(caller))
             support = conv.kind == pb.CONVERSATION_KIND_SUPPORT
             access.require_writable(conv)
             screened = await self.pii.screen(

@@ -38,6 +38,7 @@ from confab_core.kafka import (
 from confab_core.telemetry import inject_headers
 from conversation.handlers import access
 from conversation.handlers.locks import KeyedLocks
+from conversation.handlers.rolecache import RoleMatrixCache
 from conversation.handlers.sanctions import SanctionCache
 from conversation.storage.conversations import Claim, Conversation
 from conversation.storage.db import Database, TenantStore, Transaction
@@ -130,6 +131,9 @@ class UnitOfWork:
         # Shared like the locks: a handler that imposes a sanction drops the
         # entry every other handler of the process reads.
         self.sanctions = SanctionCache(clock)
+        # Each tenant's role matrix, shared the same way; the TenantSettingsChanged
+        # consumer calls ``roles.invalidate``.
+        self.roles = RoleMatrixCache(db, clock)
 
     async def run(
         self, changes: list[Change], body: Callable[[list[Taken]], Awaitable[T]]

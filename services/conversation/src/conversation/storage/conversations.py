@@ -162,10 +162,19 @@ class ConversationRepo:
         )
         return [_record(doc, c) async for doc in cursor]
 
-    async def ids_of(self, ids: list[str], max_members: int, limit: int) -> list[str]:
-        """Which of ``ids`` exist, with at most ``max_members`` members (0: any), most
-        recent activity first, at most ``limit`` (0: all)."""
+    async def ids_of(
+        self,
+        ids: list[str],
+        max_members: int,
+        limit: int,
+        without_kinds: frozenset[int] = frozenset(),
+    ) -> list[str]:
+        """Which of ``ids`` exist, with at most ``max_members`` members (0: any), and
+        are of none of ``without_kinds``, most recent activity first, at most
+        ``limit`` (0: all)."""
         flt: dict[str, Any] = {"_id": {"$in": ids}, "deleted": {"$ne": True}}
+        if without_kinds:
+            flt["kind"] = {"$nin": sorted(without_kinds)}
         if max_members > 0:
             flt["member_count"] = {"$lte": max_members}
         cursor = self._col.find(

@@ -54,6 +54,10 @@ from conversation.storage.outbox import (
     carried_message_id,
     opened_payload,
 )
+from conversation.storage.role_permissions import (
+    TENANT_SETTINGS_COLLECTION,
+    RolePermissionRepo,
+)
 from conversation.storage.policies import (
     PII_COUNT_COLLECTION,
     POLICY_COLLECTION,
@@ -302,6 +306,7 @@ TENANT_COLLECTIONS = (
     TICKETS_COLLECTION,
     TEAMS_COLLECTION,
     SETTINGS_COLLECTION,
+    TENANT_SETTINGS_COLLECTION,
     ANALYTICS_DAYS,
     ANALYTICS_TICKETS,
     ANALYTICS_CURSORS,
@@ -415,6 +420,9 @@ class Database:
 
     def policies(self, tenant_id: str) -> PolicyRepo:
         return PolicyRepo(TenantCollection(self.db[POLICY_COLLECTION], tenant_id))
+
+    def role_permissions(self, tenant_id: str) -> RolePermissionRepo:
+        return RolePermissionRepo(TenantCollection(self.db[TENANT_SETTINGS_COLLECTION], tenant_id))
 
     def pii_counts(self, tenant_id: str) -> PiiCountRepo:
         return PiiCountRepo(TenantCollection(self.db[PII_COUNT_COLLECTION], tenant_id))
