@@ -218,13 +218,6 @@ CELLS = [
 ]
 
 
-def test_the_rows_are_seed_003s_list() -> None:
-    assert list(ROWS) == list(rm.PERMISSIONS) == list(DEFAULTS)
-    for permission, roles in DEFAULTS.items():
-        for role in rm.ROLES:
-            assert (permission in rm.DEFAULT_MATRIX[role]) == (role in roles), (permission, role)
-
-
 async def expect(
     allowed: bool,
     act: Callable[[], Awaitable[object]],
@@ -270,8 +263,9 @@ async def test_a_conversations_own_admins_keep_their_rights(env: Env) -> None:
     owner = user("owner", tenant, ROLE_MEMBER)
     conv = (await create(env.conversations, owner, members=["bob"])).conversation.id
     theirs = (await send(env.messages, bob(tenant), conv, "bob's")).message.id
-    assert not {rm.MANAGE_CHANNELS, rm.DELETE_MESSAGES, rm.MODERATE_CHANNELS} & (
-        rm.DEFAULT_MATRIX[ROLE_MEMBER]
+    assert (
+        not {rm.MANAGE_CHANNELS, rm.DELETE_MESSAGES, rm.MODERATE_CHANNELS}
+        & (rm.DEFAULT_MATRIX[ROLE_MEMBER])
     )
     await env.conversations.update(owner, conv, title="mine", description=None, topic=None)
     await env.messages.delete(owner, conversation_id=conv, message_id=theirs)
@@ -353,10 +347,10 @@ async def test_a_change_takes_effect_within_the_cache_age_without_an_event(env: 
         upsert=True,
     )
     await act()  # still the cached matrix
-    env.clock.advance(MATRIX_CACHE_SECONDS)
+    assert MATRIX_CACHE_SECONDS < 1.0
+    env.clock.advance(1.0)
     with pytest.raises(PermissionDenied):
         await act()
-    assert MATRIX_CACHE_SECONDS <= 1.0
 
 
 @pytest.mark.parametrize("role", [ROLE_SERVICE, ROLE_SUPER_ADMIN])
@@ -369,31 +363,3 @@ async def test_services_and_platform_staff_keep_their_rights(env: Env, role: str
     caller = user("confab-system" if role == ROLE_SERVICE else "staff", tenant, role)
     view = await env.conversations.get(caller, channel)
     assert view.id == channel
-
-
-# -- the pure module ----------
-
-
-def test_effective_replaces_only_the_roles_listed() -> None:
-    matrix = rm.effective({ROLE_AGENT: [rm.SEND_FILES]})
-    assert matrix[ROLE_AGENT] == {rm.SEND_FILES}
-    assert matrix[ROLE_MEMBER] == rm.DEFAULT_MATRIX[ROLE_MEMBER]
-    assert matrix[ROLE_TENANT_ADMIN] == rm.DEFAULT_MATRIX[ROLE_TENANT_ADMIN]
-    assert rm.effective({}) == rm.DEFAULT_MATRIX
-
-
-def test_any_role_grants() -> None:
-    matrix = rm.effective({ROLE_MEMBER: [], ROLE_AGENT: [rm.CREATE_DIRECT]})
-    both = user("x", "t", ROLE_MEMBER, ROLE_AGENT)
-    assert rm.allowed(matrix, both, rm.CREATE_DIRECT)
-    assert not rm.allowed(matrix, both, rm.SEND_FILES)
-    assert not rm.allowed(matrix, user("y", "t", ROLE_MEMBER), rm.CREATE_DIRECT)
-
-
-def test_fixed_callers_ignore_the_tenant() -> None:
-    shut = rm.effective({r: [] for r in rm.ROLES})
-    for role in (ROLE_SERVICE, ROLE_SUPER_ADMIN):
-        caller = user("x", "t", role)
-        assert rm.granted(shut, caller) == rm.granted(rm.DEFAULT_MATRIX, caller)
-        assert not rm.allowed(shut, caller, rm.MANAGE_CHANNELS)
-        assert rm.allowed(shut, caller, rm.ACCESS_CHANNELS)

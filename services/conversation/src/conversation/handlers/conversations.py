@@ -200,7 +200,9 @@ class ConversationHandler(HandlerBase):
         # Closed kinds are left out after paging: a page may come out short, and
         # the next token still follows the stored order.
         closed = access.closed_kinds(caller, await self.granted(caller))
-        shown = [(c, members[c.id]) for c in page if c.kind not in closed]
+        shown: list[tuple[Conversation, Member | None]] = [
+            (c, members[c.id]) for c in page if c.kind not in closed
+        ]
         views = await self.views(caller, shown)
         if len(convs) <= limit:
             return ConversationPage(views, "")

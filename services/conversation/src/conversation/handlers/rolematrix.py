@@ -71,10 +71,13 @@ def granted(matrix: Mapping[str, frozenset[str]], caller: Caller) -> frozenset[s
         return _FIXED
     roles = [r for r in ROLES if r in caller.roles]
     if not roles:
-        # A caller without a tenant role (platform staff re-scoped to a tenant,
-        # or a token with no roles claim) keeps a stranger's rights.
+        # Platform staff re-scoped into a tenant keep a stranger's rights; a
+        # caller naming no role at all is a member, as every other rule reads it.
         return _FIXED if caller.has_role(ROLE_SUPER_ADMIN) else matrix[ROLE_MEMBER]
-    return frozenset().union(*(matrix[r] for r in roles))
+    held: set[str] = set()
+    for role in roles:
+        held |= matrix[role]
+    return frozenset(held)
 
 
 def allowed(matrix: Mapping[str, frozenset[str]], caller: Caller, permission: str) -> bool:

@@ -54,15 +54,15 @@ from conversation.storage.outbox import (
     carried_message_id,
     opened_payload,
 )
-from conversation.storage.role_permissions import (
-    TENANT_SETTINGS_COLLECTION,
-    RolePermissionRepo,
-)
 from conversation.storage.policies import (
     PII_COUNT_COLLECTION,
     POLICY_COLLECTION,
     PiiCountRepo,
     PolicyRepo,
+)
+from conversation.storage.role_permissions import (
+    TENANT_SETTINGS_COLLECTION,
+    RolePermissionRepo,
 )
 from conversation.storage.sla import INDEXES as SLA_INDEXES
 from conversation.storage.sla import (
