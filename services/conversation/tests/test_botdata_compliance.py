@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -15,7 +17,9 @@ import pytest_asyncio
 
 from confab.conversation.v1 import botdata_pb2 as bpb
 from confab.conversation.v1 import botdata_pb2_grpc as bpb_grpc
+from confab_core import mongo
 from confab_core.clock import FakeClock, SystemClock
+from confab_core.crypto import LocalKeyFileProvider, blob_key_id
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer
 from confab_core.identity import (
@@ -26,6 +30,7 @@ from confab_core.identity import (
     ROLE_TENANT_ADMIN,
 )
 from confab_core.servicetoken import BOT, CONVERSATION, GATEWAY, InternalAuth
+from confab_devservers import MongoServer
 from conversation.botdata_servicer import BotDataServicer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.botdata import BotDataHandler
@@ -38,6 +43,7 @@ from conversation.jobs import erasure, export
 from conversation.jobs.policy import ERASE_DELETE, Retention
 from conversation.jobs.retention import RetentionScheduler
 from conversation.jobs.runner import JobKind, JobRunner
+from conversation.reencrypt import ReencryptRunner
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 
 from .conftest import ALICE, BOB, TENANT_A, TENANT_B, create, send, user
@@ -369,3 +375,51 @@ async def test_the_bot_over_grpc(
         await gateway.GetMemory(bpb.GetMemoryRequest(conversation_id=conv, agent_id="helper"))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert trailing_code(err.value) == "forbidden"
+
+
+@pytest_asyncio.fixture
+async def clocked(
+    mongo_server: MongoServer, key_file: Path
+) -> AsyncIterator[tuple[Database, FakeClock]]:
+    """A database on its own clock, with short key caching and rotation delays."""
+    clock = FakeClock()
+    client = mongo.connect(mongo_server.url, "test")
+    name = f"conv_{uuid.uuid4().hex[:12]}"
+    database = Database(
+        client,
+        name,
+        LocalKeyFileProvider(key_file),
+        clock,
+        key_cache_ttl=timedelta(seconds=60),
+        rotation_delay=timedelta(seconds=120),
+    )
+    await database.ensure_indexes()
+    try:
+        yield database, clock
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+async def test_a_key_rotation_reseals_the_bots_data(
+    clocked: tuple[Database, FakeClock],
+) -> None:
+    db, clock = clocked
+    unit = UnitOfWork(db, clock, asyncio.Event())
+    handler = BotDataHandler(db, clock)
+    conv = await _remembered(
+        ConversationHandler(unit), MessageHandler(unit), handler, ["bob"], "rotated"
+    )
+    await KeyHandler(db).rotate(TENANT_A)
+    # Past the rotation delay (the new key writes) and the job's own wait.
+    clock.advance(121)
+    clock.advance(61)
+    runner = ReencryptRunner(db, batch_size=50, poll_seconds=1, lease_seconds=30, owner="a")
+    while await runner.run_once():
+        pass
+    for name in ("bot_memory", "bot_summaries"):
+        raw = await db.db[name].find_one({"conversation_id": conv})
+        assert raw is not None and blob_key_id(raw["summary"]) == "k2"
+    found = await handler.memory(AGENT_BOT_A, conv, "helper")
+    assert found is not None and found.summary == "memory: rotated"
+    assert await handler.cached_summary(BOT_A, conv, 1) == "summary: rotated"

@@ -37,7 +37,7 @@ def usage_message(u: Usage) -> pb.TenantUsage:
     )
 
 
-def _purpose(value: int) -> str:
+def _purpose(value: pb.UsagePurpose.ValueType) -> str:
     try:
         return pb.UsagePurpose.Name(value).removeprefix("USAGE_PURPOSE_").lower()
     except ValueError:

@@ -99,9 +99,7 @@ def _seq(seq: int, conv: Conversation) -> int:
 
 def _tokens(value: int) -> int:
     if value < 0 or value > MAX_CALL_TOKENS:
-        raise InvalidArgument(
-            f"token counts are between 0 and {MAX_CALL_TOKENS}", "invalid_tokens"
-        )
+        raise InvalidArgument(f"token counts are between 0 and {MAX_CALL_TOKENS}", "invalid_tokens")
     return value
 
 
@@ -211,9 +209,7 @@ class BotDataHandler:
 
     async def usage(self, caller: Caller, month: str) -> Usage:
         if not _may_read_usage(caller):
-            raise PermissionDenied(
-                "tenant admins and platform staff read usage", "forbidden"
-            )
+            raise PermissionDenied("tenant admins and platform staff read usage", "forbidden")
         return await self._usage(caller, valid_month(month) if month else self.month())
 
     async def _usage(self, caller: Caller, month: str) -> Usage:

@@ -304,9 +304,7 @@ class UsageRepo:
         )
 
     async def month(self, month: str) -> list[AgentTokens]:
-        cursor = self._usage.find(
-            {"month": month}, sort=[("agent_id", 1)], session=self._session
-        )
+        cursor = self._usage.find({"month": month}, sort=[("agent_id", 1)], session=self._session)
         return [
             AgentTokens(
                 agent_id=str(doc["agent_id"]),
@@ -319,9 +317,7 @@ class UsageRepo:
 
     async def quota(self) -> int:
         """The tenant's monthly token quota from its settings document; 0: none."""
-        doc = await self._settings.find_one(
-            {}, projection={"ai_quota": 1}, session=self._session
-        )
+        doc = await self._settings.find_one({}, projection={"ai_quota": 1}, session=self._session)
         quota = (doc or {}).get("ai_quota") or {}
         value = quota.get("monthly_tokens", 0) if isinstance(quota, dict) else 0
         return int(value) if isinstance(value, int) and value > 0 else 0

@@ -295,6 +295,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("tenant_id", ASCENDING), ("month", ASCENDING), ("agent_id", ASCENDING)]),
     ],
     USAGE_CALLS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
         IndexModel([("at", ASCENDING)], expireAfterSeconds=int(CALL_RETENTION.total_seconds())),
     ],
 }
