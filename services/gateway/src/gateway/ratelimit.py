@@ -76,6 +76,8 @@ class Action(StrEnum):
     # Platform staff: escalated tickets of every tenant (reads; replies and transitions).
     PLATFORM_READ = "platform_read"
     PLATFORM_WRITE = "platform_write"
+    # Stopping a streamed bot reply (message:stream:cancel).
+    STREAM_CANCEL = "stream_cancel"
 
 
 class Limit(BaseModel):
@@ -124,6 +126,8 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # The tenant here is the platform tenant: all platform staff together.
     Action.PLATFORM_READ: Limit(user=120, tenant=3000),
     Action.PLATFORM_WRITE: Limit(user=30, tenant=600),
+    # A stop button: a few per reply at most; each is a bot call and a Kafka record.
+    Action.STREAM_CANCEL: Limit(user=20, tenant=2000),
 }
 
 
