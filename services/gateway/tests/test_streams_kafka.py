@@ -196,7 +196,13 @@ async def test_two_pods_stream_in_order_and_a_late_joiner_catches_up(
         await until(lambda: late.heard, "the text so far")
         assert (late.heard[0]["text"], late.heard[0]["index"]) == ("".join(words[:5]), 5)
 
-        stored = cpb.Message(id="m1", conversation_id="c1", text="".join(words), seq=2)
+        stored = cpb.Message(
+            id="m1",
+            conversation_id="c1",
+            text="".join(words),
+            seq=2,
+            kind=cpb.MESSAGE_KIND_BOT,
+        )
         await publish(
             producer,
             [event(i, delta=spb.StreamDelta(text=words[i - 1])) for i in range(6, 9)]

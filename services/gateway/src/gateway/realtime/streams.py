@@ -22,6 +22,7 @@ from typing import Any
 import socketio
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter
+from pydantic import ValidationError
 
 from confab.bot.v1 import stream_pb2 as spb
 from confab.conversation.v1 import conversation_pb2 as cpb
@@ -132,6 +133,12 @@ class StreamRelay:
             if stream is not None:
                 self._drop(stream)
             ended = event.ended
+            try:
+                message = convert.message(ended.message).model_dump(mode="json")
+            except ValidationError:
+                # A retry cannot fix it: dropped, like an undecodable record.
+                log.error("dropping a stream end whose message is malformed")
+                return
             await self._emit(
                 {
                     "conversation_id": event.conversation_id,
@@ -141,7 +148,7 @@ class StreamRelay:
                     "index": event.index,
                     "done": True,
                     "state": _state(ended.state),
-                    "message": convert.message(ended.message).model_dump(mode="json"),
+                    "message": message,
                 },
                 room,
                 "end",
