@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -174,4 +175,119 @@ async def test_chunk_delay_slows_the_stream(fake_openai: FakeOpenAI) -> None:
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "echo: one two three"
     assert time.monotonic() - started >= 0.2  # 4 word deltas + finish chunk, 50 ms apart
+    await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ({"model": ""}, "model"),
+        ({"messages": []}, "messages"),
+        ({"messages": ["hi"]}, "messages[0]"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": 7}]}, "messages[0].content"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_completion_tokens": 1.5}, "max_completion_tokens"),
+        ({"stream": "yes"}, "stream"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+)
+async def test_requests_are_validated_like_the_real_api(
+    fake_openai: FakeOpenAI, changes: dict[str, Any], param: str
+) -> None:
+    client = _client(fake_openai, max_retries=0)
+    body: dict[str, Any] = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        **changes,
+    }
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.post("/chat/completions", cast_to=dict, body=body)
+    assert info.value.status_code == 400
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == param
+    assert fake_openai.request_log[-1].status == 400
+    # The bounds themselves are fine.
+    ok = await client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "x"}],
+        temperature=2,
+        max_tokens=1,
+        max_completion_tokens=1,
+    )
+    assert ok.choices[0].message.content == "echo: x"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_429_tells_the_client_when_to_retry(fake_openai: FakeOpenAI) -> None:
+    client = _client(fake_openai, max_retries=0)
+    fake_openai.fail_next(1, status=429, retry_after=3)
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    assert info.value.response.headers["retry-after"] == "3"
+    assert info.value.response.headers["retry-after-ms"] == "3000"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_cut_stream_breaks_mid_body_without_done(fake_openai: FakeOpenAI) -> None:
+    client = _client(fake_openai, max_retries=0)
+    fake_openai.cut_next(after_chunks=3)
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "a b c d e f"}], stream=True
+    )
+    seen: list[str] = []
+    # The SDK wraps the broken body (httpx.RemoteProtocolError) as a connection error.
+    with pytest.raises(openai.APIConnectionError):
+        async for chunk in stream:
+            seen += [c.delta.content or "" for c in chunk.choices]
+    # The role chunk and two words, then nothing: no finish_reason, no [DONE].
+    assert "".join(seen) == "echo: a "
+    # Only the next request was cut.
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "whole"}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "echo: whole"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_slow_first_token_then_full_speed(fake_openai: FakeOpenAI) -> None:
+    client = _client(fake_openai, max_retries=0)
+    fake_openai.set_slow(first_token=0.3, n=1)
+    for expect_slow in (True, False):
+        started = time.monotonic()
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "one two"}], stream=True
+        )
+        first_at = None
+        async for chunk in stream:
+            if first_at is None and chunk.choices and chunk.choices[0].delta.content:
+                first_at = time.monotonic() - started
+        assert first_at is not None
+        assert (first_at >= 0.3) is expect_slow
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_per_token_delay_paces_every_token(fake_openai: FakeOpenAI) -> None:
+    client = _client(fake_openai, max_retries=0)
+    fake_openai.set_slow(per_token=0.1)
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "a b c"}], stream=True
+    )
+    arrivals: list[float] = []
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert len(gaps) == 3 and all(g >= 0.09 for g in gaps)
     await client.close()

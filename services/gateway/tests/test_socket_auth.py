@@ -268,6 +268,7 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
         Action.AUDIT_READ: gov.queue(caller, "open", "", 10, ""),
         Action.AUDIT_VERIFY: gov.verify_audit(caller),
         Action.POLICY: ops.get_policy(caller),
+        Action.STREAM_CANCEL: ops.cancel_stream(caller, "c1", "m1"),
     }
     # Not ChatOps' calls: exports, erasures and job reads are JobOps'
     # (test_jobs_routes.py), the platform's PlatformOps' (test_platform_routes.py),

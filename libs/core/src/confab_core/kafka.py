@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 CONVERSATION_EVENTS_TOPIC = "confab.conversation.events.v1"
 PRESENCE_EVENTS_TOPIC = "confab.presence.events.v1"
+# Streamed bot replies (confab.bot.v1.StreamEvent, sealed), keyed by conversation
+# id, and the bot pods' control topic (StreamControl: cancel, snapshot request).
+BOT_STREAMS_TOPIC = "confab.bot-streams"
+BOT_STREAM_CONTROL_TOPIC = "confab.bot-stream-control"
 
 # Record headers, besides the trace context: the payload's protobuf type, so a
 # consumer can drop what it cannot decode, and presence's per-user order.

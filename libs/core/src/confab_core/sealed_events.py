@@ -17,10 +17,11 @@ KeyService restarting) raises, so the consumer retries the record instead.
 from __future__ import annotations
 
 import logging
+from typing import Any, Generic, TypeVar
 
 import grpc
 from aiokafka import ConsumerRecord
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from prometheus_client import Counter
 
 from confab.conversation.v1 import events_pb2, keys_pb2, keys_pb2_grpc
@@ -41,7 +42,11 @@ from confab_core.kafka import EVENT_ID_HEADER, TENANT_ID_HEADER
 log = logging.getLogger(__name__)
 
 OUTBOX_COLLECTION = "outbox"
+# Streamed bot replies (confab.bot.v1.StreamEvent): message text too, sealed the
+# same way under their own name, so neither kind of record opens as the other.
+STREAM_COLLECTION = "bot-streams"
 PAYLOAD_FIELD = "payload"
+M = TypeVar("M", bound=Message)
 
 SKIPPED = Counter(
     "confab_sealed_events_skipped_total",
@@ -50,19 +55,28 @@ SKIPPED = Counter(
 )
 
 
-def payload_aad(tenant_id: str, event_id: str) -> bytes:
-    return aad(tenant_id, OUTBOX_COLLECTION, event_id, PAYLOAD_FIELD)
+def payload_aad(tenant_id: str, event_id: str, collection: str = OUTBOX_COLLECTION) -> bytes:
+    return aad(tenant_id, collection, event_id, PAYLOAD_FIELD)
 
 
-def seal_event(key: DataKey, tenant_id: str, event_id: str, payload: bytes) -> bytes:
-    """``payload`` (a serialized ConversationEvent) sealed for the outbox and Kafka."""
-    return seal(key, payload, payload_aad(tenant_id, event_id))
+def seal_event(
+    key: DataKey,
+    tenant_id: str,
+    event_id: str,
+    payload: bytes,
+    collection: str = OUTBOX_COLLECTION,
+) -> bytes:
+    """``payload`` (a serialized ConversationEvent, or a StreamEvent with
+    ``collection=STREAM_COLLECTION``) sealed for Kafka."""
+    return seal(key, payload, payload_aad(tenant_id, event_id, collection))
 
 
-def open_event(keys: TenantKeys, event_id: str, sealed: bytes) -> bytes:
+def open_event(
+    keys: TenantKeys, event_id: str, sealed: bytes, collection: str = OUTBOX_COLLECTION
+) -> bytes:
     """The serialized event; raises ``UndecryptableError`` when ``sealed`` is not
     the payload of event ``event_id`` of ``keys``'s tenant, intact."""
-    return unseal(keys, sealed, payload_aad(keys.tenant_id, event_id))
+    return unseal(keys, sealed, payload_aad(keys.tenant_id, event_id, collection))
 
 
 def event_headers(tenant_id: str, event_id: str) -> list[tuple[str, bytes]]:
@@ -114,12 +128,14 @@ def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
     return ""
 
 
-class EventOpener:
-    """What every consumer of confab.conversation.events.v1 decodes records with."""
+class SealedOpener(Generic[M]):
+    """Opens sealed records of one message type (with tenant_id and event_id fields)."""
 
-    def __init__(self, keys: KeySource, group: str) -> None:
+    def __init__(self, keys: KeySource, group: str, message_type: type[M], collection: str) -> None:
         self._keys = keys
         self._group = group
+        self._type = message_type
+        self._collection = collection
 
     def _skip(self, record: ConsumerRecord[bytes, bytes], reason: str, tenant: str = "") -> None:
         SKIPPED.labels(self._group, reason).inc()
@@ -134,9 +150,7 @@ class EventOpener:
             },
         )
 
-    async def open(
-        self, record: ConsumerRecord[bytes, bytes]
-    ) -> events_pb2.ConversationEvent | None:
+    async def open(self, record: ConsumerRecord[bytes, bytes]) -> M | None:
         """The record's event, or None (counted, logged) when it must be skipped."""
         tenant_id = _header(record, TENANT_ID_HEADER)
         event_id = _header(record, EVENT_ID_HEADER)
@@ -149,18 +163,26 @@ class EventOpener:
             self._skip(record, "shredded", tenant_id)
             return None
         try:
-            payload = open_event(keys, event_id, record.value)
+            payload = open_event(keys, event_id, record.value, self._collection)
         except UndecryptableError:
             self._skip(record, "undecryptable", tenant_id)
             return None
-        event = events_pb2.ConversationEvent()
+        event = self._type()
         try:
             event.ParseFromString(payload)
         except DecodeError:
             self._skip(record, "undecodable", tenant_id)
             return None
-        if event.tenant_id != tenant_id or event.event_id != event_id:
+        named: Any = event
+        if named.tenant_id != tenant_id or named.event_id != event_id:
             # Sealed under these names, so only a bug at the writer gets here.
             self._skip(record, "mismatched", tenant_id)
             return None
         return event
+
+
+class EventOpener(SealedOpener[events_pb2.ConversationEvent]):
+    """What every consumer of confab.conversation.events.v1 decodes records with."""
+
+    def __init__(self, keys: KeySource, group: str) -> None:
+        super().__init__(keys, group, events_pb2.ConversationEvent, OUTBOX_COLLECTION)

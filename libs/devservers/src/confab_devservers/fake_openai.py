@@ -80,6 +80,76 @@ class _Failure:
     remaining: int
     status: int
     message: str
+    # Seconds the client is told to wait (Retry-After); the tiny default keeps
+    # the SDK's automatic retries from adding its own backoff to every test.
+    retry_after: float = 0.001
+
+
+@dataclass
+class _Cut:
+    remaining: int
+    after_chunks: int
+
+
+@dataclass
+class _Slow:
+    # None: every request until reset.
+    remaining: int | None
+    per_token: float
+    first_token: float
+
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+def _validate_chat(body: dict[str, Any]) -> None:
+    """Rejects what the real Chat Completions API rejects with a 400, naming the param."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _Invalid("you must provide a model parameter", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _Invalid("'messages' must be a non-empty array", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _Invalid(f"messages[{i}] must be an object", f"messages[{i}]")
+        if message.get("role") not in _ROLES:
+            raise _Invalid(f"invalid value for messages[{i}].role", f"messages[{i}].role")
+        content = message.get("content")
+        if content is None and message.get("role") != "assistant":
+            raise _Invalid(f"messages[{i}].content is required", f"messages[{i}].content")
+        if content is not None and not isinstance(content, str | list):
+            raise _Invalid(
+                f"messages[{i}].content must be a string or an array", f"messages[{i}].content"
+            )
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= 2
+    ):
+        raise _Invalid("temperature must be a number between 0 and 2", "temperature")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise _Invalid(f"{name} must be an integer of at least 1", name)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _Invalid("stream must be a boolean", "stream")
+    if body.get("stream_options") is not None and not stream:
+        raise _Invalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -93,9 +163,11 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    # HTTP/1.0: every response ends with the connection, so a streamed body
-    # needs neither Content-Length nor chunked encoding.
-    protocol_version = "HTTP/1.0"
+    # HTTP/1.1 with chunked streams, like the real API: a stream cut short then
+    # ends without its last chunk, which the client sees as a broken response,
+    # not as a body that merely stopped. Every response still closes its
+    # connection, so no test shares one with another.
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("fake-openai: " + format, *args)
@@ -111,10 +183,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+        self.close_connection = True
+
+    def write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n")
+        self.wfile.flush()
 
 
 class FakeOpenAI:
@@ -140,7 +218,8 @@ class FakeOpenAI:
         self._reply: ReplyFn = reply or echo_reply
         self._recorded: list[RecordedRequest] = []
         self._failure: _Failure | None = None
-        self._chunk_delay = 0.0
+        self._cut: _Cut | None = None
+        self._slow: _Slow | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -196,27 +275,57 @@ class FakeOpenAI:
         with self._lock:
             self._reply = fn or echo_reply
 
-    def fail_next(self, n: int = 1, status: int = 500, message: str = "injected failure") -> None:
-        """Answer the next ``n`` requests (any endpoint) with an OpenAI-style error ``status``.
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 500,
+        message: str = "injected failure",
+        *,
+        retry_after: float = 0.001,
+    ) -> None:
+        """Answer the next ``n`` requests (any endpoint) with an OpenAI-style error ``status``
+        (429, 500, 503...), telling the client to retry after ``retry_after`` seconds
+        (``Retry-After`` and ``retry-after-ms``, as the real API sends them).
 
         Note the SDK retries 408/409/429/5xx itself (``max_retries``, default 2),
         and every attempt consumes one failure.
         """
         with self._lock:
-            self._failure = _Failure(remaining=n, status=status, message=message) if n > 0 else None
+            self._failure = (
+                _Failure(remaining=n, status=status, message=message, retry_after=retry_after)
+                if n > 0
+                else None
+            )
+
+    def cut_next(self, after_chunks: int, n: int = 1) -> None:
+        """Close the next ``n`` streamed responses after ``after_chunks`` SSE chunks
+        (the role chunk counts), without the final chunk or ``[DONE]``."""
+        with self._lock:
+            self._cut = _Cut(remaining=n, after_chunks=max(0, after_chunks)) if n > 0 else None
+
+    def set_slow(
+        self, *, per_token: float = 0.0, first_token: float = 0.0, n: int | None = None
+    ) -> None:
+        """Stream slowly: wait ``first_token`` seconds before the first content chunk and
+        ``per_token`` between the others, for the next ``n`` streamed requests (None: all)."""
+        with self._lock:
+            if per_token <= 0 and first_token <= 0:
+                self._slow = None
+            else:
+                self._slow = _Slow(n, max(0.0, per_token), max(0.0, first_token))
 
     def set_chunk_delay(self, seconds: float) -> None:
-        """Pause between streamed chunks, to test slow streams and cancellation."""
-        with self._lock:
-            self._chunk_delay = max(0.0, seconds)
+        """Pause before every streamed content chunk, to test slow streams and cancellation."""
+        self.set_slow(per_token=seconds, first_token=seconds)
 
     def reset(self) -> None:
-        """Forget recorded requests, pending failures, custom reply and chunk delay."""
+        """Forget recorded requests, failure modes and the custom reply."""
         with self._lock:
             self._recorded.clear()
             self._failure = None
+            self._cut = None
+            self._slow = None
             self._reply = echo_reply
-            self._chunk_delay = 0.0
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -240,7 +349,20 @@ class FakeOpenAI:
             failure.remaining -= 1
             if failure.remaining <= 0:
                 self._failure = None
-            return _Failure(remaining=0, status=failure.status, message=failure.message)
+            return _Failure(0, failure.status, failure.message, failure.retry_after)
+
+    def _take_stream_modes(self) -> tuple[_Cut | None, _Slow | None]:
+        with self._lock:
+            cut, slow = self._cut, self._slow
+            if cut is not None:
+                cut.remaining -= 1
+                if cut.remaining <= 0:
+                    self._cut = None
+            if slow is not None and slow.remaining is not None:
+                slow.remaining -= 1
+                if slow.remaining <= 0:
+                    self._slow = None
+            return cut, slow
 
     def _record(self, req: _Handler, method: str, body: dict[str, Any] | None, status: int) -> None:
         with self._lock:
@@ -271,12 +393,13 @@ class FakeOpenAI:
         failure = self._take_failure()
         if failure is not None:
             self._record(req, method, body, failure.status)
-            # A tiny retry-after keeps the SDK's automatic retries from adding
-            # its default exponential backoff (~0.5 s+) to every test.
             req.send_json(
                 failure.status,
                 _error_payload(failure.message, failure.status),
-                headers={"retry-after-ms": "1"},
+                headers={
+                    "retry-after-ms": str(max(1, round(failure.retry_after * 1000))),
+                    "retry-after": str(max(0, round(failure.retry_after))),
+                },
             )
             return
 
@@ -299,8 +422,14 @@ class FakeOpenAI:
         req.send_json(404, _error_payload(f"unknown endpoint {method} {path}", 404))
 
     def _chat_completion(self, req: _Handler, body: dict[str, Any]) -> None:
+        try:
+            _validate_chat(body)
+        except _Invalid as exc:
+            self._record(req, "POST", body, 400)
+            req.send_json(400, _error_payload(exc.message, 400, exc.param))
+            return
         with self._lock:
-            reply_fn, delay = self._reply, self._chunk_delay
+            reply_fn = self._reply
         try:
             text = reply_fn(body)
         except Exception as exc:
@@ -372,24 +501,31 @@ class FakeOpenAI:
         if include_usage:
             events.append({**chunk({}, None), "choices": [], "usage": usage})
 
+        cut, slow = self._take_stream_modes()
+        req.close_connection = True
         try:
             req.send_response(200)
             req.send_header("Content-Type", "text/event-stream; charset=utf-8")
             req.send_header("Cache-Control", "no-cache")
+            req.send_header("Transfer-Encoding", "chunked")
+            req.send_header("Connection", "close")
             req.end_headers()
             for i, event in enumerate(events):
-                if delay and 0 < i < len(events) - 1:
-                    time.sleep(delay)
-                req.wfile.write(b"data: " + json.dumps(event).encode("utf-8") + b"\n\n")
-                req.wfile.flush()
-            req.wfile.write(b"data: [DONE]\n\n")
-            req.wfile.flush()
+                if cut is not None and i >= cut.after_chunks:
+                    # No terminating chunk: the client reads an incomplete body.
+                    req.wfile.flush()
+                    return
+                if slow is not None and 0 < i < len(events) - 1:
+                    time.sleep(slow.first_token if i == 1 else slow.per_token)
+                req.write_chunk(b"data: " + json.dumps(event).encode("utf-8") + b"\n\n")
+            req.write_chunk(b"data: [DONE]\n\n")
+            req.write_chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             # The client hung up mid-stream (e.g. a cancelled generation).
             log.debug("fake OpenAI: client disconnected during stream")
 
 
-def _error_payload(message: str, status: int) -> dict[str, Any]:
+def _error_payload(message: str, status: int, param: str | None = None) -> dict[str, Any]:
     try:
         phrase = HTTPStatus(status).phrase.lower().replace(" ", "_")
     except ValueError:
@@ -399,4 +535,4 @@ def _error_payload(message: str, status: int) -> dict[str, Any]:
         401: "authentication_error",
         429: "rate_limit_exceeded",
     }.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": phrase}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": phrase}}

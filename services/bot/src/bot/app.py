@@ -12,12 +12,20 @@ from bot.handlers.summaries import SummaryHandler
 from bot.model import MaskingChat, model_from
 from bot.servicer import BotServicer
 from bot.settings import BotSettings
-from confab.bot.v1 import bot_pb2, bot_pb2_grpc
+from bot.stream_servicer import BotStreamServicer
+from bot.streaming import OpenAIClients, ReplyStreamer, StreamPublisher, StreamSettings
+from confab.bot.v1 import bot_pb2, bot_pb2_grpc, stream_pb2, stream_pb2_grpc
 from confab_core.clock import SystemClock
 from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
-from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, consume_forever
+from confab_core.ids import new_id
+from confab_core.kafka import (
+    BOT_STREAM_CONTROL_TOPIC,
+    CONVERSATION_EVENTS_TOPIC,
+    Producer,
+    consume_forever,
+)
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
 from confab_core.sealed_events import EventOpener
@@ -62,6 +70,27 @@ async def main() -> None:
         events=EventOpener(keys, CONSUMER_GROUP),
     )
 
+    producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
+    publisher = StreamPublisher(producer, keys)
+    model_clients = OpenAIClients(
+        settings.openai_base_url or "",
+        settings.openai_api_key.get_secret_value() if settings.openai_api_key else "",
+        settings.request_timeout_seconds,
+    )
+    streamer = ReplyStreamer(conversations, model_clients, publisher, stream_settings(settings))
+
+    async def control() -> None:
+        # A group per pod, from latest: every pod hears every cancel, and only
+        # live ones matter.
+        await consume_forever(
+            bootstrap=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
+            topics=[BOT_STREAM_CONTROL_TOPIC],
+            group_id=f"bot-control-{new_id()}",
+            handler=streamer.handle_control,
+            from_latest=True,
+        )
+
     async def consume() -> None:
         await consume_forever(
             bootstrap=settings.kafka_bootstrap_servers,
@@ -79,9 +108,29 @@ async def main() -> None:
         lambda s: bot_pb2_grpc.add_BotServiceServicer_to_server(servicer, s),
         bot_pb2.DESCRIPTOR.services_by_name["BotService"].full_name,
     )
+    stream_servicer = BotStreamServicer(conversations, streamer, publisher)
+    server.add(
+        lambda s: stream_pb2_grpc.add_BotStreamServiceServicer_to_server(stream_servicer, s),
+        stream_pb2.DESCRIPTOR.services_by_name["BotStreamService"].full_name,
+    )
     try:
-        await run_until_signal(server, [consume], settings.shutdown_grace_seconds)
+        await run_until_signal(server, [consume, control], settings.shutdown_grace_seconds)
     finally:
+        await producer.stop()
+        await model_clients.close()
         await conversation_channel.close()
         if base_model is not None:
             await base_model.close()
+
+
+def stream_settings(settings: BotSettings) -> StreamSettings:
+    return StreamSettings(
+        model=settings.model,
+        coalesce_seconds=settings.stream_coalesce_seconds,
+        coalesce_tokens=settings.stream_coalesce_tokens,
+        idle_timeout_seconds=settings.stream_idle_timeout_seconds,
+        first_token_timeout_seconds=settings.stream_first_token_timeout_seconds,
+        attempts=settings.stream_attempts,
+        backoff_initial_seconds=settings.stream_backoff_initial_seconds,
+        backoff_max_seconds=settings.stream_backoff_max_seconds,
+    )

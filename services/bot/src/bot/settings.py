@@ -31,6 +31,17 @@ class BotSettings(ServiceSettings):
     display_name: str = "Confab Assistant"
     grpc_port: int = 50053
     peer_timeout_seconds: float = 10.0
+    # Streamed replies (bot.streaming): tokens are coalesced into one delta every
+    # this many seconds or tokens, whichever comes first.
+    stream_coalesce_seconds: float = Field(default=0.05, gt=0, le=5)
+    stream_coalesce_tokens: int = Field(default=16, ge=1, le=1000)
+    # Silence after the first token that ends the reply as failed.
+    stream_idle_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Per attempt; an attempt without a first token by then is retried.
+    stream_first_token_timeout_seconds: float = Field(default=30.0, gt=0)
+    stream_attempts: int = Field(default=4, ge=1, le=10)
+    stream_backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    stream_backoff_max_seconds: float = Field(default=8.0, gt=0)
 
     @property
     def model_configured(self) -> bool:

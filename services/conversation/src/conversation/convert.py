@@ -92,6 +92,7 @@ def message(m: Message) -> pb.Message:
         ),
         sender_role=m.sender_role,
         ticket_id=m.ticket_id,
+        stream_state=cast(pb.StreamState.ValueType, m.stream_state),
     )
 
 

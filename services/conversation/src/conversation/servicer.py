@@ -147,6 +147,8 @@ class ConversationServicer(pb_grpc.ConversationServiceServicer):
             kind=request.kind,
             thread_root_id=request.thread_root_id,
             file=_file(request),
+            message_id=request.message_id,
+            stream_state=request.stream_state,
         )
         return pb.SendMessageResponse(message=convert.message(sent.message), created=sent.created)
 

@@ -13,14 +13,20 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
+from confab.bot.v1 import stream_pb2
 from confab_core import redisx
 from confab_core.auth import JwtVerifier
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import CachingKeySource
 from confab_core.ids import new_id
-from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, PRESENCE_EVENTS_TOPIC, consume_forever
+from confab_core.kafka import (
+    BOT_STREAMS_TOPIC,
+    CONVERSATION_EVENTS_TOPIC,
+    PRESENCE_EVENTS_TOPIC,
+    consume_forever,
+)
 from confab_core.logs import setup_logging
-from confab_core.sealed_events import EventOpener
+from confab_core.sealed_events import STREAM_COLLECTION, EventOpener, SealedOpener
 from confab_core.servicetoken import GATEWAY
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
@@ -34,6 +40,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
+from gateway.realtime.streams import StreamRelay
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
     ai,
@@ -102,14 +109,20 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
         )
         ctx = GatewayContext(settings=settings, verifier=verifier, backends=backends, ops=ops)
         app.state.gateway = ctx
-        sockets = SocketGateway(sio, ops, verifier, gateway_id, clock)
+        group = f"gateway-{gateway_id}"
+        keys = CachingKeySource(backends.keys, ttl_seconds=settings.key_cache_seconds, clock=clock)
+        streams = StreamRelay(
+            sio,
+            SealedOpener(keys, group, stream_pb2.StreamEvent, STREAM_COLLECTION),
+            ops.stream_text,
+            clock,
+        )
+        sockets = SocketGateway(sio, ops, verifier, gateway_id, clock, streams)
         limit = settings.presence_room_limit
 
         async def presence_audience(tenant_id: str, user_id: str) -> list[str]:
             return await ops.conversations_of(tenant_id, user_id, limit)
 
-        group = f"gateway-{gateway_id}"
-        keys = CachingKeySource(backends.keys, ttl_seconds=settings.key_cache_seconds, clock=clock)
         fanout = Fanout(sio, EventOpener(keys, group), presence_audience, clock)
         tasks = [
             asyncio.create_task(
@@ -121,6 +134,19 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
                     handler=fanout.handle,
                     from_latest=True,
                     ready=ctx.fanout_ready,
+                )
+            ),
+            # Its own consumer: a slow conversation event never holds up deltas,
+            # and one partition's stream events stay in order.
+            asyncio.create_task(
+                consume_forever(
+                    bootstrap=settings.kafka_bootstrap_servers,
+                    security=settings.kafka_security(),
+                    topics=[BOT_STREAMS_TOPIC],
+                    group_id=f"{group}-streams",
+                    handler=streams.handle,
+                    from_latest=True,
+                    ready=ctx.streams_ready,
                 )
             ),
             asyncio.create_task(sockets.heartbeat_forever(settings.heartbeat_seconds)),

@@ -19,3 +19,5 @@ class GatewayContext:
     ops: ChatOps
     # Set once this pod's fan-out consumer holds its partitions.
     fanout_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once this pod's stream consumer (message:stream) holds its partitions.
+    streams_ready: asyncio.Event = field(default_factory=asyncio.Event)

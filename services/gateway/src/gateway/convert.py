@@ -107,6 +107,14 @@ def message(m: cpb.Message) -> schemas.MessageOut:
         file=file(m.file) if _set(m, "file") else None,
         sender_role=cast(schemas.SenderRoleName, m.sender_role) if m.sender_role else None,
         ticket_id=m.ticket_id or None,
+        stream_state=(
+            cast(
+                schemas.StreamStateName,
+                enum_name(cpb.StreamState, m.stream_state, "STREAM_STATE_"),
+            )
+            if m.stream_state
+            else None
+        ),
     )
 
 

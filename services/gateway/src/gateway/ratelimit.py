@@ -78,6 +78,8 @@ class Action(StrEnum):
     PLATFORM_WRITE = "platform_write"
     # Tenant admins reading the month's model usage and quota.
     AI_USAGE = "ai_usage"
+    # Stopping a streamed bot reply (message:stream:cancel).
+    STREAM_CANCEL = "stream_cancel"
 
 
 class Limit(BaseModel):
@@ -127,6 +129,8 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.PLATFORM_READ: Limit(user=120, tenant=3000),
     Action.PLATFORM_WRITE: Limit(user=30, tenant=600),
     Action.AI_USAGE: Limit(user=10, tenant=100),
+    # A stop button: a few per reply at most; each is a bot call and a Kafka record.
+    Action.STREAM_CANCEL: Limit(user=20, tenant=2000),
 }
 
 

@@ -201,6 +201,9 @@ class FileOut(BaseModel):
     size_bytes: int
 
 
+StreamStateName = Literal["complete", "stopped", "failed"]
+
+
 class MessageOut(BaseModel):
     id: str
     conversation_id: str
@@ -227,6 +230,11 @@ class MessageOut(BaseModel):
     )
     ticket_id: str | None = Field(
         default=None, description="The ticket made from this message, if any"
+    )
+    stream_state: StreamStateName | None = Field(
+        default=None,
+        description="How a streamed bot reply ended (its deltas came as message:stream); "
+        "absent for messages that were not streamed",
     )
 
 

@@ -71,3 +71,29 @@ class ConversationClient:
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from exc
         return resp.message
+
+    async def send_streamed(
+        self,
+        conversation_id: str,
+        client_msg_id: str,
+        text: str,
+        *,
+        message_id: str,
+        stream_state: pb.StreamState.ValueType,
+    ) -> pb.Message:
+        """Stores a streamed reply under the id its stream events announced."""
+        try:
+            resp = await self._stub.SendMessage(
+                pb.SendMessageRequest(
+                    conversation_id=conversation_id,
+                    client_msg_id=client_msg_id,
+                    text=text,
+                    kind=pb.MESSAGE_KIND_BOT,
+                    message_id=message_id,
+                    stream_state=stream_state,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from exc
+        return resp.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -81,7 +82,11 @@ class Sending(HandlerBase):
         kind: int,
         thread_root_id: str,
         file: dict[str, Any] | None = None,
+        message_id: str = "",
+        stream_state: int = 0,
     ) -> Sent:
+        """``message_id`` and ``stream_state`` are for service callers: a streamed
+        bot reply announces its id in its stream events before it is stored."""
         with tracer().start_as_current_span(
             "confab.message.send",
             attributes={
@@ -91,6 +96,7 @@ class Sending(HandlerBase):
         ) as span:
             kind = kind or pb.MESSAGE_KIND_TEXT
             _validate(caller, client_msg_id, text, kind, file)
+            _validate_stream(caller, message_id, stream_state)
             await self.remember_profile(caller)
             conv, member = await self.writable_by(caller, conversation_id)
             access.require_writer(caller, conv, member, "send")
@@ -118,7 +124,7 @@ class Sending(HandlerBase):
             found, everyone = await mentions.resolve(store, conversation_id, text)
             attachment = _attachment(file)
             new = NewMessage(
-                id=new_id(),
+                id=message_id or new_id(),
                 conversation_id=conversation_id,
                 sender_id=caller.user_id,
                 sender_name=caller.display_name,
@@ -133,6 +139,7 @@ class Sending(HandlerBase):
                 search_terms=textutil.terms(text + " " + (attachment.name if attachment else "")),
                 pii_kinds=screened.flagged,
                 sender_role=access.sender_role(caller),
+                stream_state=stream_state,
             )
             try:
                 ticketed = None
@@ -186,7 +193,8 @@ class Sending(HandlerBase):
             conversation_id, caller.user_id, client_msg_id
         )
         if again is None:
-            raise RuntimeError("duplicate send, but its message is not there")
+            # The chosen message_id is another message's: not a retry of this send.
+            raise InvalidArgument("message_id is already taken", "message_id_taken")
         span.set_attribute("confab.message.duplicate", True)
         return Sent(again, created=False)
 
@@ -285,6 +293,22 @@ def _validate(
         if file is not None:
             raise InvalidArgument("only file messages carry a file", "unexpected_file")
         validate_text(body)
+
+
+_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _validate_stream(caller: Caller, message_id: str, stream_state: int) -> None:
+    if not message_id and not stream_state:
+        return
+    if not caller.has_role(ROLE_SERVICE):
+        raise InvalidArgument(
+            "message_id and stream_state are for service callers", "service_fields_only"
+        )
+    if message_id and not _MESSAGE_ID.fullmatch(message_id):
+        raise InvalidArgument("message_id must be 32 lowercase hex digits", "invalid_message_id")
+    if stream_state not in pb.StreamState.values():
+        raise InvalidArgument("unknown stream_state", "invalid_stream_state")
 
 
 def _validate_file(file: dict[str, Any] | None) -> None:

@@ -62,6 +62,8 @@ class Message:
     sender_role: str = ""
     # The ticket made from this message (SupportService.TicketFromMessage).
     ticket_id: str = ""
+    # How a streamed bot reply ended (pb.StreamState); 0 for every other message.
+    stream_state: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class NewMessage:
     search_terms: list[str]
     pii_kinds: tuple[str, ...] = ()
     sender_role: str = ""
+    stream_state: int = 0
 
     def at(self, seq: int) -> Message:
         """The message as stored with ``seq``."""
@@ -111,6 +114,8 @@ class NewMessage:
             None,
             self.pii_kinds,
             self.sender_role,
+            "",
+            self.stream_state,
         )
 
 
@@ -168,6 +173,8 @@ def _document(m: NewMessage, seq: int, c: TenantCipher) -> Doc:
         doc["pii_kinds"] = list(m.pii_kinds)
     if m.sender_role:
         doc["sender_role"] = m.sender_role
+    if m.stream_state:
+        doc["stream_state"] = m.stream_state
     return doc
 
 
@@ -213,6 +220,7 @@ def _record(doc: Doc, c: TenantCipher) -> Message:
         pii_kinds=tuple(str(k) for k in doc.get("pii_kinds", ())),
         sender_role=str(doc.get("sender_role", "")),
         ticket_id=str(doc.get("ticket_id", "")),
+        stream_state=int(doc.get("stream_state", 0)),
     )
 
 

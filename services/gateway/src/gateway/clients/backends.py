@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from confab.bot.v1 import bot_pb2_grpc
+from confab.bot.v1 import bot_pb2_grpc, stream_pb2_grpc
 from confab.conversation.v1 import (
     analytics_pb2_grpc,
     assignment_pb2_grpc,
@@ -28,7 +28,7 @@ from confab_core.grpcx.client import channel
 from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, InternalAuth
 from gateway.clients.analytics import AnalyticsClient
 from gateway.clients.assignment import AssignmentClient
-from gateway.clients.bot import BotClient
+from gateway.clients.bot import BotClient, BotStreamClient
 from gateway.clients.botdata import BotDataClient
 from gateway.clients.canned import CannedClient
 from gateway.clients.conversation import ConversationClient
@@ -63,6 +63,7 @@ class Backends:
     channels: list[grpc.aio.Channel]
     assignment: AssignmentClient
     bot_data: BotDataClient
+    bot_streams: BotStreamClient
 
     @classmethod
     def open(
@@ -114,6 +115,7 @@ class Backends:
                 assignment_pb2_grpc.AssignmentServiceStub(chans[0]), timeout
             ),
             bot_data=BotDataClient(botdata_pb2_grpc.BotDataServiceStub(chans[0]), timeout),
+            bot_streams=BotStreamClient(stream_pb2_grpc.BotStreamServiceStub(chans[3]), timeout),
         )
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from typing import cast
 
 from google.protobuf.message import DecodeError
 
-from confab.bot.v1 import bot_pb2
+from confab.bot.v1 import bot_pb2, stream_pb2
 from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import events_pb2 as cev
 from confab.conversation.v1 import policy_pb2 as ppol
@@ -337,6 +337,19 @@ class ChatOps:
         req = npb.ListNotificationsRequest(limit=limit)
         resp = await self._b.notification.list_notifications(caller, req)
         return [convert.notification(n) for n in resp.notifications]
+
+    async def cancel_stream(self, caller: Caller, conversation_id: str, message_id: str) -> None:
+        await self._limiter.check(caller, Action.STREAM_CANCEL)
+        req = stream_pb2.CancelStreamRequest(conversation_id=conversation_id, message_id=message_id)
+        await self._b.bot_streams.cancel_stream(caller, req)
+
+    async def stream_text(
+        self, caller: Caller, conversation_id: str, message_id: str
+    ) -> stream_pb2.GetStreamResponse:
+        """A running stream's text so far, for a socket joining mid-stream; the
+        join itself is what a client rate-limits, so this is not counted."""
+        req = stream_pb2.GetStreamRequest(conversation_id=conversation_id, message_id=message_id)
+        return await self._b.bot_streams.get_stream(caller, req)
 
     async def summarize(self, caller: Caller, conversation_id: str) -> schemas.SummaryOut:
         await self._limiter.check(caller, Action.SUMMARY)

@@ -31,6 +31,7 @@ from gateway import errors, schemas
 from gateway.clients.ops import ChatOps
 from gateway.ratelimit import RateLimited
 from gateway.realtime import rooms
+from gateway.realtime.streams import StreamRelay
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,10 @@ class SocketGateway:
         verifier: JwtVerifier,
         gateway_id: str,
         clock: Clock | None = None,
+        streams: StreamRelay | None = None,
     ) -> None:
         self.sio = sio
+        self._streams = streams
         self._ops = ops
         self._verifier = verifier
         self.gateway_id = gateway_id
@@ -141,6 +144,7 @@ class SocketGateway:
         self._event("typing:stop", _ConversationRef, self._typing_stop)
         self._event("presence:set", schemas.SetPresenceIn, self._set_presence)
         self._event("auth:refresh", _RefreshIn, self._refresh)
+        self._event("message:stream:cancel", _MessageRef, self._cancel_stream)
 
     def _event(
         self,
@@ -304,7 +308,18 @@ class SocketGateway:
     async def _join(self, s: Session, sid: str, body: _ConversationRef) -> Ack:
         conv = await self._ops.get_conversation(s.caller, body.conversation_id)
         await self.sio.enter_room(sid, rooms.conversation(s.caller.tenant_id, conv.id))
+        await self._catch_up(s, sid, [conv.id])
         return {"ok": True, "conversation": conv.model_dump(mode="json")}
+
+    async def _catch_up(self, s: Session, sid: str, conversation_ids: list[str]) -> None:
+        """The text so far of replies streaming in conversations the socket just joined
+        (after joining, so the deltas that follow reach it live)."""
+        if self._streams is not None:
+            await self._streams.catch_up(sid, s.caller, conversation_ids)
+
+    async def _cancel_stream(self, s: Session, sid: str, body: _MessageRef) -> Ack:
+        await self._ops.cancel_stream(s.caller, body.conversation_id, body.message_id)
+        return {"ok": True}
 
     async def _leave(self, s: Session, sid: str, body: _ConversationRef) -> Ack:
         await self.sio.leave_room(sid, rooms.conversation(s.caller.tenant_id, body.conversation_id))
@@ -393,6 +408,7 @@ class SocketGateway:
             replay[conversation_id] = out
             resync[conversation_id] = resync_required
             more[conversation_id] = has_more
+        await self._catch_up(s, sid, list(replay))
         return {
             "ok": True,
             "mode": "events",
@@ -427,6 +443,7 @@ class SocketGateway:
                 errors[conversation_id] = {"code": exc.code, "message": exc.message}
                 continue
             missed[conversation_id] = out
+        await self._catch_up(s, sid, list(missed))
         return {"ok": True, "messages": missed, "errors": errors}
 
     async def heartbeat_forever(self, interval: float) -> None:

@@ -609,11 +609,21 @@ class SendMessageRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     THREAD_ROOT_ID_FIELD_NUMBER: _builtins.int
     FILE_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    STREAM_STATE_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     client_msg_id: _builtins.str
     text: _builtins.str
     kind: Global___MessageKind.ValueType
     thread_root_id: _builtins.str
+    message_id: _builtins.str
+    """Service callers only (else INVALID_ARGUMENT): the id the message is stored
+    under, announced earlier (a streamed bot reply's stream events carry it).
+    A fresh id (32 lowercase hex); a retry with the same client_msg_id returns
+    the stored message.
+    """
+    stream_state: Global___StreamState.ValueType
+    """Service callers only: how a streamed reply ended, stored on the message."""
     @_builtins.property
     def file(self) -> Global___FileAttachment: ...
     def __init__(
@@ -625,10 +635,12 @@ class SendMessageRequest(_message.Message):
         kind: Global___MessageKind.ValueType = ...,
         thread_root_id: _builtins.str = ...,
         file: Global___FileAttachment | None = ...,
+        message_id: _builtins.str = ...,
+        stream_state: Global___StreamState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "conversation_id", b"conversation_id", "file", b"file", "kind", b"kind", "text", b"text", "thread_root_id", b"thread_root_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "conversation_id", b"conversation_id", "file", b"file", "kind", b"kind", "message_id", b"message_id", "stream_state", b"stream_state", "text", b"text", "thread_root_id", b"thread_root_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
