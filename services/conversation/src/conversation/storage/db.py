@@ -16,6 +16,7 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.agents import TENANT_SETTINGS_COLLECTION, AgentRepo
 from conversation.storage.analytics import (
     ANALYTICS_CURSORS,
     ANALYTICS_DAYS,
@@ -328,6 +329,7 @@ class TenantStore:
     escalations: EscalationRepo
     support: SupportConfigRepo
     analytics: AnalyticsRepo
+    agents: AgentRepo
 
 
 class TenantPurge:
@@ -558,4 +560,5 @@ class Database:
                 scoped(ANALYTICS_CURSORS),
                 session,
             ),
+            agents=AgentRepo(scoped(TENANT_SETTINGS_COLLECTION), session),
         )
