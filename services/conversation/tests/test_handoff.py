@@ -4,6 +4,7 @@ HANDOFF, and the bot's silence once humans have the ticket."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC
 from typing import Any
 
@@ -381,3 +382,29 @@ async def test_ticket_staff_is_the_team_or_every_agent_for_services_only(
                 Caller(tenant, "confab-notification", frozenset({ROLE_SERVICE})), ticket_id
             )
         assert err.value.code == "ticket_not_found"
+
+
+async def test_a_bot_send_racing_the_handoff_lands_before_it_or_not_at_all(
+    db: Database, unit: UnitOfWork, support: SupportHandler, messages: MessageHandler
+) -> None:
+    """Two replicas: one hands off while the other stores the bot's reply."""
+    await set_agents(db, TENANT_A, AGENTS)
+    there = MessageHandler(UnitOfWork(db, unit.clock, asyncio.Event()), tickets=support)
+    for round_ in range(4):
+        opened = await support.open(MEMBER, subject=f"Race {round_}")
+        tid, cid = opened.ticket.id, opened.ticket.conversation_id
+        sent, handed = await asyncio.gather(
+            send(there, HELPER, cid, "an answer", f"r{round_}", pb.MESSAGE_KIND_BOT),
+            support.transition(
+                HELPER, tid, ticketflow.HANDOFF, handoff_reason=spb.HANDOFF_REASON_USER_ASKED
+            ),
+            return_exceptions=True,
+        )
+        assert isinstance(handed, spb.Ticket), handed
+        found = await db.for_tenant(TENANT_A).messages.page_after(cid, 0, 100, 100)
+        order = [m.text for m in found]
+        if isinstance(sent, BaseException):
+            assert isinstance(sent, FailedPrecondition) and sent.code == "ticket_not_with_bot"
+            assert "an answer" not in order
+        else:
+            assert order.index("an answer") < order.index(HANDOFF_TEXT)
