@@ -212,6 +212,30 @@ async def test_waiting_on_user_pauses_and_resume_continues(
     )
 
 
+async def test_a_bot_ticket_waits_paused_and_the_handoff_starts_its_clocks(
+    policies: SlaPolicyHandler, support: SupportHandler, clock: FakeClock, db: Database
+) -> None:
+    await policies.put(ADMIN, policy(), expected_version=0)
+    helper = {"id": "helper", "display_name": "Helper", "role": "support", "enabled": True}
+    await db.db["tenant_settings"].insert_one({"tenant_id": TENANT_A, "agents": [helper]})
+    opened = await support.open(MEMBER, subject="Bot first")
+    assert opened.ticket.status == spb.TICKET_STATUS_BOT
+    assert all(c.paused for c in opened.ticket.sla.clocks)
+    # Hours with the bot cost the desk nothing.
+    clock.advance(5 * HOUR)
+    handed = await support.transition(
+        user("confab-bot:helper", TENANT_A, "service"),
+        opened.ticket.id,
+        ticketflow.HANDOFF,
+        handoff_reason=spb.HANDOFF_REASON_USER_ASKED,
+    )
+    first = {c.metric: c for c in handed.sla.clocks}[spb.SLA_METRIC_FIRST_RESPONSE]
+    assert not first.paused and not first.breached
+    assert first.due_at.ToDatetime().replace(tzinfo=clock.now().tzinfo) == clock.now() + timedelta(
+        hours=1
+    )
+
+
 async def test_a_ticket_opened_without_a_policy_has_no_sla(support: SupportHandler) -> None:
     opened = await support.open(MEMBER, subject="No SLA")
     assert opened.ticket.sla.status == spb.SLA_STATUS_UNSPECIFIED

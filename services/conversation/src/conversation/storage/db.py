@@ -16,6 +16,7 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.agents import TENANT_SETTINGS_COLLECTION, AgentRepo
 from conversation.storage.analytics import (
     ANALYTICS_CURSORS,
     ANALYTICS_DAYS,
@@ -32,7 +33,6 @@ from conversation.storage.botdata import (
     CALL_RETENTION,
     MEMORY_COLLECTION,
     SUMMARY_COLLECTION,
-    TENANT_SETTINGS_COLLECTION,
     USAGE_CALLS_COLLECTION,
     USAGE_COLLECTION,
     BotMemoryRepo,
@@ -70,10 +70,7 @@ from conversation.storage.policies import (
     PiiCountRepo,
     PolicyRepo,
 )
-from conversation.storage.role_permissions import (
-    TENANT_SETTINGS_COLLECTION,
-    RolePermissionRepo,
-)
+from conversation.storage.role_permissions import RolePermissionRepo
 from conversation.storage.sla import INDEXES as SLA_INDEXES
 from conversation.storage.sla import (
     POLICY_COLLECTION as SLA_POLICY_COLLECTION,
@@ -366,6 +363,7 @@ class TenantStore:
     analytics: AnalyticsRepo
     bot_memory: BotMemoryRepo
     usage: UsageRepo
+    agents: AgentRepo
 
 
 class TenantPurge:
@@ -608,4 +606,5 @@ class Database:
                 scoped(TENANT_SETTINGS_COLLECTION),
                 session,
             ),
+            agents=AgentRepo(scoped(TENANT_SETTINGS_COLLECTION), session),
         )
