@@ -14,17 +14,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
+import grpc
 import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
 
 import conversation.app as conversation_app
+from bot.agents import AgentDefaults
+from bot.clients.botdata import BotDataClient
 from bot.clients.conversation import ConversationClient
 from bot.clients.keys import key_client
-from bot.handlers.replies import ReplyHandler
+from bot.clients.settings import SettingsClient, SettingsReader
+from bot.clients.support import SupportClient
+from bot.handlers.replies import ReplyConfig, ReplyHandler
 from bot.handlers.summaries import SummaryHandler
-from bot.model import OpenAIChat
+from bot.memory import BpeCounter
+from bot.model import ChatModel, ClientPool, OpenAIChat, RetryPolicy
+from bot.replier import PlainReplier
 from bot.servicer import BotServicer
 from confab.bot.v1 import bot_pb2 as pb
 from confab.bot.v1 import bot_pb2_grpc as pb_grpc
@@ -130,6 +136,7 @@ class Stack:
     conversations: conv_grpc.ConversationServiceStub
     client: ConversationClient
     events: EventOpener
+    channel: grpc.aio.Channel
     tenant_id: str = "t1"
     handled: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -146,20 +153,47 @@ class Stack:
             display_name=user_id.capitalize(),
         )
 
-    def model(self, *, max_retries: int = 2) -> OpenAIChat:
-        client = openai.AsyncOpenAI(
-            base_url=self.fake.base_url, api_key="test-key", timeout=10.0, max_retries=max_retries
-        )
-        self._closers.append(client.close)
-        return OpenAIChat(client, "test-model")
+    def model(self, *, max_retries: int = 2, allowed: frozenset[str] = frozenset()) -> OpenAIChat:
+        clients = ClientPool(self.fake.base_url, "test-key", 10.0, allowed)
+        self._closers.append(clients.close)
+        # No backoff: the tests count attempts, not seconds.
+        return OpenAIChat(clients, "test-model", RetryPolicy(max_retries + 1, 0.0, 0.0))
 
-    def replies(self, *, configured: bool = True, max_retries: int = 2) -> ReplyHandler:
+    def botdata(self) -> BotDataClient:
+        return BotDataClient(self.channel)
+
+    def replies(
+        self,
+        *,
+        configured: bool = True,
+        max_retries: int = 2,
+        token_budget: int = 4000,
+        memory_refresh_tokens: int = 1000,
+        handoff_after_turns: int = 5,
+        model: ChatModel | None = None,
+    ) -> ReplyHandler:
+        if model is None and configured:
+            model = self.model(max_retries=max_retries)
         return ReplyHandler(
-            self.client,
-            self.model(max_retries=max_retries) if configured else None,
-            system_prompt=SYSTEM_PROMPT,
-            history_messages=20,
-            display_name="Confab Assistant",
+            conversations=self.client,
+            support=SupportClient(self.channel),
+            botdata=self.botdata(),
+            # Read every time: tests change settings between messages.
+            settings=SettingsReader(SettingsClient(self.channel), SystemClock(), 1e-9),
+            model=model,
+            replier=None if model is None else PlainReplier(self.client, model),
+            counter=BpeCounter(),
+            config=ReplyConfig(
+                defaults=AgentDefaults(
+                    display_name="Confab Assistant",
+                    system_prompt=SYSTEM_PROMPT,
+                    token_budget=token_budget,
+                    max_reply_tokens=800,
+                    handoff_after_turns=handoff_after_turns,
+                ),
+                history_messages=100,
+                memory_refresh_tokens=memory_refresh_tokens,
+            ),
             events=self.events,
         )
 
@@ -167,7 +201,12 @@ class Stack:
         """BotService on its own port, as app.py serves it."""
         server = GrpcServer(0, BOT_AUTH, host=HOST)
         servicer = BotServicer(
-            SummaryHandler(self.client, self.model() if configured else None, max_messages=100)
+            SummaryHandler(
+                self.client,
+                self.model() if configured else None,
+                max_messages=100,
+                botdata=self.botdata(),
+            )
         )
         server.add(
             lambda s: pb_grpc.add_BotServiceServicer_to_server(servicer, s),
@@ -285,6 +324,7 @@ async def stack(
         fake=fake_openai,
         conversations=conv_grpc.ConversationServiceStub(conversation_channel),
         client=ConversationClient(conversation_channel),
+        channel=conversation_channel,
         # Sealed events opened with keys from the real KeyService, as the service does.
         events=EventOpener(CachingKeySource(key_client(conversation_channel)), "bot-test"),
     )

@@ -19,7 +19,7 @@ def test_defaults_leave_the_model_unconfigured(required: pytest.MonkeyPatch) -> 
     settings = load_settings(BotSettings)
     assert settings.model == "gpt-4o-mini"
     assert settings.system_prompt == DEFAULT_SYSTEM_PROMPT
-    assert settings.history_messages == 20
+    assert settings.history_messages == 100
     assert settings.request_timeout_seconds == 30
     assert settings.grpc_port == 50053
     assert not settings.model_configured

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 
+from bot.agents import AgentDefaults
+from bot.clients.botdata import BotDataClient
 from bot.clients.conversation import ConversationClient
 from bot.clients.keys import key_client
 from bot.clients.policy import PolicyReader
-from bot.handlers.replies import ReplyHandler
+from bot.clients.settings import SettingsClient, SettingsReader
+from bot.clients.support import SupportClient
+from bot.handlers.replies import ReplyConfig, ReplyHandler
 from bot.handlers.summaries import SummaryHandler
+from bot.memory import BpeCounter
 from bot.model import MaskingChat, model_from
+from bot.replier import PlainReplier
 from bot.servicer import BotServicer
 from bot.settings import BotSettings
 from confab.bot.v1 import bot_pb2, bot_pb2_grpc
@@ -29,6 +35,20 @@ log = logging.getLogger(__name__)
 
 SERVICE = "bot"
 CONSUMER_GROUP = "bot"
+
+
+def reply_config(settings: BotSettings) -> ReplyConfig:
+    return ReplyConfig(
+        defaults=AgentDefaults(
+            display_name=settings.display_name,
+            system_prompt=settings.system_prompt,
+            token_budget=settings.token_budget,
+            max_reply_tokens=settings.max_reply_tokens,
+            handoff_after_turns=settings.handoff_after_turns,
+        ),
+        history_messages=settings.history_messages,
+        memory_refresh_tokens=settings.memory_refresh_tokens,
+    )
 
 
 async def main() -> None:
@@ -53,12 +73,21 @@ async def main() -> None:
         key_client(conversation_channel, settings.peer_timeout_seconds),
         ttl_seconds=settings.key_cache_seconds,
     )
+    timeout = settings.peer_timeout_seconds
+    botdata = BotDataClient(conversation_channel, timeout)
     replies = ReplyHandler(
-        conversations,
-        model,
-        system_prompt=settings.system_prompt,
-        history_messages=settings.history_messages,
-        display_name=settings.display_name,
+        conversations=conversations,
+        support=SupportClient(conversation_channel, timeout),
+        botdata=botdata,
+        settings=SettingsReader(
+            SettingsClient(conversation_channel, timeout),
+            SystemClock(),
+            settings.settings_cache_seconds,
+        ),
+        model=model,
+        replier=None if model is None else PlainReplier(conversations, model),
+        counter=BpeCounter(),
+        config=reply_config(settings),
         events=EventOpener(keys, CONSUMER_GROUP),
     )
 
@@ -73,7 +102,9 @@ async def main() -> None:
 
     server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = BotServicer(
-        SummaryHandler(conversations, model, max_messages=settings.summary_messages)
+        SummaryHandler(
+            conversations, model, max_messages=settings.summary_messages, botdata=botdata
+        )
     )
     server.add(
         lambda s: bot_pb2_grpc.add_BotServiceServicer_to_server(servicer, s),

@@ -1,0 +1,73 @@
+"""The tenant's chat settings as the bot reads them (GetServiceSettings, as a
+service caller in the tenant)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import grpc
+
+from confab_core.clock import Clock
+from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, Caller, reset_caller, set_caller
+
+from confab.conversation.v1 import settings_pb2 as pb
+from confab.conversation.v1 import settings_pb2_grpc as pb_grpc
+from confab_core.grpcx.client import translate
+
+
+class TenantSettingsSource(Protocol):
+    """Where the handlers get a tenant's settings: in the service, a cache that
+    the settings-changed events refresh (confab_core.tenant_settings)."""
+
+    async def get(self, tenant_id: str) -> pb.TenantSettings: ...
+
+
+class SettingsClient:
+    """Reads as the current caller, which must be a service caller in the tenant."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
+        self._stub = pb_grpc.SettingsServiceStub(channel)
+        self._timeout = timeout
+
+    async def service_settings(self) -> pb.TenantSettings:
+        try:
+            resp = await self._stub.GetServiceSettings(
+                pb.GetServiceSettingsRequest(), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from exc
+        return resp.settings
+
+
+_CACHE_MAX_TENANTS = 10_000
+
+
+class SettingsReader:
+    """Each tenant's settings, read as the bot and kept for ``ttl_seconds``."""
+
+    def __init__(self, client: SettingsClient, clock: Clock, ttl_seconds: float) -> None:
+        self._client = client
+        self._clock = clock
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, pb.TenantSettings]] = {}
+
+    async def get(self, tenant_id: str) -> pb.TenantSettings:
+        now = self._clock.monotonic()
+        hit = self._cache.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        token = set_caller(
+            Caller(tenant_id=tenant_id, user_id=BOT_USER_ID, roles=frozenset({ROLE_SERVICE}))
+        )
+        try:
+            settings = await self._client.service_settings()
+        finally:
+            reset_caller(token)
+        if len(self._cache) >= _CACHE_MAX_TENANTS:
+            self._cache.clear()
+        self._cache[tenant_id] = (now + self._ttl, settings)
+        return settings
+
+    def forget(self, tenant_id: str) -> None:
+        """A settings change was announced: the next read fetches them."""
+        self._cache.pop(tenant_id, None)
