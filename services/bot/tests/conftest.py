@@ -260,11 +260,13 @@ class Stack:
     ) -> Any:
         return await eventually(probe, within, what)
 
-    def event_for(self, message: conv_pb.Message, kind: int) -> events_pb2.ConversationEvent:
+    def event_for(
+        self, message: conv_pb.Message, kind: int, tenant_id: str = ""
+    ) -> events_pb2.ConversationEvent:
         """The event the conversation service publishes for ``message``."""
         return events_pb2.ConversationEvent(
             event_id=f"evt-{message.id}",
-            tenant_id=self.tenant_id,
+            tenant_id=tenant_id or self.tenant_id,
             conversation_id=message.conversation_id,
             actor_id=message.sender_id,
             message_created=events_pb2.MessageCreated(message=message, conversation_kind=kind),

@@ -43,6 +43,7 @@ SETTINGS = spb.TenantSettings(
 
 def test_a_tenant_without_agents_gets_the_implicit_assistant() -> None:
     a = assistant_agent(spb.TenantSettings(), pb.Conversation(), DEFAULTS)
+    assert a is not None
     assert (a.id, a.user_id, a.display_name) == (DEFAULT_AGENT_ID, BOT_USER_ID, "Confab Assistant")
     assert (a.model, a.base_url, a.temperature) == ("", "", None)
     assert a.system_prompt == "default prompt"
@@ -52,20 +53,23 @@ def test_a_tenant_without_agents_gets_the_implicit_assistant() -> None:
 def test_the_implicit_assistant_keeps_the_tenant_forbidden_topics() -> None:
     settings = spb.TenantSettings(topics=SETTINGS.topics)
     a = assistant_agent(settings, pb.Conversation(), DEFAULTS)
+    assert a is not None
     assert a.guardrails.judge("poker night?").verdict.value == "forbidden"
 
 
 def test_the_tenant_assistant_serves_when_no_agent_is_named() -> None:
     a = assistant_agent(SETTINGS, pb.Conversation(), DEFAULTS)
+    assert a is not None
     assert (a.id, a.user_id, a.display_name) == ("helper", "confab-bot:helper", "Helper")
     assert (a.model, a.base_url, a.temperature) == ("m-1", "https://llm.example/v1", 0.7)
     assert (a.token_budget, a.max_reply_tokens, a.handoff_after_turns) == (2000, 800, 5)
 
 
-def test_the_named_agent_serves_and_a_disabled_one_falls_back() -> None:
-    assert assistant_agent(SETTINGS, pb.Conversation(agent_id="poet"), DEFAULTS).id == "poet"
-    assert assistant_agent(SETTINGS, pb.Conversation(agent_id="off"), DEFAULTS).id == "helper"
-    assert assistant_agent(SETTINGS, pb.Conversation(agent_id="gone"), DEFAULTS).id == "helper"
+def test_the_named_agent_serves_and_a_disabled_or_removed_one_is_silent() -> None:
+    poet = assistant_agent(SETTINGS, pb.Conversation(agent_id="poet"), DEFAULTS)
+    assert poet is not None and poet.user_id == "confab-bot:poet"
+    assert assistant_agent(SETTINGS, pb.Conversation(agent_id="off"), DEFAULTS) is None
+    assert assistant_agent(SETTINGS, pb.Conversation(agent_id="gone"), DEFAULTS) is None
 
 
 def test_support_is_served_only_while_the_ticket_is_bot() -> None:

@@ -107,19 +107,21 @@ def _with_role(settings: spb.TenantSettings, role: spb.AgentRole.ValueType) -> s
 
 def assistant_agent(
     settings: spb.TenantSettings, conversation: pb.Conversation, defaults: AgentDefaults
-) -> Agent:
-    """The agent named at the conversation's creation; when it is gone or
-    disabled, the tenant's assistant; without one, the implicit assistant."""
-    configured = None
+) -> Agent | None:
+    """The agent named at the conversation's creation (the conversation's bot
+    member, the only bot user that may post there): None once it is disabled or
+    removed. A conversation that names none (created before the tenant had
+    agents): the tenant's assistant, else the implicit one."""
     if conversation.agent_id:
         configured = _enabled(settings, conversation.agent_id)
-    if configured is None:
+        if configured is None:
+            return None
+    else:
         configured = _with_role(settings, spb.AGENT_ROLE_ASSISTANT)
     if configured is None:
         return implicit_agent(defaults, settings.topics)
-    agent = agent_from(settings, configured, defaults)
     # Answering in an assistant conversation is never a support handoff.
-    return replace(agent, support=False)
+    return replace(agent_from(settings, configured, defaults), support=False)
 
 
 def support_agent(

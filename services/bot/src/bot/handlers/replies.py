@@ -245,7 +245,8 @@ class ReplyHandler:
             agent = support_agent(settings, ticket, defaults)
             return None if agent is None else Turned(agent, ticket)
         conversation = await self._conversations.get_conversation(conversation_id)
-        return Turned(assistant_agent(settings, conversation, defaults), None)
+        agent = assistant_agent(settings, conversation, defaults)
+        return None if agent is None else Turned(agent, None)
 
     async def _reply(
         self,
