@@ -275,13 +275,13 @@ class ReplyHandler:
         decision = agent.guardrails.judge(message.text)
         span.set_attribute("confab.bot.verdict", decision.verdict.value)
         if decision.verdict is Verdict.ALLOWED and agent.guardrails.model_check:
-            if not await self._topic_check(tenant_id, conversation_id, message, agent):
+            if not await self._topic_check(conversation_id, message, agent):
                 decision = Decision(Verdict.OFF_TOPIC)
         if decision.verdict is not Verdict.ALLOWED:
             outcome = await self._refuse(conversation_id, message, turned, decision.verdict, history)
             span.set_attribute("confab.bot.outcome", outcome)
             return
-        plan = await self._prompt(tenant_id, conversation_id, message, agent, history)
+        plan = await self._prompt(conversation_id, message, agent, history)
         try:
             result = await self._replier.stream(
                 StreamRequest(
@@ -375,9 +375,7 @@ class ReplyHandler:
         )
         return True
 
-    async def _topic_check(
-        self, tenant_id: str, conversation_id: str, message: pb.Message, agent: Agent
-    ) -> bool:
+    async def _topic_check(self, conversation_id: str, message: pb.Message, agent: Agent) -> bool:
         assert self._model is not None
         try:
             completion = await self._model.complete(
@@ -419,7 +417,6 @@ class ReplyHandler:
 
     async def _prompt(
         self,
-        tenant_id: str,
         conversation_id: str,
         message: pb.Message,
         agent: Agent,
@@ -444,9 +441,7 @@ class ReplyHandler:
         )
         if not needs_refresh(plan, self._config.memory_refresh_tokens):
             return plan
-        refreshed = await self._refresh_memory(
-            tenant_id, conversation_id, message, agent, memory, plan
-        )
+        refreshed = await self._refresh_memory(conversation_id, message, agent, memory, plan)
         if refreshed is None:
             return plan
         memory, through = refreshed
@@ -460,7 +455,6 @@ class ReplyHandler:
 
     async def _refresh_memory(
         self,
-        tenant_id: str,
         conversation_id: str,
         message: pb.Message,
         agent: Agent,
