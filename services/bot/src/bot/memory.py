@@ -14,9 +14,12 @@ first use, which a bot without egress cannot do).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import bpe_openai  # type: ignore[import-untyped]
 
 from bot.prompting import Role, Turn
 
@@ -36,13 +39,17 @@ class TokenCounter(Protocol):
     def count(self, text: str) -> int: ...
 
 
+@functools.cache
+def _o200k() -> Any:
+    # Loaded once per process: the vocabulary takes a moment to build.
+    return bpe_openai.get_encoding("o200k_base")
+
+
 class BpeCounter:
     """OpenAI's o200k_base encoding, from the vocabulary shipped in the wheel."""
 
     def __init__(self) -> None:
-        import bpe_openai  # type: ignore[import-untyped]
-
-        self._encoding = bpe_openai.get_encoding("o200k_base")
+        self._encoding = _o200k()
 
     def count(self, text: str) -> int:
         return len(self._encoding.encode(text))

@@ -35,6 +35,10 @@ class SettingsClient:
                 pb.GetServiceSettingsRequest(), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                # A conversation service from before tenant settings (mid-rollout):
+                # no tenant has any, so the defaults are the truth.
+                return pb.TenantSettings()
             raise translate(exc) from exc
         return resp.settings
 
