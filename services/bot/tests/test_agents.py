@@ -78,7 +78,9 @@ def test_support_is_served_only_while_the_ticket_is_bot() -> None:
     assert a is not None and a.support
     assert (a.id, a.user_id, a.handoff_after_turns) == ("desk", "confab-bot:desk", 2)
     for status in (supb.TICKET_STATUS_QUEUED, supb.TICKET_STATUS_ASSIGNED, supb.TICKET_STATUS_NEW):
-        assert support_agent(SETTINGS, supb.Ticket(status=status, agent_id="desk"), DEFAULTS) is None
+        assert (
+            support_agent(SETTINGS, supb.Ticket(status=status, agent_id="desk"), DEFAULTS) is None
+        )
 
 
 def test_support_falls_back_to_the_tenant_support_agent_and_never_to_the_default() -> None:

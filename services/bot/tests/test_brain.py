@@ -102,11 +102,8 @@ async def usage(stack: Stack, tenant_id: str = "") -> bdpb.TenantUsage:
 
 
 async def first_message(stack: Stack, caller: Caller, conversation_id: str) -> conv_pb.Message:
-    return [
-        m
-        for m in await stack.messages(caller, conversation_id)
-        if m.sender_id == caller.user_id
-    ][0]
+    messages = await stack.messages(caller, conversation_id)
+    return next(m for m in messages if m.sender_id == caller.user_id)
 
 
 @pytest.mark.asyncio
@@ -289,9 +286,11 @@ async def test_older_messages_roll_into_memory_under_a_small_budget(stack: Stack
     conv = await stack.create(alice, AI)
     handler = stack.replies(token_budget=256, memory_refresh_tokens=100)
     stack.fake.set_reply(
-        lambda body: "SUMMARY: alice talked about numbers"
-        if "running summary" in body["messages"][0]["content"]
-        else "ok"
+        lambda body: (
+            "SUMMARY: alice talked about numbers"
+            if "running summary" in body["messages"][0]["content"]
+            else "ok"
+        )
     )
     for i in range(8):
         text = f"Message {i}: " + " ".join(["seven"] * 30)

@@ -50,8 +50,9 @@ def test_the_set_is_big_enough() -> None:
 def test_every_forbidden_question_is_refused_by_the_rules_alone(name: str) -> None:
     rules = tenant_rules(name)
     missed = [
-        q for q, label in questions(name) if label == "forbidden" and rules.judge(q).verdict
-        is not Verdict.FORBIDDEN
+        q
+        for q, label in questions(name)
+        if label == "forbidden" and rules.judge(q).verdict is not Verdict.FORBIDDEN
     ]
     assert missed == []
 
@@ -60,8 +61,11 @@ def test_every_forbidden_question_is_refused_by_the_rules_alone(name: str) -> No
 def test_accuracy_on_the_rest(name: str) -> None:
     rules = tenant_rules(name)
     rest = [(q, label) for q, label in questions(name) if label != "forbidden"]
-    wrong = [(q, label, rules.judge(q).verdict.value) for q, label in rest
-             if rules.judge(q).verdict is not EXPECTED[label]]
+    wrong = [
+        (q, label, rules.judge(q).verdict.value)
+        for q, label in rest
+        if rules.judge(q).verdict is not EXPECTED[label]
+    ]
     accuracy = 1 - len(wrong) / len(rest)
     print(f"{name}: {len(rest) - len(wrong)}/{len(rest)} = {accuracy:.1%}; wrong: {wrong}")
     assert accuracy >= MIN_ACCURACY, wrong
@@ -78,7 +82,7 @@ def rules(**forbidden: list[str]) -> Guardrails:
 
 def test_normalization_folds_case_accents_and_spaces() -> None:
     assert normalize("  Rembôursement\tÉCHÉANCE  ") == "remboursement echeance"
-    assert normalize("can’t") == "can't"
+    assert normalize("can\u2019t") == "can't"
 
 
 def test_keywords_and_phrases_match_whole_words_only() -> None:
@@ -132,7 +136,7 @@ def test_the_reply_check_stops_forbidden_content() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["Can I talk to a HUMAN?", "je veux parler à quelqu’un", "Quiero hablar con una persona"],
+    ["Can I talk to a HUMAN?", "je veux parler à quelqu\u2019un", "Quiero hablar con una persona"],
 )
 def test_person_requests_in_several_languages(text: str) -> None:
     assert asks_for_person(text)
@@ -143,6 +147,6 @@ def test_person_phrases_do_not_fire_on_ordinary_questions() -> None:
 
 
 def test_the_model_saying_it_cannot_help_is_detected() -> None:
-    assert cannot_help("I’m sorry, but I can’t help with refunds for other shops.")
+    assert cannot_help("I\u2019m sorry, but I can\u2019t help with refunds for other shops.")
     assert cannot_help("I do not have access to your bank statement.")
     assert not cannot_help("Your refund was sent on Monday.")

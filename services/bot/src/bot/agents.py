@@ -137,4 +137,3 @@ def support_agent(
         return None
     agent = agent_from(settings, configured, defaults)
     return replace(agent, support=True)
-

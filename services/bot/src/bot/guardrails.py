@@ -23,8 +23,10 @@ from confab.conversation.v1 import settings_pb2 as spb
 MAX_PATTERN_CHARS = 200
 
 _SPACES = re.compile(r"\s+")
-# Typographic quotes and dashes as their ASCII twins, so "can’t" is "can't".
-_PUNCT = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "–": "-", "—": "-"})
+# Typographic quotes and dashes as their ASCII twins, so "can\u2019t" is "can't".
+_PUNCT = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'", "\u2013": "-", "\u2014": "-"}
+)
 
 
 def normalize(text: str) -> str:

@@ -121,11 +121,6 @@ class OpenAIChat:
 
     async def complete(self, call: ModelCall) -> Completion:
         client = self._clients.client(call.base_url)
-        kwargs: dict[str, object] = {}
-        if call.temperature is not None:
-            kwargs["temperature"] = call.temperature
-        if call.max_tokens is not None:
-            kwargs["max_tokens"] = call.max_tokens
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry.attempts),
             wait=wait_random_exponential(
@@ -140,7 +135,8 @@ class OpenAIChat:
                     resp = await client.chat.completions.create(
                         model=call.model or self._model,
                         messages=[to_openai(t) for t in call.turns],
-                        **kwargs,  # type: ignore[arg-type]
+                        temperature=openai.omit if call.temperature is None else call.temperature,
+                        max_tokens=openai.omit if call.max_tokens is None else call.max_tokens,
                     )
         except RetryError as exc:
             last = exc.last_attempt.exception()

@@ -7,12 +7,11 @@ from typing import Protocol
 
 import grpc
 
-from confab_core.clock import Clock
-from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, Caller, reset_caller, set_caller
-
 from confab.conversation.v1 import settings_pb2 as pb
 from confab.conversation.v1 import settings_pb2_grpc as pb_grpc
+from confab_core.clock import Clock
 from confab_core.grpcx.client import translate
+from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, Caller, reset_caller, set_caller
 
 
 class TenantSettingsSource(Protocol):

@@ -101,7 +101,9 @@ HANDOFF_SUMMARY_TOKENS = 200
 TOPIC_CHECK_TOKENS = 3
 
 REPLIES = Counter("confab_bot_replies_total", "Bot replies, by outcome", ["outcome"])
-HANDOFFS = Counter("confab_bot_handoffs_total", "Support handoffs by the bot, by reason", ["reason"])
+HANDOFFS = Counter(
+    "confab_bot_handoffs_total", "Support handoffs by the bot, by reason", ["reason"]
+)
 TOKENS = Counter(
     "confab_bot_model_tokens_total",
     "Model tokens, by tenant, agent, direction (in/out) and purpose",
@@ -274,11 +276,16 @@ class ReplyHandler:
         )
         decision = agent.guardrails.judge(message.text)
         span.set_attribute("confab.bot.verdict", decision.verdict.value)
-        if decision.verdict is Verdict.ALLOWED and agent.guardrails.model_check:
-            if not await self._topic_check(conversation_id, message, agent):
-                decision = Decision(Verdict.OFF_TOPIC)
+        if (
+            decision.verdict is Verdict.ALLOWED
+            and agent.guardrails.model_check
+            and not await self._topic_check(conversation_id, message, agent)
+        ):
+            decision = Decision(Verdict.OFF_TOPIC)
         if decision.verdict is not Verdict.ALLOWED:
-            outcome = await self._refuse(conversation_id, message, turned, decision.verdict, history)
+            outcome = await self._refuse(
+                conversation_id, message, turned, decision.verdict, history
+            )
             span.set_attribute("confab.bot.outcome", outcome)
             return
         plan = await self._prompt(conversation_id, message, agent, history)
@@ -428,7 +435,9 @@ class ReplyHandler:
         except ConfabError as exc:
             if isinstance(exc, _PERMANENT):
                 raise
-            log.warning("memory unreadable; answering from recent messages", extra={"error": str(exc)})
+            log.warning(
+                "memory unreadable; answering from recent messages", extra={"error": str(exc)}
+            )
             stored = None
         if stored is not None:
             memory, through = stored.summary, stored.through_seq
@@ -574,7 +583,9 @@ class ReplyHandler:
             history = await self._conversations.messages_before(
                 conversation_id, message.seq + 1, self._config.history_messages
             )
-        summary = await self._handoff_summary(conversation_id, message, turned.agent, reason, history)
+        summary = await self._handoff_summary(
+            conversation_id, message, turned.agent, reason, history
+        )
         try:
             await self._support.hand_off(turned.ticket.id, reason, summary)
         except FailedPrecondition:
@@ -625,4 +636,6 @@ class ReplyHandler:
         text = completion.text.strip()
         if not text:
             return fallback
-        return text if len(text) <= HANDOFF_SUMMARY_CHARS else text[: HANDOFF_SUMMARY_CHARS - 1] + "…"
+        return (
+            text if len(text) <= HANDOFF_SUMMARY_CHARS else text[: HANDOFF_SUMMARY_CHARS - 1] + "…"
+        )
