@@ -17,6 +17,8 @@ from confab.conversation.v1 import (
     analytics_pb2_grpc,
     assignment_pb2,
     assignment_pb2_grpc,
+    botdata_pb2,
+    botdata_pb2_grpc,
     canned_pb2,
     canned_pb2_grpc,
     conversation_pb2,
@@ -63,6 +65,7 @@ from conversation.analytics_consumer import AnalyticsConsumer
 from conversation.analytics_servicer import AnalyticsServicer
 from conversation.assignment_servicer import AssignmentServicer
 from conversation.autoassign import AutoAssigner, PresenceWatcher, Wakeups
+from conversation.botdata_servicer import BotDataServicer
 from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
@@ -70,6 +73,7 @@ from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.analytics import AnalyticsHandler
 from conversation.handlers.assignment import AssignmentHandler
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.botdata import BotDataHandler
 from conversation.handlers.canned import CannedHandler
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.jobs import JobHandler
@@ -236,6 +240,11 @@ async def build(
     server.add(
         lambda s: canned_pb2_grpc.add_SupportProfileServiceServicer_to_server(support_profile, s),
         canned_pb2.DESCRIPTOR.services_by_name["SupportProfileService"].full_name,
+    )
+    bot_data = BotDataServicer(BotDataHandler(db, clock))
+    server.add(
+        lambda s: botdata_pb2_grpc.add_BotDataServiceServicer_to_server(bot_data, s),
+        botdata_pb2.DESCRIPTOR.services_by_name["BotDataService"].full_name,
     )
     audit = AuditServicer(AuditTrail(db, clock, unit.locks))
     server.add(

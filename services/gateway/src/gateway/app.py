@@ -36,6 +36,7 @@ from gateway.realtime.lean import LeanSocketServer, LeanWebSocketProtocol
 from gateway.realtime.sockets import SocketGateway
 from gateway.requestinfo import RequestInfoMiddleware
 from gateway.routes import (
+    ai,
     analytics,
     assignment,
     audit,
@@ -175,6 +176,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         assignment,
         analytics,
         platform,
+        ai,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

@@ -76,6 +76,8 @@ class Action(StrEnum):
     # Platform staff: escalated tickets of every tenant (reads; replies and transitions).
     PLATFORM_READ = "platform_read"
     PLATFORM_WRITE = "platform_write"
+    # Tenant admins reading the month's model usage and quota.
+    AI_USAGE = "ai_usage"
 
 
 class Limit(BaseModel):
@@ -124,6 +126,7 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # The tenant here is the platform tenant: all platform staff together.
     Action.PLATFORM_READ: Limit(user=120, tenant=3000),
     Action.PLATFORM_WRITE: Limit(user=30, tenant=600),
+    Action.AI_USAGE: Limit(user=10, tenant=100),
 }
 
 

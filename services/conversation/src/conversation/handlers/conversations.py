@@ -300,6 +300,8 @@ class ConversationHandler(HandlerBase):
                 {"deleted": False},
                 {"deleted": True},
             )
+            # Nothing reads the bot's retelling of a deleted conversation again.
+            await t.store.bot_memory.forget_conversations([conversation_id])
             t.emit(
                 events_pb2.ConversationEvent(conversation_deleted=events_pb2.ConversationDeleted())
             )

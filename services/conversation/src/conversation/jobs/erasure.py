@@ -151,6 +151,8 @@ class UserErasureJob:
             page = await store.messages.page_by_id(at.after, self._batch, sender_id=user_id)
             mode = await self._policies.erasure_mode(job.tenant_id)
             await self._erase_messages(actor, job, page, anonymise=mode == ERASE_ANONYMISE)
+            # The bot's memory and summaries of these conversations may retell them.
+            await store.bot_memory.forget_conversations(sorted({m.conversation_id for m in page}))
             return self._next(at, [m.id for m in page], total)
         if stage == "events":
             scrub = replacing(user_id, pseudonym(job.id)[0])
@@ -162,6 +164,9 @@ class UserErasureJob:
             members = await store.members.page_by_id(at.after, self._batch, user_id=user_id)
             for m in members:
                 await self._remove_member(actor, m.conversation_id, user_id)
+            await store.bot_memory.forget_conversations(
+                sorted({m.conversation_id for m in members})
+            )
             return self._next(at, [f"{m.conversation_id}:{m.user_id}" for m in members], total)
         if stage == "profile":
             await store.users.delete(user_id)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import support_pb2 as spb
 from conversation.jobs.runner import Step
+from conversation.storage.botdata import MemoryRecord
 from conversation.storage.canned import CannedReply
 from conversation.storage.conversations import Conversation
 from conversation.storage.db import Database, TenantStore
@@ -176,6 +177,19 @@ def canned_record(r: CannedReply) -> JsonRecord:
     }
 
 
+def bot_memory_record(r: MemoryRecord) -> JsonRecord:
+    """An agent's memory (``bot_memory``, up to ``through_seq``) or the
+    conversation's cached summary (``bot_summary``, as of ``through_seq``)."""
+    return {
+        "type": r.kind,
+        "conversation_id": r.conversation_id,
+        "agent_id": r.agent_id,
+        "summary": r.summary,
+        "through_seq": r.through_seq,
+        "updated_at": _time(r.updated_at),
+    }
+
+
 def _csv_row(record: JsonRecord) -> list[str]:
     file = record.get("file")
     name = url = ""
@@ -217,7 +231,12 @@ class ExportJob:
         if fmt == "csv":
             return [messages]
         if scope == "conversation":
-            return [_conversation(store, key), _members(store, conversation_id=key), messages]
+            return [
+                _conversation(store, key),
+                _members(store, conversation_id=key),
+                messages,
+                _bot_memory(store, key),
+            ]
         if scope == "user":
             out = [_users(store, key), _members(store, user_id=key), messages, _tickets(store, key)]
             # Personal canned replies are the user's; shared ones are the tenant's.
@@ -232,6 +251,7 @@ class ExportJob:
             messages,
             _canned(store, owner_id=None),
             _support_profile(store),
+            _bot_memory(store, ""),
         ]
 
     async def step(self, job: Job, at: Checkpoint) -> Step:
@@ -367,6 +387,19 @@ def _canned(store: TenantStore, *, owner_id: str | None) -> Source:
         return await store.canned.count_where(owner_id)
 
     return Source("canned_replies", fetch, count)
+
+
+def _bot_memory(store: TenantStore, conversation_id: str) -> Source:
+    """What the bot keeps of one conversation, or ("") of every conversation."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        rows = await store.bot_memory.page(conversation_id, after, limit)
+        return [(r.id, bot_memory_record(r)) for r in rows]
+
+    async def count() -> int:
+        return await store.bot_memory.count(conversation_id)
+
+    return Source("bot_memory", fetch, count)
 
 
 def _support_profile(store: TenantStore) -> Source:

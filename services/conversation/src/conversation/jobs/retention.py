@@ -4,7 +4,8 @@ One replica at a time runs a pass (a lease in MongoDB, renewed between
 batches), every ``period``. A pass walks the tenants that have conversations
 and, for each, the conversations: messages older than the tenant's
 ``message_days`` go with their search entries, the events that carry them and
-the conversation's older events; archived conversations inactive for
+the conversation's older events, and the bot's memory and summaries of a
+conversation that lost messages; archived conversations inactive for
 ``archived_days``, and any conversation inactive for ``inactive_days``, go
 whole; audit records older than ``audit_days`` go through governance's purge,
 which re-anchors the hash chain. Between two batches the scheduler pauses, so a
@@ -156,11 +157,17 @@ class RetentionScheduler:
     async def _purge_old(
         self, store: TenantStore, conversation_id: str, cutoff: datetime, report: Report
     ) -> None:
+        purged = False
         while ids := await store.messages.older_than(conversation_id, cutoff, self._batch):
             report.events += await store.outbox.purge_messages(conversation_id, ids)
             report.messages += await store.messages.purge(ids)
             DELETED.labels("messages").inc(len(ids))
+            purged = True
             await self._between_batches()
+        if purged:
+            # The bot's memory and summaries retell what just went; it rebuilds
+            # them from the messages that remain.
+            await store.bot_memory.forget_conversations([conversation_id])
         report.events += await store.outbox.purge_before(conversation_id, cutoff)
 
     async def _purge_stale(
@@ -179,6 +186,7 @@ class RetentionScheduler:
                 await store.tickets.purge_conversation(conversation_id)
                 await store.sla.purge_conversation(conversation_id)
                 await store.escalations.purge_conversation(conversation_id)
+                await store.bot_memory.forget_conversations([conversation_id])
                 report.conversations += await store.conversations.purge(conversation_id)
                 DELETED.labels("conversations").inc()
 

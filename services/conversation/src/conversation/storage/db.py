@@ -28,6 +28,16 @@ from conversation.storage.assignment import (
     AssignmentRepo,
 )
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
+from conversation.storage.botdata import (
+    CALL_RETENTION,
+    MEMORY_COLLECTION,
+    SUMMARY_COLLECTION,
+    TENANT_SETTINGS_COLLECTION,
+    USAGE_CALLS_COLLECTION,
+    USAGE_COLLECTION,
+    BotMemoryRepo,
+    UsageRepo,
+)
 from conversation.storage.canned import (
     CANNED_COLLECTION,
     PROFILE_COLLECTION,
@@ -271,6 +281,23 @@ INDEXES: dict[str, list[IndexModel]] = {
     ANALYTICS_CURSORS: [
         IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
     ],
+    # The bot's data: _ids are derived from what a document is about (see
+    # storage/botdata.py); these serve deletion and export by conversation.
+    MEMORY_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    SUMMARY_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)]),
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    USAGE_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("month", ASCENDING), ("agent_id", ASCENDING)]),
+    ],
+    USAGE_CALLS_COLLECTION: [
+        IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("at", ASCENDING)], expireAfterSeconds=int(CALL_RETENTION.total_seconds())),
+    ],
 }
 DEFAULT_KEY_CACHE_TTL = timedelta(minutes=5)
 DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
@@ -305,6 +332,10 @@ TENANT_COLLECTIONS = (
     ANALYTICS_DAYS,
     ANALYTICS_TICKETS,
     ANALYTICS_CURSORS,
+    MEMORY_COLLECTION,
+    SUMMARY_COLLECTION,
+    USAGE_COLLECTION,
+    USAGE_CALLS_COLLECTION,
     "conversations",
 )
 
@@ -328,6 +359,8 @@ class TenantStore:
     escalations: EscalationRepo
     support: SupportConfigRepo
     analytics: AnalyticsRepo
+    bot_memory: BotMemoryRepo
+    usage: UsageRepo
 
 
 class TenantPurge:
@@ -556,6 +589,15 @@ class Database:
                 scoped(ANALYTICS_DAYS),
                 scoped(ANALYTICS_TICKETS),
                 scoped(ANALYTICS_CURSORS),
+                session,
+            ),
+            bot_memory=BotMemoryRepo(
+                scoped(MEMORY_COLLECTION), scoped(SUMMARY_COLLECTION), crypto, session
+            ),
+            usage=UsageRepo(
+                scoped(USAGE_COLLECTION),
+                scoped(USAGE_CALLS_COLLECTION),
+                scoped(TENANT_SETTINGS_COLLECTION),
                 session,
             ),
         )

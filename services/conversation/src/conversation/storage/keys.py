@@ -57,6 +57,8 @@ SEALED: dict[str, tuple[str, tuple[str, ...]]] = {
     "support_profiles": ("_id", ("name",)),
     "tickets": ("_id", ("subject",)),
     "support_teams": ("_id", ("name",)),
+    "bot_memory": ("_id", ("summary",)),
+    "bot_summaries": ("_id", ("summary",)),
 }
 JOB_ORDER = tuple(SEALED)
 

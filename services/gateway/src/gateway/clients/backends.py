@@ -10,6 +10,7 @@ from confab.bot.v1 import bot_pb2_grpc
 from confab.conversation.v1 import (
     analytics_pb2_grpc,
     assignment_pb2_grpc,
+    botdata_pb2_grpc,
     canned_pb2_grpc,
     conversation_pb2_grpc,
     governance_pb2_grpc,
@@ -28,6 +29,7 @@ from confab_core.servicetoken import BOT, CONVERSATION, NOTIFICATION, PRESENCE, 
 from gateway.clients.analytics import AnalyticsClient
 from gateway.clients.assignment import AssignmentClient
 from gateway.clients.bot import BotClient
+from gateway.clients.botdata import BotDataClient
 from gateway.clients.canned import CannedClient
 from gateway.clients.conversation import ConversationClient
 from gateway.clients.governance import AuditClient, ModerationClient
@@ -60,6 +62,7 @@ class Backends:
     platform: PlatformClient
     channels: list[grpc.aio.Channel]
     assignment: AssignmentClient
+    bot_data: BotDataClient
 
     @classmethod
     def open(
@@ -110,6 +113,7 @@ class Backends:
             assignment=AssignmentClient(
                 assignment_pb2_grpc.AssignmentServiceStub(chans[0]), timeout
             ),
+            bot_data=BotDataClient(botdata_pb2_grpc.BotDataServiceStub(chans[0]), timeout),
         )
 
     async def close(self) -> None:

@@ -123,10 +123,19 @@ async def mark_read(
     return await ops.mark_read(caller, conversation_id, body.seq)
 
 
-@router.post(
+@router.get(
     "/{conversation_id}/summary", response_model=schemas.SummaryOut, responses={**ERRORS, **LIMITED}
+)
+@router.post(
+    "/{conversation_id}/summary",
+    response_model=schemas.SummaryOut,
+    responses={**ERRORS, **LIMITED},
+    description="The same as GET (kept for clients of the first API).",
 )
 async def summarize(
     conversation_id: ConversationId, caller: CallerDep, ops: OpsDep
 ) -> schemas.SummaryOut:
+    """The conversation's summary by the bot, cached until the conversation's
+    next message (``last_seq``). Members only: anyone else, and another tenant,
+    get 404 ``conversation_not_found``. Rate limited (``summary``)."""
     return await ops.summarize(caller, conversation_id)
