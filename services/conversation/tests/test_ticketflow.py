@@ -56,9 +56,9 @@ def test_every_cell(action: str, status: str, expected: str | None) -> None:
 
 
 def test_submit_goes_to_the_bot_when_it_takes_new_tickets() -> None:
-    assert tf.next_status("new", "submit", bot_takes_new=True) == "bot"
+    assert tf.next_status("new", "submit", to_bot=True) == "bot"
     with pytest.raises(FailedPrecondition):
-        tf.next_status("queued", "submit", bot_takes_new=True)
+        tf.next_status("queued", "submit", to_bot=True)
 
 
 def test_an_unknown_action_is_an_invalid_transition() -> None:

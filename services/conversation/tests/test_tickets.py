@@ -457,16 +457,22 @@ async def test_bad_input_writes_nothing(support: SupportHandler, db: Database) -
     assert await snapshot(db, tenant=TENANT_A) == before
 
 
-async def test_the_bot_takes_new_tickets_when_the_tenant_says_so(
-    support: SupportHandler, db: Database, clock: FakeClock
+async def test_the_bot_takes_new_tickets_when_the_tenant_has_a_support_agent(
+    support: SupportHandler, db: Database
 ) -> None:
-    await db.for_tenant(TENANT_A).support.set_bot_takes_new(True, clock.now())
+    agent = {"id": "helper", "display_name": "Helper", "role": "support", "enabled": True}
+    await db.db["tenant_settings"].insert_one({"tenant_id": TENANT_A, "agents": [agent]})
     opened = await support.open(MEMBER, subject="Bot first")
     assert opened.ticket.status == spb.TICKET_STATUS_BOT
     # Still in the default queue, so agents can take over from the bot.
     assert [t.id for t in (await support.queue(AGENT)).tickets] == [opened.ticket.id]
-    bot = user("confab-bot", TENANT_A, "service")
-    handed = await support.transition(bot, opened.ticket.id, ticketflow.HANDOFF)
+    bot = user("confab-bot:helper", TENANT_A, "service")
+    handed = await support.transition(
+        bot,
+        opened.ticket.id,
+        ticketflow.HANDOFF,
+        handoff_reason=spb.HANDOFF_REASON_USER_ASKED,
+    )
     assert handed.status == spb.TICKET_STATUS_QUEUED
     resolved = await support.transition(MEMBER, opened.ticket.id, ticketflow.RESOLVE)
     assert resolved.status == spb.TICKET_STATUS_RESOLVED

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from confab.conversation.v1 import support_pb2 as spb
 from confab_core.clock import FakeClock
 from confab_core.errors import InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import (
@@ -18,6 +19,7 @@ from confab_core.identity import (
     ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
 )
+from conversation.handlers import ticketflow
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
@@ -39,6 +41,23 @@ ADMIN_B = user("root", TENANT_B, ROLE_MEMBER, ROLE_TENANT_ADMIN)
 SUPER = user("staff", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN)
 AGENT = user("ada", TENANT_A, ROLE_MEMBER, ROLE_AGENT)
 VIC = user("vic")
+HELPER = {"id": "helper", "display_name": "Helper", "role": "support", "enabled": True}
+
+
+async def handed_off(db: Database, support: SupportHandler, subject: str, summary: str) -> str:
+    """A ticket of vic's that the support bot handed off with ``summary``."""
+    await db.db["tenant_settings"].update_one(
+        {"tenant_id": TENANT_A}, {"$set": {"agents": [HELPER]}}, upsert=True
+    )
+    opened = await support.open(VIC, subject=subject)
+    await support.transition(
+        user("confab-bot:helper", TENANT_A, "service"),
+        opened.ticket.id,
+        ticketflow.HANDOFF,
+        handoff_reason=spb.HANDOFF_REASON_USER_ASKED,
+        handoff_summary=summary,
+    )
+    return opened.ticket.id
 
 
 class Policies:
@@ -76,6 +95,7 @@ async def test_a_user_export_holds_their_tickets(
 ) -> None:
     support = SupportHandler(unit)
     mine = await support.open(VIC, subject="zebra printer")
+    handed = await handed_off(db, support, "quokka", "Vic wants a person")
     await support.open(user("otto"), subject="not vic's")
     job = await jobs.create_export(ADMIN, scope="user", key="vic", fmt="ndjson")
     await _runner(unit, clock).run_once()
@@ -85,10 +105,16 @@ async def test_a_user_export_holds_their_tickets(
         + [(await jobs.read_chunk(ADMIN, job.id, p)).data for p in range(1, first.parts)]
     )
     records = [json.loads(line) for line in data.decode().splitlines()]
-    tickets = [r for r in records if r["type"] == "ticket"]
+    tickets = sorted((r for r in records if r["type"] == "ticket"), key=lambda t: t["subject"])
     assert [(t["id"], t["subject"], t["status"]) for t in tickets] == [
-        (mine.ticket.id, "zebra printer", "queued")
+        (handed, "quokka", "queued"),
+        (mine.ticket.id, "zebra printer", "queued"),
     ]
+    assert (tickets[0]["handoff_reason"], tickets[0]["handoff_summary"]) == (
+        "user_asked",
+        "Vic wants a person",
+    )
+    assert tickets[0]["handed_off_at"] and tickets[1]["handed_off_at"] is None
 
 
 async def test_a_user_erasure_blanks_their_tickets(
@@ -97,6 +123,7 @@ async def test_a_user_erasure_blanks_their_tickets(
     support = SupportHandler(unit)
     await unit.database.for_tenant(TENANT_A).users.upsert("vic", "Vic", "", unit.clock.now())
     opened = await support.open(VIC, subject="zebra confession")
+    handed = await handed_off(db, support, "zebra again", "zebra story of the requester")
     job = await jobs.create_user_erasure(ADMIN, "vic")
     await _runner(unit, clock).run_once()
     assert (await jobs.get(ADMIN, job.id)).status == "succeeded"
@@ -111,6 +138,11 @@ async def test_a_user_erasure_blanks_their_tickets(
     assert not [e for e in events if "zebra" in str(e) or '"vic"' in str(e)]
     conv = await db.for_tenant(TENANT_A).conversations.get(opened.ticket.conversation_id)
     assert conv is not None and conv.title == ""
+    # The handoff summary retells the requester's words: it goes the same way.
+    ticket = await db.for_tenant(TENANT_A).tickets.get(handed)
+    assert ticket is not None and ticket.handoff_summary == "" and ticket.subject == ""
+    handoff_events = [decode(d) for d in await outbox(db, ticket.conversation_id)]
+    assert not [e for e in handoff_events if "zebra" in str(e)]
 
 
 async def test_a_tenant_erasure_deletes_tickets_teams_and_the_index(

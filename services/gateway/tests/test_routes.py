@@ -333,3 +333,27 @@ async def test_no_token_is_401(client: Any, conv_stub: Any) -> None:
     resp = await client.delete(C, headers={"Authorization": ""})
     assert_error(resp, 401, "missing_token")
     assert conv_stub.calls == []
+
+
+async def test_an_assistant_conversation_names_its_agent(
+    client: Any, conv_stub: Any, h: Any
+) -> None:
+    made = h.conversation()
+    made.agent_id = "poet"
+    conv_stub.responses["CreateConversation"] = cpb.CreateConversationResponse(
+        conversation=made, created=True
+    )
+    resp = await client.post("/conversations", json={"kind": "ai_assistant", "agent_id": "poet"})
+    assert resp.status_code in (200, 201), resp.text
+    assert resp.json()["conversation"]["agent_id"] == "poet"
+    assert conv_stub.last("CreateConversation").agent_id == "poet"
+    conv_stub.responses["CreateConversation"] = h.RpcError(
+        grpc.StatusCode.INVALID_ARGUMENT, "no such agent", "unknown_agent"
+    )
+    refused = await client.post(
+        "/conversations", json={"kind": "ai_assistant", "agent_id": "nobody"}
+    )
+    assert_error(refused, 422, "unknown_agent")
+    assert_error(
+        await client.post("/conversations", json={"kind": "ai_assistant", "agent_id": ""}), 422
+    )

@@ -213,3 +213,31 @@ async def test_sync_in_events_mode_replays_ticket_events_as_live(h: Any) -> None
     replay = ack["events"]["c1"]
     assert [e["event"] for e in replay] == [cast(Any, convert.event(e)).event for e in live]
     assert [e["data"] for e in replay] == [cast(Any, convert.event(e)).data for e in live]
+
+
+async def test_a_handoff_reaches_every_online_agent(server: Any, h: Any) -> None:
+    """The bot's handoff: ticket:updated (change "handoff", with the reason and
+    summary) and queue:updated (added) reach the staff room, not only the
+    conversation's members."""
+    fanout = Fanout(server, h.opener())
+    handed = ticket(
+        handoff_reason=spb.HANDOFF_REASON_FORBIDDEN_TOPIC,
+        handoff_summary="Asked about a refund.",
+        agent_id="helper",
+    )
+    handed.status = spb.TICKET_STATUS_QUEUED
+    updated = ev.TicketUpdated(
+        ticket=handed, change="handoff", previous_status=spb.TICKET_STATUS_BOT
+    )
+    queued = ev.QueueUpdated(ticket_id="tk1", change="added", status=spb.TICKET_STATUS_QUEUED)
+    await fanout.handle(h.record(h.event(1, ticket_updated=updated)))
+    await fanout.handle(h.record(h.event(2, queue_updated=queued)))
+    staff_and_room = {"s-ag1a", "s-ag1b", "s-adm", "s-ag2", "s-req"}
+    assert server.audiences == [staff_and_room, staff_and_room]
+    name, payload, _ = server.emits[0]
+    assert name == "ticket:updated"
+    body = cast(dict[str, Any], payload)
+    assert body["change"] == "handoff"
+    assert body["ticket"]["handoff_reason"] == "forbidden_topic"
+    assert body["ticket"]["handoff_summary"] == "Asked about a refund."
+    assert body["ticket"]["agent_id"] == "helper"

@@ -18,7 +18,7 @@ from confab.conversation.v1 import support_pb2 as spb
 from confab_core.auth import JwtVerifier
 from confab_core.errors import ERROR_CODE_METADATA_KEY
 from confab_core.identity import Caller
-from gateway import convert
+from gateway import convert, ticketconvert
 from gateway.clients.support import SupportAdminClient, SupportClient
 from gateway.context import GatewayContext
 from gateway.ratelimit import Action, RateLimited
@@ -181,6 +181,12 @@ BAD = [
     ("patch", f"/tickets/{LONG}", {}),
     ("post", "/tickets/t1/transitions", {"action": "explode"}),
     ("post", "/tickets/t1/transitions", {"action": "resolve", "note": "n" * 501}),
+    ("post", "/tickets/t1/transitions", {"action": "handoff", "handoff_reason": "bored"}),
+    (
+        "post",
+        "/tickets/t1/transitions",
+        {"action": "handoff", "handoff_reason": "user_asked", "handoff_summary": "s" * 2001},
+    ),
     ("post", "/tickets/t1/assign", {"assignee_id": LONG}),
     ("post", "/tickets/t1/escalate", {"reason": "r" * 501}),
     ("post", f"/tickets/{LONG}/claim", None),
@@ -340,7 +346,43 @@ async def test_a_ticket_translates_every_field(world: World) -> None:
             ],
         },
         "version": 3,
+        "handoff_reason": None,
+        "handoff_summary": None,
+        "handed_off_at": None,
+        "agent_id": None,
     }
+
+
+async def test_a_handoff_carries_its_reason_and_summary_both_ways(world: World) -> None:
+    http, stub, _ = world
+    resp = await http.post(
+        "/tickets/t1/transitions",
+        json={
+            "action": "handoff",
+            "handoff_reason": "forbidden_topic",
+            "handoff_summary": "Asked about refunds.",
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    (name, req) = stub.calls[0]
+    assert name == "TransitionTicket"
+    assert (req.action, req.handoff_reason, req.handoff_summary) == (
+        spb.TICKET_ACTION_HANDOFF,
+        spb.HANDOFF_REASON_FORBIDDEN_TOPIC,
+        "Asked about refunds.",
+    )
+    handed = sample_ticket()
+    handed.handoff_reason = spb.HANDOFF_REASON_FORBIDDEN_TOPIC
+    handed.handoff_summary = "Asked about refunds."
+    handed.handed_off_at.FromSeconds(1_700_000_001)
+    handed.agent_id = "helper"
+    out = ticketconvert.ticket(handed).model_dump(mode="json")
+    assert (out["handoff_reason"], out["handoff_summary"], out["agent_id"]) == (
+        "forbidden_topic",
+        "Asked about refunds.",
+        "helper",
+    )
+    assert out["handed_off_at"] == "2023-11-14T22:13:21Z"
 
 
 async def test_queue_filters_reach_the_service(world: World) -> None:

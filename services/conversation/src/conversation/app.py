@@ -37,6 +37,8 @@ from confab.conversation.v1 import (
     policy_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
+    staff_pb2,
+    staff_pb2_grpc,
     support_admin_pb2,
     support_admin_pb2_grpc,
     support_pb2,
@@ -85,6 +87,7 @@ from conversation.handlers.platform import PlatformHandler
 from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.sla import SlaEngine
 from conversation.handlers.sla_policy import SlaPolicyHandler
+from conversation.handlers.staff import StaffHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.unit import UnitOfWork
@@ -103,6 +106,7 @@ from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
 from conversation.sla_scheduler import SlaScheduler
 from conversation.sla_servicer import SlaServicer
+from conversation.staff_servicer import StaffServicer
 from conversation.storage.db import Database
 from conversation.support_admin_servicer import SupportAdminServicer
 from conversation.support_assign import AssignmentObserver, SystemAssign, TicketView
@@ -260,6 +264,11 @@ async def build(
     server.add(
         lambda s: membership_pb2_grpc.add_MembershipServiceServicer_to_server(membership, s),
         membership_pb2.DESCRIPTOR.services_by_name["MembershipService"].full_name,
+    )
+    staff = StaffServicer(StaffHandler(db))
+    server.add(
+        lambda s: staff_pb2_grpc.add_StaffServiceServicer_to_server(staff, s),
+        staff_pb2.DESCRIPTOR.services_by_name["StaffService"].full_name,
     )
     policy = PolicyServicer(policies)
     server.add(

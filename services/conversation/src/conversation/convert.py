@@ -52,6 +52,7 @@ def conversation(
         last_read_seq=member.last_read_seq if member else 0,
         mention_count=mentions,
         last_event_seq=conv.last_event_seq,
+        agent_id=conv.agent_id,
     )
 
 
@@ -140,4 +141,8 @@ def ticket(t: Ticket) -> spb.Ticket:
         resolved_at=ts(t.resolved_at),
         closed_at=ts(t.closed_at),
         version=t.version,
+        handoff_reason=cast(spb.HandoffReason.ValueType, t.handoff_reason),
+        handoff_summary=t.handoff_summary,
+        handed_off_at=ts(t.handed_off_at),
+        agent_id=t.agent_id,
     )

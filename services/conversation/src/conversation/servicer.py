@@ -41,6 +41,7 @@ class ConversationServicer(pb_grpc.ConversationServiceServicer):
             description=request.description,
             member_ids=list(request.member_ids),
             context=ctx,
+            agent_id=request.agent_id,
         )
         return pb.CreateConversationResponse(
             conversation=result.conversation, created=result.created

@@ -81,7 +81,14 @@ class SupportServicer(spb_grpc.SupportServiceServicer):
         action = ticketflow.BY_PROTO.get(request.action)
         if action is None:
             raise InvalidArgument("unknown ticket action", "invalid_action")
-        ticket = await self._s.transition(current_caller(), request.ticket_id, action, request.note)
+        ticket = await self._s.transition(
+            current_caller(),
+            request.ticket_id,
+            action,
+            request.note,
+            handoff_reason=request.handoff_reason,
+            handoff_summary=request.handoff_summary,
+        )
         return spb.TransitionTicketResponse(ticket=ticket)
 
     async def ListTicketQueue(

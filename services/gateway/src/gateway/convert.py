@@ -81,6 +81,7 @@ def conversation(c: cpb.Conversation) -> schemas.ConversationOut:
         my_role=cast(schemas.MemberRoleName | None, role),
         mention_count=c.mention_count,
         last_event_seq=c.last_event_seq,
+        agent_id=c.agent_id or None,
     )
 
 

@@ -68,6 +68,9 @@ class CreateConversationIn(Strict):
     description: Annotated[str, StringConstraints(max_length=limits.MAX_DESCRIPTION_CHARS)] = ""
     member_ids: Annotated[list[Id], Field(max_length=limits.MAX_MEMBERS_AT_CREATE)] = []
     context: ContextLink | None = None
+    # ai_assistant only: a pickable (or the assistant) agent of the tenant's
+    # settings; left out, the tenant's assistant agent.
+    agent_id: Id | None = None
 
 
 class FileIn(Strict):
@@ -163,6 +166,8 @@ class ConversationOut(BaseModel):
     my_role: MemberRoleName | None
     mention_count: int
     last_event_seq: int
+    # The bot agent that answers here (tenant settings); null: none or the legacy bot.
+    agent_id: str | None = None
 
 
 class ConversationPageOut(BaseModel):
@@ -310,7 +315,7 @@ class TypingOut(BaseModel):
 
 class NotificationOut(BaseModel):
     id: str
-    reason: Literal["offline_message", "mention", "unspecified"]
+    reason: Literal["offline_message", "mention", "handoff", "unspecified"]
     conversation_id: str
     message_id: str
     preview: str

@@ -17,6 +17,15 @@ TicketPriorityName = Literal["low", "medium", "high", "urgent"]
 TicketActionName = Literal[
     "submit", "handoff", "release", "wait_on_user", "resume", "resolve", "close", "reopen"
 ]
+HandoffReasonName = Literal[
+    "user_asked",
+    "forbidden_topic",
+    "off_topic",
+    "bot_cannot_help",
+    "turn_limit",
+    "model_unavailable",
+    "quota_exceeded",
+]
 SlaStatusName = Literal["active", "hit", "missed", "active_with_misses"]
 SlaMetricName = Literal["first_response", "next_response", "resolution"]
 Subject = Annotated[
@@ -76,6 +85,12 @@ class TicketOut(BaseModel):
     closed_at: datetime | None
     sla: SlaOut | None = Field(description="Null when no SLA policy applies")
     version: int
+    # The bot's handoff to humans (null: never handed off).
+    handoff_reason: HandoffReasonName | None = None
+    handoff_summary: str | None = None
+    handed_off_at: datetime | None = None
+    # The first-line bot agent that held the ticket in status bot.
+    agent_id: str | None = None
 
 
 class TicketEnvelopeOut(BaseModel):
@@ -120,6 +135,9 @@ class UpdateTicketIn(Strict):
 class TransitionIn(Strict):
     action: TicketActionName
     note: Note = ""
+    # handoff only (required there): why, and a summary for the agent who takes it.
+    handoff_reason: HandoffReasonName | None = None
+    handoff_summary: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 
 class AssignIn(Strict):

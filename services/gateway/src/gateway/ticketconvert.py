@@ -85,6 +85,12 @@ def ticket(t: spb.Ticket) -> ss.TicketOut:
             "closed_at": when(t, "closed_at"),
             "sla": sla(t.sla) if t.HasField("sla") and t.sla.status else None,
             "version": t.version,
+            "handoff_reason": _name(spb.HandoffReason, t.handoff_reason, "HANDOFF_REASON_")
+            if t.handoff_reason
+            else None,
+            "handoff_summary": t.handoff_summary or None,
+            "handed_off_at": when(t, "handed_off_at"),
+            "agent_id": t.agent_id or None,
         }
     )
 

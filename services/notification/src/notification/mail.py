@@ -60,6 +60,37 @@ def build_email(notice: Notice, from_address: str) -> EmailMessage:
     return msg
 
 
+@dataclass(frozen=True)
+class HandoffNotice:
+    """An agent's email about a ticket the support bot handed to humans."""
+
+    recipient_email: str
+    recipient_name: str
+    # The reason, in words ("the user asked for a person").
+    reason: str
+    # The bot's summary of the conversation: user content, so never in the subject.
+    summary: str
+
+
+def handoff_subject() -> str:
+    return "A support ticket needs a person"
+
+
+def build_handoff_email(notice: HandoffNotice, from_address: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = from_address
+    msg["To"] = formataddr((notice.recipient_name, notice.recipient_email))
+    msg["Subject"] = handoff_subject()
+    msg["Message-ID"] = make_msgid(domain=_domain(from_address))
+    summary = preview(notice.summary, EMAIL_TEXT_CHARS) or "(no summary)"
+    msg.set_content(
+        f"The support bot handed a ticket to your team: {notice.reason}.\n\n"
+        f"Summary:\n{summary}\n\n"
+        "Open Confab's ticket queue to claim it.\n"
+    )
+    return msg
+
+
 def _domain(from_address: str) -> str:
     # The Message-ID domain only has to be ours; a malformed From must not stop the email.
     return parseaddr(from_address)[1].rpartition("@")[2] or "confab.local"

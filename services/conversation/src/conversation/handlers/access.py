@@ -12,6 +12,7 @@ from confab_core.identity import (
     ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
     Caller,
+    agent_of,
 )
 from conversation.storage.conversations import Conversation
 from conversation.storage.members import Member
@@ -47,8 +48,13 @@ def sender_role(caller: Caller) -> str:
         if role in caller.roles:
             return role
     if caller.has_role(ROLE_SERVICE):
-        return "bot" if caller.user_id == BOT_USER_ID else "system"
+        return "bot" if bot_user(caller.user_id) else "system"
     return ROLE_MEMBER
+
+
+def bot_user(user_id: str) -> bool:
+    """The legacy bot user, or one of the tenant's bot agents."""
+    return user_id == BOT_USER_ID or agent_of(user_id) is not None
 
 
 def can_create(caller: Caller, kind: int) -> bool:

@@ -10,7 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from confab_core.identity import BOT_USER_ID, Caller
+from confab_core.identity import BOT_USER_ID, Caller, agent_user_id
 from confab_core.ids import new_id
 from confab_core.limits import (
     MAX_DESCRIPTION_CHARS,
@@ -25,6 +25,7 @@ from conversation import convert
 from conversation.handlers import access, audit, pagetoken, sanctions
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.unit import Change, Taken
+from conversation.storage.agents import ASSISTANT, PICKABLE, Agent
 from conversation.storage.audit import Fields, Target
 from conversation.storage.conversations import ActivityCursor, Claim, Conversation
 from conversation.storage.members import Member
@@ -45,6 +46,17 @@ class ConversationPage:
 class Created:
     conversation: pb.Conversation
     created: bool
+
+
+def _serving_agent(agents: tuple[Agent, ...], agent_id: str) -> Agent | None:
+    """The agent a new ai_assistant conversation is with: the one named (a
+    pickable or the assistant agent, enabled), else the tenant's assistant."""
+    if agent_id:
+        for agent in agents:
+            if agent.id == agent_id and agent.enabled and agent.role in (ASSISTANT, PICKABLE):
+                return agent
+        raise InvalidArgument("no such agent to talk to", "unknown_agent")
+    return next((a for a in agents if a.role == ASSISTANT and a.enabled), None)
 
 
 def _check_ids(user_ids: list[str]) -> None:
@@ -73,6 +85,7 @@ class ConversationHandler(HandlerBase):
         description: str,
         member_ids: list[str],
         context: tuple[str, str] | None,
+        agent_id: str = "",
     ) -> Created:
         with tracer().start_as_current_span(
             "confab.conversation.create",
@@ -89,6 +102,10 @@ class ConversationHandler(HandlerBase):
             _check_ids(others)
             if context and (not context[0] or not context[1]):
                 raise InvalidArgument("a context link needs a kind and an id", "invalid_context")
+            if agent_id and kind != pb.CONVERSATION_KIND_AI_ASSISTANT:
+                raise InvalidArgument(
+                    "only ai_assistant conversations name an agent", "agent_not_allowed"
+                )
             bans = await self.store(caller).sanctions.bans_among(
                 [caller.user_id, *others], sanctions.TENANT_WIDE
             )
@@ -109,12 +126,16 @@ class ConversationHandler(HandlerBase):
                 existing = await self.store(caller).conversations.get_direct(direct_key)
                 if existing is not None and not existing.deleted:
                     return await self._existing(caller, existing)
+            serving = ""
             if kind == pb.CONVERSATION_KIND_AI_ASSISTANT:
-                # An assistant conversation is the user and the bot, nobody else.
-                others = [BOT_USER_ID]
+                # An assistant conversation is the user and its agent's bot user,
+                # nobody else; the legacy bot when the tenant has no assistant agent.
+                agent = _serving_agent(await self.store(caller).agents.agents(), agent_id)
+                serving = agent.id if agent else ""
+                others = [agent_user_id(serving) if serving else BOT_USER_ID]
             try:
                 return await self._insert(
-                    caller, kind, title, description, others, context, direct_key
+                    caller, kind, title, description, others, context, direct_key, serving
                 )
             except DuplicateKeyError:
                 # Lost a race to create the same direct conversation.
@@ -139,6 +160,7 @@ class ConversationHandler(HandlerBase):
         others: list[str],
         context: tuple[str, str] | None,
         direct_key: str | None,
+        agent_id: str = "",
     ) -> Created:
         now = self.clock.now()
         conv_id = new_id()
@@ -158,6 +180,7 @@ class ConversationHandler(HandlerBase):
             context=context,
             archived=False,
             deleted=False,
+            agent_id=agent_id,
         )
         roles = {caller.user_id: pb.MEMBER_ROLE_OWNER}
         roles.update((uid, pb.MEMBER_ROLE_MEMBER) for uid in others)
@@ -351,7 +374,7 @@ class ConversationHandler(HandlerBase):
         if len(wanted) > MAX_MEMBERS_AT_CREATE:
             raise InvalidArgument("too many members", "too_many_members")
         _check_ids(wanted)
-        if BOT_USER_ID in wanted:
+        if any(access.bot_user(u) for u in wanted):
             raise InvalidArgument("the bot cannot be added", "invalid_member_id")
         if role in (pb.MEMBER_ROLE_OWNER, pb.MEMBER_ROLE_ADMIN) and not access.can_set_role(
             caller, conv, member

@@ -11,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2
-from confab_core.errors import InvalidArgument
+from confab_core.errors import FailedPrecondition, InvalidArgument
 from confab_core.identity import ROLE_SERVICE, Caller
 from confab_core.ids import new_id
 from confab_core.limits import (
@@ -42,6 +42,8 @@ class TicketSends(Protocol):
     """Sends to support conversations, which carry a ticket (handlers/support.py)."""
 
     async def send(self, caller: Caller, new: NewMessage) -> Message | None: ...
+
+    async def bot_may_reply(self, caller: Caller, conversation_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ class Sending(HandlerBase):
             )
             try:
                 ticketed = None
+                if support and thread_root_id and access.bot_user(caller.user_id):
+                    await self._bot_may_reply(caller, conversation_id)
                 if support and not thread_root_id and self.tickets is not None:
                     ticketed = await self.tickets.send(caller, new)
                 if ticketed is not None:
@@ -145,8 +149,26 @@ class Sending(HandlerBase):
                     stored = await self._sends.submit(pending)
             except DuplicateKeyError:
                 return await self._stored_retry(caller, conversation_id, client_msg_id, span)
+            except FailedPrecondition as refused:
+                # A redelivered bot reply stored before the handoff is that reply:
+                # the idempotent answer wins over the silence that came later.
+                if refused.code != "ticket_not_with_bot":
+                    raise
+                again = await store.messages.by_client_id(
+                    conversation_id, caller.user_id, client_msg_id
+                )
+                if again is None:
+                    raise
+                span.set_attribute("confab.message.duplicate", True)
+                return Sent(again, created=False)
             span.set_attribute("confab.message.seq", stored.seq)
             return Sent(stored, created=True)
+
+    async def _bot_may_reply(self, caller: Caller, conversation_id: str) -> None:
+        if self.tickets is not None and not await self.tickets.bot_may_reply(
+            caller, conversation_id
+        ):
+            raise FailedPrecondition("the ticket is not with the bot", "ticket_not_with_bot")
 
     async def _reply(self, caller: Caller, conversation_kind: int, new: NewMessage) -> Message:
         """A thread reply: its message, and the root's reply count, in one unit."""

@@ -23,12 +23,14 @@ from confab.conversation.v1 import events_pb2
 from confab.conversation.v1 import support_pb2 as spb
 from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import (
+    BOT_USER_ID,
     ROLE_AGENT,
     ROLE_SERVICE,
     ROLE_SUPER_ADMIN,
     ROLE_TENANT_ADMIN,
     SYSTEM_USER_ID,
     Caller,
+    agent_user_id,
 )
 from confab_core.ids import new_id
 from confab_core.limits import (
@@ -49,6 +51,7 @@ from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.sending import message_created, validate_text
 from conversation.handlers.support_hooks import TicketChange, TicketMessage, TicketObserver
 from conversation.handlers.unit import Change, Taken, UnitOfWork
+from conversation.storage.agents import SUPPORT, Agent
 from conversation.storage.audit import Fields, Target
 from conversation.storage.conversations import Claim, Conversation
 from conversation.storage.db import TenantStore
@@ -74,6 +77,19 @@ SYSTEM_NAME = "Confab"
 _STAFF_ROLES = frozenset({ROLE_AGENT, ROLE_TENANT_ADMIN, ROLE_SUPER_ADMIN})
 # How often a change starts over when the ticket moved under it.
 _ATTEMPTS = 4
+# The handoff's summary, for the agent who takes the ticket.
+MAX_HANDOFF_SUMMARY_CHARS = 2000
+# What the requester reads when the bot hands their ticket to humans.
+HANDOFF_TEXT = "Connecting you to a person…"
+HANDOFF_REASONS: dict[int, str] = {
+    spb.HANDOFF_REASON_USER_ASKED: "user_asked",
+    spb.HANDOFF_REASON_FORBIDDEN_TOPIC: "forbidden_topic",
+    spb.HANDOFF_REASON_OFF_TOPIC: "off_topic",
+    spb.HANDOFF_REASON_BOT_CANNOT_HELP: "bot_cannot_help",
+    spb.HANDOFF_REASON_TURN_LIMIT: "turn_limit",
+    spb.HANDOFF_REASON_MODEL_UNAVAILABLE: "model_unavailable",
+    spb.HANDOFF_REASON_QUOTA_EXCEEDED: "quota_exceeded",
+}
 
 _PRIORITIES = frozenset(
     {
@@ -98,12 +114,29 @@ _CHANGE_NAMES = {
     ticketflow.AUTO_ASSIGN: "assigned",
     ticketflow.ESCALATE: "escalated",
     ticketflow.FIELDS: "fields",
+    ticketflow.HANDOFF: "handoff",
 }
 
 
 def system_caller(tenant_id: str) -> Caller:
     """The actor of automatic changes (the SLA rules, the auto-assigner)."""
     return Caller(tenant_id, SYSTEM_USER_ID, frozenset({ROLE_SERVICE}), SYSTEM_NAME)
+
+
+def support_agent(agents: Sequence[Agent]) -> Agent | None:
+    """The tenant's first-line agent: new tickets start with it, in status bot."""
+    return next((a for a in agents if a.role == SUPPORT and a.enabled), None)
+
+
+def with_bot(ticket: Ticket, user_id: str) -> bool:
+    """Whether ``user_id``, a bot user, may speak in the ticket's conversation:
+    only its own agent, only while the ticket is in status bot."""
+    own = agent_user_id(ticket.agent_id) if ticket.agent_id else BOT_USER_ID
+    return ticket.status == BOT and user_id == own
+
+
+def bot_silenced() -> FailedPrecondition:
+    return FailedPrecondition("the ticket is not with the bot", "ticket_not_with_bot")
 
 
 def ticket_not_found() -> NotFound:
@@ -316,13 +349,12 @@ class SupportHandler:
         settings = await store.support.settings()
         if category and category not in settings.categories:
             raise InvalidArgument("unknown category", "unknown_category")
+        agent = support_agent(await store.agents.agents())
         await self.remember_profile(caller)
         if text:
             text = (await self.pii.screen(caller, text, None)).text
         now = self.clock.now()
-        status = ticketflow.next_status(
-            NEW, ticketflow.SUBMIT, bot_takes_new=settings.bot_takes_new
-        )
+        status = ticketflow.next_status(NEW, ticketflow.SUBMIT, to_bot=agent is not None)
         ticket = Ticket(
             id=new_id(),
             conversation_id=new_id(),
@@ -346,6 +378,7 @@ class SupportHandler:
             resolved_at=None,
             closed_at=None,
             version=1,
+            agent_id=agent.id if agent else "",
         )
         opened = _opened_text(caller, ticket)
         return await self._open(
@@ -388,6 +421,9 @@ class SupportHandler:
         if caller.user_id != requester_id and not caller.has_role(ROLE_SERVICE):
             # The agent who made a quick ticket works in it too.
             roles[caller.user_id] = pb.MEMBER_ROLE_MEMBER
+        if ticket.agent_id:
+            # The first-line agent answers as its bot user, a member like any writer.
+            roles[agent_user_id(ticket.agent_id)] = pb.MEMBER_ROLE_MEMBER
         messages = 2 if first else 1
         # created, the system message, [the first message], ticket_updated,
         # [queue_updated], [ticket_escalated]
@@ -413,6 +449,7 @@ class SupportHandler:
             context=ticket.context,
             archived=False,
             deleted=False,
+            agent_id=ticket.agent_id,
         )
         system = _system_message(ticket.conversation_id, opened, now)
         requester_message = (
@@ -518,11 +555,10 @@ class SupportHandler:
         settings = await store.support.settings()
         if category and category not in settings.categories:
             raise InvalidArgument("unknown category", "unknown_category")
+        agent = support_agent(await store.agents.agents())
         await self.remember_profile(caller)
         now = self.clock.now()
-        status = ticketflow.next_status(
-            NEW, ticketflow.SUBMIT, bot_takes_new=settings.bot_takes_new
-        )
+        status = ticketflow.next_status(NEW, ticketflow.SUBMIT, to_bot=agent is not None)
         ticket = Ticket(
             id=new_id(),
             conversation_id=new_id(),
@@ -546,6 +582,7 @@ class SupportHandler:
             resolved_at=None,
             closed_at=None,
             version=1,
+            agent_id=agent.id if agent else "",
         )
 
         async def link(t: Taken) -> None:
@@ -573,13 +610,26 @@ class SupportHandler:
     # ---- changes
 
     async def transition(
-        self, caller: Caller, ticket_id: str, action: str, note: str = ""
+        self,
+        caller: Caller,
+        ticket_id: str,
+        action: str,
+        note: str = "",
+        *,
+        handoff_reason: int = 0,
+        handoff_summary: str = "",
     ) -> spb.Ticket:
         """A TransitionTicket action (submit .. reopen) by ``caller``."""
         if action not in ticketflow.BY_PROTO.values():
             raise InvalidArgument("unknown ticket action", "invalid_action")
         if len(note) > MAX_REASON_CHARS:
             raise InvalidArgument("note too long", "note_too_long")
+        if action == ticketflow.HANDOFF:
+            return await self._handoff(caller, ticket_id, handoff_reason, handoff_summary)
+        if handoff_reason or handoff_summary:
+            raise InvalidArgument(
+                "handoff_reason and handoff_summary go with HANDOFF only", "handoff_only"
+            )
 
         async def plan(before: Ticket) -> _Plan:
             _may_transition(caller, before, action)
@@ -595,6 +645,53 @@ class SupportHandler:
             return _Plan(action, after, text)
 
         return await self.view(caller, await self._change(caller, ticket_id, plan))
+
+    async def _handoff(
+        self, caller: Caller, ticket_id: str, reason: int, summary: str
+    ) -> spb.Ticket:
+        """The bot hands the ticket to humans: to the queue (the SLA clocks
+        start), with its reason and summary, audited. A ticket handed off already
+        is the answer as it is: the bot's events are redelivered, and a second
+        handoff must not write a second "Connecting you…"."""
+        if not reason:
+            raise InvalidArgument("a handoff needs a reason", "handoff_reason_required")
+        if reason not in HANDOFF_REASONS:
+            raise InvalidArgument("unknown handoff reason", "invalid_handoff_reason")
+        summary = summary.strip()
+        if len(summary) > MAX_HANDOFF_SUMMARY_CHARS:
+            raise InvalidArgument(
+                f"handoff_summary exceeds {MAX_HANDOFF_SUMMARY_CHARS} characters",
+                "handoff_summary_too_long",
+            )
+
+        async def plan(before: Ticket) -> _Plan:
+            _may_hand_off(caller, before)
+            if before.handed_off_at is not None:
+                raise _Unchanged()
+            now = self.clock.now()
+            status = ticketflow.next_status(before.status, ticketflow.HANDOFF)
+            after = replace(
+                _moved(before, status, now),
+                handoff_reason=reason,
+                handoff_summary=summary,
+                handed_off_at=now,
+            )
+            return _Plan(
+                ticketflow.HANDOFF,
+                after,
+                HANDOFF_TEXT,
+                audit=(
+                    "ticket.handoff",
+                    {"status": before.status, "agent_id": before.agent_id},
+                    {"status": after.status, "reason": HANDOFF_REASONS[reason]},
+                ),
+            )
+
+        try:
+            changed = await self._change(caller, ticket_id, plan)
+        except _Unchanged:
+            changed = await self.visible(caller, ticket_id)
+        return await self.view(caller, changed)
 
     async def claim(self, caller: Caller, ticket_id: str) -> spb.Ticket:
         if not access.staff(caller):
@@ -808,7 +905,17 @@ class SupportHandler:
                 continue
         raise FailedPrecondition("the ticket kept changing; try again", "version_mismatch")
 
+    async def bot_may_reply(self, caller: Caller, conversation_id: str) -> bool:
+        """Whether a bot user may write in the conversation (a thread reply,
+        which is no ticket work): while the ticket is with it."""
+        ticket = await self.store(caller).tickets.by_conversation(conversation_id)
+        return ticket is None or with_bot(ticket, caller.user_id)
+
     async def _send(self, caller: Caller, before: Ticket, new: NewMessage) -> Message:
+        # Checked on the read the unit re-checks by version: a handoff that
+        # commits first makes this send start over and be refused.
+        if access.bot_user(caller.user_id) and not with_bot(before, caller.user_id):
+            raise bot_silenced()
         resume = (
             before.status == WAITING_ON_USER
             and caller.user_id == before.requester_id
@@ -888,6 +995,9 @@ class SupportHandler:
         after = p.after
         assigned = bool(after.assignee_id) and after.assignee_id != before.assignee_id
         queue_change = _queue_change(before, after)
+        if p.action == ticketflow.HANDOFF:
+            # A bot ticket was listed, but nobody had to take it: for agents it is new work.
+            queue_change = "added"
         events = (
             2
             + (1 if p.add_member else 0)
@@ -1031,6 +1141,15 @@ def _may_transition(caller: Caller, ticket: Ticket, action: str) -> None:
         raise PermissionDenied("not allowed on this ticket", "forbidden")
 
 
+def _may_hand_off(caller: Caller, ticket: Ticket) -> None:
+    """Agents and admins, or a service acting as the ticket's own bot agent (or
+    as the system, for automatic handoffs)."""
+    own_bot = bool(ticket.agent_id) and caller.user_id == agent_user_id(ticket.agent_id)
+    service = caller.has_role(ROLE_SERVICE) and (own_bot or caller.user_id == SYSTEM_USER_ID)
+    if not (access.staff(caller) or service):
+        raise PermissionDenied("not allowed to hand this ticket off", "forbidden")
+
+
 def _moved(before: Ticket, status: str, now: datetime) -> Ticket:
     """``before`` in ``status``, with the timestamps that status sets."""
     after = replace(before, status=status)
@@ -1123,7 +1242,6 @@ def _opened_text(caller: Caller, ticket: Ticket) -> str:
 
 _VERBS = {
     ticketflow.SUBMIT: "submitted the ticket",
-    ticketflow.HANDOFF: "handed the ticket to a human agent",
     ticketflow.RELEASE: "put the ticket back in the queue",
     ticketflow.WAIT_ON_USER: "is waiting on the requester",
     ticketflow.RESUME: "resumed the ticket",

@@ -39,7 +39,7 @@ FIELDS = "fields"
 _LIVE = (BOT, QUEUED, ASSIGNED, WAITING_ON_USER)
 
 # action -> {from status: to status}. ``submit`` goes to ``bot`` instead of
-# ``queued`` when the tenant's bot takes new tickets (see ``next_status``).
+# ``queued`` when the tenant has an enabled support agent (see ``next_status``).
 TABLE: dict[str, dict[str, str]] = {
     SUBMIT: {NEW: QUEUED},
     HANDOFF: {BOT: QUEUED},
@@ -101,12 +101,13 @@ def allowed(status: str, action: str) -> bool:
     return status in TABLE.get(action, {})
 
 
-def next_status(status: str, action: str, *, bot_takes_new: bool = False) -> str:
-    """The status ``action`` leads to from ``status``, or invalid_transition."""
+def next_status(status: str, action: str, *, to_bot: bool = False) -> str:
+    """The status ``action`` leads to from ``status``, or invalid_transition.
+    ``to_bot``: the tenant's support agent takes the submitted ticket first."""
     row = TABLE.get(action)
     if row is None or status not in row:
         raise invalid(status, action)
-    if action == SUBMIT and bot_takes_new:
+    if action == SUBMIT and to_bot:
         return BOT
     return row[status]
 

@@ -75,8 +75,9 @@ def _replace_in(message: Message_, old: str, new: str) -> bool:
 
 def _forget_in_ticket(event: events_pb2.ConversationEvent, pseudonym_id: str) -> bool:
     """A ticket event of the erased user's ticket (their id already replaced by the
-    pseudonym): its subject and their name go, like the ticket's own; so does the
-    title of their support conversation (the subject it was opened with)."""
+    pseudonym): its subject, its handoff summary and their name go, like the
+    ticket's own; so does the title of their support conversation (the subject
+    it was opened with)."""
     kind = event.WhichOneof("payload")
     if kind == "conversation_created":
         conv = event.conversation_created.conversation
@@ -90,9 +91,12 @@ def _forget_in_ticket(event: events_pb2.ConversationEvent, pseudonym_id: str) ->
         return False
     ticket = payload.ticket
     changed = False
-    if ticket.requester_id == pseudonym_id and (ticket.subject or ticket.requester_name):
+    if ticket.requester_id == pseudonym_id and (
+        ticket.subject or ticket.requester_name or ticket.handoff_summary
+    ):
         ticket.subject = ""
         ticket.requester_name = ""
+        ticket.handoff_summary = ""
         changed = True
     if ticket.assignee_id == pseudonym_id and ticket.assignee_name:
         ticket.assignee_name = ""

@@ -132,6 +132,11 @@ def ticket_record(t: Ticket) -> JsonRecord:
         "created_at": _time(t.created_at),
         "resolved_at": _time(t.resolved_at),
         "closed_at": _time(t.closed_at),
+        "handoff_reason": _enum_name(spb.HandoffReason.Name, t.handoff_reason, "HANDOFF_REASON_")
+        if t.handoff_reason
+        else "",
+        "handoff_summary": t.handoff_summary,
+        "handed_off_at": _time(t.handed_off_at),
     }
 
 

@@ -32,6 +32,8 @@ class Conversation:
     context: tuple[str, str] | None
     archived: bool
     deleted: bool
+    # The bot agent that serves it (tenant settings; "" the legacy bot or none).
+    agent_id: str = ""
 
 
 def _record(doc: Doc, c: TenantCipher) -> Conversation:
@@ -52,6 +54,7 @@ def _record(doc: Doc, c: TenantCipher) -> Conversation:
         context=(str(ctx["kind"]), str(ctx["id"])) if ctx else None,
         archived=bool(doc.get("archived", False)),
         deleted=bool(doc.get("deleted", False)),
+        agent_id=str(doc.get("agent_id", "")),
     )
 
 
@@ -116,6 +119,7 @@ class ConversationRepo:
             "archived": conv.archived,
             "deleted": conv.deleted,
             "direct_key": direct_key,
+            "agent_id": conv.agent_id,
         }
         await self._col.insert_one(doc, session=self._session)
 

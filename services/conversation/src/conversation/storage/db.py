@@ -16,6 +16,7 @@ from pymongo.errors import OperationFailure
 from confab_core.clock import Clock, SystemClock
 from confab_core.crypto import KeyProvider, KeysShreddedError, blind_tokens
 from confab_core.mongo import Doc, TenantCollection
+from conversation.storage.agents import TENANT_SETTINGS_COLLECTION, AgentRepo
 from conversation.storage.analytics import (
     ANALYTICS_CURSORS,
     ANALYTICS_DAYS,
@@ -361,6 +362,7 @@ class TenantStore:
     analytics: AnalyticsRepo
     bot_memory: BotMemoryRepo
     usage: UsageRepo
+    agents: AgentRepo
 
 
 class TenantPurge:
@@ -600,4 +602,5 @@ class Database:
                 scoped(TENANT_SETTINGS_COLLECTION),
                 session,
             ),
+            agents=AgentRepo(scoped(TENANT_SETTINGS_COLLECTION), session),
         )

@@ -55,7 +55,7 @@ SEALED: dict[str, tuple[str, tuple[str, ...]]] = {
     "messages": ("_id", ("text", "sender_name", "file")),
     "canned_replies": ("_id", ("body",)),
     "support_profiles": ("_id", ("name",)),
-    "tickets": ("_id", ("subject",)),
+    "tickets": ("_id", ("subject", "handoff_summary")),
     "support_teams": ("_id", ("name",)),
     "bot_memory": ("_id", ("summary",)),
     "bot_summaries": ("_id", ("summary",)),

@@ -2,7 +2,8 @@
 (categories, teams).
 
 A ticket lives in exactly one support conversation (unique per tenant). Its
-subject is the requester's words: sealed, like a conversation's title. Every
+subject is the requester's words, and its handoff summary retells them: both
+sealed, like a conversation's title. Every
 change is a compare-and-set on ``version``, so two writers that read the same
 ticket cannot both win.
 """
@@ -64,6 +65,13 @@ class Ticket:
     version: int
     # Who had it last before it went back to the queue (a reopen, a release).
     last_assignee_id: str = ""
+    # The first-line bot agent that held it in status bot ("" none).
+    agent_id: str = ""
+    # The bot's handoff to humans: HandoffReason's value, the summary for the
+    # agent who takes it, and when (None: never handed off).
+    handoff_reason: int = 0
+    handoff_summary: str = ""
+    handed_off_at: datetime | None = None
 
     @property
     def open(self) -> bool:
@@ -122,6 +130,10 @@ def _document(t: Ticket, c: TenantCipher) -> Doc:
         "resolved_at": t.resolved_at,
         "closed_at": t.closed_at,
         "version": t.version,
+        "agent_id": t.agent_id,
+        "handoff_reason": t.handoff_reason,
+        "handoff_summary": c.seal(TICKETS_COLLECTION, t.id, "handoff_summary", t.handoff_summary),
+        "handed_off_at": t.handed_off_at,
     }
 
 
@@ -153,6 +165,12 @@ def _record(doc: Doc, c: TenantCipher) -> Ticket:
         resolved_at=doc.get("resolved_at"),
         closed_at=doc.get("closed_at"),
         version=int(doc["version"]),
+        agent_id=str(doc.get("agent_id", "")),
+        handoff_reason=int(doc.get("handoff_reason", 0)),
+        handoff_summary=c.open(
+            TICKETS_COLLECTION, doc_id, "handoff_summary", doc.get("handoff_summary")
+        ),
+        handed_off_at=doc.get("handed_off_at"),
     )
 
 
@@ -287,11 +305,11 @@ class TicketRepo:
         return [str(doc["conversation_id"]) async for doc in cursor]
 
     async def forget_requester(self, user_id: str, pseudonym_id: str) -> int:
-        """User erasure: the requester's tickets lose their subject and name the
-        pseudonym instead of the user."""
+        """User erasure: the requester's tickets lose their subject and handoff
+        summary (the requester's words) and name the pseudonym instead of the user."""
         result = await self._col.update_many(
             {"requester_id": user_id},
-            {"$set": {"subject": "", "requester_id": pseudonym_id}},
+            {"$set": {"subject": "", "handoff_summary": "", "requester_id": pseudonym_id}},
             session=self._session,
         )
         await self._col.update_many(
@@ -371,12 +389,10 @@ class Team:
 class SupportSettings:
     # The tenant's categories, in the admin's order.
     categories: tuple[str, ...] = ()
-    # New tickets go to the tenant's support bot first (the AI layer turns it on).
-    bot_takes_new: bool = False
 
 
 class SupportConfigRepo:
-    """The desk's per-tenant settings (categories, the bot switch) and its teams.
+    """The desk's per-tenant settings (categories) and its teams.
 
     Category names are the tenant's vocabulary, used as filters: kept plain.
     Team names are sealed like conversation titles.
@@ -400,23 +416,12 @@ class SupportConfigRepo:
         )
         if doc is None:
             return SupportSettings()
-        return SupportSettings(
-            categories=tuple(str(c) for c in doc.get("categories", ())),
-            bot_takes_new=bool(doc.get("bot_takes_new", False)),
-        )
+        return SupportSettings(categories=tuple(str(c) for c in doc.get("categories", ())))
 
     async def put_categories(self, categories: tuple[str, ...], now: datetime) -> None:
         await self._settings.update_one(
             {"_id": self._settings.tenant_id},
             {"$set": {"categories": list(categories), "updated_at": now}},
-            upsert=True,
-            session=self._session,
-        )
-
-    async def set_bot_takes_new(self, on: bool, now: datetime) -> None:
-        await self._settings.update_one(
-            {"_id": self._settings.tenant_id},
-            {"$set": {"bot_takes_new": on, "updated_at": now}},
             upsert=True,
             session=self._session,
         )

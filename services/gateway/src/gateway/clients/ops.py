@@ -52,6 +52,7 @@ class ChatOps:
             context=cpb.ContextLink(kind=body.context.kind, id=body.context.id)
             if body.context
             else None,
+            agent_id=body.agent_id or "",
         )
         resp = await self._b.conversation.create_conversation(caller, req)
         return schemas.CreateConversationOut(

@@ -32,6 +32,12 @@ ACTION_BY_NAME = {
     if value
 }
 
+HANDOFF_REASON_BY_NAME = {
+    name.removeprefix("HANDOFF_REASON_").lower(): value
+    for name, value in spb.HandoffReason.items()
+    if value
+}
+
 
 def team(t: apb.SupportTeam) -> ss.TeamOut:
     return ss.TeamOut(
@@ -133,6 +139,10 @@ class TicketOps:
             ticket_id=ticket_id,
             action=ACTION_BY_NAME[body.action],
             note=body.note,
+            handoff_reason=HANDOFF_REASON_BY_NAME[body.handoff_reason]
+            if body.handoff_reason
+            else spb.HANDOFF_REASON_UNSPECIFIED,
+            handoff_summary=body.handoff_summary,
         )
         resp = await self._s.transition_ticket(caller, req)
         return ss.TicketEnvelopeOut(ticket=ticket(resp.ticket))

@@ -226,4 +226,7 @@ def ticket_rooms(event: cev.ConversationEvent) -> list[str]:
         return [rooms.admins(tenant)] + ([rooms.user(tenant, assignee)] if assignee else [])
     if kind == "queue_updated":
         return [rooms.staff(tenant)]
+    if kind == "ticket_updated" and event.ticket_updated.change == "handoff":
+        # Every online agent hears why the bot handed it off, not only the room.
+        return [rooms.staff(tenant)]
     return []

@@ -1,4 +1,5 @@
-"""Turns message events into notifications for members who are away.
+"""Turns message events into notifications for members who are away, and
+the support bot's handoffs into notifications for the agents who are away.
 
 Delivery is at most once per (tenant, user, message). The record is inserted
 first as a claim (a unique index rejects a second one), then the email is
@@ -19,12 +20,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter
 
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import events_pb2
+from confab.conversation.v1 import support_pb2 as spb
 from confab.notification.v1 import notification_pb2 as pb
 from confab.presence.v1 import presence_pb2 as presence_pb
 from confab_core.clock import Clock
@@ -41,7 +45,14 @@ from confab_core.sealed_events import EventOpener
 from confab_core.telemetry import tracer
 from notification.clients.conversation import ConversationClient
 from notification.clients.presence import PresenceClient
-from notification.mail import Mailer, Notice, build_email, preview
+from notification.mail import (
+    HandoffNotice,
+    Mailer,
+    Notice,
+    build_email,
+    build_handoff_email,
+    preview,
+)
 from notification.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -51,6 +62,17 @@ _AWAY = {presence_pb.PRESENCE_STATUS_OFFLINE, presence_pb.PRESENCE_STATUS_UNSPEC
 # Errors that a retry of the same event cannot fix (the conversation is gone,
 # or the event names something this tenant does not have).
 _PERMANENT = (NotFound, PermissionDenied, InvalidArgument, FailedPrecondition)
+
+# A handoff's reason, as the agents' email says it.
+HANDOFF_REASONS: dict[int, str] = {
+    spb.HANDOFF_REASON_USER_ASKED: "the requester asked for a person",
+    spb.HANDOFF_REASON_FORBIDDEN_TOPIC: "the question is on a forbidden topic",
+    spb.HANDOFF_REASON_OFF_TOPIC: "the question is outside the bot's topics",
+    spb.HANDOFF_REASON_BOT_CANNOT_HELP: "the bot could not help",
+    spb.HANDOFF_REASON_TURN_LIMIT: "the bot did not resolve it in time",
+    spb.HANDOFF_REASON_MODEL_UNAVAILABLE: "the bot's model is unavailable",
+    spb.HANDOFF_REASON_QUOTA_EXCEEDED: "the tenant's AI quota is used up",
+}
 
 EMAILS = Counter("confab_notification_emails_total", "Notification emails, by outcome", ["outcome"])
 EVENTS = Counter("confab_notification_events_total", "Message events seen, by outcome", ["outcome"])
@@ -132,6 +154,91 @@ class NotificationHandler:
             await self._refresh_previews(event, message, "" if message.deleted else message.text)
         elif payload == "message_deleted":
             await self._refresh_previews(event, event.message_deleted.message, "")
+        elif payload == "ticket_updated" and event.ticket_updated.change == "handoff":
+            await self._handed_off(event)
+
+    async def _handed_off(self, event: events_pb2.ConversationEvent) -> None:
+        """Once per handoff (its event id is every record's claim): the ticket's
+        staff who are away hear of it; those online see the queue change live."""
+        ticket = event.ticket_updated.ticket
+        if not event.tenant_id or not event.event_id or not ticket.id:
+            log.error("dropping malformed handoff event", extra={"event_id": event.event_id})
+            EVENTS.labels("malformed").inc()
+            return
+        with tracer().start_as_current_span(
+            "confab.notification.handoff",
+            attributes={"confab.tenant_id": event.tenant_id, "confab.ticket_id": ticket.id},
+        ) as span:
+            token = set_caller(service_caller(event.tenant_id))
+            try:
+                notified = await self._notify_staff(event, ticket)
+                span.set_attribute("confab.notification.count", notified)
+                EVENTS.labels("handled").inc()
+            except _PERMANENT as exc:
+                log.warning(
+                    "skipping handoff event that cannot be handled",
+                    extra={
+                        "tenant_id": event.tenant_id,
+                        "ticket_id": ticket.id,
+                        "error_code": exc.code,
+                    },
+                )
+                EVENTS.labels("skipped").inc()
+            finally:
+                reset_caller(token)
+
+    async def _notify_staff(self, event: events_pb2.ConversationEvent, ticket: spb.Ticket) -> int:
+        staff = [
+            s
+            for s in await self._conversations.ticket_staff(ticket.id)
+            if not is_service_user(s.user_id)
+        ]
+        if not staff:
+            return 0
+        statuses = await self._presence.statuses([s.user_id for s in staff])
+        away = [
+            s
+            for s in staff
+            if statuses.get(s.user_id, presence_pb.PRESENCE_STATUS_UNSPECIFIED) in _AWAY
+        ]
+        reason = HANDOFF_REASONS.get(ticket.handoff_reason, "the bot handed it off")
+        repo = self._db.notifications(event.tenant_id)
+        for person in away:
+            record = await repo.claim(
+                user_id=person.user_id,
+                conversation_id=ticket.conversation_id,
+                message_id=event.event_id,
+                reason=pb.NOTIFICATION_REASON_HANDOFF,
+                # Not the summary: the record outlives the requester's erasure.
+                preview=f"A ticket needs a person: {reason}",
+                event_seq=event.event_seq,
+                email=person.email,
+                now=self._clock.now(),
+            )
+            if record is None:
+                EMAILS.labels("duplicate").inc()
+                continue
+            email = (
+                build_handoff_email(
+                    HandoffNotice(
+                        recipient_email=person.email,
+                        recipient_name=person.display_name,
+                        reason=reason,
+                        summary=ticket.handoff_summary,
+                    ),
+                    self._from,
+                )
+                if person.email
+                else None
+            )
+            where = {
+                "tenant_id": event.tenant_id,
+                "ticket_id": ticket.id,
+                "event_id": event.event_id,
+                "user_id": person.user_id,
+            }
+            await self._deliver(record, email, where, event.tenant_id)
+        return len(away)
 
     async def _refresh_previews(
         self, event: events_pb2.ConversationEvent, message: conv_pb.Message, text: str
@@ -236,24 +343,39 @@ class NotificationHandler:
             "message_id": message.id,
             "user_id": target.user_id,
         }
-        if not target.email:
+        email = (
+            build_email(
+                Notice(
+                    recipient_email=target.email,
+                    recipient_name=target.display_name,
+                    sender_name=message.sender_name or message.sender_id,
+                    conversation_title=title,
+                    text=message.text,
+                    mentioned=target.mentioned,
+                ),
+                self._from,
+            )
+            if target.email
+            else None
+        )
+        await self._deliver(record, email, where, event.tenant_id)
+
+    async def _deliver(
+        self,
+        record: dict[str, Any],
+        email: EmailMessage | None,
+        where: dict[str, str],
+        tenant_id: str,
+    ) -> None:
+        """Sends a claimed record's email (None: no address) and records how it went."""
+        repo = self._db.notifications(tenant_id)
+        if email is None:
             await repo.set_status(
                 record["_id"], pb.DELIVERY_STATUS_SKIPPED, "no email address", self._clock.now()
             )
             log.info("notification recorded; no email address to send to", extra=where)
             EMAILS.labels("skipped").inc()
             return
-        email = build_email(
-            Notice(
-                recipient_email=target.email,
-                recipient_name=target.display_name,
-                sender_name=message.sender_name or message.sender_id,
-                conversation_title=title,
-                text=message.text,
-                mentioned=target.mentioned,
-            ),
-            self._from,
-        )
         try:
             await self._mailer.send(email)
         except Exception as exc:

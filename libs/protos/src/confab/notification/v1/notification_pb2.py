@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)confab/notification/v1/notification.proto\x12\x16\x63onfab.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12:\n\x06reason\x18\x03 \x01(\x0e\x32*.confab.notification.v1.NotificationReason\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0f\n\x07preview\x18\x06 \x01(\t\x12<\n\x0c\x65mail_status\x18\x07 \x01(\x0e\x32&.confab.notification.v1.DeliveryStatus\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x18ListNotificationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"X\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.confab.notification.v1.Notification*\x83\x01\n\x12NotificationReason\x12#\n\x1fNOTIFICATION_REASON_UNSPECIFIED\x10\x00\x12\'\n#NOTIFICATION_REASON_OFFLINE_MESSAGE\x10\x01\x12\x1f\n\x1bNOTIFICATION_REASON_MENTION\x10\x02*\xa1\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x12\x1b\n\x17\x44\x45LIVERY_STATUS_SKIPPED\x10\x04\x32\x8f\x01\n\x13NotificationService\x12x\n\x11ListNotifications\x12\x30.confab.notification.v1.ListNotificationsRequest\x1a\x31.confab.notification.v1.ListNotificationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)confab/notification/v1/notification.proto\x12\x16\x63onfab.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12:\n\x06reason\x18\x03 \x01(\x0e\x32*.confab.notification.v1.NotificationReason\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0f\n\x07preview\x18\x06 \x01(\t\x12<\n\x0c\x65mail_status\x18\x07 \x01(\x0e\x32&.confab.notification.v1.DeliveryStatus\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x18ListNotificationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"X\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.confab.notification.v1.Notification*\xa4\x01\n\x12NotificationReason\x12#\n\x1fNOTIFICATION_REASON_UNSPECIFIED\x10\x00\x12\'\n#NOTIFICATION_REASON_OFFLINE_MESSAGE\x10\x01\x12\x1f\n\x1bNOTIFICATION_REASON_MENTION\x10\x02\x12\x1f\n\x1bNOTIFICATION_REASON_HANDOFF\x10\x03*\xa1\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x12\x1b\n\x17\x44\x45LIVERY_STATUS_SKIPPED\x10\x04\x32\x8f\x01\n\x13NotificationService\x12x\n\x11ListNotifications\x12\x30.confab.notification.v1.ListNotificationsRequest\x1a\x31.confab.notification.v1.ListNotificationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'confab.notification.v1.noti
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NOTIFICATIONREASON']._serialized_start=514
-  _globals['_NOTIFICATIONREASON']._serialized_end=645
-  _globals['_DELIVERYSTATUS']._serialized_start=648
-  _globals['_DELIVERYSTATUS']._serialized_end=809
+  _globals['_NOTIFICATIONREASON']._serialized_end=678
+  _globals['_DELIVERYSTATUS']._serialized_start=681
+  _globals['_DELIVERYSTATUS']._serialized_end=842
   _globals['_NOTIFICATION']._serialized_start=103
   _globals['_NOTIFICATION']._serialized_end=378
   _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=380
   _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=421
   _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=423
   _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=511
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=812
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=955
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=845
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=988
 # @@protoc_insertion_point(module_scope)

@@ -29,12 +29,20 @@ class _NotificationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_No
     NOTIFICATION_REASON_UNSPECIFIED: _NotificationReason.ValueType  # 0
     NOTIFICATION_REASON_OFFLINE_MESSAGE: _NotificationReason.ValueType  # 1
     NOTIFICATION_REASON_MENTION: _NotificationReason.ValueType  # 2
+    NOTIFICATION_REASON_HANDOFF: _NotificationReason.ValueType  # 3
+    """The support bot handed a ticket to humans; the notification's message_id is
+    the handoff event's id.
+    """
 
 class NotificationReason(_NotificationReason, metaclass=_NotificationReasonEnumTypeWrapper): ...
 
 NOTIFICATION_REASON_UNSPECIFIED: NotificationReason.ValueType  # 0
 NOTIFICATION_REASON_OFFLINE_MESSAGE: NotificationReason.ValueType  # 1
 NOTIFICATION_REASON_MENTION: NotificationReason.ValueType  # 2
+NOTIFICATION_REASON_HANDOFF: NotificationReason.ValueType  # 3
+"""The support bot handed a ticket to humans; the notification's message_id is
+the handoff event's id.
+"""
 Global___NotificationReason: _TypeAlias = NotificationReason  # noqa: Y015
 
 class _DeliveryStatus:
