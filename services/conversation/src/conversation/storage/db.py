@@ -33,7 +33,6 @@ from conversation.storage.botdata import (
     CALL_RETENTION,
     MEMORY_COLLECTION,
     SUMMARY_COLLECTION,
-    TENANT_SETTINGS_COLLECTION,
     USAGE_CALLS_COLLECTION,
     USAGE_COLLECTION,
     BotMemoryRepo,
