@@ -24,7 +24,6 @@ from bot.agents import AgentDefaults
 from bot.clients.botdata import BotDataClient
 from bot.clients.conversation import ConversationClient
 from bot.clients.keys import key_client
-from bot.clients.settings import SettingsClient, SettingsReader
 from bot.clients.support import SupportClient
 from bot.handlers.replies import ReplyConfig, ReplyHandler
 from bot.handlers.summaries import SummaryHandler
@@ -37,6 +36,7 @@ from confab.bot.v1 import bot_pb2_grpc as pb_grpc
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
 from confab.conversation.v1 import events_pb2
+from confab.conversation.v1 import settings_pb2 as spb
 from confab_core.clock import SystemClock
 from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
@@ -96,15 +96,20 @@ def acting_as(caller: Caller) -> Iterator[None]:
         reset_caller(token)
 
 
+@pytest.fixture
+def conversation_db() -> str:
+    return f"conv_{new_id()}"
+
+
 @pytest_asyncio.fixture
-async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
+async def conversation_addr(servers: Servers, conversation_db: str) -> AsyncIterator[str]:
     """The real conversation service, with its outbox relay publishing to Kafka."""
     settings = ConversationSettings(
         internal_key=INTERNAL_KEY,
         mongo_url=servers.mongo_url,
         kafka_bootstrap_servers=servers.kafka,
         grpc_port=0,
-        mongo_database=f"conv_{new_id()}",
+        mongo_database=conversation_db,
         key_file=dev_key_file(),
     )
     async with conversation_app.running(settings, host=HOST) as port:
@@ -127,6 +132,19 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+class LocalSettings:
+    """The tenant settings the test configured. Until the conversation service
+    serves SettingsService (engineer `settings`), the bot's TenantSettingsSource
+    is fed from here and the same agents are written to the tenant_settings
+    document the conversation service reads."""
+
+    def __init__(self, by_tenant: dict[str, spb.TenantSettings]) -> None:
+        self._by_tenant = by_tenant
+
+    async def get(self, tenant_id: str) -> spb.TenantSettings:
+        return self._by_tenant.get(tenant_id, spb.TenantSettings())
+
+
 @dataclass
 class Stack:
     """The bot's parts, wired to a real conversation service, plus test helpers."""
@@ -137,7 +155,10 @@ class Stack:
     client: ConversationClient
     events: EventOpener
     channel: grpc.aio.Channel
+    database: str
     tenant_id: str = "t1"
+    # Tenant settings as the bot sees them (see LocalSettings).
+    tenant_settings: dict[str, spb.TenantSettings] = field(default_factory=dict)
     handled: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -178,8 +199,7 @@ class Stack:
             conversations=self.client,
             support=SupportClient(self.channel),
             botdata=self.botdata(),
-            # Read every time: tests change settings between messages.
-            settings=SettingsReader(SettingsClient(self.channel), SystemClock(), 1e-9),
+            settings=LocalSettings(self.tenant_settings),
             model=model,
             replier=None if model is None else PlainReplier(self.client, model),
             counter=BpeCounter(),
@@ -318,7 +338,7 @@ class Stack:
 
 @pytest_asyncio.fixture
 async def stack(
-    servers: Servers, conversation_addr: str, fake_openai: FakeOpenAI
+    servers: Servers, conversation_addr: str, conversation_db: str, fake_openai: FakeOpenAI
 ) -> AsyncIterator[Stack]:
     conversation_channel = channel(conversation_addr, BOT_AUTH, CONVERSATION)
     stack = Stack(
@@ -327,6 +347,7 @@ async def stack(
         conversations=conv_grpc.ConversationServiceStub(conversation_channel),
         client=ConversationClient(conversation_channel),
         channel=conversation_channel,
+        database=conversation_db,
         # Sealed events opened with keys from the real KeyService, as the service does.
         events=EventOpener(CachingKeySource(key_client(conversation_channel)), "bot-test"),
     )

@@ -4,6 +4,7 @@ bot data), Kafka, MongoDB and the fake OpenAI-compatible server."""
 from __future__ import annotations
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from bot.memory import MEMORY_HEADING
 from bot.prompting import FORBIDDEN_REPLY, UNAVAILABLE_REPLY
@@ -11,7 +12,6 @@ from confab.conversation.v1 import botdata_pb2 as bdpb
 from confab.conversation.v1 import botdata_pb2_grpc as bd_grpc
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import settings_pb2 as spb
-from confab.conversation.v1 import settings_pb2_grpc as s_grpc
 from confab.conversation.v1 import support_pb2 as supb
 from confab.conversation.v1 import support_pb2_grpc as sup_grpc
 from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, ROLE_TENANT_ADMIN, Caller
@@ -61,17 +61,42 @@ def admin(stack: Stack, tenant_id: str = "") -> Caller:
     )
 
 
+_ROLES = {
+    spb.AGENT_ROLE_ASSISTANT: "assistant",
+    spb.AGENT_ROLE_SUPPORT: "support",
+    spb.AGENT_ROLE_PICKABLE: "pickable",
+}
+
+
 async def configure(stack: Stack, document: spb.TenantSettings, tenant_id: str = "") -> None:
-    stub = s_grpc.SettingsServiceStub(stack.channel)
-    with stack.acting_as(admin(stack, tenant_id)):
-        current = (await stub.GetSettings(spb.GetSettingsRequest())).settings
-        await stub.UpdateSettings(
-            spb.UpdateSettingsRequest(
-                settings=document,
-                sections=[spb.SETTINGS_SECTION_AGENTS, spb.SETTINGS_SECTION_TOPICS],
-                expected_version=current.version,
-            )
+    """The tenant's settings, where both services read them: the bot through its
+    settings source, the conversation service from the tenant_settings document
+    (the fields it reads: agents' id, name, role, enabled; the AI quota)."""
+    tenant = tenant_id or stack.tenant_id
+    stack.tenant_settings[tenant] = document
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(stack.servers.mongo_url)
+    try:
+        await client[stack.database]["tenant_settings"].update_one(
+            {"_id": tenant},
+            {
+                "$set": {
+                    "tenant_id": tenant,
+                    "agents": [
+                        {
+                            "id": a.id,
+                            "display_name": a.display_name,
+                            "role": _ROLES.get(a.role, ""),
+                            "enabled": a.enabled,
+                        }
+                        for a in document.agents
+                    ],
+                    "ai_quota": {"monthly_tokens": document.ai_quota.monthly_tokens},
+                }
+            },
+            upsert=True,
         )
+    finally:
+        await client.close()
 
 
 async def open_ticket(stack: Stack, caller: Caller, text: str) -> supb.OpenTicketResponse:
