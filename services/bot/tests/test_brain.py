@@ -7,7 +7,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from bot.memory import MEMORY_HEADING
-from bot.prompting import FORBIDDEN_REPLY, UNAVAILABLE_REPLY
+from bot.prompting import FORBIDDEN_REPLY, QUOTA_REPLY, UNAVAILABLE_REPLY
 from confab.conversation.v1 import botdata_pb2 as bdpb
 from confab.conversation.v1 import botdata_pb2_grpc as bd_grpc
 from confab.conversation.v1 import conversation_pb2 as conv_pb
@@ -368,3 +368,34 @@ async def test_another_tenant_keeps_its_own_agents(stack: Stack) -> None:
     # t1's agents and forbidden topics do not apply in t2.
     assert reply.sender_id == BOT_USER_ID
     assert reply.text == "echo: What DOSAGE is fine?"
+
+
+@pytest.mark.asyncio
+async def test_over_quota_one_message_per_conversation_and_support_hands_off(
+    stack: Stack,
+) -> None:
+    document = settings()
+    document.ai_quota.monthly_tokens = 1
+    await configure(stack, document)
+    alice = stack.user("alice")
+    conv = await stack.create(alice, AI)
+    handler = stack.replies()
+    first = await stack.send(alice, conv.id, "Where is my order?")
+    # The first answer spends the quota.
+    await handler.handle(stack.event_for(first, AI))
+    asked = len(stack.fake.requests)
+
+    for text in ("And the refund?", "Hello?"):
+        message = await stack.send(alice, conv.id, text)
+        await handler.handle(stack.event_for(message, AI))
+
+    texts = [m.text for m in await stack.bot_messages(alice, conv.id)]
+    assert texts == ["echo: Where is my order?", QUOTA_REPLY]
+    assert len(stack.fake.requests) == asked
+
+    opened = await open_ticket(stack, alice, "My delivery is late")
+    first = await first_message(stack, alice, opened.conversation.id)
+    await handler.handle(stack.event_for(first, SUPPORT))
+    ticket = await ticket_of(stack, opened.conversation.id)
+    assert ticket.handoff_reason == supb.HANDOFF_REASON_QUOTA_EXCEEDED
+    assert len(stack.fake.requests) == asked
