@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from bot.agents import AgentDefaults
 from bot.clients.botdata import BotDataClient
 from bot.clients.conversation import ConversationClient
 from bot.clients.keys import key_client
 from bot.clients.policy import PolicyReader
-from bot.clients.settings import SettingsClient, SettingsReader
+from bot.clients.settings import SettingsClient, load_as_bot
 from bot.clients.support import SupportClient
 from bot.handlers.replies import ReplyConfig, ReplyHandler
 from bot.handlers.summaries import SummaryHandler
@@ -23,6 +24,7 @@ from confab_core.clock import SystemClock
 from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
 from confab_core.grpcx.server import GrpcServer, run_until_signal
+from confab_core.ids import new_id
 from confab_core.kafka import CONVERSATION_EVENTS_TOPIC, consume_forever
 from confab_core.logs import setup_logging
 from confab_core.metrics import serve_metrics
@@ -30,6 +32,7 @@ from confab_core.sealed_events import EventOpener
 from confab_core.servicetoken import CONVERSATION
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from confab_core.tenant_settings import TenantSettingsCache, settings_consumer
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +77,18 @@ async def main() -> None:
         ttl_seconds=settings.key_cache_seconds,
     )
     timeout = settings.peer_timeout_seconds
+    settings_client = SettingsClient(conversation_channel, timeout)
+    tenant_settings = TenantSettingsCache(
+        lambda tenant_id: load_as_bot(settings_client, tenant_id),
+        SystemClock(),
+        max_age_seconds=settings.settings_cache_seconds,
+    )
     botdata = BotDataClient(conversation_channel, timeout)
     replies = ReplyHandler(
         conversations=conversations,
         support=SupportClient(conversation_channel, timeout),
         botdata=botdata,
-        settings=SettingsReader(
-            SettingsClient(conversation_channel, timeout),
-            SystemClock(),
-            settings.settings_cache_seconds,
-        ),
+        settings=tenant_settings,
         model=model,
         replier=None if model is None else PlainReplier(conversations, model),
         counter=BpeCounter(),
@@ -100,6 +105,15 @@ async def main() -> None:
             handler=replies.handle_record,
         )
 
+    async def follow_settings() -> None:
+        # Every pod forgets a changed tenant's settings: a group of its own.
+        await settings_consumer(
+            tenant_settings,
+            bootstrap=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
+            group_id=f"{CONSUMER_GROUP}-settings-{socket.gethostname()}-{new_id()[:8]}",
+        )
+
     server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = BotServicer(
         SummaryHandler(
@@ -111,7 +125,7 @@ async def main() -> None:
         bot_pb2.DESCRIPTOR.services_by_name["BotService"].full_name,
     )
     try:
-        await run_until_signal(server, [consume], settings.shutdown_grace_seconds)
+        await run_until_signal(server, [consume, follow_settings], settings.shutdown_grace_seconds)
     finally:
         await conversation_channel.close()
         if base_model is not None:

@@ -9,13 +9,12 @@ import grpc
 
 from confab.conversation.v1 import settings_pb2 as pb
 from confab.conversation.v1 import settings_pb2_grpc as pb_grpc
-from confab_core.clock import Clock
 from confab_core.grpcx.client import translate
 from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, Caller, reset_caller, set_caller
 
 
 class TenantSettingsSource(Protocol):
-    """Where the handlers get a tenant's settings: in the service, a cache that
+    """Where the handlers get a tenant's settings: in the service, the cache that
     the settings-changed events refresh (confab_core.tenant_settings)."""
 
     async def get(self, tenant_id: str) -> pb.TenantSettings: ...
@@ -42,35 +41,13 @@ class SettingsClient:
         return resp.settings
 
 
-_CACHE_MAX_TENANTS = 10_000
-
-
-class SettingsReader:
-    """Each tenant's settings, read as the bot and kept for ``ttl_seconds``."""
-
-    def __init__(self, client: SettingsClient, clock: Clock, ttl_seconds: float) -> None:
-        self._client = client
-        self._clock = clock
-        self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, pb.TenantSettings]] = {}
-
-    async def get(self, tenant_id: str) -> pb.TenantSettings:
-        now = self._clock.monotonic()
-        hit = self._cache.get(tenant_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        token = set_caller(
-            Caller(tenant_id=tenant_id, user_id=BOT_USER_ID, roles=frozenset({ROLE_SERVICE}))
-        )
-        try:
-            settings = await self._client.service_settings()
-        finally:
-            reset_caller(token)
-        if len(self._cache) >= _CACHE_MAX_TENANTS:
-            self._cache.clear()
-        self._cache[tenant_id] = (now + self._ttl, settings)
-        return settings
-
-    def forget(self, tenant_id: str) -> None:
-        """A settings change was announced: the next read fetches them."""
-        self._cache.pop(tenant_id, None)
+async def load_as_bot(client: SettingsClient, tenant_id: str) -> pb.TenantSettings:
+    """A tenant's settings read as the bot, whoever the current caller is: the
+    loader of the service's confab_core.tenant_settings.TenantSettingsCache."""
+    token = set_caller(
+        Caller(tenant_id=tenant_id, user_id=BOT_USER_ID, roles=frozenset({ROLE_SERVICE}))
+    )
+    try:
+        return await client.service_settings()
+    finally:
+        reset_caller(token)
