@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pymongo import AsyncMongoClient
 
+from bot.clients.settings import SettingsClient, load_as_bot
 from bot.memory import MEMORY_HEADING
 from bot.prompting import FORBIDDEN_REPLY, QUOTA_REPLY, UNAVAILABLE_REPLY
 from confab.conversation.v1 import botdata_pb2 as bdpb
@@ -14,7 +15,9 @@ from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import settings_pb2 as spb
 from confab.conversation.v1 import support_pb2 as supb
 from confab.conversation.v1 import support_pb2_grpc as sup_grpc
+from confab_core.clock import SystemClock
 from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, ROLE_TENANT_ADMIN, Caller
+from confab_core.tenant_settings import TenantSettingsCache
 
 from .conftest import Stack
 
@@ -399,3 +402,15 @@ async def test_over_quota_one_message_per_conversation_and_support_hands_off(
     ticket = await ticket_of(stack, opened.conversation.id)
     assert ticket.handoff_reason == supb.HANDOFF_REASON_QUOTA_EXCEEDED
     assert len(stack.fake.requests) == asked
+
+
+@pytest.mark.asyncio
+async def test_the_bot_reads_settings_as_itself_through_the_cache(stack: Stack) -> None:
+    cache = TenantSettingsCache(
+        lambda tenant_id: load_as_bot(SettingsClient(stack.channel), tenant_id), SystemClock()
+    )
+    # Whoever is calling (a member here), the read is the bot's; a tenant that
+    # never saved settings has no agents.
+    with stack.acting_as(stack.user("alice")):
+        found = await cache.get(stack.tenant_id)
+    assert list(found.agents) == []
