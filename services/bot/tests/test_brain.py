@@ -189,6 +189,8 @@ async def test_support_bot_answers_then_hands_off_and_stays_silent(stack: Stack)
     asked = len(stack.fake.requests)
 
     forbidden = await stack.send(alice, conv.id, "Which medication helps with the stress?")
+    # Sent while the handoff is under way: its event is handled after it.
+    during = await stack.send(alice, conv.id, "Also, where is my refund?")
     await handler.handle(stack.event_for(forbidden, SUPPORT))
 
     ticket = await ticket_of(stack, conv.id)
@@ -202,7 +204,7 @@ async def test_support_bot_answers_then_hands_off_and_stays_silent(stack: Stack)
 
     # During and after the handoff, and with every event redelivered: silence.
     later = await stack.send(alice, conv.id, "Hello? Where is my order?")
-    for message in (first, forbidden, later):
+    for message in (during, first, forbidden, later):
         await handler.handle(stack.event_for(message, SUPPORT))
         await stack.replies().handle(stack.event_for(message, SUPPORT))
     assert len(await stack.bot_messages(alice, conv.id)) == 1
