@@ -14,23 +14,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
+import grpc
 import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
 
 import conversation.app as conversation_app
+from bot.agents import AgentDefaults
+from bot.clients.botdata import BotDataClient
 from bot.clients.conversation import ConversationClient
 from bot.clients.keys import key_client
-from bot.handlers.replies import ReplyHandler
+from bot.clients.support import SupportClient
+from bot.handlers.replies import ReplyConfig, ReplyHandler
 from bot.handlers.summaries import SummaryHandler
-from bot.model import OpenAIChat
+from bot.memory import BpeCounter
+from bot.model import ChatModel, ClientPool, OpenAIChat, RetryPolicy
+from bot.replier import PlainReplier
 from bot.servicer import BotServicer
 from confab.bot.v1 import bot_pb2 as pb
 from confab.bot.v1 import bot_pb2_grpc as pb_grpc
 from confab.conversation.v1 import conversation_pb2 as conv_pb
 from confab.conversation.v1 import conversation_pb2_grpc as conv_grpc
 from confab.conversation.v1 import events_pb2
+from confab.conversation.v1 import settings_pb2 as spb
 from confab_core.clock import SystemClock
 from confab_core.crypto import CachingKeySource
 from confab_core.grpcx.client import channel
@@ -90,15 +96,20 @@ def acting_as(caller: Caller) -> Iterator[None]:
         reset_caller(token)
 
 
+@pytest.fixture
+def conversation_db() -> str:
+    return f"conv_{new_id()}"
+
+
 @pytest_asyncio.fixture
-async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
+async def conversation_addr(servers: Servers, conversation_db: str) -> AsyncIterator[str]:
     """The real conversation service, with its outbox relay publishing to Kafka."""
     settings = ConversationSettings(
         internal_key=INTERNAL_KEY,
         mongo_url=servers.mongo_url,
         kafka_bootstrap_servers=servers.kafka,
         grpc_port=0,
-        mongo_database=f"conv_{new_id()}",
+        mongo_database=conversation_db,
         key_file=dev_key_file(),
     )
     async with conversation_app.running(settings, host=HOST) as port:
@@ -121,6 +132,19 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+class LocalSettings:
+    """The tenant settings the test configured. Until the conversation service
+    serves SettingsService (engineer `settings`), the bot's TenantSettingsSource
+    is fed from here and the same agents are written to the tenant_settings
+    document the conversation service reads."""
+
+    def __init__(self, by_tenant: dict[str, spb.TenantSettings]) -> None:
+        self._by_tenant = by_tenant
+
+    async def get(self, tenant_id: str) -> spb.TenantSettings:
+        return self._by_tenant.get(tenant_id, spb.TenantSettings())
+
+
 @dataclass
 class Stack:
     """The bot's parts, wired to a real conversation service, plus test helpers."""
@@ -130,7 +154,11 @@ class Stack:
     conversations: conv_grpc.ConversationServiceStub
     client: ConversationClient
     events: EventOpener
+    channel: grpc.aio.Channel
+    database: str
     tenant_id: str = "t1"
+    # Tenant settings as the bot sees them (see LocalSettings).
+    tenant_settings: dict[str, spb.TenantSettings] = field(default_factory=dict)
     handled: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -146,20 +174,46 @@ class Stack:
             display_name=user_id.capitalize(),
         )
 
-    def model(self, *, max_retries: int = 2) -> OpenAIChat:
-        client = openai.AsyncOpenAI(
-            base_url=self.fake.base_url, api_key="test-key", timeout=10.0, max_retries=max_retries
-        )
-        self._closers.append(client.close)
-        return OpenAIChat(client, "test-model")
+    def model(self, *, max_retries: int = 2, allowed: frozenset[str] = frozenset()) -> OpenAIChat:
+        clients = ClientPool(self.fake.base_url, "test-key", 10.0, allowed)
+        self._closers.append(clients.close)
+        # No backoff: the tests count attempts, not seconds.
+        return OpenAIChat(clients, "test-model", RetryPolicy(max_retries + 1, 0.0, 0.0))
 
-    def replies(self, *, configured: bool = True, max_retries: int = 2) -> ReplyHandler:
+    def botdata(self) -> BotDataClient:
+        return BotDataClient(self.channel)
+
+    def replies(
+        self,
+        *,
+        configured: bool = True,
+        max_retries: int = 2,
+        token_budget: int = 4000,
+        memory_refresh_tokens: int = 1000,
+        handoff_after_turns: int = 5,
+        model: ChatModel | None = None,
+    ) -> ReplyHandler:
+        if model is None and configured:
+            model = self.model(max_retries=max_retries)
         return ReplyHandler(
-            self.client,
-            self.model(max_retries=max_retries) if configured else None,
-            system_prompt=SYSTEM_PROMPT,
-            history_messages=20,
-            display_name="Confab Assistant",
+            conversations=self.client,
+            support=SupportClient(self.channel),
+            botdata=self.botdata(),
+            settings=LocalSettings(self.tenant_settings),
+            model=model,
+            replier=None if model is None else PlainReplier(self.client, model),
+            counter=BpeCounter(),
+            config=ReplyConfig(
+                defaults=AgentDefaults(
+                    display_name="Confab Assistant",
+                    system_prompt=SYSTEM_PROMPT,
+                    token_budget=token_budget,
+                    max_reply_tokens=800,
+                    handoff_after_turns=handoff_after_turns,
+                ),
+                history_messages=100,
+                memory_refresh_tokens=memory_refresh_tokens,
+            ),
             events=self.events,
         )
 
@@ -167,7 +221,12 @@ class Stack:
         """BotService on its own port, as app.py serves it."""
         server = GrpcServer(0, BOT_AUTH, host=HOST)
         servicer = BotServicer(
-            SummaryHandler(self.client, self.model() if configured else None, max_messages=100)
+            SummaryHandler(
+                self.client,
+                self.model() if configured else None,
+                max_messages=100,
+                botdata=self.botdata(),
+            )
         )
         server.add(
             lambda s: pb_grpc.add_BotServiceServicer_to_server(servicer, s),
@@ -221,11 +280,13 @@ class Stack:
     ) -> Any:
         return await eventually(probe, within, what)
 
-    def event_for(self, message: conv_pb.Message, kind: int) -> events_pb2.ConversationEvent:
+    def event_for(
+        self, message: conv_pb.Message, kind: int, tenant_id: str = ""
+    ) -> events_pb2.ConversationEvent:
         """The event the conversation service publishes for ``message``."""
         return events_pb2.ConversationEvent(
             event_id=f"evt-{message.id}",
-            tenant_id=self.tenant_id,
+            tenant_id=tenant_id or self.tenant_id,
             conversation_id=message.conversation_id,
             actor_id=message.sender_id,
             message_created=events_pb2.MessageCreated(message=message, conversation_kind=kind),
@@ -277,7 +338,7 @@ class Stack:
 
 @pytest_asyncio.fixture
 async def stack(
-    servers: Servers, conversation_addr: str, fake_openai: FakeOpenAI
+    servers: Servers, conversation_addr: str, conversation_db: str, fake_openai: FakeOpenAI
 ) -> AsyncIterator[Stack]:
     conversation_channel = channel(conversation_addr, BOT_AUTH, CONVERSATION)
     stack = Stack(
@@ -285,6 +346,8 @@ async def stack(
         fake=fake_openai,
         conversations=conv_grpc.ConversationServiceStub(conversation_channel),
         client=ConversationClient(conversation_channel),
+        channel=conversation_channel,
+        database=conversation_db,
         # Sealed events opened with keys from the real KeyService, as the service does.
         events=EventOpener(CachingKeySource(key_client(conversation_channel)), "bot-test"),
     )

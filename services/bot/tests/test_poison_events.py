@@ -28,11 +28,14 @@ def record(value: bytes) -> ConsumerRecord[bytes, bytes]:
 def handler() -> ReplyHandler:
     # No peers and no keys: any attempt to use one fails the test with an AttributeError.
     return ReplyHandler(
-        None,  # type: ignore[arg-type]
-        None,
-        system_prompt="",
-        history_messages=20,
-        display_name="Bot",
+        conversations=None,  # type: ignore[arg-type]
+        support=None,  # type: ignore[arg-type]
+        botdata=None,  # type: ignore[arg-type]
+        settings=None,  # type: ignore[arg-type]
+        model=None,
+        replier=None,
+        counter=None,  # type: ignore[arg-type]
+        config=None,  # type: ignore[arg-type]
         events=EventOpener(None, "bot-test"),  # type: ignore[arg-type]
     )
 

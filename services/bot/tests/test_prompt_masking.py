@@ -37,14 +37,7 @@ class Parts:
         self.reader = PolicyReader(ch, self.clock)
 
     def replies(self) -> ReplyHandler:
-        return ReplyHandler(
-            self.stack.client,
-            MaskingChat(self.stack.model(), self.reader),
-            system_prompt=SYSTEM_PROMPT,
-            history_messages=20,
-            display_name="Confab Assistant",
-            events=self.stack.events,
-        )
+        return self.stack.replies(model=MaskingChat(self.stack.model(), self.reader))
 
     async def set_policy(self, tenant_id: str, request: ppb.UpdatePolicyRequest) -> None:
         admin = Caller(tenant_id=tenant_id, user_id="root", roles=frozenset({ROLE_TENANT_ADMIN}))

@@ -31,11 +31,12 @@ def created(
     )
 
 
-def test_replies_to_user_messages_in_assistant_conversations_only() -> None:
+def test_replies_to_user_messages_in_assistant_and_support_conversations_only() -> None:
     assert should_reply(created(msg("alice", "hi")))
     assert should_reply(created(msg("alice", "see file", pb.MESSAGE_KIND_FILE)))
+    # Whether an agent serves it (the ticket is `bot`) is the handler's call.
+    assert should_reply(created(msg("alice", "hi"), pb.CONVERSATION_KIND_SUPPORT))
     assert not should_reply(created(msg("alice", "hi"), pb.CONVERSATION_KIND_GROUP))
-    assert not should_reply(created(msg("alice", "hi"), pb.CONVERSATION_KIND_SUPPORT))
 
 
 def test_never_replies_to_itself_or_to_system_messages() -> None:
@@ -43,6 +44,10 @@ def test_never_replies_to_itself_or_to_system_messages() -> None:
     assert not should_reply(created(msg(BOT_USER_ID, "odd", pb.MESSAGE_KIND_TEXT)))
     assert not should_reply(created(msg("alice", "joined", pb.MESSAGE_KIND_SYSTEM)))
     assert not should_reply(created(msg("other-bot", "hello", pb.MESSAGE_KIND_BOT)))
+    # Nor to an agent's bot user, nor to the system, in support either.
+    support = pb.CONVERSATION_KIND_SUPPORT
+    assert not should_reply(created(msg("confab-bot:desk", "hi", pb.MESSAGE_KIND_TEXT), support))
+    assert not should_reply(created(msg("confab-system", "Connecting", pb.MESSAGE_KIND_TEXT)))
 
 
 def test_ignores_events_that_are_not_new_messages() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.model import OpenAIChat, model_from
+from bot.model import ClientPool, ModelError, OpenAIChat, model_from
 from bot.settings import DEFAULT_SYSTEM_PROMPT, BotSettings
 from confab_core.settings import SettingsError, load_settings
 
@@ -19,7 +19,7 @@ def test_defaults_leave_the_model_unconfigured(required: pytest.MonkeyPatch) -> 
     settings = load_settings(BotSettings)
     assert settings.model == "gpt-4o-mini"
     assert settings.system_prompt == DEFAULT_SYSTEM_PROMPT
-    assert settings.history_messages == 20
+    assert settings.history_messages == 100
     assert settings.request_timeout_seconds == 30
     assert settings.grpc_port == 50053
     assert not settings.model_configured
@@ -60,3 +60,22 @@ def test_history_is_bounded_by_the_page_size(required: pytest.MonkeyPatch) -> No
     required.setenv("BOT_HISTORY_MESSAGES", "500")
     with pytest.raises(SettingsError, match="BOT_HISTORY_MESSAGES"):
         load_settings(BotSettings)
+
+
+def test_allowed_base_urls_are_a_json_list(required: pytest.MonkeyPatch) -> None:
+    required.setenv("BOT_ALLOWED_BASE_URLS", '["https://llm.example/v1"]')
+    assert load_settings(BotSettings).allowed_base_urls == ["https://llm.example/v1"]
+
+
+@pytest.mark.asyncio
+async def test_only_allowed_base_urls_get_a_client() -> None:
+    pool = ClientPool(
+        "http://127.0.0.1:9/v1/", "sk-test", 1.0, frozenset({"https://llm.example/v1"})
+    )
+    try:
+        assert pool.client("") is pool.client("http://127.0.0.1:9/v1")
+        assert pool.client("https://llm.example/v1/") is not pool.client("")
+        with pytest.raises(ModelError, match="not allowed"):
+            pool.client("https://elsewhere.example/v1")
+    finally:
+        await pool.close()

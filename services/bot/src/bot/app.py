@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+import socket
 
+from bot.agents import AgentDefaults
+from bot.clients.botdata import BotDataClient
 from bot.clients.conversation import ConversationClient
 from bot.clients.keys import key_client
 from bot.clients.policy import PolicyReader
-from bot.handlers.replies import ReplyHandler
+from bot.clients.settings import SettingsClient, load_as_bot
+from bot.clients.support import SupportClient
+from bot.handlers.replies import ReplyConfig, ReplyHandler
 from bot.handlers.summaries import SummaryHandler
+from bot.memory import BpeCounter
 from bot.model import MaskingChat, model_from
+from bot.replier import PlainReplier
 from bot.servicer import BotServicer
 from bot.settings import BotSettings
 from bot.stream_servicer import BotStreamServicer
@@ -32,11 +39,26 @@ from confab_core.sealed_events import EventOpener
 from confab_core.servicetoken import CONVERSATION
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from confab_core.tenant_settings import TenantSettingsCache, settings_consumer
 
 log = logging.getLogger(__name__)
 
 SERVICE = "bot"
 CONSUMER_GROUP = "bot"
+
+
+def reply_config(settings: BotSettings) -> ReplyConfig:
+    return ReplyConfig(
+        defaults=AgentDefaults(
+            display_name=settings.display_name,
+            system_prompt=settings.system_prompt,
+            token_budget=settings.token_budget,
+            max_reply_tokens=settings.max_reply_tokens,
+            handoff_after_turns=settings.handoff_after_turns,
+        ),
+        history_messages=settings.history_messages,
+        memory_refresh_tokens=settings.memory_refresh_tokens,
+    )
 
 
 async def main() -> None:
@@ -61,12 +83,23 @@ async def main() -> None:
         key_client(conversation_channel, settings.peer_timeout_seconds),
         ttl_seconds=settings.key_cache_seconds,
     )
+    timeout = settings.peer_timeout_seconds
+    settings_client = SettingsClient(conversation_channel, timeout)
+    tenant_settings = TenantSettingsCache(
+        lambda tenant_id: load_as_bot(settings_client, tenant_id),
+        SystemClock(),
+        max_age_seconds=settings.settings_cache_seconds,
+    )
+    botdata = BotDataClient(conversation_channel, timeout)
     replies = ReplyHandler(
-        conversations,
-        model,
-        system_prompt=settings.system_prompt,
-        history_messages=settings.history_messages,
-        display_name=settings.display_name,
+        conversations=conversations,
+        support=SupportClient(conversation_channel, timeout),
+        botdata=botdata,
+        settings=tenant_settings,
+        model=model,
+        replier=None if model is None else PlainReplier(conversations, model),
+        counter=BpeCounter(),
+        config=reply_config(settings),
         events=EventOpener(keys, CONSUMER_GROUP),
     )
 
@@ -100,9 +133,20 @@ async def main() -> None:
             handler=replies.handle_record,
         )
 
+    async def follow_settings() -> None:
+        # Every pod forgets a changed tenant's settings: a group of its own.
+        await settings_consumer(
+            tenant_settings,
+            bootstrap=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
+            group_id=f"{CONSUMER_GROUP}-settings-{socket.gethostname()}-{new_id()[:8]}",
+        )
+
     server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = BotServicer(
-        SummaryHandler(conversations, model, max_messages=settings.summary_messages)
+        SummaryHandler(
+            conversations, model, max_messages=settings.summary_messages, botdata=botdata
+        )
     )
     server.add(
         lambda s: bot_pb2_grpc.add_BotServiceServicer_to_server(servicer, s),
@@ -114,7 +158,9 @@ async def main() -> None:
         stream_pb2.DESCRIPTOR.services_by_name["BotStreamService"].full_name,
     )
     try:
-        await run_until_signal(server, [consume, control], settings.shutdown_grace_seconds)
+        await run_until_signal(
+            server, [consume, control, follow_settings], settings.shutdown_grace_seconds
+        )
     finally:
         await producer.stop()
         await model_clients.close()

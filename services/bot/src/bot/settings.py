@@ -24,10 +24,29 @@ class BotSettings(ServiceSettings):
     model: str = "gpt-4o-mini"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # The conversation service pages at most 100 messages per call.
-    history_messages: int = Field(default=20, ge=1, le=100)
+    # The recent messages read per reply (the token budget decides how many
+    # of them the prompt keeps verbatim; older ones go to the rolling memory).
+    history_messages: int = Field(default=100, ge=1, le=100)
     summary_messages: int = Field(default=100, ge=1, le=100)
     request_timeout_seconds: float = 30.0
-    openai_max_retries: int = Field(default=2, ge=0)
+    # Base URLs an agent may name besides openai_base_url (the API key goes
+    # with every request, so only hosts the operator trusts), as a JSON list.
+    allowed_base_urls: list[str] = Field(default_factory=list)
+    # Model calls: tries in all (tenacity; the SDK's own retries are off), and
+    # the exponential backoff with full jitter between them.
+    model_attempts: int = Field(default=3, ge=1, le=10)
+    model_retry_initial_seconds: float = Field(default=0.5, ge=0)
+    model_retry_max_seconds: float = Field(default=8.0, ge=0)
+    # Agent defaults, for agents (and the implicit assistant) that leave them unset.
+    token_budget: int = Field(default=4000, ge=256, le=128_000)
+    max_reply_tokens: int = Field(default=800, ge=16, le=16_000)
+    handoff_after_turns: int = Field(default=5, ge=1, le=100)
+    # The rolling memory is refreshed once the older messages that no longer
+    # fit the budget weigh this many tokens.
+    memory_refresh_tokens: int = Field(default=1000, ge=1)
+    # Upper bound on how stale a tenant's settings may be when a change event
+    # was missed; the event normally refreshes them within a second.
+    settings_cache_seconds: float = Field(default=60.0, gt=0)
     display_name: str = "Confab Assistant"
     grpc_port: int = 50053
     peer_timeout_seconds: float = 10.0
