@@ -277,6 +277,7 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
     others |= {Action.TICKET_READ, Action.TICKET_WRITE, Action.SUPPORT_ADMIN}
     # ... and the SLA policy, canned replies and analytics have route modules of their own.
     others |= {Action.SLA_POLICY, Action.CANNED, Action.SUPPORT_PROFILE, Action.ANALYTICS}
+    others |= {Action.SETTINGS_READ, Action.SETTINGS_WRITE}
     assert set(calls) == set(Action) - others
     for action, call in calls.items():
         world.limiter.refuse = {action}

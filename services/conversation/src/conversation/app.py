@@ -33,6 +33,8 @@ from confab.conversation.v1 import (
     platform_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    settings_pb2,
+    settings_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
     support_admin_pb2,
@@ -59,6 +61,7 @@ from confab_core.mongo import Doc
 from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from confab_core.tenant_settings import TENANT_SETTINGS_TOPIC
 from conversation.analytics_consumer import AnalyticsConsumer
 from conversation.analytics_servicer import AnalyticsServicer
 from conversation.assignment_servicer import AssignmentServicer
@@ -83,6 +86,7 @@ from conversation.handlers.sla import SlaEngine
 from conversation.handlers.sla_policy import SlaPolicyHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.support_admin import SupportAdminHandler
+from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import TenantPolicies
@@ -97,6 +101,7 @@ from conversation.reencrypt import ReencryptRunner
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
+from conversation.settings_servicer import SettingsServicer
 from conversation.sla_scheduler import SlaScheduler
 from conversation.sla_servicer import SlaServicer
 from conversation.storage.db import Database
@@ -165,7 +170,7 @@ async def build(
     async def publish() -> None:
         await ensure_topics_with_retry(
             settings.kafka_bootstrap_servers,
-            [TopicSpec(CONVERSATION_EVENTS_TOPIC)],
+            [TopicSpec(CONVERSATION_EVENTS_TOPIC), TopicSpec(TENANT_SETTINGS_TOPIC)],
             security=settings.kafka_security(),
         )
         await relay.run()
@@ -208,7 +213,18 @@ async def build(
         lambda s: platform_pb2_grpc.add_PlatformServiceServicer_to_server(platform, s),
         platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name,
     )
-    desk = SupportAdminServicer(SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks)))
+    # The tenant's chat settings; the desk's categories are one of their sections.
+    chat_settings = SettingsHandler(
+        db, clock, AuditTrail(db, clock, unit.locks), wakeup, settings.bot_allowed_base_urls
+    )
+    settings_servicer = SettingsServicer(chat_settings)
+    server.add(
+        lambda s: settings_pb2_grpc.add_SettingsServiceServicer_to_server(settings_servicer, s),
+        settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
+    )
+    desk = SupportAdminServicer(
+        SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks), chat_settings)
+    )
     server.add(
         lambda s: support_admin_pb2_grpc.add_SupportAdminServiceServicer_to_server(desk, s),
         support_admin_pb2.DESCRIPTOR.services_by_name["SupportAdminService"].full_name,

@@ -76,6 +76,9 @@ class Action(StrEnum):
     # Platform staff: escalated tickets of every tenant (reads; replies and transitions).
     PLATFORM_READ = "platform_read"
     PLATFORM_WRITE = "platform_write"
+    # The tenant's chat settings: reads (the public part too) and changes.
+    SETTINGS_READ = "settings_read"
+    SETTINGS_WRITE = "settings_write"
 
 
 class Limit(BaseModel):
@@ -124,6 +127,9 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # The tenant here is the platform tenant: all platform staff together.
     Action.PLATFORM_READ: Limit(user=120, tenant=3000),
     Action.PLATFORM_WRITE: Limit(user=30, tenant=600),
+    # Clients read the public part once per page load; changes are an admin's.
+    Action.SETTINGS_READ: Limit(user=30, tenant=3000),
+    Action.SETTINGS_WRITE: Limit(user=10, tenant=100),
 }
 
 

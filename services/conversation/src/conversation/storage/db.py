@@ -60,6 +60,7 @@ from conversation.storage.policies import (
     PiiCountRepo,
     PolicyRepo,
 )
+from conversation.storage.settings import SETTINGS_DOC_COLLECTION, SettingsRepo
 from conversation.storage.sla import INDEXES as SLA_INDEXES
 from conversation.storage.sla import (
     POLICY_COLLECTION as SLA_POLICY_COLLECTION,
@@ -256,6 +257,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
     SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    SETTINGS_DOC_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # Analytics: a range of one dimension's days; a ticket's and a
     # conversation's fold state by id.
     ANALYTICS_DAYS: [
@@ -302,6 +304,7 @@ TENANT_COLLECTIONS = (
     TICKETS_COLLECTION,
     TEAMS_COLLECTION,
     SETTINGS_COLLECTION,
+    SETTINGS_DOC_COLLECTION,
     ANALYTICS_DAYS,
     ANALYTICS_TICKETS,
     ANALYTICS_CURSORS,
@@ -328,6 +331,7 @@ class TenantStore:
     escalations: EscalationRepo
     support: SupportConfigRepo
     analytics: AnalyticsRepo
+    settings: SettingsRepo
 
 
 class TenantPurge:
@@ -550,7 +554,11 @@ class Database:
             tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
             escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
             support=SupportConfigRepo(
-                scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
+                scoped(SETTINGS_COLLECTION),
+                scoped(TEAMS_COLLECTION),
+                crypto,
+                session,
+                scoped(SETTINGS_DOC_COLLECTION),
             ),
             analytics=AnalyticsRepo(
                 scoped(ANALYTICS_DAYS),
@@ -558,4 +566,5 @@ class Database:
                 scoped(ANALYTICS_CURSORS),
                 session,
             ),
+            settings=SettingsRepo(scoped(SETTINGS_DOC_COLLECTION), crypto, session),
         )

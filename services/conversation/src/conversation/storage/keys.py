@@ -57,6 +57,7 @@ SEALED: dict[str, tuple[str, tuple[str, ...]]] = {
     "support_profiles": ("_id", ("name",)),
     "tickets": ("_id", ("subject",)),
     "support_teams": ("_id", ("name",)),
+    "tenant_settings": ("_id", ("text",)),
 }
 JOB_ORDER = tuple(SEALED)
 

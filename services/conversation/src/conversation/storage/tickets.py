@@ -388,30 +388,38 @@ class SupportConfigRepo:
         teams: TenantCollection,
         crypto: TenantCrypto,
         session: AsyncClientSession | None = None,
+        chat_settings: TenantCollection | None = None,
     ) -> None:
+        """``chat_settings``: the tenant's chat settings (storage/settings.py), whose
+        ``ticket_categories`` section is the one source of the categories."""
         self._settings = settings
         self._teams = teams
         self._crypto = crypto
         self._session = session
+        self._chat_settings = chat_settings
 
     async def settings(self) -> SupportSettings:
         doc = await self._settings.find_one(
             {"_id": self._settings.tenant_id}, session=self._session
         )
-        if doc is None:
-            return SupportSettings()
+        legacy = () if doc is None else tuple(str(c) for c in doc.get("categories", ()))
         return SupportSettings(
-            categories=tuple(str(c) for c in doc.get("categories", ())),
-            bot_takes_new=bool(doc.get("bot_takes_new", False)),
+            categories=await self._categories(legacy),
+            bot_takes_new=False if doc is None else bool(doc.get("bot_takes_new", False)),
         )
 
-    async def put_categories(self, categories: tuple[str, ...], now: datetime) -> None:
-        await self._settings.update_one(
-            {"_id": self._settings.tenant_id},
-            {"$set": {"categories": list(categories), "updated_at": now}},
-            upsert=True,
+    async def _categories(self, legacy: tuple[str, ...]) -> tuple[str, ...]:
+        if self._chat_settings is None:
+            return legacy
+        doc = await self._chat_settings.find_one(
+            {"_id": self._chat_settings.tenant_id},
+            projection={"ticket_categories": 1},
             session=self._session,
         )
+        # Categories set before the chat settings existed stay until the first save.
+        if doc is None:
+            return legacy
+        return tuple(str(c) for c in doc.get("ticket_categories", ()))
 
     async def set_bot_takes_new(self, on: bool, now: datetime) -> None:
         await self._settings.update_one(

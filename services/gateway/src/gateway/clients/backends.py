@@ -17,6 +17,7 @@ from confab.conversation.v1 import (
     keys_pb2_grpc,
     platform_pb2_grpc,
     policy_pb2_grpc,
+    settings_pb2_grpc,
     sla_pb2_grpc,
     support_admin_pb2_grpc,
     support_pb2_grpc,
@@ -37,6 +38,7 @@ from gateway.clients.notification import NotificationClient
 from gateway.clients.platform import PlatformClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
+from gateway.clients.settings import SettingsClient
 from gateway.clients.sla import SlaClient
 from gateway.clients.support import SupportAdminClient, SupportClient
 
@@ -60,6 +62,7 @@ class Backends:
     platform: PlatformClient
     channels: list[grpc.aio.Channel]
     assignment: AssignmentClient
+    settings: SettingsClient
 
     @classmethod
     def open(
@@ -110,6 +113,7 @@ class Backends:
             assignment=AssignmentClient(
                 assignment_pb2_grpc.AssignmentServiceStub(chans[0]), timeout
             ),
+            settings=SettingsClient(settings_pb2_grpc.SettingsServiceStub(chans[0]), timeout),
         )
 
     async def close(self) -> None:
