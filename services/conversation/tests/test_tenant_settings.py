@@ -5,11 +5,17 @@ the change event in the outbox, and the desk's categories as one section."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from confab.conversation.v1 import settings_pb2
+from confab_core import mongo
+from confab_core.clock import FakeClock
+from confab_core.crypto import LocalKeyFileProvider, blob_key_id
 from confab_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from confab_core.identity import (
     PLATFORM_TENANT_ID,
@@ -20,8 +26,10 @@ from confab_core.identity import (
     ROLE_TENANT_ADMIN,
 )
 from confab_core.tenant_settings import TENANT_SETTINGS_TOPIC
+from confab_devservers import MongoServer
 from conversation.handlers import rolematrix
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.keys import KeyHandler
 from conversation.handlers.platformaccess import in_tenant
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.support_admin import SupportAdminHandler
@@ -35,6 +43,7 @@ from conversation.handlers.tenant_settings import (
     SettingsHandler,
 )
 from conversation.handlers.unit import UnitOfWork
+from conversation.reencrypt import ReencryptRunner
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 from conversation.storage.keys import SEALED
 from conversation.storage.settings import (
@@ -379,3 +388,38 @@ async def test_legacy_categories_are_the_starting_value(
     assert (await handler.get(ADMIN)).settings.ticket_categories == ("old",)
     await handler.update(ADMIN, FULL, [BRANDING], 0)
     assert (await handler.get(ADMIN)).settings.ticket_categories == ("old",)
+
+
+async def test_a_key_rotation_moves_the_sealed_text(
+    mongo_server: MongoServer, key_file: Path
+) -> None:
+    clock = FakeClock()
+    client = mongo.connect(mongo_server.url, "test")
+    name = f"conv_{uuid.uuid4().hex[:12]}"
+    db = Database(
+        client,
+        name,
+        LocalKeyFileProvider(key_file),
+        clock,
+        key_cache_ttl=timedelta(seconds=60),
+        rotation_delay=timedelta(seconds=120),
+    )
+    try:
+        await db.ensure_indexes()
+        handler = SettingsHandler(db, clock, AuditTrail(db, clock), None, [ALLOWED_URL])
+        await handler.update(ADMIN, FULL, [], 0)
+        before = await db.db["tenant_settings"].find_one({"_id": TENANT_A})
+        assert before is not None and blob_key_id(before["text"]) == "k1"
+        await KeyHandler(db).rotate(TENANT_A)
+        clock.advance(200)
+        runner = ReencryptRunner(db, batch_size=10, poll_seconds=1, lease_seconds=30, owner="a")
+        while await runner.run_once() > 0:
+            pass
+        after = await db.db["tenant_settings"].find_one({"_id": TENANT_A})
+        assert after is not None and blob_key_id(after["text"]) == "k2"
+        read = (await handler.get(ADMIN)).settings
+        assert read.agents[0].system_prompt == SECRET_PROMPT
+        assert read.topics.forbidden[0].phrases == (SECRET_PHRASE,)
+    finally:
+        await client.drop_database(name)
+        await client.close()
