@@ -5,6 +5,7 @@ the change event in the outbox, and the desk's categories as one section."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -29,6 +30,7 @@ from confab_core.tenant_settings import TENANT_SETTINGS_TOPIC
 from confab_devservers import MongoServer
 from conversation.handlers import rolematrix
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.platformaccess import in_tenant
 from conversation.handlers.support import SupportHandler
@@ -43,6 +45,8 @@ from conversation.handlers.tenant_settings import (
     SettingsHandler,
 )
 from conversation.handlers.unit import UnitOfWork
+from conversation.jobs import export
+from conversation.jobs.runner import JobRunner
 from conversation.reencrypt import ReencryptRunner
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 from conversation.storage.keys import SEALED
@@ -423,3 +427,28 @@ async def test_a_key_rotation_moves_the_sealed_text(
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+async def test_a_tenant_export_holds_the_settings(
+    handler: SettingsHandler, unit: UnitOfWork, db: Database
+) -> None:
+    jobs = JobHandler(unit, asyncio.Event(), AuditTrail(db, unit.clock))
+    kinds = {export.KIND: export.ExportJob(db, 10)}
+    run = JobRunner(db, unit.clock, kinds, lease_seconds=30, poll_seconds=0.01)
+
+    async def exported() -> list[dict[str, object]]:
+        job = await jobs.create_export(ADMIN, scope="tenant", key="", fmt="ndjson")
+        assert await run.run_once()
+        data = b""
+        for part in range((await jobs.read_chunk(ADMIN, job.id, 0)).parts):
+            data += (await jobs.read_chunk(ADMIN, job.id, part)).data
+        records = [json.loads(line) for line in data.decode().splitlines()]
+        return [r for r in records if r["type"] == "tenant_settings"]
+
+    assert await exported() == []
+    await handler.update(ADMIN, FULL, [], 0)
+    [record] = await exported()
+    assert record["version"] == 1
+    assert record["role_permissions"] == {"member": [rolematrix.ACCESS_CHANNELS]}
+    agents = record["agents"]
+    assert isinstance(agents, list) and agents[0]["system_prompt"] == SECRET_PROMPT
