@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from confab.conversation.v1 import settings_pb2 as pb
 from confab.conversation.v1 import settings_pb2_grpc as pb_grpc
@@ -32,7 +34,11 @@ from confab_core.identity import (
 )
 from confab_core.kafka import Producer, TopicSpec, ensure_topics
 from confab_core.servicetoken import BOT, CONVERSATION, GATEWAY, InternalAuth
-from confab_core.tenant_settings import TENANT_SETTINGS_TOPIC
+from confab_core.tenant_settings import (
+    TENANT_SETTINGS_TOPIC,
+    TenantSettingsCache,
+    settings_consumer,
+)
 from confab_devservers import KafkaServer
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.tenant_settings import SettingsHandler
@@ -249,4 +255,73 @@ async def test_the_relay_publishes_the_change_keyed_by_tenant(
         assert list(event.sections) == [pb.SETTINGS_SECTION_BRANDING]
     finally:
         await consumer.stop()
+        await producer.stop()
+
+
+class Observed(TenantSettingsCache):
+    """The real cache, announcing each tenant an event named."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handled: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        await super().handle_record(record)
+        self.handled.put_nowait(record.key or b"")
+
+
+async def test_a_service_cache_sees_a_change_through_the_relay(
+    stubs: tuple[pb_grpc.SettingsServiceStub, pb_grpc.SettingsServiceStub],
+    unit: UnitOfWork,
+    kafka_server: KafkaServer,
+    wakeup: asyncio.Event,
+) -> None:
+    stub, bot = stubs
+
+    async def load(tenant_id: str) -> pb.TenantSettings:
+        with acting(user("confab-bot", tenant_id, ROLE_SERVICE)):
+            return (
+                await bot.GetServiceSettings(pb.GetServiceSettingsRequest(), timeout=10)
+            ).settings
+
+    cache = Observed(load, unit.clock)
+    ready = asyncio.Event()
+    consumer = asyncio.create_task(
+        settings_consumer(
+            cache,
+            bootstrap=kafka_server.bootstrap_servers,
+            group_id=f"pod-{uuid.uuid4().hex[:8]}",
+            ready=ready,
+        )
+    )
+    producer = Producer(kafka_server.bootstrap_servers)
+    relay = OutboxRelay(
+        unit.database,
+        producer,
+        unit.clock,
+        wakeup,
+        batch_size=100,
+        poll_seconds=0.05,
+        lease_seconds=10.0,
+    )
+    try:
+        async with asyncio.timeout(30):
+            await ready.wait()
+            assert (await cache.get(TENANT_A)).version == 0
+            assert (await cache.get(TENANT_B)).version == 0
+            with acting(ROOT):
+                await stub.UpdateSettings(
+                    pb.UpdateSettingsRequest(settings=SETTINGS, expected_version=0), timeout=10
+                )
+            started = time.monotonic()
+            assert await relay.publish_once() == 1
+            while await cache.handled.get() != TENANT_A.encode():
+                pass
+            seen = await cache.get(TENANT_A)
+            assert time.monotonic() - started < 1.0
+            assert seen.version == 1 and seen.agents[0].system_prompt == "Be kind"
+            assert (await cache.get(TENANT_B)).version == 0
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
         await producer.stop()
