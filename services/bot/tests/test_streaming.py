@@ -17,12 +17,12 @@ from aiokafka import ConsumerRecord
 from bot.clients.conversation import ConversationClient
 from bot.clients.keys import key_client
 from bot.handlers.replies import bot_caller
+from bot.model import ClientPool
 from bot.prompting import Turn
 from bot.stream_servicer import BotStreamServicer
 from bot.streaming import (
     FAILED_MARKER,
     STOPPED_MARKER,
-    OpenAIClients,
     ReplyStreamer,
     StreamOutcome,
     StreamPublisher,
@@ -78,7 +78,7 @@ class Harness:
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def streamer(self, settings: StreamSettings = SETTINGS) -> ReplyStreamer:
-        clients = OpenAIClients(self.stack.fake.base_url, "test-key", 10.0)
+        clients = ClientPool(self.stack.fake.base_url, "test-key", 10.0)
         self.closers.append(clients.close)
         return ReplyStreamer(self.stack.client, clients, self.publisher, settings)
 

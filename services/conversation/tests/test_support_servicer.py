@@ -33,6 +33,7 @@ from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.support_admin import SupportAdminHandler
+from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.support_admin_servicer import SupportAdminServicer
 from conversation.support_servicer import SupportServicer
@@ -61,7 +62,12 @@ async def stubs(unit: UnitOfWork) -> AsyncIterator[Stubs]:
     server = GrpcServer(0, AUTH, host="127.0.0.1")
     support = SupportServicer(SupportHandler(unit))
     desk = SupportAdminServicer(
-        SupportAdminHandler(unit.database, unit.clock, AuditTrail(unit.database, unit.clock))
+        SupportAdminHandler(
+            unit.database,
+            unit.clock,
+            AuditTrail(unit.database, unit.clock),
+            SettingsHandler(unit.database, unit.clock, AuditTrail(unit.database, unit.clock)),
+        )
     )
     server.add(
         lambda s: spb_grpc.add_SupportServiceServicer_to_server(support, s),

@@ -20,9 +20,11 @@ from conversation.handlers.messages import MessageHandler
 from conversation.handlers.support import SupportHandler, system_caller
 from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.support_hooks import TicketChange, TicketMessage
+from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.audit import AuditRecord
 from conversation.storage.db import Database, TenantStore
+from conversation.storage.settings import SettingsRecord
 
 from .conftest import TENANT_A, TENANT_B, create, decode, outbox, send, snapshot, user
 
@@ -265,7 +267,8 @@ async def test_the_queue_orders_by_priority_then_waiting_time_and_pages(
 async def test_admins_assign_and_transfer_to_agents_and_teams(
     support: SupportHandler, unit: UnitOfWork, db: Database
 ) -> None:
-    admin = SupportAdminHandler(db, unit.clock, AuditTrail(db, unit.clock, unit.locks))
+    trail = AuditTrail(db, unit.clock, unit.locks)
+    admin = SupportAdminHandler(db, unit.clock, trail, SettingsHandler(db, unit.clock, trail))
     team = await admin.create_team(ADMIN, "Tier 1", ["ada", "abe"])
     opened = await support.open(MEMBER, subject="Route me")
     tid, cid = opened.ticket.id, opened.ticket.conversation_id
@@ -376,7 +379,8 @@ async def test_a_quick_ticket_links_the_message_both_ways(
 async def test_updates_check_the_version_and_the_category(
     support: SupportHandler, db: Database
 ) -> None:
-    await db.for_tenant(TENANT_A).support.put_categories(("billing",), FakeClock().now())
+    settings = SettingsHandler(db, FakeClock(), AuditTrail(db, FakeClock()))
+    await settings.update(ADMIN, SettingsRecord(ticket_categories=("billing",)), [], 0)
     opened = await support.open(MEMBER, subject="Fields", category="billing")
     tid = opened.ticket.id
     with pytest.raises(InvalidArgument) as err:

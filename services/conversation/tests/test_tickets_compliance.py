@@ -25,6 +25,7 @@ from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.support_admin import SupportAdminHandler
+from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import ERASE_DELETE, Retention
@@ -87,7 +88,8 @@ def jobs(unit: UnitOfWork) -> JobHandler:
 
 @pytest.fixture
 def desk(db: Database, unit: UnitOfWork) -> SupportAdminHandler:
-    return SupportAdminHandler(db, unit.clock, AuditTrail(db, unit.clock, unit.locks))
+    trail = AuditTrail(db, unit.clock, unit.locks)
+    return SupportAdminHandler(db, unit.clock, trail, SettingsHandler(db, unit.clock, trail))
 
 
 async def test_a_user_export_holds_their_tickets(
@@ -153,13 +155,21 @@ async def test_a_tenant_erasure_deletes_tickets_teams_and_the_index(
     await support.escalate(ADMIN, opened.ticket.id, "")
     await desk.create_team(ADMIN, "Tier 1", ["ada"])
     await desk.put_categories(ADMIN, ["billing"])
+    assert await db.db["tenant_settings"].count_documents({"tenant_id": TENANT_A}) == 1
     theirs = await support.open(user("mallory", TENANT_B), subject="stays")
-    for name in ("tickets", "ticket_escalations", "support_teams", "support_settings"):
+    names = (
+        "tickets",
+        "ticket_escalations",
+        "support_teams",
+        "support_settings",
+        "tenant_settings",
+    )
+    for name in names:
         assert name in TENANT_COLLECTIONS
     job = await jobs.create_tenant_erasure(SUPER, TENANT_A, TENANT_A)
     await _runner(unit, clock).run_once()
     assert (await jobs.get_tenant_job(SUPER, TENANT_A, job.id)).status == "succeeded"
-    for name in ("tickets", "ticket_escalations", "support_teams", "support_settings"):
+    for name in names:
         assert await db.db[name].count_documents({"tenant_id": TENANT_A}) == 0
     assert await db.db["tickets"].find_one({"_id": theirs.ticket.id}) is not None
 
@@ -224,7 +234,7 @@ async def test_categories_and_teams_are_admins_and_audited(
     actions = [r.entry.action for r in await AuditTrail(db, unit.clock).query(ADMIN, limit=50)]
     assert sorted(actions) == sorted(
         [
-            "support.categories",
+            "settings.update",
             "support.team.create",
             "support.team.update",
             "support.team.delete",

@@ -280,6 +280,7 @@ async def test_every_limited_call_checks_its_own_action(world: World) -> None:
     others |= {Action.SLA_POLICY, Action.CANNED, Action.SUPPORT_PROFILE, Action.ANALYTICS}
     # AI usage reads are AiOps' (test_ai_routes.py).
     others |= {Action.AI_USAGE}
+    others |= {Action.SETTINGS_READ, Action.SETTINGS_WRITE}
     assert set(calls) == set(Action) - others
     for action, call in calls.items():
         world.limiter.refuse = {action}

@@ -15,12 +15,12 @@ from bot.clients.support import SupportClient
 from bot.handlers.replies import ReplyConfig, ReplyHandler
 from bot.handlers.summaries import SummaryHandler
 from bot.memory import BpeCounter
-from bot.model import MaskingChat, model_from
-from bot.replier import PlainReplier
+from bot.model import ClientPool, MaskingChat, client_pool, model_from
+from bot.replier import MaskingReplier, PlainReplier, Replier
 from bot.servicer import BotServicer
 from bot.settings import BotSettings
 from bot.stream_servicer import BotStreamServicer
-from bot.streaming import OpenAIClients, ReplyStreamer, StreamPublisher, StreamSettings
+from bot.streaming import ReplyStreamer, StreamPublisher, StreamSettings
 from confab.bot.v1 import bot_pb2, bot_pb2_grpc, stream_pb2, stream_pb2_grpc
 from confab_core.clock import SystemClock
 from confab_core.crypto import CachingKeySource
@@ -67,7 +67,8 @@ async def main() -> None:
     setup_tracing(SERVICE)
     serve_metrics(settings.metrics_port)
 
-    base_model = model_from(settings)
+    pool = client_pool(settings)
+    base_model = None if pool is None else model_from(settings, pool)
     if base_model is None:
         # Not fatal: the rest of the fleet works, and users are told in-chat.
         log.warning(
@@ -91,26 +92,33 @@ async def main() -> None:
         max_age_seconds=settings.settings_cache_seconds,
     )
     botdata = BotDataClient(conversation_channel, timeout)
+    producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
+    publisher = StreamPublisher(producer, keys)
+    # Without a model nothing streams, but cancels and snapshots still get answers.
+    streamer = ReplyStreamer(
+        conversations,
+        pool or ClientPool("", "", settings.request_timeout_seconds),
+        publisher,
+        stream_settings(settings),
+    )
+    replier: Replier | None = None
+    if model is not None:
+        replier = (
+            MaskingReplier(streamer, policies)
+            if settings.stream_replies
+            else PlainReplier(conversations, model)
+        )
     replies = ReplyHandler(
         conversations=conversations,
         support=SupportClient(conversation_channel, timeout),
         botdata=botdata,
         settings=tenant_settings,
         model=model,
-        replier=None if model is None else PlainReplier(conversations, model),
+        replier=replier,
         counter=BpeCounter(),
         config=reply_config(settings),
         events=EventOpener(keys, CONSUMER_GROUP),
     )
-
-    producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
-    publisher = StreamPublisher(producer, keys)
-    model_clients = OpenAIClients(
-        settings.openai_base_url or "",
-        settings.openai_api_key.get_secret_value() if settings.openai_api_key else "",
-        settings.request_timeout_seconds,
-    )
-    streamer = ReplyStreamer(conversations, model_clients, publisher, stream_settings(settings))
 
     async def control() -> None:
         # A group per pod, from latest: every pod hears every cancel, and only
@@ -163,7 +171,6 @@ async def main() -> None:
         )
     finally:
         await producer.stop()
-        await model_clients.close()
         await conversation_channel.close()
         if base_model is not None:
             await base_model.close()

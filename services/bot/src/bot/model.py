@@ -159,30 +159,29 @@ class MaskingChat:
     """A model whose prompts lose the PII the tenant's policy asks to mask.
 
     The tenant is the current caller's (the bot replying in it, or the member
-    asking for a summary). When the policy cannot be read, every kind is masked:
-    an answer without the PII beats none, and beats sending it."""
+    asking for a summary)."""
 
     def __init__(self, model: ChatModel, policies: PolicyReader) -> None:
         self._model = model
         self._policies = policies
 
     async def complete(self, call: ModelCall) -> Completion:
-        try:
-            policy = await self._policies.prompt_policy(current_caller().tenant_id)
-            mask, kinds = policy.mask_prompts, policy.kinds
-        except ConfabError:
-            mask, kinds = True, ()
-        if not mask:
-            return await self._model.complete(call)
+        turns = await masked_for_caller(self._policies, call.turns)
         return await self._model.complete(
-            ModelCall(
-                masked_turns(call.turns, kinds),
-                call.model,
-                call.base_url,
-                call.temperature,
-                call.max_tokens,
-            )
+            ModelCall(turns, call.model, call.base_url, call.temperature, call.max_tokens)
         )
+
+
+async def masked_for_caller(policies: PolicyReader, turns: list[Turn]) -> list[Turn]:
+    """``turns`` as the current caller's tenant lets them reach a model. When the
+    policy cannot be read, every kind is masked: an answer without the PII beats
+    none, and beats sending it."""
+    try:
+        policy = await policies.prompt_policy(current_caller().tenant_id)
+        mask, kinds = policy.mask_prompts, policy.kinds
+    except ConfabError:
+        mask, kinds = True, ()
+    return masked_turns(turns, kinds) if mask else turns
 
 
 def retry_policy(settings: BotSettings) -> RetryPolicy:
@@ -193,18 +192,26 @@ def retry_policy(settings: BotSettings) -> RetryPolicy:
     )
 
 
-def model_from(settings: BotSettings) -> OpenAIChat | None:
-    """The configured model, or None when base URL or key is missing."""
+def client_pool(settings: BotSettings) -> ClientPool | None:
+    """The clients of the configured model server, or None when base URL or key
+    is missing."""
     if (
         not settings.model_configured
         or settings.openai_api_key is None
         or not settings.openai_base_url
     ):
         return None
-    clients = ClientPool(
+    return ClientPool(
         default_base_url=settings.openai_base_url,
         api_key=settings.openai_api_key.get_secret_value(),
         timeout=settings.request_timeout_seconds,
         allowed_base_urls=frozenset(settings.allowed_base_urls),
     )
-    return OpenAIChat(clients, settings.model, retry_policy(settings))
+
+
+def model_from(settings: BotSettings, clients: ClientPool | None = None) -> OpenAIChat | None:
+    """The configured model (on ``clients`` when given), or None without one."""
+    pool = clients or client_pool(settings)
+    if pool is None:
+        return None
+    return OpenAIChat(pool, settings.model, retry_policy(settings))

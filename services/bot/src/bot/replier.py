@@ -1,46 +1,23 @@
 """Posting a reply: the surface the reply pipeline writes through.
 
-``Replier`` is exactly the surface of the streaming writer
-(bot.streaming.ReplyStreamer.stream); ``PlainReplier`` is the non-streamed one:
-one completion, checked whole, then one SendMessage.
+``Replier`` is the surface of the streaming writer
+(bot.streaming.ReplyStreamer.stream); ``PlainReplier`` is the non-streamed one
+(one completion, checked whole, then one SendMessage), for model servers that
+cannot stream (BOT_STREAM_REPLIES=false). The streamer goes behind
+``MaskingReplier``; the plain one asks a bot.model.MaskingChat.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import dataclasses
 from typing import Protocol
 
 from bot.clients.conversation import ConversationClient
-from bot.model import ChatModel, ModelCall
-from bot.prompting import Turn, fit_reply
+from bot.clients.policy import PolicyReader
+from bot.model import ChatModel, ModelCall, masked_for_caller
+from bot.prompting import fit_reply
+from bot.streaming import StreamOutcome, StreamRequest
 from confab.conversation.v1 import conversation_pb2 as pb
-
-
-@dataclass(frozen=True)
-class StreamRequest:
-    tenant_id: str
-    conversation_id: str
-    # The reply's idempotency key, "bot-reply:<answered message id>".
-    client_msg_id: str
-    turns: list[Turn]
-    model: str = ""
-    base_url: str = ""
-    temperature: float | None = None
-    max_tokens: int | None = None
-    # Gets the text so far; False stops the reply (nothing more is shown).
-    check: Callable[[str], bool] | None = None
-
-
-@dataclass(frozen=True)
-class StreamOutcome:
-    # The stored reply, committed exactly once; empty when nothing was posted.
-    message: pb.Message
-    state: pb.StreamState.ValueType
-    tokens_in: int
-    tokens_out: int
-    # check() said no: the caller hands off (or refuses).
-    refused: bool
 
 
 class Replier(Protocol):
@@ -85,3 +62,16 @@ class PlainReplier:
             completion.tokens_out,
             refused=False,
         )
+
+
+class MaskingReplier:
+    """A replier whose prompts lose the PII the tenant's policy asks to mask, as
+    bot.model.MaskingChat does for the other model calls."""
+
+    def __init__(self, replier: Replier, policies: PolicyReader) -> None:
+        self._replier = replier
+        self._policies = policies
+
+    async def stream(self, request: StreamRequest) -> StreamOutcome:
+        turns = await masked_for_caller(self._policies, request.turns)
+        return await self._replier.stream(dataclasses.replace(request, turns=turns))

@@ -50,6 +50,9 @@ class BotSettings(ServiceSettings):
     display_name: str = "Confab Assistant"
     grpc_port: int = 50053
     peer_timeout_seconds: float = 10.0
+    # Replies stream token by token (bot.streaming); off for a model server that
+    # cannot stream, and replies then arrive whole.
+    stream_replies: bool = True
     # Streamed replies (bot.streaming): tokens are coalesced into one delta every
     # this many seconds or tokens, whichever comes first.
     stream_coalesce_seconds: float = Field(default=0.05, gt=0, le=5)

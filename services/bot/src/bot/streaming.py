@@ -130,32 +130,6 @@ class ModelClients(Protocol):
     def client(self, base_url: str) -> openai.AsyncOpenAI: ...
 
 
-class OpenAIClients:
-    """One AsyncOpenAI per base URL (the default, or an agent's override), with the
-    SDK's retries off: tenacity is the one retry layer."""
-
-    def __init__(self, default_base_url: str, api_key: str, timeout: float) -> None:
-        self._default = default_base_url
-        self._key = api_key
-        self._timeout = timeout
-        self._clients: dict[str, openai.AsyncOpenAI] = {}
-
-    def client(self, base_url: str) -> openai.AsyncOpenAI:
-        url = base_url or self._default
-        found = self._clients.get(url)
-        if found is None:
-            found = openai.AsyncOpenAI(
-                base_url=url, api_key=self._key, timeout=self._timeout, max_retries=0
-            )
-            self._clients[url] = found
-        return found
-
-    async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
-        self._clients.clear()
-
-
 class StreamPublisher:
     """Seals StreamEvents with the tenant's current key and publishes them, and
     publishes control messages (which carry no text) in the clear."""

@@ -35,6 +35,8 @@ from confab.conversation.v1 import (
     platform_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    settings_pb2,
+    settings_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
     staff_pb2,
@@ -63,6 +65,7 @@ from confab_core.mongo import Doc
 from confab_core.servicetoken import NOTIFICATION, PRESENCE
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from confab_core.tenant_settings import TENANT_SETTINGS_TOPIC
 from conversation.analytics_consumer import AnalyticsConsumer
 from conversation.analytics_servicer import AnalyticsServicer
 from conversation.assignment_servicer import AssignmentServicer
@@ -90,6 +93,7 @@ from conversation.handlers.sla_policy import SlaPolicyHandler
 from conversation.handlers.staff import StaffHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.support_admin import SupportAdminHandler
+from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
 from conversation.jobs.policy import TenantPolicies
@@ -104,6 +108,7 @@ from conversation.reencrypt import ReencryptRunner
 from conversation.relay import OutboxRelay
 from conversation.servicer import ConversationServicer
 from conversation.settings import ConversationSettings
+from conversation.settings_servicer import SettingsServicer
 from conversation.sla_scheduler import SlaScheduler
 from conversation.sla_servicer import SlaServicer
 from conversation.staff_servicer import StaffServicer
@@ -173,7 +178,7 @@ async def build(
     async def publish() -> None:
         await ensure_topics_with_retry(
             settings.kafka_bootstrap_servers,
-            [TopicSpec(CONVERSATION_EVENTS_TOPIC)],
+            [TopicSpec(CONVERSATION_EVENTS_TOPIC), TopicSpec(TENANT_SETTINGS_TOPIC)],
             security=settings.kafka_security(),
         )
         await relay.run()
@@ -216,7 +221,18 @@ async def build(
         lambda s: platform_pb2_grpc.add_PlatformServiceServicer_to_server(platform, s),
         platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name,
     )
-    desk = SupportAdminServicer(SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks)))
+    # The tenant's chat settings; the desk's categories are one of their sections.
+    chat_settings = SettingsHandler(
+        db, clock, AuditTrail(db, clock, unit.locks), wakeup, settings.bot_allowed_base_urls
+    )
+    settings_servicer = SettingsServicer(chat_settings)
+    server.add(
+        lambda s: settings_pb2_grpc.add_SettingsServiceServicer_to_server(settings_servicer, s),
+        settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
+    )
+    desk = SupportAdminServicer(
+        SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks), chat_settings)
+    )
     server.add(
         lambda s: support_admin_pb2_grpc.add_SupportAdminServiceServicer_to_server(desk, s),
         support_admin_pb2.DESCRIPTOR.services_by_name["SupportAdminService"].full_name,

@@ -60,6 +60,18 @@ class ConversationSettings(ServiceSettings):
     # The analytics consumer (group conversation-analytics) folds the service's
     # own events into per-day aggregates; off, the aggregates stop growing.
     analytics_consumer: bool = True
+    # The base URLs a tenant's bot agent may name instead of the bot service's
+    # own (the service's API key goes with every request there); empty: none.
+    # JSON, e.g. CONVERSATION_BOT_ALLOWED_BASE_URLS='["https://llm.example"]'.
+    bot_allowed_base_urls: list[str] = []
+
+    @field_validator("bot_allowed_base_urls")
+    @classmethod
+    def _https_only(cls, urls: list[str]) -> list[str]:
+        bad = [u for u in urls if not u.startswith("https://")]
+        if bad:
+            raise ValueError(f"https URLs only, not {bad[0]!r}")
+        return urls
 
     @field_validator("key_file")
     @classmethod

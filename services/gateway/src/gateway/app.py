@@ -30,6 +30,7 @@ from confab_core.sealed_events import STREAM_COLLECTION, EventOpener, SealedOpen
 from confab_core.servicetoken import GATEWAY
 from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
+from confab_core.tenant_settings import TenantSettingsCache, settings_consumer
 from gateway import errors
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.clients.backends import Backends
@@ -65,6 +66,7 @@ from gateway.routes import (
     sla,
     tickets,
 )
+from gateway.routes import settings as tenant_settings_routes
 from gateway.settings import GatewaySettings
 from gateway.tracing import TracingMiddleware
 
@@ -107,7 +109,16 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
-        ctx = GatewayContext(settings=settings, verifier=verifier, backends=backends, ops=ops)
+        tenant_settings = TenantSettingsCache(
+            backends.settings.load, clock, settings.settings_cache_seconds
+        )
+        ctx = GatewayContext(
+            settings=settings,
+            verifier=verifier,
+            backends=backends,
+            ops=ops,
+            tenant_settings=tenant_settings,
+        )
         app.state.gateway = ctx
         group = f"gateway-{gateway_id}"
         keys = CachingKeySource(backends.keys, ttl_seconds=settings.key_cache_seconds, clock=clock)
@@ -147,6 +158,15 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
                     handler=streams.handle,
                     from_latest=True,
                     ready=ctx.streams_ready,
+                )
+            ),
+            asyncio.create_task(
+                settings_consumer(
+                    tenant_settings,
+                    bootstrap=settings.kafka_bootstrap_servers,
+                    security=settings.kafka_security(),
+                    group_id=f"{group}-settings",
+                    ready=ctx.settings_ready,
                 )
             ),
             asyncio.create_task(sockets.heartbeat_forever(settings.heartbeat_seconds)),
@@ -203,6 +223,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         analytics,
         platform,
         ai,
+        tenant_settings_routes,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

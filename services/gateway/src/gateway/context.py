@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from confab_core.auth import JwtVerifier
+from confab_core.tenant_settings import TenantSettingsCache
 from gateway.clients.backends import Backends
 from gateway.clients.ops import ChatOps
 from gateway.settings import GatewaySettings
@@ -21,3 +22,7 @@ class GatewayContext:
     fanout_ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Set once this pod's stream consumer (message:stream) holds its partitions.
     streams_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Tenants' chat settings, kept current by this pod's consumer of their changes.
+    tenant_settings: TenantSettingsCache | None = None
+    # Set once that consumer holds its partitions.
+    settings_ready: asyncio.Event = field(default_factory=asyncio.Event)

@@ -80,6 +80,9 @@ class Action(StrEnum):
     AI_USAGE = "ai_usage"
     # Stopping a streamed bot reply (message:stream:cancel).
     STREAM_CANCEL = "stream_cancel"
+    # The tenant's chat settings: reads (the public part too) and changes.
+    SETTINGS_READ = "settings_read"
+    SETTINGS_WRITE = "settings_write"
 
 
 class Limit(BaseModel):
@@ -131,6 +134,9 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     Action.AI_USAGE: Limit(user=10, tenant=100),
     # A stop button: a few per reply at most; each is a bot call and a Kafka record.
     Action.STREAM_CANCEL: Limit(user=20, tenant=2000),
+    # Clients read the public part once per page load; changes are an admin's.
+    Action.SETTINGS_READ: Limit(user=30, tenant=3000),
+    Action.SETTINGS_WRITE: Limit(user=10, tenant=100),
 }
 
 

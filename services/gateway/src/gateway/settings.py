@@ -34,6 +34,9 @@ class GatewaySettings(ServiceSettings):
     # How long a tenant's data keys (for opening sealed events) stay in memory; a
     # key rotated or shredded elsewhere is seen within this.
     key_cache_seconds: float = Field(default=300.0, gt=0)
+    # The longest a tenant's chat settings stay cached without a change event
+    # (a missed one, while this pod's consumer was away).
+    settings_cache_seconds: float = Field(default=300.0, gt=0)
     # Calls per user and per tenant in a 10 s window, by action (JSON, e.g.
     # ``{"send": {"user": 50, "tenant": 5000}}``); actions left out keep the defaults
     # of gateway.ratelimit.DEFAULT_LIMITS.

@@ -65,7 +65,8 @@ from bot.prompting import (
     role_of,
     should_reply,
 )
-from bot.replier import Replier, StreamRequest
+from bot.replier import Replier
+from bot.streaming import StreamRequest
 from confab.conversation.v1 import botdata_pb2 as bdpb
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import events_pb2

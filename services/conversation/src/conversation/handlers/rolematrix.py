@@ -84,3 +84,8 @@ def allowed(matrix: Mapping[str, frozenset[str]], caller: Caller, permission: st
     """Whether any of the caller's roles grants ``permission``; the services and
     platform staff keep today's rights."""
     return permission in granted(matrix, caller)
+
+
+def ordered(permissions: frozenset[str]) -> tuple[str, ...]:
+    """``permissions`` in the canonical order of PERMISSIONS."""
+    return tuple(p for p in PERMISSIONS if p in permissions)

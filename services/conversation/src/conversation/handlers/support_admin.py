@@ -1,5 +1,7 @@
 """The support desk's setup: categories and teams. Changes are tenant admins'
-and each is audited in the transaction that makes it."""
+and each is audited in the transaction that makes it. The categories are a
+section of the tenant's chat settings (handlers/tenant_settings.py), their one
+source: this API reads and writes that section."""
 
 from __future__ import annotations
 
@@ -7,21 +9,24 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from confab_core.clock import Clock
-from confab_core.errors import InvalidArgument, NotFound, PermissionDenied
+from confab_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from confab_core.identity import Caller
 from confab_core.ids import new_id
 from confab_core.limits import (
-    MAX_CATEGORIES,
-    MAX_CATEGORY_CHARS,
     MAX_ID_CHARS,
     MAX_TITLE_CHARS,
     MAX_USER_IDS,
 )
 from conversation.handlers import access
 from conversation.handlers.audit import AuditTrail, entry
+from conversation.handlers.tenant_settings import TICKET_CATEGORIES, SettingsHandler
 from conversation.storage.audit import Target
 from conversation.storage.db import Database, Transaction
+from conversation.storage.settings import SettingsRecord
 from conversation.storage.tickets import Team
+
+# How often a categories write starts over when a settings write came first.
+_ATTEMPTS = 4
 
 
 def team_not_found() -> NotFound:
@@ -38,22 +43,6 @@ def _require_staff(caller: Caller) -> None:
         raise PermissionDenied("agents and admins see the support desk's setup", "forbidden")
 
 
-def _categories(values: Sequence[str]) -> tuple[str, ...]:
-    clean: list[str] = []
-    for value in values:
-        value = value.strip()
-        if not value or len(value) > MAX_CATEGORY_CHARS:
-            raise InvalidArgument(
-                f"categories are 1-{MAX_CATEGORY_CHARS} characters", "invalid_category"
-            )
-        if value in clean:
-            raise InvalidArgument("categories are listed once each", "duplicate_category")
-        clean.append(value)
-    if len(clean) > MAX_CATEGORIES:
-        raise InvalidArgument(f"at most {MAX_CATEGORIES} categories", "too_many_categories")
-    return tuple(clean)
-
-
 def _team_fields(name: str, agent_ids: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     name = name.strip()
     if not name or len(name) > MAX_TITLE_CHARS:
@@ -67,36 +56,35 @@ def _team_fields(name: str, agent_ids: Sequence[str]) -> tuple[str, tuple[str, .
 
 
 class SupportAdminHandler:
-    def __init__(self, db: Database, clock: Clock, audit: AuditTrail) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, audit: AuditTrail, settings: SettingsHandler
+    ) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
+        self._settings = settings
 
     async def categories(self, caller: Caller) -> tuple[str, ...]:
         _require_staff(caller)
         return (await self._db.for_tenant(caller.tenant_id).support.settings()).categories
 
     async def put_categories(self, caller: Caller, values: Sequence[str]) -> tuple[str, ...]:
+        """The ticket_categories section of the tenant's chat settings, under this
+        older API without versions: the last writer wins, as it always did."""
         _require_admin(caller)
-        categories = _categories(values)
+        draft = SettingsRecord(ticket_categories=tuple(values))
 
-        async def body(tx: Transaction) -> None:
-            store = tx.for_tenant(caller.tenant_id)
-            before = (await store.support.settings()).categories
-            await store.support.put_categories(categories, self._clock.now())
-            await self._audit.append(
-                store,
-                entry(
-                    caller,
-                    "support.categories",
-                    Target("support", "categories"),
-                    {"categories": ",".join(before)},
-                    {"categories": ",".join(categories)},
-                ),
-            )
+        async def put() -> tuple[str, ...]:
+            version = (await self._settings.current(caller.tenant_id)).version
+            view = await self._settings.update(caller, draft, [TICKET_CATEGORIES], version)
+            return view.settings.ticket_categories
 
-        await self._audit.transaction(caller.tenant_id, body)
-        return categories
+        for _ in range(_ATTEMPTS - 1):
+            try:
+                return await put()
+            except FailedPrecondition:
+                continue
+        return await put()
 
     async def teams(self, caller: Caller) -> list[Team]:
         _require_staff(caller)

@@ -9,6 +9,7 @@ crash writes the same chunk again, never a second copy of its records.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Awaitable, Callable
@@ -257,6 +258,7 @@ class ExportJob:
             _canned(store, owner_id=None),
             _support_profile(store),
             _bot_memory(store, ""),
+            _chat_settings(store),
         ]
 
     async def step(self, job: Job, at: Checkpoint) -> Step:
@@ -425,6 +427,28 @@ def _support_profile(store: TenantStore) -> Source:
         return 0 if await store.support_profile.get() is None else 1
 
     return Source("support_profile", fetch, count)
+
+
+def _chat_settings(store: TenantStore) -> Source:
+    """The tenant's chat settings: one record, once an admin saved them."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        found = await store.settings.get()
+        if found is None or after:
+            return []
+        document = dataclasses.asdict(found)
+        record: JsonRecord = {
+            **document,
+            "type": "tenant_settings",
+            "role_permissions": {role: list(perms) for role, perms in found.role_permissions},
+            "updated_at": _time(found.updated_at),
+        }
+        return [("settings", record)]
+
+    async def count() -> int:
+        return 0 if await store.settings.get() is None else 1
+
+    return Source("tenant_settings", fetch, count)
 
 
 def _notifications(archive: NotificationArchive, tenant_id: str, user_id: str) -> Source:

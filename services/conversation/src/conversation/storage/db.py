@@ -71,6 +71,7 @@ from conversation.storage.policies import (
     PolicyRepo,
 )
 from conversation.storage.role_permissions import RolePermissionRepo
+from conversation.storage.settings import SETTINGS_DOC_COLLECTION, SettingsRepo
 from conversation.storage.sla import INDEXES as SLA_INDEXES
 from conversation.storage.sla import (
     POLICY_COLLECTION as SLA_POLICY_COLLECTION,
@@ -267,6 +268,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     TEAMS_COLLECTION: [IndexModel([("tenant_id", ASCENDING), ("_id", ASCENDING)])],
     SETTINGS_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
+    SETTINGS_DOC_COLLECTION: [IndexModel([("tenant_id", ASCENDING)], unique=True)],
     # Analytics: a range of one dimension's days; a ticket's and a
     # conversation's fold state by id.
     ANALYTICS_DAYS: [
@@ -331,6 +333,7 @@ TENANT_COLLECTIONS = (
     TEAMS_COLLECTION,
     SETTINGS_COLLECTION,
     TENANT_SETTINGS_COLLECTION,
+    SETTINGS_DOC_COLLECTION,
     ANALYTICS_DAYS,
     ANALYTICS_TICKETS,
     ANALYTICS_CURSORS,
@@ -364,6 +367,7 @@ class TenantStore:
     bot_memory: BotMemoryRepo
     usage: UsageRepo
     agents: AgentRepo
+    settings: SettingsRepo
 
 
 class TenantPurge:
@@ -589,7 +593,11 @@ class Database:
             tickets=TicketRepo(scoped(TICKETS_COLLECTION), crypto, session),
             escalations=EscalationRepo(scoped(ESCALATIONS_COLLECTION), session),
             support=SupportConfigRepo(
-                scoped(SETTINGS_COLLECTION), scoped(TEAMS_COLLECTION), crypto, session
+                scoped(SETTINGS_COLLECTION),
+                scoped(TEAMS_COLLECTION),
+                crypto,
+                session,
+                scoped(SETTINGS_DOC_COLLECTION),
             ),
             analytics=AnalyticsRepo(
                 scoped(ANALYTICS_DAYS),
@@ -607,4 +615,5 @@ class Database:
                 session,
             ),
             agents=AgentRepo(scoped(TENANT_SETTINGS_COLLECTION), session),
+            settings=SettingsRepo(scoped(SETTINGS_DOC_COLLECTION), crypto, session),
         )

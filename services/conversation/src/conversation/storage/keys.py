@@ -59,6 +59,7 @@ SEALED: dict[str, tuple[str, tuple[str, ...]]] = {
     "support_teams": ("_id", ("name",)),
     "bot_memory": ("_id", ("summary",)),
     "bot_summaries": ("_id", ("summary",)),
+    "tenant_settings": ("_id", ("text",)),
 }
 JOB_ORDER = tuple(SEALED)
 

@@ -44,6 +44,9 @@ class OutboxRecord:
     headers: list[tuple[str, bytes]]
     created_at: datetime
     message_id: str = ""
+    # False for an event that carries no content (TenantSettingsChanged): its
+    # consumers hold no tenant keys.
+    sealed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +112,10 @@ def _document(r: OutboxRecord, keys: TenantKeys) -> Doc:
         "topic": r.topic,
         "conversation_id": r.conversation_id,
         "event_seq": r.event_seq,
-        "payload": seal_event(keys.current, tenant, r.event_id, r.payload),
-        "sealed": True,
+        "payload": seal_event(keys.current, tenant, r.event_id, r.payload)
+        if r.sealed
+        else r.payload,
+        "sealed": r.sealed,
         "headers": [[k, v] for k, v in headers],
         "created_at": r.created_at,
         "published": False,

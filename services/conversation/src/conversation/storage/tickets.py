@@ -404,27 +404,35 @@ class SupportConfigRepo:
         teams: TenantCollection,
         crypto: TenantCrypto,
         session: AsyncClientSession | None = None,
+        chat_settings: TenantCollection | None = None,
     ) -> None:
+        """``chat_settings``: the tenant's chat settings (storage/settings.py), whose
+        ``ticket_categories`` section is the one source of the categories."""
         self._settings = settings
         self._teams = teams
         self._crypto = crypto
         self._session = session
+        self._chat_settings = chat_settings
 
     async def settings(self) -> SupportSettings:
         doc = await self._settings.find_one(
             {"_id": self._settings.tenant_id}, session=self._session
         )
-        if doc is None:
-            return SupportSettings()
-        return SupportSettings(categories=tuple(str(c) for c in doc.get("categories", ())))
+        legacy = () if doc is None else tuple(str(c) for c in doc.get("categories", ()))
+        return SupportSettings(categories=await self._categories(legacy))
 
-    async def put_categories(self, categories: tuple[str, ...], now: datetime) -> None:
-        await self._settings.update_one(
-            {"_id": self._settings.tenant_id},
-            {"$set": {"categories": list(categories), "updated_at": now}},
-            upsert=True,
+    async def _categories(self, legacy: tuple[str, ...]) -> tuple[str, ...]:
+        if self._chat_settings is None:
+            return legacy
+        doc = await self._chat_settings.find_one(
+            {"_id": self._chat_settings.tenant_id},
+            projection={"ticket_categories": 1},
             session=self._session,
         )
+        # Categories set before the chat settings existed stay until the first save.
+        if doc is None:
+            return legacy
+        return tuple(str(c) for c in doc.get("ticket_categories", ()))
 
     def _team(self, doc: Doc, c: TenantCipher) -> Team:
         team_id = str(doc["_id"])

@@ -18,6 +18,7 @@ from confab.conversation.v1 import (
     keys_pb2_grpc,
     platform_pb2_grpc,
     policy_pb2_grpc,
+    settings_pb2_grpc,
     sla_pb2_grpc,
     support_admin_pb2_grpc,
     support_pb2_grpc,
@@ -39,6 +40,7 @@ from gateway.clients.notification import NotificationClient
 from gateway.clients.platform import PlatformClient
 from gateway.clients.policy import PolicyClient
 from gateway.clients.presence import PresenceClient
+from gateway.clients.settings import SettingsClient
 from gateway.clients.sla import SlaClient
 from gateway.clients.support import SupportAdminClient, SupportClient
 
@@ -64,6 +66,7 @@ class Backends:
     assignment: AssignmentClient
     bot_data: BotDataClient
     bot_streams: BotStreamClient
+    settings: SettingsClient
 
     @classmethod
     def open(
@@ -116,6 +119,7 @@ class Backends:
             ),
             bot_data=BotDataClient(botdata_pb2_grpc.BotDataServiceStub(chans[0]), timeout),
             bot_streams=BotStreamClient(stream_pb2_grpc.BotStreamServiceStub(chans[3]), timeout),
+            settings=SettingsClient(settings_pb2_grpc.SettingsServiceStub(chans[0]), timeout),
         )
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(ctx: ContextDep, response: Response) -> dict[str, str]:
-    if not (ctx.fanout_ready.is_set() and ctx.streams_ready.is_set()):
+    if not all(e.is_set() for e in (ctx.fanout_ready, ctx.streams_ready, ctx.settings_ready)):
         response.status_code = 503
         return {"status": "starting"}
     return {"status": "ready"}

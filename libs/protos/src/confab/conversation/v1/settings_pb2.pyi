@@ -429,12 +429,19 @@ Global___PublicSettings: _TypeAlias = PublicSettings  # noqa: Y015
 class GetSettingsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Platform staff only: the tenant they act in (audited like their other
+    platform calls); tenant callers leave it empty.
+    """
     def __init__(
         self,
+        *,
+        tenant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -467,7 +474,12 @@ class UpdateSettingsRequest(_message.Message):
     SETTINGS_FIELD_NUMBER: _builtins.int
     SECTIONS_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
     expected_version: _builtins.int
+    tenant_id: _builtins.str
+    """Platform staff only: the tenant whose ai_quota they change (the only
+    section they may); tenant callers leave it empty.
+    """
     @_builtins.property
     def settings(self) -> Global___TenantSettings: ...
     @_builtins.property
@@ -478,10 +490,11 @@ class UpdateSettingsRequest(_message.Message):
         settings: Global___TenantSettings | None = ...,
         sections: _abc.Iterable[Global___SettingsSection.ValueType] | None = ...,
         expected_version: _builtins.int = ...,
+        tenant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "sections", b"sections", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "sections", b"sections", "settings", b"settings", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
