@@ -32,6 +32,7 @@ from conversation.handlers.messages import MessageHandler
 from conversation.handlers.staff import StaffHandler
 from conversation.handlers.support import HANDOFF_TEXT, SupportHandler
 from conversation.handlers.support_admin import SupportAdminHandler
+from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.agents import TENANT_SETTINGS_COLLECTION
 from conversation.storage.db import Database
@@ -365,9 +366,9 @@ async def test_ticket_staff_is_the_team_or_every_agent_for_services_only(
         ("ada", "ada@a.example"),
         ("root", "root@a.example"),
     ]
-    team = await SupportAdminHandler(db, unit.clock, AuditTrail(db, unit.clock)).create_team(
-        ADMIN, "Tier 1", ["ada"]
-    )
+    trail = AuditTrail(db, unit.clock)
+    desk = SupportAdminHandler(db, unit.clock, trail, SettingsHandler(db, unit.clock, trail))
+    team = await desk.create_team(ADMIN, "Tier 1", ["ada"])
     await support.assign(ADMIN, opened.ticket.id, "", team.id)
     assert [p.user_id for p in await staff.ticket_staff(service, opened.ticket.id)] == ["ada"]
     with pytest.raises(PermissionDenied):

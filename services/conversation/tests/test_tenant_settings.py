@@ -130,10 +130,16 @@ async def test_defaults_before_any_save(handler: SettingsHandler) -> None:
     s = view.settings
     assert (s.version, s.agents, s.branding, s.topics) == (0, (), BrandingRecord(), TopicsRecord())
     assert dict(s.role_permissions) == {
-        "member": (rolematrix.ACCESS_CHANNELS, rolematrix.SEND_FILES, rolematrix.CREATE_DIRECT),
+        "member": (
+            rolematrix.ACCESS_CHANNELS,
+            rolematrix.ACCESS_PRIVATE,
+            rolematrix.SEND_FILES,
+            rolematrix.CREATE_DIRECT,
+        ),
         "agent": (
             rolematrix.ACCESS_CHANNELS,
             rolematrix.CREATE_CHANNELS,
+            rolematrix.ACCESS_PRIVATE,
             rolematrix.SEND_FILES,
             rolematrix.CREATE_DIRECT,
         ),
