@@ -246,6 +246,10 @@ async def _scenario(
     # 5. The summary.
     summary = ok(await mia.client.get(f"/conversations/{conv}/summary"))
     assert summary["model_available"] is True and summary["summary"].strip()
+    summarized = [b for b in fake.requests if mentions(b, after_q)]
+    assert summarized, "the summary was written by the model"
+    # Not even the summary shows the model the forbidden question.
+    assert not [b for b in fake.requests if mentions(b, forbidden_q)]
 
     # Cost accounting: the support agent's calls are counted for tenant A only.
     async def usage(api: Api) -> Any:
