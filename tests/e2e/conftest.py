@@ -54,7 +54,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> 
     fleet = Fleet(
         FleetOptions(
             workdir=workdir,
-            gateways=1,
+            # Two pods, so that a test can watch what crosses pods (a bot reply streamed
+            # through Kafka to every gateway); the other tests use gateway 0.
+            gateways=2,
             openai_base_url=fake_openai.base_url,
             openai_api_key="test-key",
             extra_env={"gateway": {"GATEWAY_TENANT_RATE_LIMITS": json.dumps(TENANT_RATE_LIMITS)}},

@@ -226,6 +226,7 @@ class Stack:
                 self.model() if configured else None,
                 max_messages=100,
                 botdata=self.botdata(),
+                settings=LocalSettings(self.tenant_settings),
             )
         )
         server.add(

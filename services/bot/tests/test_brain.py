@@ -361,6 +361,24 @@ async def test_summaries_are_cached_by_last_seq(stack: Stack) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_summary_never_shows_the_model_a_forbidden_question(stack: Stack) -> None:
+    from confab.bot.v1 import bot_pb2 as pb
+
+    await configure(stack, settings())
+    alice = stack.user("alice")
+    conv = await stack.create(alice, conv_pb.CONVERSATION_KIND_GROUP, ["bob"], "Orders")
+    await stack.send(alice, conv.id, "Where is my order?")
+    await stack.send(alice, conv.id, "And what medication dosage is fine?")
+    bot = await stack.serve_bot()
+    with stack.acting_as(alice):
+        await bot.SummarizeConversation(pb.SummarizeConversationRequest(conversation_id=conv.id))
+
+    [asked] = stack.fake.requests
+    assert "Where is my order?" in repr(asked)
+    assert "dosage" not in repr(asked)
+
+
+@pytest.mark.asyncio
 async def test_another_tenant_keeps_its_own_agents(stack: Stack) -> None:
     await configure(stack, settings())
     bob = stack.user("bob", tenant_id="t2")

@@ -153,7 +153,11 @@ async def main() -> None:
     server = GrpcServer(settings.grpc_port, auth, health_port=settings.grpc_health_port)
     servicer = BotServicer(
         SummaryHandler(
-            conversations, model, max_messages=settings.summary_messages, botdata=botdata
+            conversations,
+            model,
+            max_messages=settings.summary_messages,
+            botdata=botdata,
+            settings=tenant_settings,
         )
     )
     server.add(

@@ -15,15 +15,19 @@ from dataclasses import dataclass
 
 from bot.clients.botdata import BotDataClient
 from bot.clients.conversation import ConversationClient
+from bot.clients.settings import TenantSettingsSource
+from bot.guardrails import Guardrails, Verdict
 from bot.model import ChatModel, Completion, ModelCall, ModelError
 from bot.prompting import (
     NOT_CONFIGURED_SUMMARY,
     NOTHING_TO_SUMMARIZE,
     SUMMARY_UNAVAILABLE,
     fit_reply,
+    role_of,
     summary_turns,
 )
 from confab.conversation.v1 import botdata_pb2 as bdpb
+from confab.conversation.v1 import conversation_pb2 as cpb
 from confab_core.errors import ConfabError, InvalidArgument
 from confab_core.identity import BOT_USER_ID, ROLE_SERVICE, Caller, reset_caller, set_caller
 from confab_core.telemetry import tracer
@@ -56,11 +60,13 @@ class SummaryHandler:
         *,
         max_messages: int,
         botdata: BotDataClient | None = None,
+        settings: TenantSettingsSource | None = None,
     ) -> None:
         self._conversations = conversations
         self._model = model
         self._max = max_messages
         self._botdata = botdata
+        self._settings = settings
 
     async def summarize(self, caller: Caller, conversation_id: str) -> Summary:
         """Reads as ``caller`` (the current caller travels with every call), so the
@@ -86,6 +92,7 @@ class SummaryHandler:
             messages = await self._conversations.messages_before(
                 conversation_id, conversation.last_seq + 1, self._max
             )
+            messages = await self._without_forbidden(caller.tenant_id, messages)
             if not messages:
                 return Summary(NOTHING_TO_SUMMARIZE, model_available=True)
             try:
@@ -105,6 +112,24 @@ class SummaryHandler:
             with as_bot(caller):
                 await self._store(conversation_id, conversation.last_seq, text, completion)
             return Summary(text, model_available=True)
+
+    async def _without_forbidden(
+        self, tenant_id: str, messages: list[cpb.Message]
+    ) -> list[cpb.Message]:
+        """A question the rules refuse never reaches the model, not even to be
+        summarized. Any agent's rules count: the summary is the conversation's,
+        whichever agent serves it, and a line left out only shortens it."""
+        if self._settings is None:
+            return messages
+        settings = await self._settings.get(tenant_id)
+        rules = Guardrails.of(settings.topics, *(a.topics for a in settings.agents))
+        if not rules.forbidden:
+            return messages
+        return [
+            m
+            for m in messages
+            if role_of(m) != "user" or rules.judge(m.text).verdict is not Verdict.FORBIDDEN
+        ]
 
     async def _cached(self, conversation_id: str, last_seq: int) -> str | None:
         if self._botdata is None:
