@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import httpx2
 import openai
 from aiokafka import ConsumerRecord
 from openai.types.chat import ChatCompletionChunk
@@ -194,7 +194,7 @@ def _retryable(exc: BaseException) -> bool:
         return exc.status_code == 429 or exc.status_code >= 500
     return isinstance(
         exc,
-        openai.APITimeoutError | openai.APIConnectionError | httpx.TransportError | TimeoutError,
+        openai.APITimeoutError | openai.APIConnectionError | httpx2.TransportError | TimeoutError,
     )
 
 
@@ -580,7 +580,7 @@ class _Chunks:
             self._early += parsed
             if any(kind in ("piece", "finish") for kind, _ in parsed):
                 return
-        raise httpx.RemoteProtocolError("model stream ended before its first token")
+        raise httpx2.RemoteProtocolError("model stream ended before its first token")
 
     async def feed(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
         finished = False
@@ -594,7 +594,7 @@ class _Chunks:
                     finished = finished or kind == "finish"
                     if kind != "finish":
                         queue.put_nowait((kind, value))
-        except (openai.APIError, httpx.HTTPError) as exc:
+        except (openai.APIError, httpx2.HTTPError) as exc:
             queue.put_nowait(("error", repr(exc)))
             return
         # A stream without a finish_reason was cut, even if its body ended cleanly.
