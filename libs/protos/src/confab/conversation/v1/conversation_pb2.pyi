@@ -378,7 +378,10 @@ Global___Reaction: _TypeAlias = Reaction  # noqa: Y015
 
 @_typing.final
 class FileAttachment(_message.Message):
-    """Metadata of a file uploaded elsewhere; Confab stores the link, not the bytes."""
+    """A message's file: either one uploaded to Confab (file_id set, the rest copied
+    from the stored file, docs/files.md) or a link to a file hosted elsewhere (url
+    set, the rest as the sender gave it).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -386,10 +389,15 @@ class FileAttachment(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
     url: _builtins.str
     name: _builtins.str
     content_type: _builtins.str
     size_bytes: _builtins.int
+    file_id: _builtins.str
+    """An uploaded file of the same conversation (FileService). On send the sender
+    gives only this; the server fills in the rest.
+    """
     def __init__(
         self,
         *,
@@ -397,10 +405,11 @@ class FileAttachment(_message.Message):
         name: _builtins.str = ...,
         content_type: _builtins.str = ...,
         size_bytes: _builtins.int = ...,
+        file_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "name", b"name", "size_bytes", b"size_bytes", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "file_id", b"file_id", "name", b"name", "size_bytes", b"size_bytes", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

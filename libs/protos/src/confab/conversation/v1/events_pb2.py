@@ -23,53 +23,54 @@ _sym_db = _symbol_database.Default()
 
 
 from confab.conversation.v1 import conversation_pb2 as confab_dot_conversation_dot_v1_dot_conversation__pb2
+from confab.conversation.v1 import files_pb2 as confab_dot_conversation_dot_v1_dot_files__pb2
 from confab.conversation.v1 import support_pb2 as confab_dot_conversation_dot_v1_dot_support__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#confab/conversation/v1/events.proto\x12\x16\x63onfab.conversation.v1\x1a)confab/conversation/v1/conversation.proto\x1a$confab/conversation/v1/support.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x0c\n\x11\x43onversationEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x11\n\tevent_seq\x18\x04 \x01(\x03\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x06 \x01(\t\x12\x41\n\x0fmessage_created\x18\n \x01(\x0b\x32&.confab.conversation.v1.MessageCreatedH\x00\x12K\n\x14\x63onversation_created\x18\x0b \x01(\x0b\x32+.confab.conversation.v1.ConversationCreatedH\x00\x12H\n\x13read_marker_changed\x18\x0c \x01(\x0b\x32).confab.conversation.v1.ReadMarkerChangedH\x00\x12\x41\n\x0fmessage_updated\x18\r \x01(\x0b\x32&.confab.conversation.v1.MessageUpdatedH\x00\x12\x41\n\x0fmessage_deleted\x18\x0e \x01(\x0b\x32&.confab.conversation.v1.MessageDeletedH\x00\x12\x43\n\x10reaction_changed\x18\x0f \x01(\x0b\x32\'.confab.conversation.v1.ReactionChangedH\x00\x12K\n\x14\x63onversation_updated\x18\x10 \x01(\x0b\x32+.confab.conversation.v1.ConversationUpdatedH\x00\x12=\n\rmembers_added\x18\x11 \x01(\x0b\x32$.confab.conversation.v1.MembersAddedH\x00\x12?\n\x0emember_removed\x18\x12 \x01(\x0b\x32%.confab.conversation.v1.MemberRemovedH\x00\x12K\n\x14\x63onversation_deleted\x18\x13 \x01(\x0b\x32+.confab.conversation.v1.ConversationDeletedH\x00\x12H\n\x13member_role_changed\x18\x14 \x01(\x0b\x32).confab.conversation.v1.MemberRoleChangedH\x00\x12@\n\x0cmember_muted\x18( \x01(\x0b\x32(.confab.conversation.v1.MemberSanctionedH\x00\x12\x46\n\x0emember_unmuted\x18) \x01(\x0b\x32,.confab.conversation.v1.MemberSanctionLiftedH\x00\x12\x41\n\rmember_banned\x18* \x01(\x0b\x32(.confab.conversation.v1.MemberSanctionedH\x00\x12G\n\x0fmember_unbanned\x18+ \x01(\x0b\x32,.confab.conversation.v1.MemberSanctionLiftedH\x00\x12?\n\x0eticket_updated\x18\x32 \x01(\x0b\x32%.confab.conversation.v1.TicketUpdatedH\x00\x12\x41\n\x0fticket_assigned\x18\x33 \x01(\x0b\x32&.confab.conversation.v1.TicketAssignedH\x00\x12\x43\n\x10ticket_escalated\x18\x34 \x01(\x0b\x32\'.confab.conversation.v1.TicketEscalatedH\x00\x12\x37\n\x0bsla_warning\x18\x35 \x01(\x0b\x32 .confab.conversation.v1.SlaAlertH\x00\x12\x38\n\x0csla_breached\x18\x36 \x01(\x0b\x32 .confab.conversation.v1.SlaAlertH\x00\x12=\n\rqueue_updated\x18\x37 \x01(\x0b\x32$.confab.conversation.v1.QueueUpdatedH\x00\x42\t\n\x07payload\"\x87\x01\n\x0eMessageCreated\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.confab.conversation.v1.Message\x12\x43\n\x11\x63onversation_kind\x18\x02 \x01(\x0e\x32(.confab.conversation.v1.ConversationKind\"e\n\x13\x43onversationCreated\x12:\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.Conversation\x12\x12\n\nmember_ids\x18\x02 \x03(\t\";\n\x11ReadMarkerChanged\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rlast_read_seq\x18\x02 \x01(\x03\"B\n\x0eMessageUpdated\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.confab.conversation.v1.Message\"B\n\x0eMessageDeleted\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.confab.conversation.v1.Message\"\x89\x01\n\x0fReactionChanged\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\r\n\x05\x65moji\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x08\x12\x33\n\treactions\x18\x05 \x03(\x0b\x32 .confab.conversation.v1.Reaction\"Q\n\x13\x43onversationUpdated\x12:\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.Conversation\"?\n\x0cMembersAdded\x12/\n\x07members\x18\x01 \x03(\x0b\x32\x1e.confab.conversation.v1.Member\".\n\rMemberRemoved\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04left\x18\x02 \x01(\x08\"\x15\n\x13\x43onversationDeleted\"C\n\x11MemberRoleChanged\x12.\n\x06member\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Member\"h\n\x10MemberSanctioned\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0btenant_wide\x18\x02 \x01(\x08\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x14MemberSanctionLifted\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0btenant_wide\x18\x02 \x01(\x08\"\x8e\x01\n\rTicketUpdated\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x0e\n\x06\x63hange\x18\x02 \x01(\t\x12=\n\x0fprevious_status\x18\x03 \x01(\x0e\x32$.confab.conversation.v1.TicketStatus\"^\n\x0eTicketAssigned\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x1c\n\x14previous_assignee_id\x18\x02 \x01(\t\"Q\n\x0fTicketEscalated\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x99\x01\n\x08SlaAlert\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x31\n\x06metric\x18\x02 \x01(\x0e\x32!.confab.conversation.v1.SlaMetric\x12*\n\x06\x64ue_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc4\x01\n\x0cQueueUpdated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hange\x18\x02 \x01(\t\x12\x38\n\x08priority\x18\x03 \x01(\x0e\x32&.confab.conversation.v1.TicketPriority\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.confab.conversation.v1.TicketStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#confab/conversation/v1/events.proto\x12\x16\x63onfab.conversation.v1\x1a)confab/conversation/v1/conversation.proto\x1a\"confab/conversation/v1/files.proto\x1a$confab/conversation/v1/support.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\r\n\x11\x43onversationEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x11\n\tevent_seq\x18\x04 \x01(\x03\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x06 \x01(\t\x12\x41\n\x0fmessage_created\x18\n \x01(\x0b\x32&.confab.conversation.v1.MessageCreatedH\x00\x12K\n\x14\x63onversation_created\x18\x0b \x01(\x0b\x32+.confab.conversation.v1.ConversationCreatedH\x00\x12H\n\x13read_marker_changed\x18\x0c \x01(\x0b\x32).confab.conversation.v1.ReadMarkerChangedH\x00\x12\x41\n\x0fmessage_updated\x18\r \x01(\x0b\x32&.confab.conversation.v1.MessageUpdatedH\x00\x12\x41\n\x0fmessage_deleted\x18\x0e \x01(\x0b\x32&.confab.conversation.v1.MessageDeletedH\x00\x12\x43\n\x10reaction_changed\x18\x0f \x01(\x0b\x32\'.confab.conversation.v1.ReactionChangedH\x00\x12K\n\x14\x63onversation_updated\x18\x10 \x01(\x0b\x32+.confab.conversation.v1.ConversationUpdatedH\x00\x12=\n\rmembers_added\x18\x11 \x01(\x0b\x32$.confab.conversation.v1.MembersAddedH\x00\x12?\n\x0emember_removed\x18\x12 \x01(\x0b\x32%.confab.conversation.v1.MemberRemovedH\x00\x12K\n\x14\x63onversation_deleted\x18\x13 \x01(\x0b\x32+.confab.conversation.v1.ConversationDeletedH\x00\x12H\n\x13member_role_changed\x18\x14 \x01(\x0b\x32).confab.conversation.v1.MemberRoleChangedH\x00\x12@\n\x0cmember_muted\x18( \x01(\x0b\x32(.confab.conversation.v1.MemberSanctionedH\x00\x12\x46\n\x0emember_unmuted\x18) \x01(\x0b\x32,.confab.conversation.v1.MemberSanctionLiftedH\x00\x12\x41\n\rmember_banned\x18* \x01(\x0b\x32(.confab.conversation.v1.MemberSanctionedH\x00\x12G\n\x0fmember_unbanned\x18+ \x01(\x0b\x32,.confab.conversation.v1.MemberSanctionLiftedH\x00\x12?\n\x0eticket_updated\x18\x32 \x01(\x0b\x32%.confab.conversation.v1.TicketUpdatedH\x00\x12\x41\n\x0fticket_assigned\x18\x33 \x01(\x0b\x32&.confab.conversation.v1.TicketAssignedH\x00\x12\x43\n\x10ticket_escalated\x18\x34 \x01(\x0b\x32\'.confab.conversation.v1.TicketEscalatedH\x00\x12\x37\n\x0bsla_warning\x18\x35 \x01(\x0b\x32 .confab.conversation.v1.SlaAlertH\x00\x12\x38\n\x0csla_breached\x18\x36 \x01(\x0b\x32 .confab.conversation.v1.SlaAlertH\x00\x12=\n\rqueue_updated\x18\x37 \x01(\x0b\x32$.confab.conversation.v1.QueueUpdatedH\x00\x12;\n\x0c\x66ile_updated\x18< \x01(\x0b\x32#.confab.conversation.v1.FileUpdatedH\x00\x42\t\n\x07payload\"\x87\x01\n\x0eMessageCreated\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.confab.conversation.v1.Message\x12\x43\n\x11\x63onversation_kind\x18\x02 \x01(\x0e\x32(.confab.conversation.v1.ConversationKind\"e\n\x13\x43onversationCreated\x12:\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.Conversation\x12\x12\n\nmember_ids\x18\x02 \x03(\t\";\n\x11ReadMarkerChanged\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rlast_read_seq\x18\x02 \x01(\x03\"B\n\x0eMessageUpdated\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.confab.conversation.v1.Message\"B\n\x0eMessageDeleted\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.confab.conversation.v1.Message\"\x89\x01\n\x0fReactionChanged\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\r\n\x05\x65moji\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x08\x12\x33\n\treactions\x18\x05 \x03(\x0b\x32 .confab.conversation.v1.Reaction\"Q\n\x13\x43onversationUpdated\x12:\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32$.confab.conversation.v1.Conversation\"?\n\x0cMembersAdded\x12/\n\x07members\x18\x01 \x03(\x0b\x32\x1e.confab.conversation.v1.Member\".\n\rMemberRemoved\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04left\x18\x02 \x01(\x08\"\x15\n\x13\x43onversationDeleted\"C\n\x11MemberRoleChanged\x12.\n\x06member\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Member\"h\n\x10MemberSanctioned\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0btenant_wide\x18\x02 \x01(\x08\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x14MemberSanctionLifted\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0btenant_wide\x18\x02 \x01(\x08\"\x8e\x01\n\rTicketUpdated\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x0e\n\x06\x63hange\x18\x02 \x01(\t\x12=\n\x0fprevious_status\x18\x03 \x01(\x0e\x32$.confab.conversation.v1.TicketStatus\"^\n\x0eTicketAssigned\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x1c\n\x14previous_assignee_id\x18\x02 \x01(\t\"Q\n\x0fTicketEscalated\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x99\x01\n\x08SlaAlert\x12.\n\x06ticket\x18\x01 \x01(\x0b\x32\x1e.confab.conversation.v1.Ticket\x12\x31\n\x06metric\x18\x02 \x01(\x0e\x32!.confab.conversation.v1.SlaMetric\x12*\n\x06\x64ue_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc4\x01\n\x0cQueueUpdated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hange\x18\x02 \x01(\t\x12\x38\n\x08priority\x18\x03 \x01(\x0e\x32&.confab.conversation.v1.TicketPriority\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.confab.conversation.v1.TicketStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'confab.conversation.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONVERSATIONEVENT']._serialized_start=178
-  _globals['_CONVERSATIONEVENT']._serialized_end=1790
-  _globals['_MESSAGECREATED']._serialized_start=1793
-  _globals['_MESSAGECREATED']._serialized_end=1928
-  _globals['_CONVERSATIONCREATED']._serialized_start=1930
-  _globals['_CONVERSATIONCREATED']._serialized_end=2031
-  _globals['_READMARKERCHANGED']._serialized_start=2033
-  _globals['_READMARKERCHANGED']._serialized_end=2092
-  _globals['_MESSAGEUPDATED']._serialized_start=2094
-  _globals['_MESSAGEUPDATED']._serialized_end=2160
-  _globals['_MESSAGEDELETED']._serialized_start=2162
-  _globals['_MESSAGEDELETED']._serialized_end=2228
-  _globals['_REACTIONCHANGED']._serialized_start=2231
-  _globals['_REACTIONCHANGED']._serialized_end=2368
-  _globals['_CONVERSATIONUPDATED']._serialized_start=2370
-  _globals['_CONVERSATIONUPDATED']._serialized_end=2451
-  _globals['_MEMBERSADDED']._serialized_start=2453
-  _globals['_MEMBERSADDED']._serialized_end=2516
-  _globals['_MEMBERREMOVED']._serialized_start=2518
-  _globals['_MEMBERREMOVED']._serialized_end=2564
-  _globals['_CONVERSATIONDELETED']._serialized_start=2566
-  _globals['_CONVERSATIONDELETED']._serialized_end=2587
-  _globals['_MEMBERROLECHANGED']._serialized_start=2589
-  _globals['_MEMBERROLECHANGED']._serialized_end=2656
-  _globals['_MEMBERSANCTIONED']._serialized_start=2658
-  _globals['_MEMBERSANCTIONED']._serialized_end=2762
-  _globals['_MEMBERSANCTIONLIFTED']._serialized_start=2764
-  _globals['_MEMBERSANCTIONLIFTED']._serialized_end=2824
-  _globals['_TICKETUPDATED']._serialized_start=2827
-  _globals['_TICKETUPDATED']._serialized_end=2969
-  _globals['_TICKETASSIGNED']._serialized_start=2971
-  _globals['_TICKETASSIGNED']._serialized_end=3065
-  _globals['_TICKETESCALATED']._serialized_start=3067
-  _globals['_TICKETESCALATED']._serialized_end=3148
-  _globals['_SLAALERT']._serialized_start=3151
-  _globals['_SLAALERT']._serialized_end=3304
-  _globals['_QUEUEUPDATED']._serialized_start=3307
-  _globals['_QUEUEUPDATED']._serialized_end=3503
+  _globals['_CONVERSATIONEVENT']._serialized_start=214
+  _globals['_CONVERSATIONEVENT']._serialized_end=1887
+  _globals['_MESSAGECREATED']._serialized_start=1890
+  _globals['_MESSAGECREATED']._serialized_end=2025
+  _globals['_CONVERSATIONCREATED']._serialized_start=2027
+  _globals['_CONVERSATIONCREATED']._serialized_end=2128
+  _globals['_READMARKERCHANGED']._serialized_start=2130
+  _globals['_READMARKERCHANGED']._serialized_end=2189
+  _globals['_MESSAGEUPDATED']._serialized_start=2191
+  _globals['_MESSAGEUPDATED']._serialized_end=2257
+  _globals['_MESSAGEDELETED']._serialized_start=2259
+  _globals['_MESSAGEDELETED']._serialized_end=2325
+  _globals['_REACTIONCHANGED']._serialized_start=2328
+  _globals['_REACTIONCHANGED']._serialized_end=2465
+  _globals['_CONVERSATIONUPDATED']._serialized_start=2467
+  _globals['_CONVERSATIONUPDATED']._serialized_end=2548
+  _globals['_MEMBERSADDED']._serialized_start=2550
+  _globals['_MEMBERSADDED']._serialized_end=2613
+  _globals['_MEMBERREMOVED']._serialized_start=2615
+  _globals['_MEMBERREMOVED']._serialized_end=2661
+  _globals['_CONVERSATIONDELETED']._serialized_start=2663
+  _globals['_CONVERSATIONDELETED']._serialized_end=2684
+  _globals['_MEMBERROLECHANGED']._serialized_start=2686
+  _globals['_MEMBERROLECHANGED']._serialized_end=2753
+  _globals['_MEMBERSANCTIONED']._serialized_start=2755
+  _globals['_MEMBERSANCTIONED']._serialized_end=2859
+  _globals['_MEMBERSANCTIONLIFTED']._serialized_start=2861
+  _globals['_MEMBERSANCTIONLIFTED']._serialized_end=2921
+  _globals['_TICKETUPDATED']._serialized_start=2924
+  _globals['_TICKETUPDATED']._serialized_end=3066
+  _globals['_TICKETASSIGNED']._serialized_start=3068
+  _globals['_TICKETASSIGNED']._serialized_end=3162
+  _globals['_TICKETESCALATED']._serialized_start=3164
+  _globals['_TICKETESCALATED']._serialized_end=3245
+  _globals['_SLAALERT']._serialized_start=3248
+  _globals['_SLAALERT']._serialized_end=3401
+  _globals['_QUEUEUPDATED']._serialized_start=3404
+  _globals['_QUEUEUPDATED']._serialized_end=3600
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from confab.conversation.v1 import conversation_pb2 as _conversation_pb2
+from confab.conversation.v1 import files_pb2 as _files_pb2
 from confab.conversation.v1 import support_pb2 as _support_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -56,6 +57,7 @@ class ConversationEvent(_message.Message):
     SLA_WARNING_FIELD_NUMBER: _builtins.int
     SLA_BREACHED_FIELD_NUMBER: _builtins.int
     QUEUE_UPDATED_FIELD_NUMBER: _builtins.int
+    FILE_UPDATED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; consumers drop an id they have already handled."""
     tenant_id: _builtins.str
@@ -111,6 +113,8 @@ class ConversationEvent(_message.Message):
     def sla_breached(self) -> Global___SlaAlert: ...
     @_builtins.property
     def queue_updated(self) -> Global___QueueUpdated: ...
+    @_builtins.property
+    def file_updated(self) -> _files_pb2.FileUpdated: ...
     def __init__(
         self,
         *,
@@ -141,12 +145,13 @@ class ConversationEvent(_message.Message):
         sla_warning: Global___SlaAlert | None = ...,
         sla_breached: Global___SlaAlert | None = ...,
         queue_updated: Global___QueueUpdated | None = ...,
+        file_updated: _files_pb2.FileUpdated | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "queue_updated", b"queue_updated", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "ticket_assigned", b"ticket_assigned", "ticket_escalated", b"ticket_escalated", "ticket_updated", b"ticket_updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "file_updated", b"file_updated", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "queue_updated", b"queue_updated", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "ticket_assigned", b"ticket_assigned", "ticket_escalated", b"ticket_escalated", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "queue_updated", b"queue_updated", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "tenant_id", b"tenant_id", "ticket_assigned", b"ticket_assigned", "ticket_escalated", b"ticket_escalated", "ticket_updated", b"ticket_updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_created", b"conversation_created", "conversation_deleted", b"conversation_deleted", "conversation_id", b"conversation_id", "conversation_updated", b"conversation_updated", "event_id", b"event_id", "event_seq", b"event_seq", "file_updated", b"file_updated", "member_banned", b"member_banned", "member_muted", b"member_muted", "member_removed", b"member_removed", "member_role_changed", b"member_role_changed", "member_unbanned", b"member_unbanned", "member_unmuted", b"member_unmuted", "members_added", b"members_added", "message_created", b"message_created", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "occurred_at", b"occurred_at", "payload", b"payload", "queue_updated", b"queue_updated", "reaction_changed", b"reaction_changed", "read_marker_changed", b"read_marker_changed", "sla_breached", b"sla_breached", "sla_warning", b"sla_warning", "tenant_id", b"tenant_id", "ticket_assigned", b"ticket_assigned", "ticket_escalated", b"ticket_escalated", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted", "member_role_changed", "member_muted", "member_unmuted", "member_banned", "member_unbanned", "ticket_updated", "ticket_assigned", "ticket_escalated", "sla_warning", "sla_breached", "queue_updated"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message_created", "conversation_created", "read_marker_changed", "message_updated", "message_deleted", "reaction_changed", "conversation_updated", "members_added", "member_removed", "conversation_deleted", "member_role_changed", "member_muted", "member_unmuted", "member_banned", "member_unbanned", "ticket_updated", "ticket_assigned", "ticket_escalated", "sla_warning", "sla_breached", "queue_updated", "file_updated"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%confab/conversation/v1/settings.proto\x12\x16\x63onfab.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x08\x42randing\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x15\n\rprimary_color\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65nt_color\x18\x03 \x01(\t\x12\x10\n\x08logo_url\x18\x04 \x01(\t\x12\x17\n\x0fwelcome_message\x18\x05 \x01(\t\"N\n\tTopicRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07phrases\x18\x02 \x03(\t\x12\x10\n\x08keywords\x18\x03 \x03(\t\x12\x10\n\x08patterns\x18\x04 \x03(\t\"\x87\x01\n\x06Topics\x12\x32\n\x07\x61llowed\x18\x01 \x03(\x0b\x32!.confab.conversation.v1.TopicRule\x12\x34\n\tforbidden\x18\x02 \x03(\x0b\x32!.confab.conversation.v1.TopicRule\x12\x13\n\x0bmodel_check\x18\x03 \x01(\x08\"\xcc\x02\n\x08\x42otAgent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\navatar_url\x18\x03 \x01(\t\x12/\n\x04role\x18\x04 \x01(\x0e\x32!.confab.conversation.v1.AgentRole\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x06 \x01(\t\x12\x15\n\rsystem_prompt\x18\x07 \x01(\t\x12\x13\n\x0btemperature\x18\x08 \x01(\x01\x12\x14\n\x0ctoken_budget\x18\t \x01(\x05\x12\x18\n\x10max_reply_tokens\x18\n \x01(\x05\x12.\n\x06topics\x18\x0b \x01(\x0b\x32\x1e.confab.conversation.v1.Topics\x12\x1b\n\x13handoff_after_turns\x18\x0c \x01(\x05\x12\x0f\n\x07\x65nabled\x18\r \x01(\x08\"4\n\x0fRolePermissions\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bpermissions\x18\x02 \x03(\t\"!\n\x07\x41iQuota\x12\x16\n\x0emonthly_tokens\x18\x01 \x01(\x03\"\xc5\x03\n\x0eTenantSettings\x12\x32\n\x08\x62randing\x18\x01 \x01(\x0b\x32 .confab.conversation.v1.Branding\x12\x30\n\x06\x61gents\x18\x02 \x03(\x0b\x32 .confab.conversation.v1.BotAgent\x12.\n\x06topics\x18\x03 \x01(\x0b\x32\x1e.confab.conversation.v1.Topics\x12\x19\n\x11ticket_categories\x18\x04 \x03(\t\x12\x41\n\x10role_permissions\x18\x05 \x03(\x0b\x32\'.confab.conversation.v1.RolePermissions\x12\x31\n\x08\x61i_quota\x18\x06 \x01(\x0b\x32\x1f.confab.conversation.v1.AiQuota\x12\x1b\n\x13\x63\x61nned_replies_path\x18\x07 \x01(\t\x12\x1a\n\x12\x63\x61nned_reply_count\x18\x08 \x01(\x05\x12\x0f\n\x07version\x18\t \x01(\x03\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x0b \x01(\t\"\x85\x01\n\x0bPublicAgent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\navatar_url\x18\x03 \x01(\t\x12/\n\x04role\x18\x04 \x01(\x0e\x32!.confab.conversation.v1.AgentRole\x12\x0f\n\x07user_id\x18\x05 \x01(\t\"\x8a\x01\n\x0ePublicSettings\x12\x32\n\x08\x62randing\x18\x01 \x01(\x0b\x32 .confab.conversation.v1.Branding\x12\x33\n\x06\x61gents\x18\x02 \x03(\x0b\x32#.confab.conversation.v1.PublicAgent\x12\x0f\n\x07version\x18\x03 \x01(\x03\"\'\n\x12GetSettingsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"O\n\x13GetSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\"\xb9\x01\n\x15UpdateSettingsRequest\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\x12\x39\n\x08sections\x18\x02 \x03(\x0e\x32\'.confab.conversation.v1.SettingsSection\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\x12\x11\n\ttenant_id\x18\x04 \x01(\t\"R\n\x16UpdateSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\"\x1a\n\x18GetPublicSettingsRequest\"U\n\x19GetPublicSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.PublicSettings\"\x1b\n\x19GetServiceSettingsRequest\"V\n\x1aGetServiceSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\"\xb9\x01\n\x15TenantSettingsChanged\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x39\n\x08sections\x18\x04 \x03(\x0e\x32\'.confab.conversation.v1.SettingsSection\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xfa\x01\n\x0fSettingsSection\x12 \n\x1cSETTINGS_SECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19SETTINGS_SECTION_BRANDING\x10\x01\x12\x1b\n\x17SETTINGS_SECTION_AGENTS\x10\x02\x12\x1b\n\x17SETTINGS_SECTION_TOPICS\x10\x03\x12&\n\"SETTINGS_SECTION_TICKET_CATEGORIES\x10\x04\x12%\n!SETTINGS_SECTION_ROLE_PERMISSIONS\x10\x05\x12\x1d\n\x19SETTINGS_SECTION_AI_QUOTA\x10\x06*r\n\tAgentRole\x12\x1a\n\x16\x41GENT_ROLE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENT_ROLE_ASSISTANT\x10\x01\x12\x16\n\x12\x41GENT_ROLE_SUPPORT\x10\x02\x12\x17\n\x13\x41GENT_ROLE_PICKABLE\x10\x03\x32\xe1\x03\n\x0fSettingsService\x12\x66\n\x0bGetSettings\x12*.confab.conversation.v1.GetSettingsRequest\x1a+.confab.conversation.v1.GetSettingsResponse\x12o\n\x0eUpdateSettings\x12-.confab.conversation.v1.UpdateSettingsRequest\x1a..confab.conversation.v1.UpdateSettingsResponse\x12x\n\x11GetPublicSettings\x12\x30.confab.conversation.v1.GetPublicSettingsRequest\x1a\x31.confab.conversation.v1.GetPublicSettingsResponse\x12{\n\x12GetServiceSettings\x12\x31.confab.conversation.v1.GetServiceSettingsRequest\x1a\x32.confab.conversation.v1.GetServiceSettingsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%confab/conversation/v1/settings.proto\x12\x16\x63onfab.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x08\x42randing\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x15\n\rprimary_color\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65nt_color\x18\x03 \x01(\t\x12\x10\n\x08logo_url\x18\x04 \x01(\t\x12\x17\n\x0fwelcome_message\x18\x05 \x01(\t\"N\n\tTopicRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07phrases\x18\x02 \x03(\t\x12\x10\n\x08keywords\x18\x03 \x03(\t\x12\x10\n\x08patterns\x18\x04 \x03(\t\"\x87\x01\n\x06Topics\x12\x32\n\x07\x61llowed\x18\x01 \x03(\x0b\x32!.confab.conversation.v1.TopicRule\x12\x34\n\tforbidden\x18\x02 \x03(\x0b\x32!.confab.conversation.v1.TopicRule\x12\x13\n\x0bmodel_check\x18\x03 \x01(\x08\"\xcc\x02\n\x08\x42otAgent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\navatar_url\x18\x03 \x01(\t\x12/\n\x04role\x18\x04 \x01(\x0e\x32!.confab.conversation.v1.AgentRole\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x06 \x01(\t\x12\x15\n\rsystem_prompt\x18\x07 \x01(\t\x12\x13\n\x0btemperature\x18\x08 \x01(\x01\x12\x14\n\x0ctoken_budget\x18\t \x01(\x05\x12\x18\n\x10max_reply_tokens\x18\n \x01(\x05\x12.\n\x06topics\x18\x0b \x01(\x0b\x32\x1e.confab.conversation.v1.Topics\x12\x1b\n\x13handoff_after_turns\x18\x0c \x01(\x05\x12\x0f\n\x07\x65nabled\x18\r \x01(\x08\"4\n\x0fRolePermissions\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bpermissions\x18\x02 \x03(\t\"!\n\x07\x41iQuota\x12\x16\n\x0emonthly_tokens\x18\x01 \x01(\x03\"\xdb\x01\n\nFilePolicy\x12\x16\n\x0emax_size_bytes\x18\x01 \x01(\x03\x12\x15\n\rallowed_kinds\x18\x02 \x03(\t\x12\x31\n\x08svg_mode\x18\x03 \x01(\x0e\x32\x1f.confab.conversation.v1.SvgMode\x12\x18\n\x10max_image_pixels\x18\x04 \x01(\x03\x12\x18\n\x10user_quota_bytes\x18\x05 \x01(\x03\x12\x1a\n\x12tenant_quota_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13keep_image_metadata\x18\x07 \x01(\x08\"\xf8\x03\n\x0eTenantSettings\x12\x32\n\x08\x62randing\x18\x01 \x01(\x0b\x32 .confab.conversation.v1.Branding\x12\x30\n\x06\x61gents\x18\x02 \x03(\x0b\x32 .confab.conversation.v1.BotAgent\x12.\n\x06topics\x18\x03 \x01(\x0b\x32\x1e.confab.conversation.v1.Topics\x12\x19\n\x11ticket_categories\x18\x04 \x03(\t\x12\x41\n\x10role_permissions\x18\x05 \x03(\x0b\x32\'.confab.conversation.v1.RolePermissions\x12\x31\n\x08\x61i_quota\x18\x06 \x01(\x0b\x32\x1f.confab.conversation.v1.AiQuota\x12\x1b\n\x13\x63\x61nned_replies_path\x18\x07 \x01(\t\x12\x1a\n\x12\x63\x61nned_reply_count\x18\x08 \x01(\x05\x12\x0f\n\x07version\x18\t \x01(\x03\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x0b \x01(\t\x12\x31\n\x05\x66iles\x18\x0c \x01(\x0b\x32\".confab.conversation.v1.FilePolicy\"\x85\x01\n\x0bPublicAgent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\navatar_url\x18\x03 \x01(\t\x12/\n\x04role\x18\x04 \x01(\x0e\x32!.confab.conversation.v1.AgentRole\x12\x0f\n\x07user_id\x18\x05 \x01(\t\"\xbd\x01\n\x0ePublicSettings\x12\x32\n\x08\x62randing\x18\x01 \x01(\x0b\x32 .confab.conversation.v1.Branding\x12\x33\n\x06\x61gents\x18\x02 \x03(\x0b\x32#.confab.conversation.v1.PublicAgent\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x31\n\x05\x66iles\x18\x04 \x01(\x0b\x32\".confab.conversation.v1.FilePolicy\"\'\n\x12GetSettingsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"O\n\x13GetSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\"\xb9\x01\n\x15UpdateSettingsRequest\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\x12\x39\n\x08sections\x18\x02 \x03(\x0e\x32\'.confab.conversation.v1.SettingsSection\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\x12\x11\n\ttenant_id\x18\x04 \x01(\t\"R\n\x16UpdateSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\"\x1a\n\x18GetPublicSettingsRequest\"U\n\x19GetPublicSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.PublicSettings\"\x1b\n\x19GetServiceSettingsRequest\"V\n\x1aGetServiceSettingsResponse\x12\x38\n\x08settings\x18\x01 \x01(\x0b\x32&.confab.conversation.v1.TenantSettings\"\xb9\x01\n\x15TenantSettingsChanged\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x39\n\x08sections\x18\x04 \x03(\x0e\x32\'.confab.conversation.v1.SettingsSection\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x96\x02\n\x0fSettingsSection\x12 \n\x1cSETTINGS_SECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19SETTINGS_SECTION_BRANDING\x10\x01\x12\x1b\n\x17SETTINGS_SECTION_AGENTS\x10\x02\x12\x1b\n\x17SETTINGS_SECTION_TOPICS\x10\x03\x12&\n\"SETTINGS_SECTION_TICKET_CATEGORIES\x10\x04\x12%\n!SETTINGS_SECTION_ROLE_PERMISSIONS\x10\x05\x12\x1d\n\x19SETTINGS_SECTION_AI_QUOTA\x10\x06\x12\x1a\n\x16SETTINGS_SECTION_FILES\x10\x07*r\n\tAgentRole\x12\x1a\n\x16\x41GENT_ROLE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENT_ROLE_ASSISTANT\x10\x01\x12\x16\n\x12\x41GENT_ROLE_SUPPORT\x10\x02\x12\x17\n\x13\x41GENT_ROLE_PICKABLE\x10\x03*S\n\x07SvgMode\x12\x18\n\x14SVG_MODE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSVG_MODE_BLOCK\x10\x01\x12\x1a\n\x16SVG_MODE_DOWNLOAD_ONLY\x10\x02\x32\xe1\x03\n\x0fSettingsService\x12\x66\n\x0bGetSettings\x12*.confab.conversation.v1.GetSettingsRequest\x1a+.confab.conversation.v1.GetSettingsResponse\x12o\n\x0eUpdateSettings\x12-.confab.conversation.v1.UpdateSettingsRequest\x1a..confab.conversation.v1.UpdateSettingsResponse\x12x\n\x11GetPublicSettings\x12\x30.confab.conversation.v1.GetPublicSettingsRequest\x1a\x31.confab.conversation.v1.GetPublicSettingsResponse\x12{\n\x12GetServiceSettings\x12\x31.confab.conversation.v1.GetServiceSettingsRequest\x1a\x32.confab.conversation.v1.GetServiceSettingsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'confab.conversation.v1.settings_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SETTINGSSECTION']._serialized_start=2410
-  _globals['_SETTINGSSECTION']._serialized_end=2660
-  _globals['_AGENTROLE']._serialized_start=2662
-  _globals['_AGENTROLE']._serialized_end=2776
+  _globals['_SETTINGSSECTION']._serialized_start=2734
+  _globals['_SETTINGSSECTION']._serialized_end=3012
+  _globals['_AGENTROLE']._serialized_start=3014
+  _globals['_AGENTROLE']._serialized_end=3128
+  _globals['_SVGMODE']._serialized_start=3130
+  _globals['_SVGMODE']._serialized_end=3213
   _globals['_BRANDING']._serialized_start=98
   _globals['_BRANDING']._serialized_end=218
   _globals['_TOPICRULE']._serialized_start=220
@@ -48,30 +50,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROLEPERMISSIONS']._serialized_end=825
   _globals['_AIQUOTA']._serialized_start=827
   _globals['_AIQUOTA']._serialized_end=860
-  _globals['_TENANTSETTINGS']._serialized_start=863
-  _globals['_TENANTSETTINGS']._serialized_end=1316
-  _globals['_PUBLICAGENT']._serialized_start=1319
-  _globals['_PUBLICAGENT']._serialized_end=1452
-  _globals['_PUBLICSETTINGS']._serialized_start=1455
-  _globals['_PUBLICSETTINGS']._serialized_end=1593
-  _globals['_GETSETTINGSREQUEST']._serialized_start=1595
-  _globals['_GETSETTINGSREQUEST']._serialized_end=1634
-  _globals['_GETSETTINGSRESPONSE']._serialized_start=1636
-  _globals['_GETSETTINGSRESPONSE']._serialized_end=1715
-  _globals['_UPDATESETTINGSREQUEST']._serialized_start=1718
-  _globals['_UPDATESETTINGSREQUEST']._serialized_end=1903
-  _globals['_UPDATESETTINGSRESPONSE']._serialized_start=1905
-  _globals['_UPDATESETTINGSRESPONSE']._serialized_end=1987
-  _globals['_GETPUBLICSETTINGSREQUEST']._serialized_start=1989
-  _globals['_GETPUBLICSETTINGSREQUEST']._serialized_end=2015
-  _globals['_GETPUBLICSETTINGSRESPONSE']._serialized_start=2017
-  _globals['_GETPUBLICSETTINGSRESPONSE']._serialized_end=2102
-  _globals['_GETSERVICESETTINGSREQUEST']._serialized_start=2104
-  _globals['_GETSERVICESETTINGSREQUEST']._serialized_end=2131
-  _globals['_GETSERVICESETTINGSRESPONSE']._serialized_start=2133
-  _globals['_GETSERVICESETTINGSRESPONSE']._serialized_end=2219
-  _globals['_TENANTSETTINGSCHANGED']._serialized_start=2222
-  _globals['_TENANTSETTINGSCHANGED']._serialized_end=2407
-  _globals['_SETTINGSSERVICE']._serialized_start=2779
-  _globals['_SETTINGSSERVICE']._serialized_end=3260
+  _globals['_FILEPOLICY']._serialized_start=863
+  _globals['_FILEPOLICY']._serialized_end=1082
+  _globals['_TENANTSETTINGS']._serialized_start=1085
+  _globals['_TENANTSETTINGS']._serialized_end=1589
+  _globals['_PUBLICAGENT']._serialized_start=1592
+  _globals['_PUBLICAGENT']._serialized_end=1725
+  _globals['_PUBLICSETTINGS']._serialized_start=1728
+  _globals['_PUBLICSETTINGS']._serialized_end=1917
+  _globals['_GETSETTINGSREQUEST']._serialized_start=1919
+  _globals['_GETSETTINGSREQUEST']._serialized_end=1958
+  _globals['_GETSETTINGSRESPONSE']._serialized_start=1960
+  _globals['_GETSETTINGSRESPONSE']._serialized_end=2039
+  _globals['_UPDATESETTINGSREQUEST']._serialized_start=2042
+  _globals['_UPDATESETTINGSREQUEST']._serialized_end=2227
+  _globals['_UPDATESETTINGSRESPONSE']._serialized_start=2229
+  _globals['_UPDATESETTINGSRESPONSE']._serialized_end=2311
+  _globals['_GETPUBLICSETTINGSREQUEST']._serialized_start=2313
+  _globals['_GETPUBLICSETTINGSREQUEST']._serialized_end=2339
+  _globals['_GETPUBLICSETTINGSRESPONSE']._serialized_start=2341
+  _globals['_GETPUBLICSETTINGSRESPONSE']._serialized_end=2426
+  _globals['_GETSERVICESETTINGSREQUEST']._serialized_start=2428
+  _globals['_GETSERVICESETTINGSREQUEST']._serialized_end=2455
+  _globals['_GETSERVICESETTINGSRESPONSE']._serialized_start=2457
+  _globals['_GETSERVICESETTINGSRESPONSE']._serialized_end=2543
+  _globals['_TENANTSETTINGSCHANGED']._serialized_start=2546
+  _globals['_TENANTSETTINGSCHANGED']._serialized_end=2731
+  _globals['_SETTINGSSERVICE']._serialized_start=3216
+  _globals['_SETTINGSSERVICE']._serialized_end=3697
 # @@protoc_insertion_point(module_scope)

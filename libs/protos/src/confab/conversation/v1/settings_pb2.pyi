@@ -33,6 +33,7 @@ class _SettingsSectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Setti
     SETTINGS_SECTION_TICKET_CATEGORIES: _SettingsSection.ValueType  # 4
     SETTINGS_SECTION_ROLE_PERMISSIONS: _SettingsSection.ValueType  # 5
     SETTINGS_SECTION_AI_QUOTA: _SettingsSection.ValueType  # 6
+    SETTINGS_SECTION_FILES: _SettingsSection.ValueType  # 7
 
 class SettingsSection(_SettingsSection, metaclass=_SettingsSectionEnumTypeWrapper):
     """The section names, as REST paths (/settings/{section}) and `sections` use them."""
@@ -44,6 +45,7 @@ SETTINGS_SECTION_TOPICS: SettingsSection.ValueType  # 3
 SETTINGS_SECTION_TICKET_CATEGORIES: SettingsSection.ValueType  # 4
 SETTINGS_SECTION_ROLE_PERMISSIONS: SettingsSection.ValueType  # 5
 SETTINGS_SECTION_AI_QUOTA: SettingsSection.ValueType  # 6
+SETTINGS_SECTION_FILES: SettingsSection.ValueType  # 7
 Global___SettingsSection: _TypeAlias = SettingsSection  # noqa: Y015
 
 class _AgentRole:
@@ -74,6 +76,23 @@ AGENT_ROLE_SUPPORT: AgentRole.ValueType  # 2
 AGENT_ROLE_PICKABLE: AgentRole.ValueType  # 3
 """Users pick it by id when they create an ai_assistant conversation."""
 Global___AgentRole: _TypeAlias = AgentRole  # noqa: Y015
+
+class _SvgMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SvgModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SvgMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SVG_MODE_UNSPECIFIED: _SvgMode.ValueType  # 0
+    SVG_MODE_BLOCK: _SvgMode.ValueType  # 1
+    SVG_MODE_DOWNLOAD_ONLY: _SvgMode.ValueType  # 2
+
+class SvgMode(_SvgMode, metaclass=_SvgModeEnumTypeWrapper): ...
+
+SVG_MODE_UNSPECIFIED: SvgMode.ValueType  # 0
+SVG_MODE_BLOCK: SvgMode.ValueType  # 1
+SVG_MODE_DOWNLOAD_ONLY: SvgMode.ValueType  # 2
+Global___SvgMode: _TypeAlias = SvgMode  # noqa: Y015
 
 @_typing.final
 class Branding(_message.Message):
@@ -308,6 +327,63 @@ class AiQuota(_message.Message):
 Global___AiQuota: _TypeAlias = AiQuota  # noqa: Y015
 
 @_typing.final
+class FilePolicy(_message.Message):
+    """What members may upload (docs/files.md#policy). Types are judged by the bytes
+    (magic numbers), never by the client's file name or Content-Type header.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    ALLOWED_KINDS_FIELD_NUMBER: _builtins.int
+    SVG_MODE_FIELD_NUMBER: _builtins.int
+    MAX_IMAGE_PIXELS_FIELD_NUMBER: _builtins.int
+    USER_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    TENANT_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    KEEP_IMAGE_METADATA_FIELD_NUMBER: _builtins.int
+    max_size_bytes: _builtins.int
+    """Largest upload; 0 means the default, 25 MiB. At most 5 GiB."""
+    svg_mode: Global___SvgMode.ValueType
+    """SVG images: blocked (the default) or served only as a download."""
+    max_image_pixels: _builtins.int
+    """An image above this many pixels (width x height) is refused as a
+    decompression bomb; 0 means the default, 50 megapixels.
+    """
+    user_quota_bytes: _builtins.int
+    """Live bytes a user may hold in the tenant; 0 means the default, 1 GiB."""
+    tenant_quota_bytes: _builtins.int
+    """Live bytes the whole tenant may hold; 0 means the default, 50 GiB."""
+    keep_image_metadata: _builtins.bool
+    """Keep EXIF and similar metadata (GPS, camera serials) in images; false (the
+    default) strips it before anyone can download the image.
+    """
+    @_builtins.property
+    def allowed_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The file kinds members may upload, from docs/files.md#kinds (image, pdf,
+        text, document, spreadsheet, presentation, archive, audio, video); empty
+        means the defaults (all of them). Executables are never allowed.
+        """
+
+    def __init__(
+        self,
+        *,
+        max_size_bytes: _builtins.int = ...,
+        allowed_kinds: _abc.Iterable[_builtins.str] | None = ...,
+        svg_mode: Global___SvgMode.ValueType = ...,
+        max_image_pixels: _builtins.int = ...,
+        user_quota_bytes: _builtins.int = ...,
+        tenant_quota_bytes: _builtins.int = ...,
+        keep_image_metadata: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_kinds", b"allowed_kinds", "keep_image_metadata", b"keep_image_metadata", "max_image_pixels", b"max_image_pixels", "max_size_bytes", b"max_size_bytes", "svg_mode", b"svg_mode", "tenant_quota_bytes", b"tenant_quota_bytes", "user_quota_bytes", b"user_quota_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilePolicy: _TypeAlias = FilePolicy  # noqa: Y015
+
+@_typing.final
 class TenantSettings(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -322,6 +398,7 @@ class TenantSettings(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_BY_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
     canned_replies_path: _builtins.str
     """Read-only: where the support desk's canned replies are managed, and how many
     the tenant has.
@@ -344,6 +421,8 @@ class TenantSettings(_message.Message):
     def ai_quota(self) -> Global___AiQuota: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def files(self) -> Global___FilePolicy: ...
     def __init__(
         self,
         *,
@@ -358,10 +437,11 @@ class TenantSettings(_message.Message):
         version: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         updated_by: _builtins.str = ...,
+        files: Global___FilePolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ai_quota", b"ai_quota", "branding", b"branding", "topics", b"topics", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ai_quota", b"ai_quota", "branding", b"branding", "files", b"files", "topics", b"topics", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "ai_quota", b"ai_quota", "branding", b"branding", "canned_replies_path", b"canned_replies_path", "canned_reply_count", b"canned_reply_count", "role_permissions", b"role_permissions", "ticket_categories", b"ticket_categories", "topics", b"topics", "updated_at", b"updated_at", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "ai_quota", b"ai_quota", "branding", b"branding", "canned_replies_path", b"canned_replies_path", "canned_reply_count", b"canned_reply_count", "files", b"files", "role_permissions", b"role_permissions", "ticket_categories", b"ticket_categories", "topics", b"topics", "updated_at", b"updated_at", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -405,21 +485,27 @@ class PublicSettings(_message.Message):
     BRANDING_FIELD_NUMBER: _builtins.int
     AGENTS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     @_builtins.property
     def branding(self) -> Global___Branding: ...
     @_builtins.property
     def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublicAgent]: ...
+    @_builtins.property
+    def files(self) -> Global___FilePolicy:
+        """So clients can refuse a file before uploading it; the server decides."""
+
     def __init__(
         self,
         *,
         branding: Global___Branding | None = ...,
         agents: _abc.Iterable[Global___PublicAgent] | None = ...,
         version: _builtins.int = ...,
+        files: Global___FilePolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["branding", b"branding"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["branding", b"branding", "files", b"files"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "branding", b"branding", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "branding", b"branding", "files", b"files", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
