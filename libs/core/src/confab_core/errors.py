@@ -65,6 +65,15 @@ class ResourceExhausted(ConfabError):
     default_code = "rate_limited"
 
 
+class TooLarge(ConfabError):
+    """An upload above the size policy (file_too_large) or a full storage quota
+    (quota_exceeded): HTTP 413, unlike a rate limit's 429."""
+
+    grpc_status = grpc.StatusCode.OUT_OF_RANGE
+    http_status = 413
+    default_code = "too_large"
+
+
 class Unavailable(ConfabError):
     grpc_status = grpc.StatusCode.UNAVAILABLE
     http_status = 503
@@ -81,6 +90,7 @@ _BY_STATUS: dict[grpc.StatusCode, type[ConfabError]] = {
         Conflict,
         FailedPrecondition,
         ResourceExhausted,
+        TooLarge,
         Unavailable,
     )
 }

@@ -90,8 +90,9 @@ class FileServiceServicer:
         """A streamed upload: the first message is `start`, then `chunk`s in order (at
         most 1 MiB each). The type is sniffed from the first bytes and the size,
         quotas and image dimensions checked as the bytes arrive; a refusal ends the
-        call at once (INVALID_ARGUMENT file_type_not_allowed, image_too_large,
-        OUT_OF_RANGE file_too_large, RESOURCE_EXHAUSTED quota_exceeded) and leaves
+        call at once (INVALID_ARGUMENT file_type_not_allowed, image_too_large;
+        OUT_OF_RANGE file_too_large, quota_exceeded: confab_core.errors.TooLarge,
+        HTTP 413) and leaves
         nothing stored. A repeat with the same (conversation, uploader, client_id)
         returns the stored file (created false) and stores nothing new.
         """
