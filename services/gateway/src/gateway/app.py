@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -32,10 +33,12 @@ from confab_core.settings import internal_auth, load_settings
 from confab_core.telemetry import setup_tracing
 from confab_core.tenant_settings import TenantSettingsCache, settings_consumer
 from gateway import errors
-from gateway.bodylimit import BodyLimitMiddleware
+from gateway.bodylimit import BodyLimitMiddleware, StreamedBody
 from gateway.clients.backends import Backends
 from gateway.clients.ops import ChatOps
 from gateway.context import GatewayContext
+from gateway.fileops import MAX_UPLOAD_BODY_BYTES
+from gateway.fileurls import FileUrlSigner
 from gateway.origins import OriginPolicy
 from gateway.ratelimit import RateLimiter
 from gateway.realtime.fanout import Fanout
@@ -52,6 +55,7 @@ from gateway.routes import (
     channels,
     conversations,
     events,
+    files,
     health,
     jobs,
     members,
@@ -73,6 +77,12 @@ from gateway.tracing import TracingMiddleware
 SERVICE = "gateway"
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 API_PREFIX = "/api/v1"
+# Routes that read their body as a stream, up to their own cap: file uploads.
+STREAMED_BODIES = (
+    StreamedBody(
+        "POST", re.compile(rf"^{API_PREFIX}/conversations/[^/]+/files$"), MAX_UPLOAD_BODY_BYTES
+    ),
+)
 
 
 def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp:
@@ -95,6 +105,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             notification=settings.notification_addr,
             bot=settings.bot_addr,
             timeout=settings.rpc_timeout_seconds,
+            transfer_timeout=settings.file_transfer_timeout_seconds,
         )
         redis = redisx.connect(settings.redis_url)
         ops = ChatOps(
@@ -118,6 +129,9 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             backends=backends,
             ops=ops,
             tenant_settings=tenant_settings,
+            file_urls=FileUrlSigner(
+                settings.file_url_key.get_secret_value().encode(), clock, API_PREFIX
+            ),
         )
         app.state.gateway = ctx
         group = f"gateway-{gateway_id}"
@@ -185,7 +199,11 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
 
     api = build_api(lifespan)
     limited = TracingMiddleware(
-        RequestInfoMiddleware(origins.rest(BodyLimitMiddleware(api, settings.max_body_bytes)))
+        RequestInfoMiddleware(
+            origins.rest(
+                BodyLimitMiddleware(api, settings.max_body_bytes, streamed=STREAMED_BODIES)
+            )
+        )
     )
     app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=limited, socketio_path="socket.io")
     return app
@@ -224,6 +242,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         platform,
         ai,
         tenant_settings_routes,
+        files,
     ):
         v1.include_router(module.router)
     api.include_router(v1)

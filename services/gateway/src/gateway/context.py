@@ -9,6 +9,7 @@ from confab_core.auth import JwtVerifier
 from confab_core.tenant_settings import TenantSettingsCache
 from gateway.clients.backends import Backends
 from gateway.clients.ops import ChatOps
+from gateway.fileurls import FileUrlSigner
 from gateway.settings import GatewaySettings
 
 
@@ -26,3 +27,5 @@ class GatewayContext:
     tenant_settings: TenantSettingsCache | None = None
     # Set once that consumer holds its partitions.
     settings_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Signs and checks file download URLs.
+    file_urls: FileUrlSigner | None = None

@@ -17,6 +17,7 @@ from confab.notification.v1 import notification_pb2 as npb
 from confab.presence.v1 import events_pb2 as pev
 from confab.presence.v1 import presence_pb2 as ppb
 from gateway import schemas, ticketconvert
+from gateway.clients.files import file_out
 
 
 def enum_name(enum_type: Any, value: int, prefix: str) -> str:
@@ -127,13 +128,19 @@ def reactions(rs: Iterable[cpb.Reaction]) -> list[schemas.ReactionOut]:
 
 def file(f: cpb.FileAttachment) -> schemas.FileOut:
     return schemas.FileOut(
-        url=f.url, name=f.name, content_type=f.content_type, size_bytes=f.size_bytes
+        file_id=f.file_id or None,
+        url=f.url,
+        name=f.name,
+        content_type=f.content_type,
+        size_bytes=f.size_bytes,
     )
 
 
 def file_in(f: schemas.FileIn) -> cpb.FileAttachment:
+    if f.file_id is not None:
+        return cpb.FileAttachment(file_id=f.file_id)
     return cpb.FileAttachment(
-        url=f.url, name=f.name, content_type=f.content_type, size_bytes=f.size_bytes
+        url=f.url or "", name=f.name or "", content_type=f.content_type, size_bytes=f.size_bytes
     )
 
 
@@ -222,6 +229,8 @@ EVENT_NAMES: dict[str, str] = {
     "sla_warning": "sla:warning",
     "sla_breached": "sla:breached",
     "queue_updated": "queue:updated",
+    # A file's scan finished, its previews are ready, or it was deleted.
+    "file_updated": "file:updated",
 }
 # Moderation events: the conversation's room and the affected user's own room.
 SANCTION_EVENTS = frozenset({"member_muted", "member_unmuted", "member_banned", "member_unbanned"})
@@ -293,6 +302,9 @@ def event(ev: cev.ConversationEvent) -> schemas.EventOut | None:
         }
     elif kind in TICKET_EVENTS:
         data = {**base, **_ticket_event(ev, kind)}
+    elif kind == "file_updated":
+        # The REST shape of the file (GET .../files/{id}, without its URLs).
+        data = {**file_out(ev.file_updated.file).model_dump(mode="json"), **base}
     elif kind in ("member_unmuted", "member_unbanned"):
         lifted = ev.member_unmuted if kind == "member_unmuted" else ev.member_unbanned
         data = {**base, "user_id": lifted.user_id, "tenant_wide": lifted.tenant_wide}

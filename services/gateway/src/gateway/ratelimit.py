@@ -83,6 +83,12 @@ class Action(StrEnum):
     # The tenant's chat settings: reads (the public part too) and changes.
     SETTINGS_READ = "settings_read"
     SETTINGS_WRITE = "settings_write"
+    # Files: uploads (streamed, or a presigned URL and its completion) and deletes.
+    FILE_UPLOAD = "file_upload"
+    # Reading a file's record (which issues its signed URLs) and listing files.
+    FILE_READ = "file_read"
+    # Fetching bytes through a signed URL.
+    FILE_DOWNLOAD = "file_download"
 
 
 class Limit(BaseModel):
@@ -137,6 +143,13 @@ DEFAULT_LIMITS: Mapping[Action, Limit] = {
     # Clients read the public part once per page load; changes are an admin's.
     Action.SETTINGS_READ: Limit(user=30, tenant=3000),
     Action.SETTINGS_WRITE: Limit(user=10, tenant=100),
+    # Each upload can move up to the tenant's size limit and a scan; a user
+    # dropping a folder of photos is a burst of tens.
+    Action.FILE_UPLOAD: Limit(user=20, tenant=500),
+    # A conversation view shows many files, each a record read (and its URLs).
+    Action.FILE_READ: Limit(user=100, tenant=5000),
+    # An image gallery fetches its thumbnails at once.
+    Action.FILE_DOWNLOAD: Limit(user=100, tenant=5000),
 }
 
 
@@ -219,4 +232,7 @@ _NOUNS: Mapping[Action, str] = {
     Action.TICKET_WRITE: "ticket changes",
     Action.TICKET_READ: "ticket reads",
     Action.SUPPORT_ADMIN: "support desk changes",
+    Action.FILE_UPLOAD: "file uploads",
+    Action.FILE_READ: "file reads",
+    Action.FILE_DOWNLOAD: "file downloads",
 }

@@ -74,10 +74,16 @@ class CreateConversationIn(Strict):
 
 
 class FileIn(Strict):
-    """A file uploaded elsewhere: Confab keeps the link and its metadata."""
+    """Either ``file_id``, a file uploaded to this conversation (the server fills
+    in the rest from it), or ``url``, a file hosted elsewhere: Confab keeps the
+    link and the metadata given with it."""
 
-    url: HttpUrl
-    name: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_FILE_NAME_CHARS)]
+    file_id: Id | None = None
+    url: HttpUrl | None = None
+    name: (
+        Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_FILE_NAME_CHARS)]
+        | None
+    ) = None
     content_type: Annotated[
         str,
         StringConstraints(
@@ -85,6 +91,20 @@ class FileIn(Strict):
         ),
     ] = "application/octet-stream"
     size_bytes: Annotated[int, Field(ge=0, le=limits.MAX_FILE_BYTES)] = 0
+
+    @model_validator(mode="after")
+    def _id_or_link(self) -> Self:
+        if (self.file_id is None) == (self.url is None):
+            raise ValueError("a file needs either file_id or url")
+        if self.file_id is not None and self.model_fields_set & {
+            "name",
+            "content_type",
+            "size_bytes",
+        }:
+            raise ValueError("an uploaded file (file_id) takes its name, type and size from it")
+        if self.url is not None and self.name is None:
+            raise ValueError("a linked file (url) needs a name")
+        return self
 
 
 class SendMessageIn(Strict):
@@ -200,7 +220,12 @@ class ReactionOut(BaseModel):
 
 
 class FileOut(BaseModel):
-    url: str
+    file_id: str | None = Field(
+        default=None,
+        description="An uploaded file (GET .../files/{file_id} gives its download URLs); "
+        "null for a link to a file hosted elsewhere",
+    )
+    url: str = Field(description="A link's URL; empty for an uploaded file")
     name: str
     content_type: str
     size_bytes: int

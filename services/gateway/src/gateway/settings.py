@@ -4,6 +4,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from confab_core.settings import ServiceSettings
+from gateway.fileurls import MIN_KEY_BYTES
 from gateway.ratelimit import Action, Limit
 
 
@@ -47,6 +48,12 @@ class GatewaySettings(ServiceSettings):
     # no extra read.
     tenant_rate_limits: dict[str, dict[Action, Limit]] = {}
     max_body_bytes: int = 65536
+    # Signs file download URLs (gateway/fileurls.py); at least 32 bytes, the same on
+    # every pod (a URL issued by one is served by another).
+    file_url_key: SecretStr
+    # File uploads and downloads stream for as long as the bytes take; a call
+    # still open after this is cut.
+    file_transfer_timeout_seconds: float = Field(default=3600.0, gt=0)
     # Presence changes are pushed through the user's conversations of at most this many
     # members (0: all). One change in a room of N costs N socket writes, so a few
     # thousand people connecting to a big channel would cost millions; clients of big
@@ -63,6 +70,13 @@ class GatewaySettings(ServiceSettings):
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
                 raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
         return origins
+
+    @field_validator("file_url_key")
+    @classmethod
+    def _file_url_key(cls, key: SecretStr) -> SecretStr:
+        if len(key.get_secret_value().encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"GATEWAY_FILE_URL_KEY needs at least {MIN_KEY_BYTES} bytes")
+        return key
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "GatewaySettings":

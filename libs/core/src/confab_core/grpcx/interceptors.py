@@ -198,3 +198,50 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
             # Awaiting inside the span makes its duration the real call time.
             await call
             return call
+
+
+class _StreamMetadata:
+    """The metadata ClientInterceptor sends, for streamed calls (file uploads and
+    downloads). They get no client span of their own: their life is the transfer's.
+
+    A separate object per kind of call: grpc.aio files each interceptor under one
+    kind only."""
+
+    def __init__(self, signer: TokenSigner, audience: str) -> None:
+        self._signer = signer
+        self._audience = audience
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = list(details.metadata or ())
+        metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
+        metadata.extend(current_request().metadata())
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        metadata.extend(carrier.items())
+        return grpc.aio.ClientCallDetails(
+            details.method,
+            details.timeout,
+            grpc.aio.Metadata(*metadata),
+            details.credentials,
+            details.wait_for_ready,
+        )
+
+
+class UnaryStreamClientInterceptor(_StreamMetadata, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+
+class StreamUnaryClientInterceptor(_StreamMetadata, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request_iterator)

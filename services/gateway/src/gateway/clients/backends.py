@@ -13,6 +13,7 @@ from confab.conversation.v1 import (
     botdata_pb2_grpc,
     canned_pb2_grpc,
     conversation_pb2_grpc,
+    files_pb2_grpc,
     governance_pb2_grpc,
     jobs_pb2_grpc,
     keys_pb2_grpc,
@@ -33,6 +34,7 @@ from gateway.clients.bot import BotClient, BotStreamClient
 from gateway.clients.botdata import BotDataClient
 from gateway.clients.canned import CannedClient
 from gateway.clients.conversation import ConversationClient
+from gateway.clients.files import FileClient
 from gateway.clients.governance import AuditClient, ModerationClient
 from gateway.clients.jobs import JobClient
 from gateway.clients.keys import KeyClient
@@ -67,6 +69,7 @@ class Backends:
     bot_data: BotDataClient
     bot_streams: BotStreamClient
     settings: SettingsClient
+    files: FileClient
 
     @classmethod
     def open(
@@ -78,6 +81,7 @@ class Backends:
         notification: str,
         bot: str,
         timeout: float,
+        transfer_timeout: float = 3600.0,
     ) -> Backends:
         chans = [
             channel(conversation, auth, CONVERSATION),
@@ -120,6 +124,7 @@ class Backends:
             bot_data=BotDataClient(botdata_pb2_grpc.BotDataServiceStub(chans[0]), timeout),
             bot_streams=BotStreamClient(stream_pb2_grpc.BotStreamServiceStub(chans[3]), timeout),
             settings=SettingsClient(settings_pb2_grpc.SettingsServiceStub(chans[0]), timeout),
+            files=FileClient(files_pb2_grpc.FileServiceStub(chans[0]), timeout, transfer_timeout),
         )
 
     async def close(self) -> None:
