@@ -110,6 +110,7 @@ async def fleet(exporter: InMemorySpanExporter, servers: dict[str, str]) -> Asyn
         "GATEWAY_KAFKA_BOOTSTRAP_SERVERS": servers["kafka"],
         "GATEWAY_REDIS_URL": servers["redis"],
         "GATEWAY_JWT_HS256_SECRET": SECRET,
+        "GATEWAY_FILE_URL_KEY": "f" * 32,
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_HTTP_PORT": str(ports["http"]),
         "GATEWAY_GATEWAY_ID": "trace",

@@ -28,6 +28,7 @@ def app(origins: list[str]) -> Any:
         redis_url="redis://127.0.0.1:1",
         jwt_hs256_secret="s" * 40,  # type: ignore[arg-type]
         internal_key="k" * 40,  # type: ignore[arg-type]
+        file_url_key="f" * 32,  # type: ignore[arg-type]
         cors_origins=origins,
     )
     return create_app(settings)
@@ -124,4 +125,21 @@ def test_bad_origins_fail_fast(bad: str, monkeypatch: pytest.MonkeyPatch) -> Non
             redis_url="redis://x",
             jwt_hs256_secret="s" * 40,  # type: ignore[arg-type]
             internal_key="k" * 40,  # type: ignore[arg-type]
+            file_url_key="f" * 32,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize("key", [None, "f" * 31])
+def test_a_missing_or_short_file_url_key_fails_fast(key: str | None) -> None:
+    with pytest.raises(ValueError, match=r"file_url_key|GATEWAY_FILE_URL_KEY"):
+        GatewaySettings(
+            conversation_addr="x",
+            presence_addr="x",
+            notification_addr="x",
+            bot_addr="x",
+            kafka_bootstrap_servers="x",
+            redis_url="redis://x",
+            jwt_hs256_secret="s" * 40,  # type: ignore[arg-type]
+            internal_key="k" * 40,  # type: ignore[arg-type]
+            **({} if key is None else {"file_url_key": key}),  # type: ignore[arg-type]
         )

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import files_pb2 as fpb
 from confab_core.auth import JwtVerifier
 from confab_core.clock import FakeClock
@@ -26,6 +27,8 @@ from gateway.context import GatewayContext
 from gateway.fileops import QUEUE_CHUNKS
 from gateway.fileurls import FileUrlSigner
 from gateway.ratelimit import Action, RateLimited
+from gateway.realtime.fanout import Fanout
+from gateway.realtime.sockets import Session, SocketGateway
 
 from .conftest import SECRET, shared_api, token
 
@@ -97,7 +100,7 @@ class FakeFiles:
         self.created = True
         self.download: list[fpb.DownloadFileResponse] = []
 
-    def UploadFile(self, requests: AsyncIterator[fpb.UploadFileRequest], **_: Any) -> Any:  # noqa: N802
+    def UploadFile(self, requests: AsyncIterator[fpb.UploadFileRequest], **_: Any) -> Any:
         async def run() -> fpb.UploadFileResponse:
             self.calls.append(("UploadFile", None))
             try:
@@ -118,7 +121,7 @@ class FakeFiles:
 
         return run()
 
-    def DownloadFile(self, request: fpb.DownloadFileRequest, **_: Any) -> DownloadCall:  # noqa: N802
+    def DownloadFile(self, request: fpb.DownloadFileRequest, **_: Any) -> DownloadCall:
         self.calls.append(("DownloadFile", request))
         return DownloadCall(self.download, self.errors.get("DownloadFile"))
 
@@ -606,3 +609,83 @@ async def test_every_route_spends_its_budget_first(
     assert resp.status_code == 429 and resp.headers["retry-after"] == "3"
     assert world.limiter.checked == [action]
     assert world.stub.calls == []
+
+
+# Messages that carry an uploaded file, by REST and by socket.
+
+SOCKET_CALLER = Caller(tenant_id="t1", user_id="u1", roles=frozenset({"member"}))
+
+
+async def test_rest_send_passes_the_file_id_through(
+    client: httpx.AsyncClient, conv_stub: Any, h: Any
+) -> None:
+    attachment = cpb.FileAttachment(
+        file_id="f1", name="a.png", content_type="image/png", size_bytes=3
+    )
+    conv_stub.responses["SendMessage"] = cpb.SendMessageResponse(
+        message=h.message(kind=cpb.MESSAGE_KIND_FILE, text="", file=attachment), created=True
+    )
+    resp = await client.post("/conversations/c1/messages", json={"file": {"file_id": "f1"}})
+    assert resp.status_code == 201, resp.text
+    sent = conv_stub.last("SendMessage")
+    assert sent.kind == cpb.MESSAGE_KIND_FILE and sent.file.file_id == "f1" and not sent.file.url
+    assert resp.json()["message"]["file"] == {
+        "file_id": "f1",
+        "url": "",
+        "name": "a.png",
+        "content_type": "image/png",
+        "size_bytes": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    "file",
+    [
+        {},
+        {"file_id": "f1", "url": "https://x.example/f", "name": "f"},
+        {"file_id": "f1", "name": "a.png"},
+        {"file_id": "f1", "size_bytes": 3},
+        {"file_id": ""},
+        {"url": "https://x.example/f"},
+    ],
+)
+async def test_a_file_needs_either_an_id_or_a_link(
+    client: httpx.AsyncClient, conv_stub: Any, h: Any, file: dict[str, Any]
+) -> None:
+    resp = await client.post("/conversations/c1/messages", json={"file": file})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_request"
+    server = h.RoomServer()
+    gw = SocketGateway(server, h.make_ops(conv_stub), JwtVerifier(hs256_secret="x" * 40), "gw-1")
+    gw.sessions["sid1"] = Session(SOCKET_CALLER, "conn-1", 4e9)
+    ack = await server.handlers["message:send"]("sid1", {"conversation_id": "c1", "file": file})
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_request"
+    assert conv_stub.calls == []
+
+
+async def test_socket_send_passes_the_file_id_through(h: Any) -> None:
+    server, stub = h.RoomServer(), h.FakeConversation()
+    gw = SocketGateway(server, h.make_ops(stub), JwtVerifier(hs256_secret="x" * 40), "gw-1")
+    gw.sessions["sid1"] = Session(SOCKET_CALLER, "conn-1", 4e9)
+    stub.responses["SendMessage"] = cpb.SendMessageResponse(
+        message=h.message(file=cpb.FileAttachment(file_id="f1", name="a.png")), created=True
+    )
+    ack = await server.handlers["message:send"](
+        "sid1", {"conversation_id": "c1", "client_msg_id": "k1", "file": {"file_id": "f1"}}
+    )
+    assert ack["ok"] is True, ack
+    assert stub.last("SendMessage").file == cpb.FileAttachment(file_id="f1")
+    assert ack["message"]["file"]["file_id"] == "f1"
+
+
+async def test_file_updated_goes_to_the_conversations_room(h: Any) -> None:
+    server = h.RoomServer()
+    fanout = Fanout(server, h.opener())
+    updated = sample_file(has_thumbnail=True, width=640, height=480)
+    await fanout.handle(h.record(h.event(7, file_updated=fpb.FileUpdated(file=updated))))
+    [(data, room)] = server.emitted("file:updated")
+    assert room == "conv:t1:c1"
+    assert data["event_seq"] == 7 and data["actor_id"] == "u1"
+    # The REST shape of the file.
+    assert data["id"] == "f1" and data["status"] == "clean" and data["has_thumbnail"] is True
+    assert (data["width"], data["height"]) == (640, 480)
+    assert data["created_at"] == "2023-11-14T22:13:20Z"

@@ -132,6 +132,7 @@ def test_limits_come_from_settings_and_bad_ones_fail_fast(
         "GATEWAY_REDIS_URL": "redis://x",
         "GATEWAY_JWT_HS256_SECRET": "s" * 40,
         "GATEWAY_INTERNAL_KEY": "k" * 40,
+        "GATEWAY_FILE_URL_KEY": "f" * 32,
     }
     for key, value in required.items():
         monkeypatch.setenv(key, value)
