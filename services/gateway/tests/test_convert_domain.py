@@ -101,6 +101,7 @@ def test_message_new_fields(h: Any) -> None:
     assert out["deleted"] is False
     assert out["reactions"] == [{"emoji": "👍", "count": 2, "user_ids": ["u2", "u3"]}]
     assert out["file"] == {
+        "file_id": None,
         "url": "https://files.example/a.pdf",
         "name": "a.pdf",
         "content_type": "application/pdf",
