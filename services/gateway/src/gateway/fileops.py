@@ -34,7 +34,7 @@ MAX_PART_HEADER_BYTES = 8192
 # for the multipart framing. Tenants' own limits are the service's to enforce.
 MAX_UPLOAD_BODY_BYTES = limits.MAX_FILE_BYTES + 64 * 1024
 _CLIENT_ID = re.compile(fs.CLIENT_ID_PATTERN)
-_VARIANTS: dict[VariantName, int] = {
+_VARIANTS: dict[VariantName, fpb.FileVariant.ValueType] = {
     "original": fpb.FILE_VARIANT_ORIGINAL,
     "thumbnail": fpb.FILE_VARIANT_THUMBNAIL,
     "preview": fpb.FILE_VARIANT_PREVIEW,
@@ -453,7 +453,7 @@ class FileOps:
             fpb.DownloadFileRequest(
                 conversation_id=verified.conversation_id,
                 file_id=file_id,
-                variant=_VARIANTS[verified.variant],  # type: ignore[arg-type]
+                variant=_VARIANTS[verified.variant],
             ),
         )
         return download, verified.remaining_seconds

@@ -18,8 +18,9 @@ from starlette.types import ASGIApp
 
 # What a browser may send on a cross-origin call, and the headers it may read back.
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-_HEADERS = ["Authorization", "Content-Type", "traceparent", "tracestate"]
-_EXPOSED = ["Retry-After"]
+_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "traceparent", "tracestate"]
+# Content-Disposition: a file download's name, for the page that saves it.
+_EXPOSED = ["Retry-After", "Content-Disposition"]
 
 
 class OriginPolicy:

@@ -51,7 +51,7 @@ class FileClient(PeerClient):
         try:
             with acting_as(caller):
                 call = self._stub.UploadFile(requests(), timeout=self.transfer_timeout)
-            return cast(fpb.UploadFileResponse, await call)
+            return await call
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from None
 
