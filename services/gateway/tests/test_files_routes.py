@@ -22,7 +22,7 @@ from confab_core.errors import ERROR_CODE_METADATA_KEY
 from confab_core.identity import Caller
 from gateway.app import STREAMED_BODIES
 from gateway.bodylimit import BodyLimitMiddleware
-from gateway.clients.files import FileClient
+from gateway.clients.files import MAX_CHUNK_BYTES, FileClient
 from gateway.context import GatewayContext
 from gateway.fileops import QUEUE_CHUNKS
 from gateway.fileurls import FileUrlSigner
@@ -689,3 +689,15 @@ async def test_file_updated_goes_to_the_conversations_room(h: Any) -> None:
     assert data["id"] == "f1" and data["status"] == "clean" and data["has_thumbnail"] is True
     assert (data["width"], data["height"]) == (640, 480)
     assert data["created_at"] == "2023-11-14T22:13:20Z"
+
+
+async def test_the_client_splits_chunks_to_the_rpc_limit() -> None:
+    stub = FakeFiles([])
+    client = FileClient(cast(Any, stub), 5.0, 60.0)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"a" * (2 * MAX_CHUNK_BYTES + 5)
+
+    resp = await client.upload(SOCKET_CALLER, fpb.UploadStart(conversation_id="c1"), chunks())
+    assert resp.created and stub.completed
+    assert [len(c) for c in stub.chunks] == [MAX_CHUNK_BYTES, MAX_CHUNK_BYTES, 5]
