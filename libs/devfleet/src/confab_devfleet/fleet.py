@@ -106,8 +106,6 @@ class FleetOptions:
     jwt_secret: str = "confab-dev-secret-not-for-production"
     # Signs the tokens the services send each other (confab_core.servicetoken).
     internal_key: str = "confab-dev-internal-key-not-for-production"
-    # Signs file download URLs; one for all gateways (any pod serves any URL).
-    file_url_key: str = "confab-dev-file-url-key-not-for-production"
     gateway_ports: list[int] = field(default_factory=list)
     openai_base_url: str | None = None
     openai_api_key: str | None = None
@@ -230,7 +228,6 @@ class Fleet:
                     "KAFKA_BOOTSTRAP_SERVERS": kafka,
                     "REDIS_URL": self.redis.url,
                     "JWT_HS256_SECRET": self.options.jwt_secret,
-                    "FILE_URL_KEY": self.options.file_url_key,
                     "HOST": HOST,
                     "HTTP_PORT": str(port),
                     "GATEWAY_ID": f"gateway-{i}",

@@ -130,7 +130,10 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> ASGIApp
             ops=ops,
             tenant_settings=tenant_settings,
             file_urls=FileUrlSigner(
-                settings.file_url_key.get_secret_value().encode(), clock, API_PREFIX
+                settings.file_url_key.get_secret_value().encode(),
+                clock,
+                API_PREFIX,
+                settings.file_url_ttl_seconds,
             ),
         )
         app.state.gateway = ctx

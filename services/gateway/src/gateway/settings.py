@@ -4,7 +4,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from confab_core.settings import ServiceSettings
-from gateway.fileurls import MIN_KEY_BYTES
+from gateway.fileurls import MIN_KEY_BYTES, URL_TTL_SECONDS
 from gateway.ratelimit import Action, Limit
 
 
@@ -51,6 +51,9 @@ class GatewaySettings(ServiceSettings):
     # Signs file download URLs (gateway/fileurls.py); at least 32 bytes, the same on
     # every pod (a URL issued by one is served by another).
     file_url_key: SecretStr
+    # How long a file download URL works; short, as the URL is all a leaked link
+    # would carry (with the user's token still needed).
+    file_url_ttl_seconds: int = Field(default=URL_TTL_SECONDS, ge=1, le=3600)
     # File uploads and downloads stream for as long as the bytes take; a call
     # still open after this is cut.
     file_transfer_timeout_seconds: float = Field(default=3600.0, gt=0)
