@@ -701,3 +701,21 @@ async def test_the_client_splits_chunks_to_the_rpc_limit() -> None:
     resp = await client.upload(SOCKET_CALLER, fpb.UploadStart(conversation_id="c1"), chunks())
     assert resp.created and stub.completed
     assert [len(c) for c in stub.chunks] == [MAX_CHUNK_BYTES, MAX_CHUNK_BYTES, 5]
+
+
+async def test_platform_staff_read_through_the_escalated_ticket(world: World) -> None:
+    world.stub.file = sample_file()
+    resp = await world.http.get("/api/v1/conversations/c1/files/f1", params={"ticket_id": "tk1"})
+    assert resp.status_code == 200, resp.text
+    assert world.stub.calls[-1][1].ticket_id == "tk1"
+    path, q = query_of(resp.json()["url"])
+    assert q["t"] == "tk1"
+    png_download(world)
+    assert (await world.http.get(path, params=q)).status_code == 200
+    assert world.stub.calls[-1][1].ticket_id == "tk1"
+    # The ticket is signed: dropped or changed, the URL is nobody's.
+    without = {k: v for k, v in q.items() if k != "t"}
+    assert (await world.http.get(path, params=without)).status_code == 404
+    assert (await world.http.get(path, params={**q, "t": "tk2"})).status_code == 404
+    resp = await world.http.get("/api/v1/conversations/c1/files", params={"ticket_id": "tk1"})
+    assert resp.status_code == 200 and world.stub.calls[-1][1].ticket_id == "tk1"

@@ -124,3 +124,17 @@ def test_fields_cannot_be_shifted_between_claims() -> None:
     q = {k: v[0] for k, v in parse_qs(urlsplit(signed.path).query).items()}
     with pytest.raises(NotFound):
         check(s, q, tenant_id="t1u", user_id="1x")
+
+
+def test_a_platform_url_binds_its_ticket() -> None:
+    s = signer(clock())
+    signed = s.sign(variant="original", ticket_id="tk1", **CLAIMS)  # type: ignore[arg-type]
+    q = {k: v[0] for k, v in parse_qs(urlsplit(signed.path).query).items()}
+    assert q["t"] == "tk1"
+    assert check(s, q, ticket_id="tk1").ticket_id == "tk1"  # type: ignore[attr-defined]
+    for other in ("", "tk2"):
+        with pytest.raises(NotFound):
+            check(s, q, ticket_id=other)
+    # A member's URL cannot be used as a platform one either.
+    with pytest.raises(NotFound):
+        check(s, issue(s), ticket_id="tk1")

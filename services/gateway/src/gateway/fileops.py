@@ -372,23 +372,35 @@ class FileOps:
         return file_out(resp.file)
 
     async def list(
-        self, caller: Caller, conversation_id: str, limit: int, cursor: str
+        self, caller: Caller, conversation_id: str, limit: int, cursor: str, ticket_id: str = ""
     ) -> fs.FilePageOut:
         await self._limiter.check(caller, Action.FILE_READ)
         resp = await self._c.list_files(
             caller,
-            fpb.ListFilesRequest(conversation_id=conversation_id, limit=limit, page_token=cursor),
+            fpb.ListFilesRequest(
+                conversation_id=conversation_id,
+                limit=limit,
+                page_token=cursor,
+                ticket_id=ticket_id,
+            ),
         )
         return fs.FilePageOut(
             files=[file_out(f) for f in resp.files], next_cursor=resp.next_page_token or None
         )
 
-    async def get(self, caller: Caller, conversation_id: str, file_id: str) -> fs.FileWithUrlsOut:
+    async def get(
+        self, caller: Caller, conversation_id: str, file_id: str, ticket_id: str = ""
+    ) -> fs.FileWithUrlsOut:
+        """The file and its signed URLs. ``ticket_id``: platform staff reading an
+        escalated ticket's conversation; their URLs name (and sign) it too."""
         await self._limiter.check(caller, Action.FILE_READ)
         resp = await self._c.get_file(
-            caller, fpb.GetFileRequest(conversation_id=conversation_id, file_id=file_id)
+            caller,
+            fpb.GetFileRequest(
+                conversation_id=conversation_id, file_id=file_id, ticket_id=ticket_id
+            ),
         )
-        urls = self.urls(caller, resp.file)
+        urls = self.urls(caller, resp.file, ticket_id)
         return fs.FileWithUrlsOut(
             **file_fields(resp.file),
             url=urls.url,
@@ -397,7 +409,7 @@ class FileOps:
             url_expires_at=urls.expires_at,
         )
 
-    def urls(self, caller: Caller, f: fpb.File) -> Urls:
+    def urls(self, caller: Caller, f: fpb.File, ticket_id: str = "") -> Urls:
         if f.status not in _URL_STATUSES:
             return Urls(None, None, None, None)
         wanted: list[VariantName] = ["original"]
@@ -412,6 +424,7 @@ class FileOps:
                 conversation_id=f.conversation_id,
                 file_id=f.id,
                 variant=v,
+                ticket_id=ticket_id,
             )
             for v in wanted
         }
@@ -436,6 +449,7 @@ class FileOps:
         variant: str,
         expires_at: str,
         signature: str,
+        ticket_id: str = "",
     ) -> tuple[Download, int]:
         """The bytes behind a signed URL, and the seconds the URL has left."""
         await self._limiter.check(caller, Action.FILE_DOWNLOAD)
@@ -447,6 +461,7 @@ class FileOps:
             variant=variant,
             expires_at=expires_at,
             signature=signature,
+            ticket_id=ticket_id,
         )
         download = await self._c.download(
             caller,
@@ -454,6 +469,7 @@ class FileOps:
                 conversation_id=verified.conversation_id,
                 file_id=file_id,
                 variant=_VARIANTS[verified.variant],
+                ticket_id=verified.ticket_id,
             ),
         )
         return download, verified.remaining_seconds

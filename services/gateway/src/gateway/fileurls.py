@@ -9,7 +9,8 @@ the URL reveals nothing. Only a genuine URL past its expiry says so (403
 
 Query parameters of ``GET /api/v1/files/{file_id}/content``: ``c`` conversation
 id, ``v`` variant (original, thumbnail, preview), ``e`` expiry (Unix seconds),
-``s`` signature (HMAC-SHA256, base64url without padding).
+``s`` signature (HMAC-SHA256, base64url without padding), and for platform staff
+``t``, the escalated ticket they read the conversation through (signed too).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SignedUrl:
 class VerifiedUrl:
     conversation_id: str
     variant: VariantName
+    ticket_id: str
     # Seconds the URL has left (what the response may be cached for).
     remaining_seconds: int
 
@@ -66,10 +68,16 @@ class FileUrlSigner:
         conversation_id: str,
         file_id: str,
         variant: VariantName,
+        ticket_id: str = "",
     ) -> SignedUrl:
         expires_at = int(self._clock.now().timestamp()) + self._ttl
-        sig = self._mac(tenant_id, user_id, conversation_id, file_id, variant, expires_at)
-        query = urlencode({"c": conversation_id, "v": variant, "e": expires_at, "s": sig})
+        sig = self._mac(
+            tenant_id, user_id, conversation_id, file_id, variant, expires_at, ticket_id
+        )
+        params: dict[str, str | int] = {"c": conversation_id, "v": variant, "e": expires_at}
+        if ticket_id:
+            params["t"] = ticket_id
+        query = urlencode({**params, "s": sig})
         return SignedUrl(f"{self._prefix}/files/{file_id}/content?{query}", expires_at)
 
     def verify(
@@ -82,6 +90,7 @@ class FileUrlSigner:
         variant: str,
         expires_at: str,
         signature: str,
+        ticket_id: str = "",
     ) -> VerifiedUrl:
         """The URL's claims if ``signature`` binds them to this caller; NotFound
         otherwise, PermissionDenied ``url_expired`` once a genuine URL ran out."""
@@ -93,13 +102,15 @@ class FileUrlSigner:
             given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
         except (binascii.Error, ValueError):
             raise not_found from None
-        wanted = self._raw_mac(tenant_id, user_id, conversation_id, file_id, variant, expiry)
+        wanted = self._raw_mac(
+            tenant_id, user_id, conversation_id, file_id, variant, expiry, ticket_id
+        )
         if not hmac.compare_digest(given, wanted):
             raise not_found
         remaining = expiry - int(self._clock.now().timestamp())
         if remaining <= 0:
             raise PermissionDenied("the download URL expired; ask for a new one", "url_expired")
-        return VerifiedUrl(conversation_id, variant, min(remaining, self._ttl))
+        return VerifiedUrl(conversation_id, variant, ticket_id, min(remaining, self._ttl))
 
     def _mac(
         self,
@@ -109,8 +120,11 @@ class FileUrlSigner:
         file_id: str,
         variant: str,
         expires_at: int,
+        ticket_id: str,
     ) -> str:
-        raw = self._raw_mac(tenant_id, user_id, conversation_id, file_id, variant, expires_at)
+        raw = self._raw_mac(
+            tenant_id, user_id, conversation_id, file_id, variant, expires_at, ticket_id
+        )
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     def _raw_mac(
@@ -121,10 +135,12 @@ class FileUrlSigner:
         file_id: str,
         variant: str,
         expires_at: int,
+        ticket_id: str,
     ) -> bytes:
         # Length-prefixed fields: no two different claims can sign the same text.
         msg = bytearray(_DOMAIN)
-        for part in (tenant_id, user_id, conversation_id, file_id, variant, str(expires_at)):
+        fields = (tenant_id, user_id, conversation_id, file_id, variant, str(expires_at), ticket_id)
+        for part in fields:
             encoded = part.encode()
             msg += len(encoded).to_bytes(4, "big") + encoded
         return hmac.new(self._key, bytes(msg), hashlib.sha256).digest()

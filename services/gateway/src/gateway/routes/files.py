@@ -18,6 +18,7 @@ from gateway.schemas import ErrorOut
 router = APIRouter(tags=["files"])
 
 FileId = Annotated[str, Path(min_length=1, max_length=limits.MAX_ID_CHARS)]
+TicketQuery = Annotated[str, Query(max_length=limits.MAX_ID_CHARS)]
 TOO_LARGE: dict[int | str, dict[str, object]] = {413: {"model": ErrorOut}}
 RESPONSES = {**WRITE_ERRORS, **LIMITED}
 
@@ -140,9 +141,11 @@ async def list_files(
     ops: FileOpsDep,
     limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE)] = limits.DEFAULT_PAGE,
     cursor: Annotated[str, Query(max_length=1024)] = "",
+    ticket_id: TicketQuery = "",
 ) -> fs.FilePageOut:
-    """Newest first; deleted files left out."""
-    return await ops.list(caller, conversation_id, limit, cursor)
+    """Newest first; deleted files left out. Platform staff name the escalated
+    ``ticket_id`` whose conversation it is (audited)."""
+    return await ops.list(caller, conversation_id, limit, cursor, ticket_id)
 
 
 @router.get(
@@ -151,11 +154,16 @@ async def list_files(
     responses={**ERRORS, **LIMITED},
 )
 async def get_file(
-    conversation_id: ConversationId, file_id: FileId, caller: CallerDep, ops: FileOpsDep
+    conversation_id: ConversationId,
+    file_id: FileId,
+    caller: CallerDep,
+    ops: FileOpsDep,
+    ticket_id: TicketQuery = "",
 ) -> fs.FileWithUrlsOut:
     """The file and, for a pending or clean one, download URLs valid 120 s for the
-    caller only (the bearer token must come with them)."""
-    return await ops.get(caller, conversation_id, file_id)
+    caller only (the bearer token must come with them). Platform staff name the
+    escalated ``ticket_id`` whose conversation it is (audited)."""
+    return await ops.get(caller, conversation_id, file_id, ticket_id)
 
 
 @router.delete(
@@ -190,9 +198,10 @@ async def file_content(
     v: Annotated[str, Query(max_length=16)],
     e: Annotated[str, Query(max_length=16)],
     s: Annotated[str, Query(max_length=64)],
+    t: TicketQuery = "",
 ) -> StreamingResponse:
     """A signed URL from ``GET .../files/{file_id}``, with the same user's bearer
     token. Another user's, tenant's or a tampered URL: 404 ``not_found``; expired:
     403 ``url_expired``; not scanned yet: 409 ``file_pending``."""
-    download, remaining = await ops.download(caller, file_id, c, v, e, s)
+    download, remaining = await ops.download(caller, file_id, c, v, e, s, t)
     return StreamingResponse(download.chunks, headers=download_headers(download.header, remaining))
