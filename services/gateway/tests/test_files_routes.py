@@ -719,3 +719,18 @@ async def test_platform_staff_read_through_the_escalated_ticket(world: World) ->
     assert (await world.http.get(path, params={**q, "t": "tk2"})).status_code == 404
     resp = await world.http.get("/api/v1/conversations/c1/files", params={"ticket_id": "tk1"})
     assert resp.status_code == 200 and world.stub.calls[-1][1].ticket_id == "tk1"
+
+
+async def test_a_form_as_httpx_and_browsers_build_it(world: World) -> None:
+    resp = await world.http.post(
+        UPLOAD,
+        files={"file": ("r\u00e9sum\u00e9 final.pdf", b"%PDF-1.7 data", "application/pdf")},
+        data={"client_id": "form-1"},
+    )
+    assert resp.status_code == 201, resp.text
+    start = world.stub.start
+    assert start is not None
+    assert (start.client_id, start.name) == ("form-1", "r\u00e9sum\u00e9 final.pdf")
+    assert start.declared_content_type == "application/pdf"
+    assert start.declared_size_bytes == len(b"%PDF-1.7 data")
+    assert b"".join(world.stub.chunks) == b"%PDF-1.7 data"
