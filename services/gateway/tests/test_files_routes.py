@@ -18,13 +18,13 @@ from confab.conversation.v1 import conversation_pb2 as cpb
 from confab.conversation.v1 import files_pb2 as fpb
 from confab_core.auth import JwtVerifier
 from confab_core.clock import FakeClock
-from confab_core.errors import ERROR_CODE_METADATA_KEY
+from confab_core.errors import ERROR_CODE_METADATA_KEY, TooLarge
 from confab_core.identity import Caller
 from gateway.app import STREAMED_BODIES
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.clients.files import MAX_CHUNK_BYTES, FileClient
 from gateway.context import GatewayContext
-from gateway.fileops import QUEUE_CHUNKS
+from gateway.fileops import QUEUE_CHUNKS, MultipartUpload
 from gateway.fileurls import FileUrlSigner
 from gateway.ratelimit import Action, RateLimited
 from gateway.realtime.fanout import Fanout
@@ -734,3 +734,26 @@ async def test_a_form_as_httpx_and_browsers_build_it(world: World) -> None:
     assert start.declared_content_type == "application/pdf"
     assert start.declared_size_bytes == len(b"%PDF-1.7 data")
     assert b"".join(world.stub.chunks) == b"%PDF-1.7 data"
+
+
+async def test_a_chunked_body_over_the_hard_cap_is_413_and_stores_nothing() -> None:
+    stub = FakeFiles([])
+    client = FileClient(cast(Any, stub), 5.0, 60.0)
+
+    def start(
+        client_id: str, name: str, ctype: str, declared: int, chunks: AsyncIterator[bytes]
+    ) -> asyncio.Task[fpb.UploadFileResponse]:
+        first = fpb.UploadStart(conversation_id="c1", client_id=client_id, name=name)
+        return asyncio.ensure_future(client.upload(SOCKET_CALLER, first, chunks))
+
+    body = multipart(part("file", b"x" * 50_000, "a.bin"))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(body), 4096):
+            yield body[at : at + 4096]
+
+    upload = MultipartUpload(CTYPE["Content-Type"], None, None, 20_000, start)
+    with pytest.raises(TooLarge) as exc:
+        await upload.run(chunks())
+    assert exc.value.code == "payload_too_large"
+    assert stub.chunks and not stub.completed and stub.upload_cancelled
