@@ -96,6 +96,8 @@ class FakeFiles:
         self.completed = False
         self.upload_cancelled = False
         self.fail_after_chunks: int | None = None
+        # Answer before the stream ends (a retry the service recognised at once).
+        self.answer_after_chunks = 0
         self.file = sample_file()
         self.created = True
         self.download: list[fpb.DownloadFileResponse] = []
@@ -110,6 +112,8 @@ class FakeFiles:
                         continue
                     self.chunks.append(req.chunk)
                     self.log.append(("got", len(req.chunk)))
+                    if self.answer_after_chunks and len(self.chunks) >= self.answer_after_chunks:
+                        return fpb.UploadFileResponse(file=self.file, created=self.created)
                     error = self.errors.get("UploadFile")
                     if error is not None and len(self.chunks) >= (self.fail_after_chunks or 0):
                         raise error
@@ -757,3 +761,23 @@ async def test_a_chunked_body_over_the_hard_cap_is_413_and_stores_nothing() -> N
         await upload.run(chunks())
     assert exc.value.code == "payload_too_large"
     assert stub.chunks and not stub.completed and stub.upload_cancelled
+
+
+async def test_an_early_answer_ends_the_request_with_it(world: World) -> None:
+    world.stub.created = False
+    world.stub.answer_after_chunks = 1
+    body = multipart(part("client_id", b"k1"), part("file", b"y" * 200_000, "a.bin"))
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for at in range(0, len(body), 4096):
+            sent += 1
+            yield body[at : at + 4096]
+
+    resp = await world.http.post(UPLOAD, content=chunks(), headers=CTYPE)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["created"] is False
+    assert len(world.stub.chunks) == 1 and not world.stub.completed
+    # The rest of the body was never needed.
+    assert sent < len(body) // 4096
