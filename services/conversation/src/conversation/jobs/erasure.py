@@ -171,12 +171,12 @@ class UserErasureJob:
         total = job.total
         if at == Checkpoint():
             total = await store.messages.count_where(sender_id=user_id)
-            total += await store.files.count_of_uploader(user_id)
+            total += await store.files.count(uploader_id=user_id)
             total += await store.members.count_where(user_id=user_id) + 2
         stage = self.STAGES[at.stage] if at.stage < len(self.STAGES) else ""
         done = at.records
         if stage == "files":
-            files = await store.files.of_uploader(user_id, at.after, self._batch)
+            files = await store.files.of_user(user_id, at.after, self._batch)
             if await self._policies.erasure_mode(job.tenant_id) == ERASE_ANONYMISE:
                 # Delete mode tombstones the messages in the next stage.
                 await self._forget_file_names(actor, [f for f in files if f.message_id])
@@ -208,6 +208,7 @@ class UserErasureJob:
             await store.assignment.forget_agent(user_id)
             # Personal canned replies are the user's own; shared ones stay the tenant's.
             await store.canned.delete_owned(user_id)
+            await store.file_usage.forget_user(user_id)
             await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
             await store.conversations.blank_titles(
                 await store.tickets.conversations_of_requester(user_id)

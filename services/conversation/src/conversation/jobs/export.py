@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from confab.conversation.v1 import conversation_pb2 as pb
-from confab.conversation.v1 import files_pb2 as fpb
 from confab.conversation.v1 import support_pb2 as spb
 from conversation.jobs.files import export_link
 from conversation.jobs.runner import Step
@@ -187,7 +186,7 @@ def file_record(f: FileRecord) -> JsonRecord:
         "kind": f.kind,
         "size_bytes": f.size_bytes,
         "sha256": f.sha256,
-        "status": _enum_name(fpb.FileStatus.Name, f.status, "FILE_STATUS_"),
+        "status": f.status.value,
         "created_at": _time(f.created_at),
         "message_id": f.message_id,
         "link": export_link(f.conversation_id, f.id),
@@ -411,18 +410,17 @@ def _conversation_messages(store: TenantStore, conversation_id: str) -> Source:
 
 
 def _files(store: TenantStore, *, conversation_id: str = "", uploader_id: str = "") -> Source:
-    """A conversation's files, a user's uploads, or every file; not deleted ones."""
+    """A conversation's files, a user's uploads, or every file of the tenant, by
+    id; deleted ones too (status ``deleted``: the record is still held)."""
 
     async def fetch(after: str, limit: int) -> Page:
-        rows = await store.files.page_for_export(
+        rows = await store.files.page_by_id(
             after, limit, conversation_id=conversation_id, uploader_id=uploader_id
         )
         return [(f.id, file_record(f)) for f in rows]
 
     async def count() -> int:
-        return await store.files.count_for_export(
-            conversation_id=conversation_id, uploader_id=uploader_id
-        )
+        return await store.files.count(conversation_id=conversation_id, uploader_id=uploader_id)
 
     return Source("files", fetch, count)
 

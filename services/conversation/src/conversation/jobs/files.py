@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conversation.storage.blobs import BlobStore, ObjectKey
-from conversation.storage.db import Database
+from conversation.storage.blobs import VARIANTS, BlobStore, ObjectKey
+from conversation.storage.db import Database, Transaction
 from conversation.storage.files import FileRecord
-
-# Every object a file can have: what was uploaded, its previews, and the
-# plaintext of a direct upload not yet sealed.
-VARIANTS = ("original", "thumbnail", "preview", "staging")
 
 
 def export_link(conversation_id: str, file_id: str) -> str:
@@ -35,17 +31,33 @@ class FileReaper:
         if not files:
             return 0
         for f in files:
+            # Every object a file can have, not only those its record lists: a
+            # staging object or a preview written just before a crash is not.
             for variant in VARIANTS:
                 await self._blobs.delete(ObjectKey(tenant_id, f.conversation_id, f.id, variant))
-        return await self._db.for_tenant(tenant_id).files.purge(files)
+        return await self._forget(tenant_id, files)
+
+    async def _forget(self, tenant_id: str, files: Sequence[FileRecord]) -> int:
+        async def body(tx: Transaction) -> int:
+            store = tx.for_tenant(tenant_id)
+            removed = 0
+            for f in files:
+                # Only the step that deletes the record gives back what it held.
+                held = await store.files.remove(f.id)
+                if held is not None:
+                    await store.file_usage.release(f.uploader_id, held)
+                    removed += 1
+            return removed
+
+        return await self._db.transaction(body)
 
     async def remove_conversation(self, tenant_id: str, conversation_id: str, batch: int) -> int:
         """Every object under the conversation's prefix, then its records."""
         await self._blobs.delete_prefix(tenant_id, conversation_id)
-        store = self._db.for_tenant(tenant_id)
+        files = self._db.for_tenant(tenant_id).files
         removed = 0
-        while files := await store.files.of_conversation(conversation_id, batch):
-            removed += await store.files.purge(files)
+        while page := await files.of_conversation(conversation_id, "", batch):
+            removed += await self._forget(tenant_id, page)
         return removed
 
     async def remove_tenant(self, tenant_id: str) -> None:

@@ -177,7 +177,8 @@ class RetentionScheduler:
     ) -> None:
         purged = False
         while ids := await store.messages.older_than(conversation_id, cutoff, self._batch):
-            await self._remove_files(tenant_id, await store.files.of_messages(ids), report)
+            attached = await store.files.of_messages(ids)
+            await self._remove_files(tenant_id, [f for fs in attached.values() for f in fs], report)
             report.events += await store.outbox.purge_messages(conversation_id, ids)
             report.messages += await store.messages.purge(ids)
             DELETED.labels("messages").inc(len(ids))
@@ -222,7 +223,7 @@ class RetentionScheduler:
 
     async def _purge_abandoned(self, tenant_id: str, before: datetime, report: Report) -> None:
         files = self._db.for_tenant(tenant_id).files
-        while stale := await files.uploading_before(before, self._batch):
+        while stale := await files.stale_uploading(before, self._batch):
             await self._remove_files(tenant_id, stale, report)
             await self._between_batches()
 
