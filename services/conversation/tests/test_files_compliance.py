@@ -200,7 +200,13 @@ async def test_retention_removes_old_messages_files_unattached_and_abandoned_upl
     await attach(db, clock, messages, ALICE, old)
     loose = await upload(db, blobs, clock, ALICE, conv, "never sent.txt")
     abandoned = await upload(
-        db, blobs, clock, ALICE, conv, "abandoned.txt", status=FileStatus.UPLOADING,
+        db,
+        blobs,
+        clock,
+        ALICE,
+        conv,
+        "abandoned.txt",
+        status=FileStatus.UPLOADING,
         variants=("staging",),
     )
     theirs_conv = (await create(conversations, MALLORY, members=[])).conversation.id
@@ -209,7 +215,13 @@ async def test_retention_removes_old_messages_files_unattached_and_abandoned_upl
     new = await upload(db, blobs, clock, ALICE, conv, "new.txt")
     new_message = await attach(db, clock, messages, ALICE, new)
     uploading = await upload(
-        db, blobs, clock, BOB, conv, "in flight.txt", status=FileStatus.UPLOADING,
+        db,
+        blobs,
+        clock,
+        BOB,
+        conv,
+        "in flight.txt",
+        status=FileStatus.UPLOADING,
         variants=("staging",),
     )
     clock.advance(timedelta(minutes=30).total_seconds())
@@ -407,7 +419,13 @@ async def test_a_tenant_erasure_removes_every_object_of_the_tenant_only(
     ours = [await upload(db, blobs, clock, ALICE, c, "ours.txt") for c in convs]
     ours.append(
         await upload(
-            db, blobs, clock, BOB, convs[0], "staged.txt", status=FileStatus.UPLOADING,
+            db,
+            blobs,
+            clock,
+            BOB,
+            convs[0],
+            "staged.txt",
+            status=FileStatus.UPLOADING,
             variants=("staging",),
         )
     )
