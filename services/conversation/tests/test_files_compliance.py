@@ -272,7 +272,7 @@ async def test_retention_of_an_archived_conversation_takes_its_objects(
     files = [await upload(db, blobs, clock, ALICE, conv, f"f{i}.txt") for i in range(3)]
     await attach(db, clock, messages, ALICE, files[0])
     other = await upload(db, blobs, clock, ALICE, kept, "kept.txt")
-    await conversations.archive(ALICE, conv, True)
+    await conversations.archive(ALICE, conv)
     clock.advance(timedelta(days=40).total_seconds())
     await send(messages, ALICE, kept, "still active")
     scheduler = RetentionScheduler(
@@ -314,7 +314,10 @@ async def test_exports_list_files_with_metadata_and_links(
         await run_job(db, clock, kinds(unit, reaper))
         done = await jobs.get(caller, job.id)
         assert done.status == "succeeded", done.error
-        parts = [(await jobs.read_chunk(caller, job.id, p)).data for p in range(done.parts)]
+        first = await jobs.read_chunk(caller, job.id, 0)
+        parts = [first.data]
+        for part in range(1, first.parts):
+            parts.append((await jobs.read_chunk(caller, job.id, part)).data)
         lines = b"".join(parts).decode().splitlines()
         return [r for r in map(json.loads, lines) if r["type"] == "file"]
 
