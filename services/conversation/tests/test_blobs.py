@@ -13,9 +13,9 @@ from datetime import timedelta
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiobotocore.session import get_session
 
 from confab_core.crypto import UndecryptableError
+from confab_devservers import S3Server
 from conversation.storage.blobs import (
     BlobNotFound,
     BlobStore,
@@ -71,43 +71,32 @@ async def backend(request: pytest.FixtureRequest, db: Database) -> AsyncIterator
 
         yield Backend(store, rename)
         return
-    try:
-        server = request.getfixturevalue("s3_server")
-    except pytest.FixtureLookupError:
-        pytest.skip("the s3_server fixture (files-infra) is not merged yet")
+    server: S3Server = request.getfixturevalue("s3_server")
     s3 = await S3BlobStore.connect(
         endpoint_url=server.endpoint_url,
         public_endpoint_url=None,
         bucket=server.bucket,
-        region="us-east-1",
+        region=server.region,
         access_key_id=server.access_key,
         secret_access_key=server.secret_key,
     )
-    # Each test its own tenant prefix would do, but a fresh bucket view is simpler:
-    # every key here starts with the tenant, and tests delete what they made.
-    session = get_session()
-    async with session.create_client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-    ) as raw:
+    raw = server.client()
 
-        async def copy(src: ObjectKey, dst: ObjectKey) -> None:
-            await raw.copy_object(
-                Bucket=server.bucket,
-                Key=dst.render(),
-                CopySource={"Bucket": server.bucket, "Key": src.render()},
-            )
-            await raw.delete_object(Bucket=server.bucket, Key=src.render())
+    async def copy(src: ObjectKey, dst: ObjectKey) -> None:
+        raw.copy_object(
+            Bucket=server.bucket,
+            Key=dst.render(),
+            CopySource={"Bucket": server.bucket, "Key": src.render()},
+        )
+        raw.delete_object(Bucket=server.bucket, Key=src.render())
 
-        try:
-            yield Backend(s3, copy)
-        finally:
-            for tenant in ("tenant-a", "tenant-b"):
-                await s3.delete_prefix(tenant)
-            await s3.close()
+    try:
+        yield Backend(s3, copy)
+    finally:
+        # The bucket outlives the test: leave it empty for the next one.
+        for tenant in ("tenant-a", "tenant-b"):
+            await s3.delete_prefix(tenant)
+        await s3.close()
 
 
 async def test_keys_render_their_parts_and_refuse_free_strings() -> None:

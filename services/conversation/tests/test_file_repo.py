@@ -304,3 +304,33 @@ async def test_records_are_frozen() -> None:
     with pytest.raises(AttributeError):
         rec.name = "x"  # type: ignore[misc]
     assert replace(rec, name="y").name == "y"
+
+
+async def test_reserved_bytes_are_taken_once(db: Database, clock: FakeClock) -> None:
+    files = db.files(TENANT_A)
+    await files.create(new_file(clock, "f1"))
+    await files.create(new_file(clock, "f2"))
+    await files.mark_deleted("c1", "f1", clock.now())
+    taken = await asyncio.gather(*(files.take_reserved("f1") for _ in range(5)))
+    assert sorted(taken) == [0, 0, 0, 0, 1234]
+    assert await files.take_reserved("nope") == 0
+    # Removing the record hands back what it still held: nothing for f1, all of f2.
+    assert await files.remove("f1") == 0
+    assert await files.remove("f2") == 1234
+    assert await files.remove("f2") is None
+    assert await files.get("c1", "f2") is None
+
+
+async def test_page_by_id_and_count_by_scope(db: Database, clock: FakeClock) -> None:
+    files = db.files(TENANT_A)
+    await files.create(new_file(clock, "f1"))
+    await files.create(new_file(clock, "f2", conv="c2"))
+    await files.create(new_file(clock, "f3", uploader="u2"))
+    await files.mark_deleted("c1", "f3", clock.now())
+    await db.files(TENANT_B).create(new_file(clock, "f4", tenant=TENANT_B))
+    assert [f.id for f in await files.page_by_id("", 10)] == ["f1", "f2", "f3"]
+    assert [f.id for f in await files.page_by_id("f1", 1)] == ["f2"]
+    assert [f.id for f in await files.page_by_id("", 10, conversation_id="c1")] == ["f1", "f3"]
+    assert [f.id for f in await files.page_by_id("", 10, uploader_id="u2")] == ["f3"]
+    assert await files.count() == 3
+    assert await files.count(conversation_id="c1", uploader_id="u1") == 1

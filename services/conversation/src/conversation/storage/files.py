@@ -269,8 +269,21 @@ class CleanChange:
     key_id: str | None = None
 
 
+def _scope(conversation_id: str, uploader_id: str) -> Doc:
+    flt: Doc = {}
+    if conversation_id:
+        flt["conversation_id"] = conversation_id
+    if uploader_id:
+        flt["uploader_id"] = uploader_id
+    return flt
+
+
 class FileRepo:
-    """One tenant's file records; bound to a session inside a unit of work."""
+    """One tenant's file records; bound to a session inside a unit of work.
+
+    A file's ``reserved_bytes`` stay counted against the quotas until taken
+    (``take_reserved`` when it is deleted or refused, ``remove`` when its record
+    goes): whoever takes them releases them, exactly once."""
 
     def __init__(
         self,
@@ -546,6 +559,58 @@ class FileRepo:
             session=self._session,
         )
         return await self._many([d async for d in cursor])
+
+    async def page_by_id(
+        self, after_id: str, limit: int, *, conversation_id: str = "", uploader_id: str = ""
+    ) -> list[FileRecord]:
+        """Files of every status by id past ``after_id``: the tenant's, or one
+        conversation's, or one uploader's, or both (export)."""
+        cursor = self._col.find(
+            {**_scope(conversation_id, uploader_id), "_id": {"$gt": after_id}},
+            sort=[("_id", ASCENDING)],
+            limit=limit,
+            session=self._session,
+        )
+        return await self._many([d async for d in cursor])
+
+    async def count(self, *, conversation_id: str = "", uploader_id: str = "") -> int:
+        """How many files (every status) ``page_by_id`` walks with the same scope."""
+        return await self._col.count(_scope(conversation_id, uploader_id), session=self._session)
+
+    async def take_reserved(self, file_id: str) -> int:
+        """The bytes the file holds against the quotas, now held no more: the
+        caller releases them (FileUsageRepo.release). At most once per file, so
+        a deletion racing an erasure cannot release twice; 0 when nothing is held."""
+        doc = await self._col.find_one(
+            {"_id": file_id}, session=self._session, projection={"reserved_bytes": 1}
+        )
+        held = int(doc.get("reserved_bytes", 0)) if doc is not None else 0
+        if held <= 0:
+            return 0
+        changed = await self._col.update_one(
+            {"_id": file_id, "reserved_bytes": held},
+            {"$set": {"reserved_bytes": 0}},
+            session=self._session,
+        )
+        return held if changed.modified_count == 1 else 0
+
+    async def remove(self, file_id: str) -> int | None:
+        """Deletes the record for good (erasure, retention, once its objects are
+        gone); the bytes it still held against the quotas, for the caller to
+        release, or None when there was no record."""
+        doc = await self._col.find_one(
+            {"_id": file_id}, session=self._session, projection={"reserved_bytes": 1}
+        )
+        if doc is None:
+            return None
+        gone = await self._col.delete_many(
+            {"_id": file_id, "reserved_bytes": doc.get("reserved_bytes", 0)},
+            session=self._session,
+        )
+        if gone.deleted_count == 0:
+            # Changed meanwhile (its reservation taken): try again on what is there now.
+            return await self.remove(file_id)
+        return int(doc.get("reserved_bytes", 0))
 
     async def stale_uploading(self, before: datetime, limit: int) -> list[FileRecord]:
         """Direct uploads never completed, created before ``before`` (retention)."""
