@@ -96,6 +96,7 @@ from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
+from conversation.jobs.files import FileReaper
 from conversation.jobs.policy import TenantPolicies
 from conversation.jobs.retention import RetentionScheduler
 from conversation.jobs.runner import JobRunner
@@ -356,13 +357,16 @@ async def build(
 
     trail = AuditTrail(db, clock)
     batch = settings.job_batch_size
+    reaper = FileReaper(db, files.blobs)
     runner = JobRunner(
         db,
         clock,
         {
             export.KIND: export.ExportJob(db, batch, notifications),
-            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, peers, batch),
-            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(db), peers, batch),
+            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, peers, batch, files=reaper),
+            erasure.TENANT_KIND: erasure.TenantErasureJob(
+                unit, KeyHandler(db), peers, batch, files=reaper
+            ),
         },
         lease_seconds=settings.job_lease_seconds,
         poll_seconds=settings.job_poll_seconds,
@@ -372,6 +376,7 @@ async def build(
         db,
         clock,
         compliance,
+        files=reaper,
         audit=trail,
         peers=[notifications],
         batch_size=settings.retention_batch_size,

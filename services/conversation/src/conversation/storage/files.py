@@ -612,6 +612,17 @@ class FileRepo:
             return await self.remove(file_id)
         return int(doc.get("reserved_bytes", 0))
 
+    async def unattached_before(self, before: datetime, limit: int) -> list[FileRecord]:
+        """Files of every status never attached to a message, created before
+        ``before`` (retention: uploaded, then never sent)."""
+        cursor = self._col.find(
+            {"message_id": "", "created_at": {"$lt": before}},
+            sort=[("created_at", ASCENDING)],
+            limit=limit,
+            session=self._session,
+        )
+        return await self._many([d async for d in cursor])
+
     async def stale_uploading(self, before: datetime, limit: int) -> list[FileRecord]:
         """Direct uploads never completed, created before ``before`` (retention)."""
         cursor = self._col.find(
