@@ -523,3 +523,27 @@ async def test_a_rotation_reseals_file_names_and_old_bytes_stay_readable(
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+async def test_forgetting_a_file_name_twice_writes_once(
+    db: Database,
+    clock: FakeClock,
+    unit: UnitOfWork,
+    blobs: BlobStore,
+    reaper: FileReaper,
+    conversations: ConversationHandler,
+    messages: MessageHandler,
+) -> None:
+    """A files step redone after a crash (names forgotten, records not yet
+    removed) emits no second event and does not fail the job."""
+    conv = (await create(conversations, ALICE, members=["bob"])).conversation.id
+    rec = await upload(db, blobs, clock, ALICE, conv, "zanzibar.txt")
+    await attach(db, clock, messages, ALICE, rec, text="look")
+    job = erasure.UserErasureJob(unit, Policies(ERASE_ANONYMISE), [], 2, files=reaper)
+    attached = await db.for_tenant(TENANT_A).files.of_user("alice", "", 10)
+    before = len(await outbox(db, conv))
+    await job._forget_file_names(ADMIN, attached)
+    await job._forget_file_names(ADMIN, attached)
+    events = [decode(d) for d in await outbox(db, conv)]
+    assert len(events) == before + 1
+    assert events[-1].message_updated.message.file.name == ""

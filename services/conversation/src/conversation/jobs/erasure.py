@@ -145,6 +145,10 @@ def pseudonym(job_id: str) -> tuple[str, str]:
     return f"deleted-{digest[:12]}", f"Deleted user {digest[:4]}"
 
 
+class _Unchanged(Exception):
+    """Nothing to write in this unit: it ends without an event."""
+
+
 class UserErasureJob:
     STAGES = ("files", "messages", "memberships", "events", "profile", "peers")
 
@@ -271,30 +275,28 @@ class UserErasureJob:
 
     async def _forget_file_names(self, actor: Caller, files: list[FileRecord]) -> None:
         """The messages carrying these files keep a tombstone attachment; their
-        retained events show them so, and clients get ``message_updated``."""
-        by_conversation: dict[str, list[str]] = {}
-        for f in files:
-            by_conversation.setdefault(f.conversation_id, []).append(f.message_id)
+        retained events show them so, and clients get ``message_updated``. One
+        unit per message: a message already without a name (a step redone after
+        a crash) or gone claims no event."""
         store = self._db.for_tenant(actor.tenant_id)
+        for f in files:
 
-        async def body(t: Taken) -> None:
-            conversation_id = t.change.conversation_id
-            for message_id in by_conversation[conversation_id]:
-                m = await self._forget_file_name(t.store, conversation_id, message_id)
+            async def body(t: Taken, f: FileRecord = f) -> None:
+                m = await self._forget_file_name(t.store, f.conversation_id, f.message_id)
                 if m is None:
-                    continue
-                await t.store.outbox.rewrite_message(conversation_id, m.id, rewriter(m))
+                    raise _Unchanged(f.message_id)
+                await t.store.outbox.rewrite_message(f.conversation_id, m.id, rewriter(m))
                 event = events_pb2.ConversationEvent()
                 event.message_updated.message.CopyFrom(convert.message(m))
                 t.emit(event, message_id=m.id)
 
-        for conversation_id, ids in by_conversation.items():
             try:
-                await self._unit.one(Change(actor, conversation_id, Claim(events=len(ids))), body)
+                await self._unit.one(Change(actor, f.conversation_id), body)
+            except _Unchanged:
+                continue
             except NotFound:
-                # A deleted conversation takes no events: only the stored messages change.
-                for message_id in ids:
-                    await self._forget_file_name(store, conversation_id, message_id)
+                # A deleted conversation takes no events: only the stored message changes.
+                await self._forget_file_name(store, f.conversation_id, f.message_id)
 
     @staticmethod
     async def _forget_file_name(
