@@ -47,6 +47,7 @@ from conversation.reencrypt import ReencryptRunner
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 
 from .conftest import ALICE, BOB, TENANT_A, TENANT_B, create, send, user
+from .files_support import reaper
 from .test_servicer import As, trailing_code
 
 pytestmark = pytest.mark.asyncio
@@ -73,8 +74,12 @@ class Policies:
 def _runner(unit: UnitOfWork, clock: FakeClock) -> JobRunner:
     kinds: dict[str, JobKind] = {
         export.KIND: export.ExportJob(unit.database, 3),
-        erasure.USER_KIND: erasure.UserErasureJob(unit, Policies(), [], 3),
-        erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(unit.database), [], 3),
+        erasure.USER_KIND: erasure.UserErasureJob(
+            unit, Policies(), [], 3, files=reaper(unit.database)
+        ),
+        erasure.TENANT_KIND: erasure.TenantErasureJob(
+            unit, KeyHandler(unit.database), [], 3, files=reaper(unit.database)
+        ),
     }
     return JobRunner(unit.database, clock, kinds, lease_seconds=30.0, poll_seconds=0.01)
 
@@ -263,6 +268,7 @@ async def test_retention_drops_bot_data_with_the_messages_it_retells(
         db,
         clock,
         Policies(Retention(message_days=30)),
+        files=reaper(db),
         batch_size=10,
         period_seconds=60,
         lease_seconds=30.0,
@@ -278,6 +284,7 @@ async def test_retention_drops_bot_data_with_the_messages_it_retells(
         db,
         clock,
         Policies(Retention(inactive_days=30)),
+        files=reaper(db),
         batch_size=10,
         period_seconds=60,
         lease_seconds=30.0,

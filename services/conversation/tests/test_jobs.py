@@ -46,6 +46,7 @@ from .conftest import (
     send,
     user,
 )
+from .files_support import reaper
 
 pytestmark = pytest.mark.asyncio
 
@@ -75,8 +76,12 @@ def kinds(unit: UnitOfWork, batch: int, policies: Policies | None = None) -> dic
     policies = policies or Policies()
     return {
         export.KIND: export.ExportJob(unit.database, batch),
-        erasure.USER_KIND: erasure.UserErasureJob(unit, policies, [], batch),
-        erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(unit.database), [], batch),
+        erasure.USER_KIND: erasure.UserErasureJob(
+            unit, policies, [], batch, files=reaper(unit.database)
+        ),
+        erasure.TENANT_KIND: erasure.TenantErasureJob(
+            unit, KeyHandler(unit.database), [], batch, files=reaper(unit.database)
+        ),
     }
 
 
@@ -434,7 +439,13 @@ async def test_retention_deletes_exactly_what_is_older_and_unread_counts_follow(
             return Retention(message_days=7) if tenant_id == TENANT_A else Retention()
 
     scheduler = RetentionScheduler(
-        db, clock, ForTenantA(), batch_size=2, period_seconds=60, lease_seconds=LEASE
+        db,
+        clock,
+        ForTenantA(),
+        files=reaper(db),
+        batch_size=2,
+        period_seconds=60,
+        lease_seconds=LEASE,
     )
     report = await scheduler.run_pass()
     assert report is not None and report.messages == 5 and report.tenants == [TENANT_A]
@@ -451,7 +462,13 @@ async def test_retention_deletes_exactly_what_is_older_and_unread_counts_follow(
     assert [m.id for m in page.messages] == new
     # Another replica finds the lease held.
     other = RetentionScheduler(
-        db, clock, ForTenantA(), batch_size=2, period_seconds=60, lease_seconds=LEASE
+        db,
+        clock,
+        ForTenantA(),
+        files=reaper(db),
+        batch_size=2,
+        period_seconds=60,
+        lease_seconds=LEASE,
     )
     assert await other.run_pass() is None
 
@@ -475,7 +492,13 @@ async def test_retention_removes_archived_conversations_inactive_long_enough(
 
     rules = Retention(archived_days=30)
     scheduler = RetentionScheduler(
-        db, clock, Policies(retention=rules), batch_size=10, period_seconds=60, lease_seconds=LEASE
+        db,
+        clock,
+        Policies(retention=rules),
+        files=reaper(db),
+        batch_size=10,
+        period_seconds=60,
+        lease_seconds=LEASE,
     )
     report = await scheduler.run_pass()
     assert report is not None and report.conversations == 2
@@ -503,6 +526,7 @@ async def test_retention_purges_old_audit_records_and_the_chain_still_verifies(
         db,
         clock,
         Policies(retention=rules),
+        files=reaper(db),
         batch_size=10,
         period_seconds=60,
         lease_seconds=LEASE,
@@ -564,7 +588,13 @@ async def test_retention_removes_conversations_inactive_long_enough(
 
     rules = Retention(inactive_days=30)
     scheduler = RetentionScheduler(
-        db, clock, Policies(retention=rules), batch_size=10, period_seconds=60, lease_seconds=LEASE
+        db,
+        clock,
+        Policies(retention=rules),
+        files=reaper(db),
+        batch_size=10,
+        period_seconds=60,
+        lease_seconds=LEASE,
     )
     report = await scheduler.run_pass()
     assert report is not None and report.conversations == 1

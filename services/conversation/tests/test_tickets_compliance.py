@@ -34,6 +34,7 @@ from conversation.jobs.runner import JobKind, JobRunner
 from conversation.storage.db import TENANT_COLLECTIONS, Database
 
 from .conftest import TENANT_A, TENANT_B, decode, outbox, user
+from .files_support import reaper
 
 pytestmark = pytest.mark.asyncio
 
@@ -75,8 +76,12 @@ class Policies:
 def _runner(unit: UnitOfWork, clock: FakeClock) -> JobRunner:
     kinds: dict[str, JobKind] = {
         export.KIND: export.ExportJob(unit.database, 3),
-        erasure.USER_KIND: erasure.UserErasureJob(unit, Policies(), [], 3),
-        erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(unit.database), [], 3),
+        erasure.USER_KIND: erasure.UserErasureJob(
+            unit, Policies(), [], 3, files=reaper(unit.database)
+        ),
+        erasure.TENANT_KIND: erasure.TenantErasureJob(
+            unit, KeyHandler(unit.database), [], 3, files=reaper(unit.database)
+        ),
     }
     return JobRunner(unit.database, clock, kinds, lease_seconds=30.0, poll_seconds=0.01)
 
@@ -186,6 +191,7 @@ async def test_retention_takes_a_ticket_with_its_conversation(
         db,
         clock,
         Policies(Retention(inactive_days=30)),
+        files=reaper(db),
         batch_size=10,
         period_seconds=60,
         lease_seconds=30.0,

@@ -96,6 +96,7 @@ from conversation.handlers.support_admin import SupportAdminHandler
 from conversation.handlers.tenant_settings import SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.jobs import erasure, export
+from conversation.jobs.files import FileReaper
 from conversation.jobs.policy import TenantPolicies
 from conversation.jobs.retention import RetentionScheduler
 from conversation.jobs.runner import JobRunner
@@ -112,7 +113,9 @@ from conversation.settings_servicer import SettingsServicer
 from conversation.sla_scheduler import SlaScheduler
 from conversation.sla_servicer import SlaServicer
 from conversation.staff_servicer import StaffServicer
+from conversation.storage.blobs import build_blob_store
 from conversation.storage.db import Database
+from conversation.storage.filebytes import FileBytes
 from conversation.support_admin_servicer import SupportAdminServicer
 from conversation.support_assign import AssignmentObserver, SystemAssign, TicketView
 from conversation.support_servicer import SupportServicer
@@ -128,6 +131,8 @@ class Service:
     background: list[Callable[[], Coroutine[Any, Any, None]]]
     close: Callable[[], Awaitable[None]]
     servicer: ConversationServicer
+    # File bytes, sealed, in the configured object store (docs/files.md#storage).
+    files: FileBytes
 
 
 def key_provider(settings: ConversationSettings) -> KeyProvider:
@@ -163,6 +168,8 @@ async def build(
     client = mongo.connect(settings.mongo_url, SERVICE)
     db = database(settings, client, clock)
     await db.ensure_indexes()
+    # Its clients live as long as the service: close() ends them.
+    files = FileBytes(await build_blob_store(settings, db.db), db.keys)
     wakeup = asyncio.Event()
     producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
     relay = OutboxRelay(
@@ -350,13 +357,16 @@ async def build(
 
     trail = AuditTrail(db, clock)
     batch = settings.job_batch_size
+    reaper = FileReaper(db, files.blobs)
     runner = JobRunner(
         db,
         clock,
         {
             export.KIND: export.ExportJob(db, batch, notifications),
-            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, peers, batch),
-            erasure.TENANT_KIND: erasure.TenantErasureJob(unit, KeyHandler(db), peers, batch),
+            erasure.USER_KIND: erasure.UserErasureJob(unit, compliance, peers, batch, files=reaper),
+            erasure.TENANT_KIND: erasure.TenantErasureJob(
+                unit, KeyHandler(db), peers, batch, files=reaper
+            ),
         },
         lease_seconds=settings.job_lease_seconds,
         poll_seconds=settings.job_poll_seconds,
@@ -366,6 +376,7 @@ async def build(
         db,
         clock,
         compliance,
+        files=reaper,
         audit=trail,
         peers=[notifications],
         batch_size=settings.retention_batch_size,
@@ -413,9 +424,10 @@ async def build(
         for peer_channel in peer_channels:
             await peer_channel.close()
         await producer.stop()
+        await files.blobs.close()
         await client.close()
 
-    return Service(server, background, close, servicer)
+    return Service(server, background, close, servicer, files)
 
 
 @asynccontextmanager

@@ -45,3 +45,9 @@ def terms(text: str) -> list[str]:
             if len(out) >= MAX_TERMS:
                 break
     return out
+
+
+def message_terms(text: str, file_name: str | None) -> list[str]:
+    """A message's search words: its text's and its file's name's, so a file
+    message is found by a word of the name (blind tokens of both, in storage)."""
+    return terms(f"{text} {file_name}" if file_name else text)

@@ -1,6 +1,9 @@
 """User erasure (GDPR) and tenant erasure.
 
-A user erasure walks the user's messages (tombstoned or put under a pseudonym,
+A user erasure first deletes the files the user uploaded (bytes, records, the
+quota they held), whatever the tenant's policy: a file is personal content; in
+anonymise mode a message that carried one keeps a tombstone attachment without
+its name. It then walks the user's messages (tombstoned or put under a pseudonym,
 as the tenant's policy says), then their memberships, then the tenant's
 retained event log (the pseudonym replaces the user wherever an event names
 them: actor, member, reader), then their profile, and asks the notification and
@@ -8,9 +11,10 @@ presence services to forget them. Every step is
 idempotent: a message already tombstoned or anonymised is no longer the
 user's live content, a membership already removed is not found again.
 
-A tenant erasure destroys the tenant's keys first (crypto-shredding), then
-deletes every document of the tenant, a batch at a time, and asks the other
-services to do the same.
+A tenant erasure destroys the tenant's keys first (crypto-shredding), so every
+sealed field and file frame is unreadable at once, then deletes every object of
+the tenant from the blob store and every document of the tenant, a batch at a
+time, and asks the other services to do the same.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from confab.conversation.v1 import events_pb2
 from confab_core.errors import NotFound
 from confab_core.identity import ROLE_TENANT_ADMIN, Caller
 from conversation import convert
+from conversation.handlers import text as textutil
 from conversation.handlers.editing import rewriter
 from conversation.handlers.unit import Change, Taken, UnitOfWork
+from conversation.jobs.files import FileReaper
 from conversation.jobs.policy import ERASE_ANONYMISE, CompliancePolicies
 from conversation.jobs.runner import Step
 from conversation.storage.conversations import Claim
-from conversation.storage.db import TENANT_COLLECTIONS
+from conversation.storage.db import TENANT_COLLECTIONS, TenantStore
+from conversation.storage.files import FileRecord
 from conversation.storage.jobs import Checkpoint, Job
 from conversation.storage.messages import Message
 
@@ -104,6 +111,18 @@ def _forget_in_ticket(event: events_pb2.ConversationEvent, pseudonym_id: str) ->
     return changed
 
 
+def _forget_in_file(event: events_pb2.ConversationEvent, pseudonym_id: str) -> bool:
+    """A file event of a file the erased user uploaded (their id already replaced
+    by the pseudonym): its name goes, as the file itself does."""
+    if event.WhichOneof("payload") != "file_updated":
+        return False
+    file = event.file_updated.file
+    if file.uploader_id != pseudonym_id or not file.name:
+        return False
+    file.name = ""
+    return True
+
+
 def replacing(user_id: str, pseudonym_id: str) -> Callable[[bytes], bytes | None]:
     """A payload rewriter putting the pseudonym wherever an event names the user
     (its actor, a member added or removed, a read marker, a mention...)."""
@@ -113,6 +132,7 @@ def replacing(user_id: str, pseudonym_id: str) -> Callable[[bytes], bytes | None
         event.ParseFromString(payload)
         changed = _replace_in(event, user_id, pseudonym_id)
         changed = _forget_in_ticket(event, pseudonym_id) or changed
+        changed = _forget_in_file(event, pseudonym_id) or changed
         return event.SerializeToString() if changed else None
 
     return rewrite
@@ -125,8 +145,12 @@ def pseudonym(job_id: str) -> tuple[str, str]:
     return f"deleted-{digest[:12]}", f"Deleted user {digest[:4]}"
 
 
+class _Unchanged(Exception):
+    """Nothing to write in this unit: it ends without an event."""
+
+
 class UserErasureJob:
-    STAGES = ("messages", "memberships", "events", "profile", "peers")
+    STAGES = ("files", "messages", "memberships", "events", "profile", "peers")
 
     def __init__(
         self,
@@ -134,10 +158,13 @@ class UserErasureJob:
         policies: CompliancePolicies,
         peers: Sequence[PeerEraser],
         batch_size: int,
+        *,
+        files: FileReaper,
     ) -> None:
         self._unit = unit
         self._db = unit.database
         self._policies = policies
+        self._files = files
         self._peers = peers
         self._batch = batch_size
 
@@ -148,9 +175,17 @@ class UserErasureJob:
         total = job.total
         if at == Checkpoint():
             total = await store.messages.count_where(sender_id=user_id)
+            total += await store.files.count(uploader_id=user_id)
             total += await store.members.count_where(user_id=user_id) + 2
         stage = self.STAGES[at.stage] if at.stage < len(self.STAGES) else ""
         done = at.records
+        if stage == "files":
+            files = await store.files.of_user(user_id, at.after, self._batch)
+            if await self._policies.erasure_mode(job.tenant_id) == ERASE_ANONYMISE:
+                # Delete mode tombstones the messages in the next stage.
+                await self._forget_file_names(actor, [f for f in files if f.message_id])
+            await self._files.remove(job.tenant_id, files)
+            return self._next(at, [f.id for f in files], total)
         if stage == "messages":
             page = await store.messages.page_by_id(at.after, self._batch, sender_id=user_id)
             mode = await self._policies.erasure_mode(job.tenant_id)
@@ -177,6 +212,7 @@ class UserErasureJob:
             await store.assignment.forget_agent(user_id)
             # Personal canned replies are the user's own; shared ones stay the tenant's.
             await store.canned.delete_owned(user_id)
+            await store.file_usage.forget_user(user_id)
             await store.conversations.forget_user(user_id, pseudonym(job.id)[0])
             await store.conversations.blank_titles(
                 await store.tickets.conversations_of_requester(user_id)
@@ -237,6 +273,41 @@ class UserErasureJob:
                 await store.outbox.purge_messages(conversation_id, ids)
                 await store.messages.purge(ids)
 
+    async def _forget_file_names(self, actor: Caller, files: list[FileRecord]) -> None:
+        """The messages carrying these files keep a tombstone attachment; their
+        retained events show them so, and clients get ``message_updated``. One
+        unit per message: a message already without a name (a step redone after
+        a crash) or gone claims no event."""
+        store = self._db.for_tenant(actor.tenant_id)
+        for f in files:
+
+            async def body(t: Taken, f: FileRecord = f) -> None:
+                m = await self._forget_file_name(t.store, f.conversation_id, f.message_id)
+                if m is None:
+                    raise _Unchanged(f.message_id)
+                await t.store.outbox.rewrite_message(f.conversation_id, m.id, rewriter(m))
+                event = events_pb2.ConversationEvent()
+                event.message_updated.message.CopyFrom(convert.message(m))
+                t.emit(event, message_id=m.id)
+
+            try:
+                await self._unit.one(Change(actor, f.conversation_id), body)
+            except _Unchanged:
+                continue
+            except NotFound:
+                # A deleted conversation takes no events: only the stored message changes.
+                await self._forget_file_name(store, f.conversation_id, f.message_id)
+
+    @staticmethod
+    async def _forget_file_name(
+        store: TenantStore, conversation_id: str, message_id: str
+    ) -> Message | None:
+        m = await store.messages.get(conversation_id, message_id)
+        if m is None or m.file is None or not m.file.name:
+            return None
+        terms = textutil.message_terms(m.text, None)
+        return await store.messages.forget_file_name(conversation_id, message_id, terms)
+
     async def _remove_member(self, actor: Caller, conversation_id: str, user_id: str) -> None:
         async def body(t: Taken) -> None:
             if await t.store.members.remove(conversation_id, user_id):
@@ -253,7 +324,8 @@ class UserErasureJob:
 
 
 class TenantErasureJob:
-    """Stage 0 shreds the keys; one stage per collection follows; the peers last."""
+    """Stage 0 shreds the keys; stage 1 deletes the tenant's objects (unreadable
+    since stage 0); one stage per collection follows; the peers last."""
 
     def __init__(
         self,
@@ -261,9 +333,12 @@ class TenantErasureJob:
         shredder: KeyShredder | None,
         peers: Sequence[PeerEraser],
         batch_size: int,
+        *,
+        files: FileReaper,
     ) -> None:
         self._db = unit.database
         self._shredder = shredder
+        self._files = files
         self._peers = peers
         self._batch = batch_size
 
@@ -273,13 +348,16 @@ class TenantErasureJob:
         total = job.total
         if at == Checkpoint():
             total = sum([await purge.count(c) for c in TENANT_COLLECTIONS])
-        stages = len(TENANT_COLLECTIONS) + 2
+        stages = len(TENANT_COLLECTIONS) + 3
         if at.stage == 0:
             if self._shredder is not None:
                 await self._shredder.shred(tenant)
             return Step(Checkpoint(1, "", 0, at.records), at.records, total)
-        if at.stage <= len(TENANT_COLLECTIONS):
-            deleted = await purge.delete_batch(TENANT_COLLECTIONS[at.stage - 1], self._batch)
+        if at.stage == 1:
+            await self._files.remove_tenant(tenant)
+            return Step(Checkpoint(2, "", 0, at.records), at.records, total)
+        if at.stage <= len(TENANT_COLLECTIONS) + 1:
+            deleted = await purge.delete_batch(TENANT_COLLECTIONS[at.stage - 2], self._batch)
             done = at.records + deleted
             stage = at.stage if deleted == self._batch else at.stage + 1
             return Step(Checkpoint(stage, "", 0, done), done, max(total, done))

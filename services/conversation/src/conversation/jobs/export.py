@@ -19,11 +19,13 @@ from typing import Any, Protocol
 
 from confab.conversation.v1 import conversation_pb2 as pb
 from confab.conversation.v1 import support_pb2 as spb
+from conversation.jobs.files import export_link
 from conversation.jobs.runner import Step
 from conversation.storage.botdata import MemoryRecord
 from conversation.storage.canned import CannedReply
 from conversation.storage.conversations import Conversation
 from conversation.storage.db import Database, TenantStore
+from conversation.storage.files import FileRecord
 from conversation.storage.jobs import Checkpoint, Job
 from conversation.storage.members import Member
 from conversation.storage.messages import Message
@@ -170,6 +172,27 @@ def message_record(m: Message) -> JsonRecord:
     }
 
 
+def file_record(f: FileRecord) -> JsonRecord:
+    """A file's metadata and a link, not its bytes (docs/files.md#compliance):
+    the link yields signed URLs to an authorised reader only, and sha256 lets
+    them check the bytes they get are the ones exported."""
+    return {
+        "type": "file",
+        "id": f.id,
+        "conversation_id": f.conversation_id,
+        "uploader_id": f.uploader_id,
+        "name": f.name,
+        "content_type": f.content_type,
+        "kind": f.kind,
+        "size_bytes": f.size_bytes,
+        "sha256": f.sha256,
+        "status": f.status.value,
+        "created_at": _time(f.created_at),
+        "message_id": f.message_id,
+        "link": export_link(f.conversation_id, f.id),
+    }
+
+
 def canned_record(r: CannedReply) -> JsonRecord:
     return {
         "type": "canned_reply",
@@ -241,10 +264,12 @@ class ExportJob:
                 _conversation(store, key),
                 _members(store, conversation_id=key),
                 messages,
+                _files(store, conversation_id=key),
                 _bot_memory(store, key),
             ]
         if scope == "user":
             out = [_users(store, key), _members(store, user_id=key), messages, _tickets(store, key)]
+            out.append(_files(store, uploader_id=key))
             # Personal canned replies are the user's; shared ones are the tenant's.
             out.append(_canned(store, owner_id=key))
             if self._notifications is not None:
@@ -255,6 +280,7 @@ class ExportJob:
             _members(store),
             _users(store, ""),
             messages,
+            _files(store),
             _canned(store, owner_id=None),
             _support_profile(store),
             _bot_memory(store, ""),
@@ -381,6 +407,22 @@ def _conversation_messages(store: TenantStore, conversation_id: str) -> Source:
         return await store.messages.count_where(conversation_id=conversation_id)
 
     return Source("messages", fetch, count)
+
+
+def _files(store: TenantStore, *, conversation_id: str = "", uploader_id: str = "") -> Source:
+    """A conversation's files, a user's uploads, or every file of the tenant, by
+    id; deleted ones too (status ``deleted``: the record is still held)."""
+
+    async def fetch(after: str, limit: int) -> Page:
+        rows = await store.files.page_by_id(
+            after, limit, conversation_id=conversation_id, uploader_id=uploader_id
+        )
+        return [(f.id, file_record(f)) for f in rows]
+
+    async def count() -> int:
+        return await store.files.count(conversation_id=conversation_id, uploader_id=uploader_id)
+
+    return Source("files", fetch, count)
 
 
 def _canned(store: TenantStore, *, owner_id: str | None) -> Source:

@@ -7,8 +7,11 @@ and, for each, the conversations: messages older than the tenant's
 the conversation's older events, and the bot's memory and summaries of a
 conversation that lost messages; archived conversations inactive for
 ``archived_days``, and any conversation inactive for ``inactive_days``, go
-whole; audit records older than ``audit_days`` go through governance's purge,
-which re-anchors the hash chain. Between two batches the scheduler pauses, so a
+whole; files go with their messages and conversations, unattached files once
+older than ``message_days``, and direct uploads abandoned in UPLOADING for an
+hour on every pass (jobs/files.py removes their bytes, then records); audit
+records older than ``audit_days`` go through governance's purge, which
+re-anchors the hash chain. Between two batches the scheduler pauses, so a
 large purge never holds the database for long.
 
 Unread counts stay exact without touching any counter: they are counted from
@@ -32,13 +35,17 @@ from pymongo.errors import PyMongoError
 from confab_core.clock import Clock
 from confab_core.errors import ConfabError
 from confab_core.ids import new_id
+from conversation.jobs.files import FileReaper
 from conversation.jobs.policy import CompliancePolicies
 from conversation.jobs.runner import no_pause
 from conversation.storage.db import Database, TenantStore
+from conversation.storage.files import FileRecord
 
 log = logging.getLogger(__name__)
 
 LEASE_ID = "retention"
+# A presigned upload URL lives minutes; an hour later nobody is coming back.
+STALE_UPLOADING = timedelta(hours=1)
 DELETED = Counter(
     "confab_conversation_retention_deleted_total",
     "Documents deleted by retention",
@@ -67,6 +74,7 @@ class Report:
     messages: int = 0
     events: int = 0
     conversations: int = 0
+    files: int = 0
     peers: int = 0
     audit: int = 0
     tenants: list[str] = field(default_factory=list)
@@ -79,6 +87,7 @@ class RetentionScheduler:
         clock: Clock,
         policies: CompliancePolicies,
         *,
+        files: FileReaper,
         batch_size: int,
         period_seconds: float,
         lease_seconds: float,
@@ -90,6 +99,7 @@ class RetentionScheduler:
         self._leases = db.leases()
         self._clock = clock
         self._policies = policies
+        self._files = files
         self._batch = batch_size
         self._period = period_seconds
         self._lease = lease_seconds
@@ -122,26 +132,29 @@ class RetentionScheduler:
         return report
 
     async def apply(self, tenant_id: str, report: Report) -> None:
+        store = self._db.for_tenant(tenant_id)
+        now = self._clock.now()
+        await self._purge_abandoned(tenant_id, now - STALE_UPLOADING, report)
         rule = await self._policies.retention(tenant_id)
         if rule.empty:
             return
         report.tenants.append(tenant_id)
-        store = self._db.for_tenant(tenant_id)
-        now = self._clock.now()
         after = ""
         while convs := await store.conversations.page_by_id(after, self._batch):
             for conv in convs:
                 if rule.message_days:
                     await self._purge_old(
-                        store, conv.id, now - timedelta(days=rule.message_days), report
+                        tenant_id, store, conv.id, now - timedelta(days=rule.message_days), report
                     )
             after = convs[-1].id
+        if rule.message_days:
+            await self._purge_unattached(tenant_id, now - timedelta(days=rule.message_days), report)
         if rule.archived_days:
             before = now - timedelta(days=rule.archived_days)
-            await self._purge_stale(store, before, report, archived=True)
+            await self._purge_stale(tenant_id, store, before, report, archived=True)
         if rule.inactive_days:
             before = now - timedelta(days=rule.inactive_days)
-            await self._purge_stale(store, before, report, archived=False)
+            await self._purge_stale(tenant_id, store, before, report, archived=False)
         if rule.message_days:
             cutoff = now - timedelta(days=rule.message_days)
             for peer in self._peers:
@@ -155,10 +168,17 @@ class RetentionScheduler:
             report.audit += await self._audit.purge_older_than(tenant_id, cutoff)
 
     async def _purge_old(
-        self, store: TenantStore, conversation_id: str, cutoff: datetime, report: Report
+        self,
+        tenant_id: str,
+        store: TenantStore,
+        conversation_id: str,
+        cutoff: datetime,
+        report: Report,
     ) -> None:
         purged = False
         while ids := await store.messages.older_than(conversation_id, cutoff, self._batch):
+            attached = await store.files.of_messages(ids)
+            await self._remove_files(tenant_id, [f for fs in attached.values() for f in fs], report)
             report.events += await store.outbox.purge_messages(conversation_id, ids)
             report.messages += await store.messages.purge(ids)
             DELETED.labels("messages").inc(len(ids))
@@ -171,7 +191,13 @@ class RetentionScheduler:
         report.events += await store.outbox.purge_before(conversation_id, cutoff)
 
     async def _purge_stale(
-        self, store: TenantStore, before: datetime, report: Report, *, archived: bool
+        self,
+        tenant_id: str,
+        store: TenantStore,
+        before: datetime,
+        report: Report,
+        *,
+        archived: bool,
     ) -> None:
         while stale := await store.conversations.page_stale(
             "", self._batch, before, archived=archived
@@ -187,8 +213,30 @@ class RetentionScheduler:
                 await store.sla.purge_conversation(conversation_id)
                 await store.escalations.purge_conversation(conversation_id)
                 await store.bot_memory.forget_conversations([conversation_id])
+                removed = await self._files.remove_conversation(
+                    tenant_id, conversation_id, self._batch
+                )
+                report.files += removed
+                DELETED.labels("files").inc(removed)
                 report.conversations += await store.conversations.purge(conversation_id)
                 DELETED.labels("conversations").inc()
+
+    async def _purge_abandoned(self, tenant_id: str, before: datetime, report: Report) -> None:
+        files = self._db.for_tenant(tenant_id).files
+        while stale := await files.stale_uploading(before, self._batch):
+            await self._remove_files(tenant_id, stale, report)
+            await self._between_batches()
+
+    async def _purge_unattached(self, tenant_id: str, before: datetime, report: Report) -> None:
+        files = self._db.for_tenant(tenant_id).files
+        while old := await files.unattached_before(before, self._batch):
+            await self._remove_files(tenant_id, old, report)
+            await self._between_batches()
+
+    async def _remove_files(self, tenant_id: str, files: list[FileRecord], report: Report) -> None:
+        removed = await self._files.remove(tenant_id, files)
+        report.files += removed
+        DELETED.labels("files").inc(removed)
 
     async def _between_batches(self) -> None:
         await self._pause()

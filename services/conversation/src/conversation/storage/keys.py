@@ -60,6 +60,8 @@ SEALED: dict[str, tuple[str, tuple[str, ...]]] = {
     "bot_memory": ("_id", ("summary",)),
     "bot_summaries": ("_id", ("summary",)),
     "tenant_settings": ("_id", ("text",)),
+    # A file's name; its bytes keep the key id they were sealed with (docs/files.md).
+    "files": ("_id", ("name",)),
 }
 JOB_ORDER = tuple(SEALED)
 

@@ -476,6 +476,38 @@ class MessageRepo:
         await self._reindex(doc)
         return _record(doc, c)
 
+    async def forget_file_name(
+        self, conversation_id: str, message_id: str, search_terms: list[str]
+    ) -> Message | None:
+        """The attachment of a message whose file's uploader was erased becomes a
+        tombstone (type and size kept; no name, no link) and the name's words
+        leave search (``search_terms``: the text's). The message after; None when
+        it is gone."""
+        c = await self._crypto.cipher()
+        doc = await self._col.find_one(
+            {"conversation_id": conversation_id, "_id": message_id}, session=self._session
+        )
+        if doc is None:
+            return None
+        opened = _opened_file(c, message_id, doc.get("file"))
+        if not opened:
+            return _record(doc, c)
+        blank = json.dumps({**opened, "name": "", "url": ""}, separators=(",", ":"))
+        after = await self._update(
+            conversation_id,
+            message_id,
+            {
+                "$set": {
+                    "file": c.seal(_C, message_id, "file", blank),
+                    "search_terms": c.tokens(search_terms),
+                }
+            },
+        )
+        if after is None:
+            return None
+        await self._reindex(after)
+        return _record(after, c)
+
     async def tombstone(
         self, conversation_id: str, message_id: str, now: datetime
     ) -> Message | None:
