@@ -9,6 +9,7 @@ import os
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,6 +17,7 @@ import pytest_asyncio
 
 from confab_core.crypto import UndecryptableError
 from confab_devservers import S3Server
+from conversation.settings import ConversationSettings
 from conversation.storage.blobs import (
     BlobNotFound,
     BlobStore,
@@ -23,6 +25,7 @@ from conversation.storage.blobs import (
     GridFsBlobStore,
     ObjectKey,
     S3BlobStore,
+    build_blob_store,
     prefix,
 )
 from conversation.storage.db import Database
@@ -261,3 +264,36 @@ async def test_a_100_mib_put_keeps_memory_flat(backend: Backend, db: Database) -
         tracemalloc.stop()
     assert total == 100 * MiB
     assert peak < 20 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+async def test_the_settings_choose_the_backend(db: Database, key_file: Path) -> None:
+    base = {
+        "mongo_url": "mongodb://unused",
+        "kafka_bootstrap_servers": "unused:9092",
+        "internal_key": "k" * 32,
+        "key_file": key_file,
+        "clamd_required": False,
+    }
+    gridfs = await build_blob_store(ConversationSettings(**base), db.db)
+    assert isinstance(gridfs, GridFsBlobStore) and not gridfs.direct_upload
+    s3 = await build_blob_store(
+        ConversationSettings(
+            **base,
+            files_backend="s3",
+            s3_bucket="files",
+            s3_endpoint_url="http://s3.internal:9000",
+            s3_public_endpoint_url="https://files.example",
+            s3_access_key_id="AKIAEXAMPLE",
+            s3_secret_access_key="secret",
+        ),
+        db.db,
+    )
+    try:
+        assert isinstance(s3, S3BlobStore) and s3.direct_upload
+        # Signing is local: the URL names the public endpoint, not the internal one.
+        url, headers = await s3.presign_put(key("staging"), 10, timedelta(minutes=2))
+        assert url.startswith("https://files.example/files/t/tenant-a/c/c1/f/f1/staging?")
+        assert headers["Content-Length"] == "10"
+        assert headers["x-amz-meta-tenant"] == "tenant-a"
+    finally:
+        await s3.close()
