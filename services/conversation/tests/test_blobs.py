@@ -297,3 +297,31 @@ async def test_the_settings_choose_the_backend(db: Database, key_file: Path) -> 
         assert headers["x-amz-meta-tenant"] == "tenant-a"
     finally:
         await s3.close()
+
+
+async def test_s3_aborts_a_multipart_upload_that_fails(s3_server: S3Server) -> None:
+    store = await S3BlobStore.connect(
+        endpoint_url=s3_server.endpoint_url,
+        public_endpoint_url=None,
+        bucket=s3_server.bucket,
+        region=s3_server.region,
+        access_key_id=s3_server.access_key,
+        secret_access_key=s3_server.secret_key,
+    )
+    big = key(tenant="tenant-abort")
+
+    async def two_parts_then_refused() -> AsyncIterator[bytes]:
+        for _ in range(11):
+            yield b"p" * MiB
+        raise ValueError("quota_exceeded")
+
+    try:
+        with pytest.raises(ValueError):
+            await store.put(big, two_parts_then_refused())
+        assert await store.size(big) is None
+        uploads = s3_server.client().list_multipart_uploads(
+            Bucket=s3_server.bucket, Prefix=prefix("tenant-abort")
+        )
+        assert uploads.get("Uploads", []) == []
+    finally:
+        await store.close()
