@@ -203,6 +203,9 @@ async def test_presigned_put(backend: Backend) -> None:
         # Another size than the signed one is refused.
         async with http.put(url, data=b"toolong", headers={**headers, "Content-Length": "7"}) as r:
             assert r.status >= 400
+        # So is a PUT without the key's metadata headers (they are signed).
+        async with http.put(url, data=b"bytes", headers={"Content-Length": "5"}) as r:
+            assert r.status >= 400
         assert await store.size(staging) is None
         async with http.put(url, data=b"bytes", headers=headers) as r:
             assert r.status == 200, await r.text()
