@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tracemalloc
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -14,9 +15,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
+from pymongo import MongoClient
 
+from confab_core.clock import FakeClock
 from confab_core.crypto import UndecryptableError
-from confab_devservers import S3Server
+from confab_devservers import MongoServer, S3Server
+from conversation import app
 from conversation.settings import ConversationSettings
 from conversation.storage.blobs import (
     BlobNotFound,
@@ -328,3 +332,35 @@ async def test_s3_aborts_a_multipart_upload_that_fails(s3_server: S3Server) -> N
         assert uploads.get("Uploads", []) == []
     finally:
         await store.close()
+
+
+async def test_the_built_service_stores_files_in_s3_and_closes_its_client(
+    mongo_server: MongoServer, s3_server: S3Server, key_file: Path
+) -> None:
+    name = f"conv_{uuid.uuid4().hex[:12]}"
+    settings = ConversationSettings(
+        mongo_url=mongo_server.url,
+        # Never dialled: the producer connects on its first send.
+        kafka_bootstrap_servers="127.0.0.1:9",
+        mongo_database=name,
+        grpc_port=0,
+        internal_key="k" * 32,  # type: ignore[arg-type]
+        key_file=key_file,
+        clamd_required=False,
+        files_backend="s3",
+        s3_endpoint_url=s3_server.endpoint_url,
+        s3_bucket=s3_server.bucket,
+        s3_access_key_id=s3_server.access_key,
+        s3_secret_access_key=s3_server.secret_key,
+    )
+    service = await app.build(settings, FakeClock(), host="127.0.0.1")
+    try:
+        assert service.files.blobs.backend == "s3"
+        stored = await service.files.store(key(tenant="tenant-app"), chunks_of(b"via the app"))
+        opened = await read_all(service.files.open(key(tenant="tenant-app"), stored.key_id))
+        assert opened == b"via the app"
+        assert await service.files.blobs.delete_prefix("tenant-app") == 1
+    finally:
+        await service.close()
+        with MongoClient(mongo_server.url) as client:
+            client.drop_database(name)
