@@ -536,7 +536,7 @@ async def build_blob_store(settings: ConversationSettings, db: AsyncDatabase[Doc
     if settings.files_backend == "s3":
         return await S3BlobStore.connect(
             endpoint_url=settings.s3_endpoint_url,
-            public_endpoint_url=settings.s3_public_endpoint_url,
+            public_endpoint_url=settings.s3_presign_endpoint_url,
             bucket=settings.s3_bucket,
             region=settings.s3_region,
             access_key_id=settings.s3_access_key_id,
