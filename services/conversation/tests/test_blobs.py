@@ -7,15 +7,21 @@ from __future__ import annotations
 import hashlib
 import os
 import tracemalloc
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
+from pymongo import MongoClient
 
+from confab_core.clock import FakeClock
 from confab_core.crypto import UndecryptableError
-from confab_devservers import S3Server
+from confab_devservers import MongoServer, S3Server
+from conversation import app
+from conversation.settings import ConversationSettings
 from conversation.storage.blobs import (
     BlobNotFound,
     BlobStore,
@@ -23,6 +29,7 @@ from conversation.storage.blobs import (
     GridFsBlobStore,
     ObjectKey,
     S3BlobStore,
+    build_blob_store,
     prefix,
 )
 from conversation.storage.db import Database
@@ -200,6 +207,9 @@ async def test_presigned_put(backend: Backend) -> None:
         # Another size than the signed one is refused.
         async with http.put(url, data=b"toolong", headers={**headers, "Content-Length": "7"}) as r:
             assert r.status >= 400
+        # So is a PUT without the key's metadata headers (they are signed).
+        async with http.put(url, data=b"bytes", headers={"Content-Length": "5"}) as r:
+            assert r.status >= 400
         assert await store.size(staging) is None
         async with http.put(url, data=b"bytes", headers=headers) as r:
             assert r.status == 200, await r.text()
@@ -261,3 +271,96 @@ async def test_a_100_mib_put_keeps_memory_flat(backend: Backend, db: Database) -
         tracemalloc.stop()
     assert total == 100 * MiB
     assert peak < 20 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+async def test_the_settings_choose_the_backend(db: Database, key_file: Path) -> None:
+    base = {
+        "mongo_url": "mongodb://unused",
+        "kafka_bootstrap_servers": "unused:9092",
+        "internal_key": "k" * 32,
+        "key_file": key_file,
+        "clamd_required": False,
+    }
+    gridfs = await build_blob_store(ConversationSettings(**base), db.db)
+    assert isinstance(gridfs, GridFsBlobStore) and not gridfs.direct_upload
+    s3 = await build_blob_store(
+        ConversationSettings(
+            **base,
+            files_backend="s3",
+            s3_bucket="files",
+            s3_endpoint_url="http://s3.internal:9000",
+            s3_public_endpoint_url="https://files.example",
+            s3_access_key_id="AKIAEXAMPLE",
+            s3_secret_access_key="secret",
+        ),
+        db.db,
+    )
+    try:
+        assert isinstance(s3, S3BlobStore) and s3.direct_upload
+        # Signing is local: the URL names the public endpoint, not the internal one.
+        url, headers = await s3.presign_put(key("staging"), 10, timedelta(minutes=2))
+        assert url.startswith("https://files.example/files/t/tenant-a/c/c1/f/f1/staging?")
+        assert headers["Content-Length"] == "10"
+        assert headers["x-amz-meta-tenant"] == "tenant-a"
+    finally:
+        await s3.close()
+
+
+async def test_s3_aborts_a_multipart_upload_that_fails(s3_server: S3Server) -> None:
+    store = await S3BlobStore.connect(
+        endpoint_url=s3_server.endpoint_url,
+        public_endpoint_url=None,
+        bucket=s3_server.bucket,
+        region=s3_server.region,
+        access_key_id=s3_server.access_key,
+        secret_access_key=s3_server.secret_key,
+    )
+    big = key(tenant="tenant-abort")
+
+    async def two_parts_then_refused() -> AsyncIterator[bytes]:
+        for _ in range(11):
+            yield b"p" * MiB
+        raise ValueError("quota_exceeded")
+
+    try:
+        with pytest.raises(ValueError):
+            await store.put(big, two_parts_then_refused())
+        assert await store.size(big) is None
+        uploads = s3_server.client().list_multipart_uploads(
+            Bucket=s3_server.bucket, Prefix=prefix("tenant-abort")
+        )
+        assert uploads.get("Uploads", []) == []
+    finally:
+        await store.close()
+
+
+async def test_the_built_service_stores_files_in_s3_and_closes_its_client(
+    mongo_server: MongoServer, s3_server: S3Server, key_file: Path
+) -> None:
+    name = f"conv_{uuid.uuid4().hex[:12]}"
+    settings = ConversationSettings(
+        mongo_url=mongo_server.url,
+        # Never dialled: the producer connects on its first send.
+        kafka_bootstrap_servers="127.0.0.1:9",
+        mongo_database=name,
+        grpc_port=0,
+        internal_key="k" * 32,  # type: ignore[arg-type]
+        key_file=key_file,
+        clamd_required=False,
+        files_backend="s3",
+        s3_endpoint_url=s3_server.endpoint_url,
+        s3_bucket=s3_server.bucket,
+        s3_access_key_id=s3_server.access_key,
+        s3_secret_access_key=s3_server.secret_key,
+    )
+    service = await app.build(settings, FakeClock(), host="127.0.0.1")
+    try:
+        assert service.files.blobs.backend == "s3"
+        stored = await service.files.store(key(tenant="tenant-app"), chunks_of(b"via the app"))
+        opened = await read_all(service.files.open(key(tenant="tenant-app"), stored.key_id))
+        assert opened == b"via the app"
+        assert await service.files.blobs.delete_prefix("tenant-app") == 1
+    finally:
+        await service.close()
+        with MongoClient(mongo_server.url) as client:
+            client.drop_database(name)

@@ -334,3 +334,12 @@ async def test_page_by_id_and_count_by_scope(db: Database, clock: FakeClock) -> 
     assert [f.id for f in await files.page_by_id("", 10, uploader_id="u2")] == ["f3"]
     assert await files.count() == 3
     assert await files.count(conversation_id="c1", uploader_id="u1") == 1
+
+
+async def test_a_shredded_tenants_file_is_still_purged(db: Database, clock: FakeClock) -> None:
+    await db.files(TENANT_A).create(new_file(clock))
+    await db.files(TENANT_A).mark_deleted("c1", "f1", clock.now())
+    await db.keys.shred(TENANT_A)
+    claimed = await db.file_queue().claim_due_purge(clock.now(), "w1", LEASE)
+    assert claimed is not None and claimed.id == "f1" and claimed.name == ""
+    assert await db.file_queue().mark_purged(TENANT_A, "f1", "w1", clock.now())

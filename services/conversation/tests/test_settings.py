@@ -146,6 +146,11 @@ def test_no_scanner_only_when_said(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVERSATION_FILES_BACKEND", "s3")
     monkeypatch.setenv("CONVERSATION_S3_BUCKET", "files")
     monkeypatch.setenv("CONVERSATION_S3_ENDPOINT_URL", "http://s3.internal:9000")
+    monkeypatch.setenv("CONVERSATION_S3_PUBLIC_ENDPOINT_URL", "")
+    monkeypatch.setenv("CONVERSATION_S3_ACCESS_KEY_ID", "")
     settings = load_settings(ConversationSettings)
     assert not settings.clamd_required
     assert settings.s3_presign_endpoint_url == "http://s3.internal:9000"
+    assert settings.s3_access_key_id is None
+    monkeypatch.setenv("CONVERSATION_S3_ENDPOINT_URL", "")
+    assert load_settings(ConversationSettings).s3_endpoint_url is None

@@ -90,6 +90,14 @@ class ConversationSettings(ServiceSettings):
             raise ValueError(f"https URLs only, not {bad[0]!r}")
         return urls
 
+    @field_validator(
+        "s3_endpoint_url", "s3_public_endpoint_url", "s3_access_key_id", "s3_secret_access_key"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        # Deploy templates render an unset value as "": AWS's own endpoint, boto's chain.
+        return value or None
+
     @field_validator("key_file")
     @classmethod
     def _key_file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:

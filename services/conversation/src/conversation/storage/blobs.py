@@ -412,14 +412,16 @@ class S3BlobStore:
             async for chunk in chunks:
                 buffer += chunk
                 total += len(chunk)
-                while len(buffer) >= self._part_bytes:
+                # Parts of at least part_bytes (S3 wants 5 MiB but the last),
+                # each the whole buffer: one copy of it at a time.
+                if len(buffer) >= self._part_bytes:
                     if upload_id is None:
                         created = await self._client.create_multipart_upload(
                             Bucket=self._bucket, Key=name, Metadata=_s3_metadata(key)
                         )
                         upload_id = created["UploadId"]
-                    part = bytes(buffer[: self._part_bytes])
-                    del buffer[: self._part_bytes]
+                    part = bytes(buffer)
+                    buffer = bytearray()
                     number = len(parts) + 1
                     sent = await self._client.upload_part(
                         Bucket=self._bucket,
@@ -534,7 +536,7 @@ async def build_blob_store(settings: ConversationSettings, db: AsyncDatabase[Doc
     if settings.files_backend == "s3":
         return await S3BlobStore.connect(
             endpoint_url=settings.s3_endpoint_url,
-            public_endpoint_url=settings.s3_public_endpoint_url,
+            public_endpoint_url=settings.s3_presign_endpoint_url,
             bucket=settings.s3_bucket,
             region=settings.s3_region,
             access_key_id=settings.s3_access_key_id,

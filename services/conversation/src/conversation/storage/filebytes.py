@@ -155,7 +155,7 @@ class FileSealer:
                         raise UndecryptableError("sealed file too short")
                     continue
                 stored_id = bytes(buffer[len(_MAGIC) + 1 : end]).decode("ascii", "replace")
-                if key_id is not None and stored_id != key_id:
+                if key_id and stored_id != key_id:
                     raise UndecryptableError("sealed with another key than its record names")
                 data_key = self._keys.by_id.get(stored_id)
                 if data_key is None:

@@ -27,6 +27,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from confab_core.crypto import KeysShreddedError
 from confab_core.mongo import Doc, TenantCollection
 from conversation.storage.blobs import Variant
 from conversation.storage.keys import KeyVault, TenantCipher, TenantCrypto
@@ -141,7 +142,8 @@ class FileRecord:
         return bool(self.variants)
 
 
-def _record(doc: Doc, c: TenantCipher) -> FileRecord:
+def _record(doc: Doc, c: TenantCipher | None) -> FileRecord:
+    """``c`` None: the tenant's keys are shredded, and the name unreadable for good."""
     doc_id = str(doc["_id"])
     return FileRecord(
         id=doc_id,
@@ -149,7 +151,7 @@ def _record(doc: Doc, c: TenantCipher) -> FileRecord:
         conversation_id=str(doc["conversation_id"]),
         uploader_id=str(doc["uploader_id"]),
         client_id=str(doc["client_id"]),
-        name=c.open(FILES_COLLECTION, doc_id, "name", doc.get("name")),
+        name="" if c is None else c.open(FILES_COLLECTION, doc_id, "name", doc.get("name")),
         status=FileStatus(doc["status"]),
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
@@ -648,7 +650,12 @@ class FileWorkQueue:
     async def _opened(self, doc: Doc | None) -> FileRecord | None:
         if doc is None:
             return None
-        return _record(doc, TenantCipher(await self._vault.keys(str(doc["tenant_id"]))))
+        try:
+            keys = await self._vault.keys(str(doc["tenant_id"]))
+        except KeysShreddedError:
+            # An erased tenant's file still gets purged; its name is gone for good.
+            return _record(doc, None)
+        return _record(doc, TenantCipher(keys))
 
     async def _claim(
         self, flt: Doc, now: datetime, owner: str, lease: timedelta
