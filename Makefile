@@ -24,7 +24,8 @@ PYTEST := $(UV) run --frozen pytest
 	deploy-check deploy-render bench bench-full
 
 help:
-	@echo "make run    - start the whole fleet on local Kafka, MongoDB-wire and Redis, with a demo tenant"
+	@echo "make run    - start the whole fleet on local Kafka, MongoDB-wire, Redis and clamd, with a demo tenant"
+	@echo "              (ARGS=\"--files-backend s3\": uploaded files on a local versitygw instead of GridFS)"
 	@echo "make test   - install what is missing, lint, check protos, run unit, integration and e2e tests"
 
 E2E_NODE := tests/e2e/node/node_modules/.package-lock.json
@@ -62,7 +63,7 @@ $(E2E_NODE): tests/e2e/node/package.json tests/e2e/node/package-lock.json
 
 run: install
 	rm -rf .run/dev
-	$(UV) run --frozen python -m confab_devfleet --workdir .run/dev
+	$(UV) run --frozen python -m confab_devfleet --workdir .run/dev $(ARGS)
 
 test: install lint proto-check deploy-check test-unit test-e2e
 

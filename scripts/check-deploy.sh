@@ -7,7 +7,9 @@
 #      installed here, see docs/deploy.md); the builder stage run for each service
 #      without a container engine (none here): its uv steps on
 #      the real uv.lock, then an import from the built virtualenv
-#      (CONFAB_SKIP_BUILDSTAGE=1 skips that part, ~30 s)
+#      (CONFAB_SKIP_BUILDSTAGE=1 skips that part, ~30 s), and every shared library
+#      its compiled modules need is in the virtualenv or the slim base image
+#      (scripts/check-native-libs.py: Pillow, pypdfium2 ... ship theirs in the wheel)
 #   2. helm lint --strict and helm template with the default, prod and dev values
 #   3. the kustomize base is the chart's current render (deploy/k8s/render.sh)
 #   4. kustomize build of overlays/dev and overlays/prod
@@ -43,7 +45,13 @@ if [[ ${CONFAB_SKIP_BUILDSTAGE:-0} != 1 ]]; then
   echo "$services" | xargs -P 2 -I{} sh -c \
     'mkdir -p "$1/build-$2" && "$3/deploylint" buildstage -root "$4" -service "$2" -workdir "$1/build-$2" -uv "$5" >"$1/build-$2.log" 2>&1 || { tail -40 "$1/build-$2.log" >&2; exit 1; }' \
     _ "$OUT" {} "$BIN" "$ROOT" "${UV:-$PYTHON -m uv}"
-  for s in $services; do tail -1 "$OUT/build-$s.log"; rm -rf "$OUT/build-$s"; done
+  for s in $services; do
+    tail -1 "$OUT/build-$s.log"
+    # The runtime stage is the slim base plus this virtualenv: a wheel's native
+    # library must be bundled in it (manylinux) or be in the base image.
+    "$PYTHON" scripts/check-native-libs.py "$OUT/build-$s"
+    rm -rf "$OUT/build-$s"
+  done
 fi
 
 for v in default prod dev; do
