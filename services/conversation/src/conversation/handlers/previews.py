@@ -129,8 +129,10 @@ def _save_stripped(im: Image.Image, dest: Path) -> None:
     fmt = "JPEG" if im.format == "MPO" else im.format
     im.seek(0)
     upright = ImageOps.exif_transpose(im)
-    kept = {k: v for k, v in im.info.items() if k in ("icc_profile", "dpi", "transparency")}
-    upright.info = dict(kept)
+    kept: dict[str, object] = {
+        k: im.info[k] for k in ("icc_profile", "dpi", "transparency") if k in im.info
+    }
+    upright.info = {k: v for k, v in kept.items()}
     options: dict[str, object] = {"exif": b"", "xmp": b"", **kept}
     if fmt == "JPEG" and isinstance(im, JpegImagePlugin.JpegImageFile):
         # The original's quantization tables and chroma subsampling: the same
