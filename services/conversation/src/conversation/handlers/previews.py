@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +83,8 @@ def render_image(src: Path, scratch: Path, *, max_pixels: int, keep_metadata: bo
     process, and threads for tenants with other caps run at the same time.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return _render_image(src, scratch, max_pixels, keep_metadata)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return _render_image(src, scratch, max_pixels, keep_metadata)
+    except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
     except ImageTooLarge:
         raise
