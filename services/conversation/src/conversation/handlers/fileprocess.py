@@ -14,7 +14,7 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -25,15 +25,16 @@ from confab.conversation.v1 import events_pb2, files_pb2
 from confab_core.clock import Clock
 from confab_core.errors import NotFound
 from confab_core.ids import new_id
+from conversation import convert
 from conversation.clients.scanner import Scanner, ScannerDown, TooLargeToScan
 from conversation.handlers import previews
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.support import system_caller
 from conversation.handlers.unit import Change, Taken, UnitOfWork
-from conversation.storage.audit import Target
-from conversation.storage.conversations import Claim
-from conversation.storage.files import FileBytes, FileRecord, Processed
-from conversation.storage.blobs import ObjectKey
+from conversation.storage.audit import Fields, Target
+from conversation.storage.blobs import VARIANTS, ObjectKey, Variant
+from conversation.storage.filebytes import FileBytes
+from conversation.storage.files import CleanChange, FileRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ IMAGE = "image"
 PDF = "pdf"
 SVG = "image/svg+xml"
 _COPY_CHUNK = 64 * 1024
+# A quota no file reaches: the processor's corrections are never refused.
+_NO_QUOTA = 2**62
 
 
 def backoff(attempts: int) -> timedelta:
@@ -115,20 +118,9 @@ class _Scanned:
     """The plaintext as the scan read it: its true size and hash (what the
     record ends with), and a private copy for Pillow or pdfium when needed."""
 
-    size: int = 0
-    sha256: str = ""
     copy: Path | None = None
-
-
-@dataclass
-class _Made:
-    width: int = 0
-    height: int = 0
-    thumbnail: bool = False
-    preview: bool = False
     size: int = 0
     sha256: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 class FileProcessor:
@@ -147,8 +139,7 @@ class FileProcessor:
         """``scanner`` None: scanning is switched off (CLAMD_REQUIRED=false
         without a host), and pending files stay pending."""
         self._unit = unit
-        self._db = unit.database
-        self._queue = unit.database.file_work()
+        self._queue = unit.database.file_queue()
         self._files = files
         self._scanner = scanner
         self._policies = policies
@@ -159,11 +150,16 @@ class FileProcessor:
         self.owner = new_id()
 
     async def claim(self, limit: int) -> list[FileRecord]:
+        """Up to ``limit`` due pending files, each now leased to this processor."""
         if self._scanner is None:
             return []
-        return await self._queue.claim_due_pending(
-            self.owner, self._clock.now(), self._lease, limit
-        )
+        claimed: list[FileRecord] = []
+        while len(claimed) < limit:
+            record = await self._queue.claim_due_pending(self._clock.now(), self.owner, self._lease)
+            if record is None:
+                break
+            claimed.append(record)
+        return claimed
 
     async def measure_backlog(self) -> None:
         PENDING.set(await self._queue.count_pending())
@@ -176,8 +172,8 @@ class FileProcessor:
         except LeaseLost:
             log.warning("file %s was taken over by another processor", record.id)
         except NotFound:
-            # The conversation went while the file waited: its deletion
-            # removes the files, nothing to report to anyone.
+            # The conversation went while the file waited; its deletion takes
+            # the files with it.
             log.info("file %s: its conversation is gone", record.id)
         except ScannerDown as exc:
             SCANS.labels("scanner_down").inc()
@@ -189,14 +185,13 @@ class FileProcessor:
             await self._retry(record, "failed")
 
     async def _retry(self, record: FileRecord, why: str) -> None:
-        attempts = record.scan_attempts + 1
-        at = self._clock.now() + backoff(attempts)
-        log.info("file %s stays pending (%s), retry at %s", record.id, why, at.isoformat())
-        await self._queue.retry_later(record.tenant_id, record.id, self.owner, at)
+        at = self._clock.now() + backoff(record.scan_attempts + 1)
+        log.info("file %s stays pending (%s), next attempt %s", record.id, why, at.isoformat())
+        await self._queue.release_with_backoff(record.tenant_id, record.id, self.owner, at)
 
     async def _process(self, record: FileRecord) -> None:
         assert self._scanner is not None
-        await self._seal_staging(record)
+        key_id = await self._seal_staging(record)
         with tempfile.TemporaryDirectory(prefix="confab-file-", dir=self._scratch) as scratch:
             workdir = Path(scratch)
             wants_copy = record.kind in (IMAGE, PDF) and record.content_type != SVG
@@ -204,7 +199,7 @@ class FileProcessor:
             started = time.monotonic()
             try:
                 verdict = await self._scanner.scan(
-                    self._read(record, scanned), record.size_bytes
+                    self._read(record, key_id, scanned), record.size_bytes
                 )
             except TooLargeToScan:
                 SCANS.labels("unscannable").inc()
@@ -217,29 +212,31 @@ class FileProcessor:
                 return
             SCANS.labels("clean").inc()
             try:
-                made = await self._render(record, scanned, workdir)
+                change = await self._render(record, scanned, workdir)
             except Refused as refused:
                 await self._refuse(record, refused.code)
                 return
-        await self._finish(record, made)
+        if key_id != record.key_id and change.key_id is None:
+            change = replace(change, key_id=key_id)
+        await self._finish(record, change)
 
-    async def _seal_staging(self, record: FileRecord) -> None:
+    async def _seal_staging(self, record: FileRecord) -> str:
         """A direct upload's plaintext becomes the sealed original, then the
-        staging object goes: in that order, so a crash between the two only
-        makes the next attempt seal again over the same key."""
-        staging = self._key(record, "staging")
-        if not await self._files.has(staging):
-            return
-        await self._files.seal_staging(staging, self._key(record, "original"))
-        await self._files.delete(staging)
+        staging object goes (FileBytes.seal_staging, in that order: a crash
+        between the two only makes the next attempt seal again over the same
+        key). The id of the key the original is sealed with."""
+        if await self._files.blobs.size(self._key(record, "staging")) is None:
+            return record.key_id
+        stored = await self._files.seal_staging(self._key(record, "original"))
+        return stored.key_id
 
-    async def _read(self, record: FileRecord, into: _Scanned) -> AsyncIterator[bytes]:
+    async def _read(self, record: FileRecord, key_id: str, into: _Scanned) -> AsyncIterator[bytes]:
         """The opened bytes for the scanner, hashed on the way and copied to the
         scratch file when previews need one."""
         digest = hashlib.sha256()
         out: BinaryIO | None = into.copy.open("wb") if into.copy else None
         try:
-            async for chunk in self._files.open(self._key(record, "original")):
+            async for chunk in self._files.open(self._key(record, "original"), key_id or None):
                 digest.update(chunk)
                 into.size += len(chunk)
                 if out is not None:
@@ -250,19 +247,23 @@ class FileProcessor:
                 out.close()
         into.sha256 = digest.hexdigest()
 
-    async def _render(self, record: FileRecord, scanned: _Scanned, workdir: Path) -> _Made:
-        made = _Made(size=scanned.size, sha256=scanned.sha256)
+    async def _render(self, record: FileRecord, scanned: _Scanned, workdir: Path) -> CleanChange:
+        """What the file gets besides its original. The size and hash are always
+        those just read: a retry after a crash between rewriting the original
+        and recording it still ends with the record telling the truth."""
+        plain = CleanChange(size_bytes=scanned.size, sha256=scanned.sha256)
         if scanned.copy is None:
-            return made
+            return plain
         if record.kind == PDF:
             pdf = await asyncio.to_thread(previews.render_pdf, scanned.copy)
-            if pdf is None:
+            if pdf is None or pdf.thumbnail is None:
                 PREVIEWS.labels(PDF, "none").inc()
-                return made
-            await self._store_small(record, "thumbnail", pdf.thumbnail or b"")
+                return plain
+            await self._store_small(record, "thumbnail", pdf.thumbnail)
             PREVIEWS.labels(PDF, "thumbnail").inc()
-            made.width, made.height, made.thumbnail = pdf.width, pdf.height, True
-            return made
+            return replace(
+                plain, width=pdf.width, height=pdf.height, variants=("original", "thumbnail")
+            )
         policy = await self._policies(record.tenant_id)
         try:
             image = await asyncio.to_thread(
@@ -281,107 +282,106 @@ class FileProcessor:
                 raise Refused(IMAGE_UNDECODABLE) from None
             # No decoder here (HEIC): served as it is, without a picture.
             PREVIEWS.labels(IMAGE, "none").inc()
-            return made
-        made.width, made.height = image.width, image.height
+            return plain
+        variants: list[Variant] = ["original"]
         if image.thumbnail is not None:
             await self._store_small(record, "thumbnail", image.thumbnail)
-            made.thumbnail = True
+            variants.append("thumbnail")
             PREVIEWS.labels(IMAGE, "thumbnail").inc()
         if image.preview is not None:
             await self._files.store(self._key(record, "preview"), _chunks(image.preview))
-            made.preview = True
+            variants.append("preview")
             PREVIEWS.labels(IMAGE, "preview").inc()
-        if image.stripped is not None:
-            made.size = await self._files.store(
-                self._key(record, "original"), _chunks(image.stripped)
-            )
-            made.sha256 = await asyncio.to_thread(_sha256, image.stripped)
-        return made
+        change = replace(plain, width=image.width, height=image.height, variants=tuple(variants))
+        if image.stripped is None:
+            return change
+        stored = await self._files.store(self._key(record, "original"), _chunks(image.stripped))
+        return replace(change, size_bytes=stored.size, sha256=stored.sha256, key_id=stored.key_id)
 
-    async def _store_small(self, record: FileRecord, variant: str, data: bytes) -> None:
+    async def _store_small(self, record: FileRecord, variant: Variant, data: bytes) -> None:
         async def one() -> AsyncIterator[bytes]:
             yield data
 
         await self._files.store(self._key(record, variant), one())
 
-    def _key(self, record: FileRecord, variant: str) -> ObjectKey:
+    def _key(self, record: FileRecord, variant: Variant) -> ObjectKey:
         return ObjectKey(record.tenant_id, record.conversation_id, record.id, variant)
 
-    async def _finish(self, record: FileRecord, made: _Made) -> None:
-        outcome = Processed(
-            width=made.width,
-            height=made.height,
-            has_thumbnail=made.thumbnail,
-            has_preview=made.preview,
-            size_bytes=made.size,
-            sha256=made.sha256,
-        )
+    async def _finish(self, record: FileRecord, change: CleanChange) -> None:
+        """CLEAN, the quota brought to the bytes kept (stripping changes the
+        size), and file:updated, in one unit of work of the conversation."""
+        size = record.size_bytes if change.size_bytes is None else change.size_bytes
 
         async def body(t: Taken) -> None:
-            after = await t.store.files.finish_clean(
-                record.id, self.owner, outcome, self._clock.now()
-            )
+            now = self._clock.now()
+            after = await t.store.files.mark_clean(record.id, change, now, owner=self.owner)
             if after is None:
                 raise LeaseLost(record.id)
+            await self._settle_quota(t, record, size)
             t.emit(_updated(after))
 
         await self._unit.one(Change(system_caller(record.tenant_id), record.conversation_id), body)
 
+    async def _settle_quota(self, t: Taken, record: FileRecord, size: int) -> None:
+        held = record.reserved_bytes
+        if size == held:
+            return
+        if size < held:
+            await t.store.file_usage.release(record.uploader_id, held - size)
+        else:
+            # The file was accepted; a few more bytes after stripping (a PNG
+            # saved again) are counted even past the quota, never refused.
+            await t.store.file_usage.reserve(record.uploader_id, size - held, _NO_QUOTA, _NO_QUOTA)
+        await t.store.files.set_reserved(record.id, size, self._clock.now())
+
     async def _infected(self, record: FileRecord, signature: str) -> None:
-        await self._end_refused(
-            record, "infected", FILE_INFECTED, {"signature": signature[:200]}
-        )
+        await self._end_refused(record, FILE_INFECTED, {"signature": signature[:200]}, reason="")
 
     async def _refuse(self, record: FileRecord, code: str) -> None:
-        await self._end_refused(record, "rejected", FILE_REJECTED, {"reason": code}, code=code)
+        await self._end_refused(record, FILE_REJECTED, {"reason": code}, reason=code)
 
     async def _end_refused(
-        self,
-        record: FileRecord,
-        status: str,
-        action: str,
-        after: dict[str, str],
-        *,
-        code: str = "",
+        self, record: FileRecord, action: str, after: Fields, *, reason: str
     ) -> None:
-        """Bytes first (a crash after leaves a pending file with no bytes, which
-        the next attempt refuses again), then record, quota, audit and event
-        in one unit of work."""
-        await self._delete_objects(record)
+        """INFECTED (``reason`` empty) or REJECTED, the quota given back, an
+        audit record and file:updated, in one unit of work; the record is then
+        marked for purging, and the purge deletes its bytes (every variant)."""
 
         async def body(t: Taken) -> None:
-            ended = await t.store.files.finish_refused(
-                record.id, self.owner, status, code, self._clock.now()
-            )
+            now = self._clock.now()
+            if reason:
+                ended = await t.store.files.mark_rejected(record.id, reason, now, owner=self.owner)
+            else:
+                ended = await t.store.files.mark_infected(record.id, now, owner=self.owner)
             if ended is None:
                 raise LeaseLost(record.id)
+            await self._settle_quota(t, record, 0)
             await self._audit.in_unit(t, action, Target("file", record.id), {}, after)
             t.emit(_updated(ended))
 
         change = Change(system_caller(record.tenant_id), record.conversation_id, audited=True)
         await self._unit.one(change, body)
 
-    async def _delete_objects(self, record: FileRecord) -> None:
-        for variant in ("original", "thumbnail", "preview", "staging"):
-            await self._files.delete(self._key(record, variant))
-
     async def purge_deleted(self, limit: int) -> int:
-        """Deleted files whose objects are still stored: objects removed, then
-        the record marked purged. Returns how many."""
+        """Infected, rejected and deleted files whose objects may still be
+        stored: every variant deleted (a crash may have left one the record
+        does not list), then the record marked purged. Returns how many."""
         done = 0
-        for record in await self._queue.claim_purge(
-            self.owner, self._clock.now(), self._lease, limit
-        ):
-            await self._delete_objects(record)
-            await self._queue.mark_purged(record.tenant_id, record.id, self.owner)
+        while done < limit:
+            record = await self._queue.claim_due_purge(self._clock.now(), self.owner, self._lease)
+            if record is None:
+                break
+            for variant in VARIANTS:
+                await self._files.blobs.delete(self._key(record, variant))
+            await self._queue.mark_purged(
+                record.tenant_id, record.id, self.owner, self._clock.now()
+            )
             PURGED.inc()
             done += 1
         return done
 
 
 def _updated(record: FileRecord) -> events_pb2.ConversationEvent:
-    from conversation import convert
-
     return events_pb2.ConversationEvent(
         file_updated=files_pb2.FileUpdated(file=convert.file(record))
     )
@@ -391,11 +391,3 @@ async def _chunks(path: Path) -> AsyncIterable[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(_COPY_CHUNK):
             yield chunk
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
