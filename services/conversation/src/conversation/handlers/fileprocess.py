@@ -84,6 +84,12 @@ class ImagePolicy:
 ImagePolicies = Callable[[str], Awaitable[ImagePolicy]]
 
 
+async def default_image_policy(tenant_id: str) -> ImagePolicy:
+    """The policy's defaults (50 MP, metadata stripped), for every tenant: what
+    the processor uses until the tenant's files settings are wired in."""
+    return ImagePolicy()
+
+
 class FileWork:
     """The processor's wake-up: handlers call ``wake()`` once a file is
     committed pending (or deleted), so it is scanned without waiting a poll."""
