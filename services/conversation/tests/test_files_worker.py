@@ -19,7 +19,7 @@ from PIL import Image
 
 from confab.conversation.v1 import files_pb2
 from confab_core.clock import FakeClock
-from confab_core.identity import Caller
+from confab_core.identity import ROLE_MEMBER, ROLE_TENANT_ADMIN, Caller
 from confab_core.ids import new_id
 from confab_devservers import ClamdServer
 from conversation.clients.scanner import ClamdScanner
@@ -34,7 +34,7 @@ from conversation.storage.db import Database, Transaction
 from conversation.storage.filebytes import FileBytes
 from conversation.storage.files import FileRecord, FileStatus
 
-from .conftest import ALICE, create, decode, outbox
+from .conftest import ALICE, create, decode, outbox, user
 from .test_files_worker_previews import GPS_IFD, photo, png_header
 from .test_files_worker_scanner import EICAR
 
@@ -401,3 +401,16 @@ async def test_the_wake_up_starts_a_scan_without_waiting_a_poll(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_file_whose_conversation_is_gone_is_deleted_and_purged(
+    setup: Setup, conversations: ConversationHandler
+) -> None:
+    rec = await setup.upload(b"orphan", "text/plain", "text")
+    admin = user("admin", ALICE.tenant_id, ROLE_MEMBER, ROLE_TENANT_ADMIN)
+    await conversations.delete(admin, setup.conv)
+    await setup.worker().run_once()
+    after = await setup.get(rec)
+    assert after.status == FileStatus.DELETED
+    await setup.worker().run_once()
+    assert not await setup.stored(rec, "original")

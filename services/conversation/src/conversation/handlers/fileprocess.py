@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from prometheus_client import Counter, Gauge, Histogram
+from pymongo.errors import PyMongoError
 
 from confab.conversation.v1 import events_pb2, files_pb2
 from confab_core.clock import Clock
@@ -173,14 +174,18 @@ class FileProcessor:
     async def process(self, record: FileRecord) -> None:
         """Never raises for one file's trouble: the file is retried later or
         ends refused, and the other files go on."""
+        renewing = asyncio.create_task(self._renew(record))
         try:
             await self._process(record)
         except LeaseLost:
             log.warning("file %s was taken over by another processor", record.id)
         except NotFound:
-            # The conversation went while the file waited; its deletion takes
-            # the files with it.
-            log.info("file %s: its conversation is gone", record.id)
+            # The conversation went while the file waited: nobody can see the
+            # file any more, so it is deleted (and its bytes purged next).
+            log.info("file %s: its conversation is gone, deleting it", record.id)
+            await self._unit.database.files(record.tenant_id).mark_deleted(
+                record.conversation_id, record.id, self._clock.now()
+            )
         except ScannerDown as exc:
             SCANS.labels("scanner_down").inc()
             await self._retry(record, f"scanner down: {exc}")
@@ -189,6 +194,24 @@ class FileProcessor:
             # file stays pending (never served) and is tried again later.
             log.exception("file %s failed to process", record.id)
             await self._retry(record, "failed")
+        finally:
+            renewing.cancel()
+
+    async def _renew(self, record: FileRecord) -> None:
+        """Keeps the lease while a long file is scanned and drawn, so no other
+        processor takes it over; a lost lease shows at the final write."""
+        period = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                held = await self._queue.renew(
+                    record.tenant_id, record.id, self.owner, self._clock.now(), self._lease
+                )
+            except PyMongoError as exc:
+                log.warning("file %s: lease not renewed: %s", record.id, exc)
+                continue
+            if not held:
+                return
 
     async def _retry(self, record: FileRecord, why: str) -> None:
         at = self._clock.now() + backoff(record.scan_attempts + 1)
