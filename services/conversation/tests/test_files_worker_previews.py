@@ -13,6 +13,14 @@ from PIL import Image, TiffImagePlugin
 from conversation.handlers import previews
 
 GPS_IFD = 0x8825
+# What the upload's sniffer says each test file is.
+CT = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".tiff": "image/tiff",
+    ".bmp": "image/bmp",
+}
 ORIENTATION = 0x0112
 
 
@@ -43,7 +51,9 @@ def png_header(path: Path, width: int, height: int) -> Path:
 
 def test_jpeg_loses_gps_exif_xmp_and_comment_but_keeps_its_look(tmp_path: Path) -> None:
     src = photo(tmp_path / "in.jpg")
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
 
     assert out.stripped is not None
     with Image.open(out.stripped) as clean:
@@ -63,7 +73,9 @@ def test_jpeg_loses_gps_exif_xmp_and_comment_but_keeps_its_look(tmp_path: Path) 
 
 def test_kept_metadata_leaves_the_original_alone(tmp_path: Path) -> None:
     src = photo(tmp_path / "in.jpg")
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=True)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=True
+    )
     assert out.stripped is None
     assert out.thumbnail is not None
 
@@ -71,7 +83,9 @@ def test_kept_metadata_leaves_the_original_alone(tmp_path: Path) -> None:
 def test_an_image_without_metadata_is_not_saved_again(tmp_path: Path) -> None:
     src = tmp_path / "plain.png"
     Image.new("RGB", (40, 30), "green").save(src, "PNG")
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
     assert out.stripped is None
     assert (out.width, out.height) == (40, 30)
 
@@ -79,7 +93,9 @@ def test_an_image_without_metadata_is_not_saved_again(tmp_path: Path) -> None:
 def test_orientation_is_applied_before_the_exif_goes(tmp_path: Path) -> None:
     # Orientation 6: the camera was turned a quarter; viewers show it 320 x 640.
     src = photo(tmp_path / "turned.jpg", orientation=6)
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
     assert (out.width, out.height) == (320, 640)
     assert out.stripped is not None
     with Image.open(out.stripped) as clean:
@@ -93,7 +109,9 @@ def test_orientation_is_applied_before_the_exif_goes(tmp_path: Path) -> None:
 def test_thumbnail_is_webp_at_most_480_px(tmp_path: Path) -> None:
     src = tmp_path / "wide.png"
     Image.new("RGBA", (1600, 900), (0, 0, 0, 0)).save(src, "PNG")
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
     assert out.thumbnail is not None
     with Image.open(io.BytesIO(out.thumbnail)) as thumb:
         assert thumb.format == "WEBP"
@@ -105,7 +123,9 @@ def test_thumbnail_is_webp_at_most_480_px(tmp_path: Path) -> None:
 def test_a_small_image_is_not_blown_up(tmp_path: Path) -> None:
     src = tmp_path / "small.gif"
     Image.new("P", (50, 20)).save(src, "GIF")
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
     assert out.thumbnail is not None
     with Image.open(io.BytesIO(out.thumbnail)) as thumb:
         assert thumb.size == (50, 20)
@@ -115,7 +135,9 @@ def test_animated_gif_thumbnail_is_its_first_frame(tmp_path: Path) -> None:
     src = tmp_path / "anim.gif"
     frames = [Image.new("RGB", (60, 60), c) for c in ("red", "blue", "green")]
     frames[0].save(src, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
     assert out.thumbnail is not None
     with Image.open(io.BytesIO(out.thumbnail)) as thumb:
         r, g, b = thumb.convert("RGB").getpixel((30, 30))  # type: ignore[misc]
@@ -128,7 +150,9 @@ def test_tiff_gets_a_png_preview_and_loses_its_tags(tmp_path: Path) -> None:
     info[270] = "scanned at the office"  # ImageDescription
     info[315] = "Jane Doe"  # Artist
     Image.new("RGB", (300, 200), "white").save(src, "TIFF", tiffinfo=info)
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
     assert out.preview is not None
     with Image.open(out.preview) as preview:
         assert preview.format == "PNG"
@@ -142,7 +166,9 @@ def test_tiff_gets_a_png_preview_and_loses_its_tags(tmp_path: Path) -> None:
 def test_bmp_gets_a_png_preview(tmp_path: Path) -> None:
     src = tmp_path / "old.bmp"
     Image.new("RGB", (64, 48), "yellow").save(src, "BMP")
-    out = previews.render_image(src, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+    out = previews.render_image(
+        src, tmp_path, CT[src.suffix], max_pixels=50_000_000, keep_metadata=False
+    )
     assert out.preview is not None
     assert out.thumbnail is not None
 
@@ -150,7 +176,9 @@ def test_bmp_gets_a_png_preview(tmp_path: Path) -> None:
 def test_pixels_over_the_policy_are_refused_from_the_header(tmp_path: Path) -> None:
     src = png_header(tmp_path / "big.png", 4000, 3000)
     with pytest.raises(previews.ImageTooLarge):
-        previews.render_image(src, tmp_path, max_pixels=10_000_000, keep_metadata=False)
+        previews.render_image(
+            src, tmp_path, CT[src.suffix], max_pixels=10_000_000, keep_metadata=False
+        )
 
 
 def test_a_decompression_bomb_is_refused(tmp_path: Path) -> None:
@@ -158,7 +186,7 @@ def test_a_decompression_bomb_is_refused(tmp_path: Path) -> None:
     # under a tenant cap that would allow it.
     src = png_header(tmp_path / "bomb.png", 20_000, 10_000)
     with pytest.raises(previews.ImageTooLarge):
-        previews.render_image(src, tmp_path, max_pixels=10**12, keep_metadata=False)
+        previews.render_image(src, tmp_path, CT[src.suffix], max_pixels=10**12, keep_metadata=False)
 
 
 def test_bytes_that_do_not_decode_are_undecodable(tmp_path: Path) -> None:
@@ -167,15 +195,30 @@ def test_bytes_that_do_not_decode_are_undecodable(tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(good.read_bytes()[:80])
     with pytest.raises(previews.Undecodable):
-        previews.render_image(broken, tmp_path, max_pixels=50_000_000, keep_metadata=False)
+        previews.render_image(
+            broken, tmp_path, "image/png", max_pixels=50_000_000, keep_metadata=False
+        )
 
 
 def test_which_types_must_decode() -> None:
     assert previews.pillow_decodes("image/png")
     assert previews.pillow_decodes("image/tiff")
-    assert previews.pillow_decodes("image/x-ms-bmp")
     assert not previews.pillow_decodes("image/heic")
     assert not previews.pillow_decodes("image/svg+xml")
+
+
+def test_only_the_sniffed_type_decoder_is_used(tmp_path: Path) -> None:
+    # A GIF that the sniffer called a PNG is not opened by the GIF decoder.
+    src = tmp_path / "mislabelled.png"
+    Image.new("RGB", (20, 20)).save(src, "GIF")
+    with pytest.raises(previews.Undecodable):
+        previews.render_image(
+            src, tmp_path, "image/png", max_pixels=50_000_000, keep_metadata=False
+        )
+    with pytest.raises(previews.Undecodable):
+        previews.render_image(
+            src, tmp_path, "application/postscript", max_pixels=50_000_000, keep_metadata=False
+        )
 
 
 def test_pdf_first_page_thumbnail(tmp_path: Path) -> None:

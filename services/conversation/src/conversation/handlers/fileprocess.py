@@ -299,6 +299,7 @@ class FileProcessor:
                 previews.render_image,
                 scanned.copy,
                 workdir,
+                record.content_type,
                 max_pixels=policy.max_pixels,
                 keep_metadata=policy.keep_metadata,
             )

@@ -37,9 +37,19 @@ METADATA_KEYS = frozenset(
 TIFF_METADATA_TAGS = frozenset(
     {270, 271, 272, 305, 306, 315, 316, 33432, 700, 33723, 34377, 34665, 34853}
 )
-# Pillow's own names for the image types it decodes, and the aliases sniffers
-# use: a file of one of these types that does not decode is refused.
-_ALIASES = frozenset({"image/x-ms-bmp", "image/x-bmp", "image/tif", "image/x-tiff", "image/jpg"})
+# The Pillow decoders each sniffed type may be opened with, and no other: Pillow
+# would otherwise try every plugin it has on the bytes (EPS through Ghostscript,
+# among others), whatever the sniffer said. A file of one of these types that
+# does not decode is refused.
+PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
+    "image/png": ("PNG",),
+    "image/jpeg": ("JPEG", "MPO"),
+    "image/gif": ("GIF",),
+    "image/webp": ("WEBP",),
+    "image/bmp": ("BMP", "DIB"),
+    "image/tiff": ("TIFF",),
+    "image/avif": ("AVIF",),
+}
 # pdfium is not thread-safe: one render at a time per process.
 _PDFIUM = threading.Lock()
 # Orientations (EXIF 0x0112) that turn the picture a quarter: width and height swap.
@@ -71,11 +81,12 @@ class Rendered:
 
 def pillow_decodes(content_type: str) -> bool:
     """Whether Pillow has a decoder for this type: such a file must decode."""
-    Image.init()
-    return content_type in _ALIASES or content_type in set(Image.MIME.values())
+    return content_type in PILLOW_FORMATS
 
 
-def render_image(src: Path, scratch: Path, *, max_pixels: int, keep_metadata: bool) -> Rendered:
+def render_image(
+    src: Path, scratch: Path, content_type: str, *, max_pixels: int, keep_metadata: bool
+) -> Rendered:
     """Raises ImageTooLarge over ``max_pixels``, Undecodable for broken bytes.
 
     The pixel cap is checked from the header before any pixel is decoded, here
@@ -83,7 +94,10 @@ def render_image(src: Path, scratch: Path, *, max_pixels: int, keep_metadata: bo
     process, and threads for tenants with other caps run at the same time.
     """
     try:
-        return _render_image(src, scratch, max_pixels, keep_metadata)
+        formats = PILLOW_FORMATS.get(content_type)
+        if formats is None:
+            raise Undecodable(f"no decoder for {content_type}")
+        return _render_image(src, scratch, formats, max_pixels, keep_metadata)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
     except ImageTooLarge:
@@ -93,8 +107,10 @@ def render_image(src: Path, scratch: Path, *, max_pixels: int, keep_metadata: bo
         raise Undecodable(str(exc)) from exc
 
 
-def _render_image(src: Path, scratch: Path, max_pixels: int, keep_metadata: bool) -> Rendered:
-    with Image.open(src) as im:
+def _render_image(
+    src: Path, scratch: Path, formats: tuple[str, ...], max_pixels: int, keep_metadata: bool
+) -> Rendered:
+    with Image.open(src, formats=formats) as im:
         width, height = im.size
         if width * height > max_pixels:
             raise ImageTooLarge(f"{width}x{height} is over {max_pixels} pixels")
@@ -117,7 +133,7 @@ def _render_image(src: Path, scratch: Path, max_pixels: int, keep_metadata: bool
         if fmt not in BROWSER_IMAGE_FORMATS:
             preview = scratch / "preview.png"
             _save_preview(im, preview)
-    return Rendered(width, height, _thumbnail(src), preview, stripped)
+    return Rendered(width, height, _thumbnail(src, formats), preview, stripped)
 
 
 def _save_stripped(im: Image.Image, dest: Path) -> None:
@@ -154,10 +170,10 @@ def _save_preview(im: Image.Image, dest: Path) -> None:
     upright.save(dest, format="PNG", optimize=False)
 
 
-def _thumbnail(src: Path) -> bytes:
+def _thumbnail(src: Path, formats: tuple[str, ...]) -> bytes:
     """Opened again: JPEG can then decode at a fraction of its size (draft),
     which makes a 12-megapixel photo's thumbnail several times cheaper."""
-    with Image.open(src) as im:
+    with Image.open(src, formats=formats) as im:
         im.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))
         # An animated image's thumbnail is its first frame.
         im.seek(0)
