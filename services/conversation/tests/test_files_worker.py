@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from confab.conversation.v1 import files_pb2
 from confab_core.clock import FakeClock
@@ -213,6 +214,7 @@ async def test_scanner_down_keeps_pending_with_backoff_then_scans_when_back(
     first = await setup.get(rec)
     assert first.status == FileStatus.PENDING
     assert first.scan_attempts == 1
+    assert REGISTRY.get_sample_value("confab_files_pending") == 1
     assert first.next_attempt_at == setup.clock.now() + timedelta(seconds=1)
     assert first.lease_owner == ""
 
@@ -233,6 +235,7 @@ async def test_scanner_down_keeps_pending_with_backoff_then_scans_when_back(
     setup.clock.advance(2)
     await back.run_once()
     assert (await setup.get(rec)).status == FileStatus.CLEAN
+    assert REGISTRY.get_sample_value("confab_files_pending") == 0
 
 
 async def test_jpeg_loses_its_gps_and_gets_a_thumbnail(setup: Setup, tmp_path: Path) -> None:
