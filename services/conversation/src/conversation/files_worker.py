@@ -48,6 +48,11 @@ class FileWorker:
             except (PyMongoError, OSError) as exc:
                 log.warning("file processor paused: %s", exc)
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            except Exception:
+                # The object store failing a purge, or a bug: the loop must
+                # outlive it (files stay as they were and are tried again).
+                log.exception("file processor pass failed")
+                pause = min(pause * 2, MAX_PAUSE_SECONDS)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await self._work.wait()
