@@ -22,7 +22,7 @@ from confab.conversation.v1 import files_pb2
 from confab_core.clock import FakeClock
 from confab_core.identity import ROLE_MEMBER, ROLE_TENANT_ADMIN, Caller
 from confab_core.ids import new_id
-from confab_devservers import ClamdServer
+from confab_devservers import ClamdServer, S3Server
 from conversation.clients.scanner import ClamdScanner
 from conversation.files_worker import FileWorker
 from conversation.handlers.audit import AuditTrail
@@ -30,7 +30,13 @@ from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.fileprocess import FileProcessor, FileWork, ImagePolicy
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.audit import AuditQuery, AuditRecord, Target
-from conversation.storage.blobs import GridFsBlobStore, ObjectKey, Variant
+from conversation.storage.blobs import (
+    BlobStore,
+    GridFsBlobStore,
+    ObjectKey,
+    S3BlobStore,
+    Variant,
+)
 from conversation.storage.db import Database, Transaction
 from conversation.storage.filebytes import FileBytes
 from conversation.storage.files import FileRecord, FileStatus
@@ -58,14 +64,20 @@ async def one(data: bytes) -> AsyncIterator[bytes]:
 
 class Setup:
     def __init__(
-        self, db: Database, unit: UnitOfWork, clock: FakeClock, clamd: ClamdServer, conv: str
+        self,
+        db: Database,
+        unit: UnitOfWork,
+        clock: FakeClock,
+        clamd: ClamdServer,
+        conv: str,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.db = db
         self.unit = unit
         self.clock = clock
         self.clamd = clamd
         self.conv = conv
-        self.files = FileBytes(GridFsBlobStore(db.db), db.keys)
+        self.files = FileBytes(blobs or GridFsBlobStore(db.db), db.keys)
         self.policy = ImagePolicy()
 
     def processor(self, *, port: int | None = None) -> FileProcessor:
@@ -417,3 +429,35 @@ async def test_a_file_whose_conversation_is_gone_is_deleted_and_purged(
     assert after.status == FileStatus.DELETED
     await setup.worker().run_once()
     assert not await setup.stored(rec, "original")
+
+
+async def test_on_s3_a_direct_upload_photo_is_sealed_scanned_stripped_and_drawn(
+    setup: Setup, s3_server: S3Server, tmp_path: Path
+) -> None:
+    s3 = await S3BlobStore.connect(
+        endpoint_url=s3_server.endpoint_url,
+        public_endpoint_url=None,
+        bucket=s3_server.bucket,
+        region="us-east-1",
+        access_key_id=s3_server.access_key,
+        secret_access_key=s3_server.secret_key,
+    )
+    try:
+        on_s3 = Setup(setup.db, setup.unit, setup.clock, setup.clamd, setup.conv, s3)
+        data = photo(tmp_path / "photo.jpg", (1000, 500)).read_bytes()
+        rec = await on_s3.upload(data, "image/jpeg", "image", staged=True)
+        eicar = await on_s3.upload(EICAR, "text/plain", "text", staged=True)
+        await on_s3.worker().run_once()
+
+        after = await on_s3.get(rec)
+        assert after.status == FileStatus.CLEAN
+        assert not await on_s3.stored(rec, "staging")
+        with Image.open(io.BytesIO(await on_s3.read(rec, "original"))) as clean:
+            assert not clean.getexif().get_ifd(GPS_IFD)
+        with Image.open(io.BytesIO(await on_s3.read(rec, "thumbnail"))) as thumb:
+            assert thumb.size == (480, 240)
+        assert (await on_s3.get(eicar)).status == FileStatus.INFECTED
+        for variant in ("original", "staging"):
+            assert not await on_s3.stored(eicar, variant)
+    finally:
+        await s3.close()
