@@ -28,7 +28,7 @@ from confab_core.kafka import EVENT_ID_HEADER, TENANT_ID_HEADER
 from confab_core.mongo import Doc
 from confab_core.sealed_events import open_event
 from confab_devservers import ChildServer, KafkaServer, MongoServer
-from confab_devservers.pytest_plugin import s3_server  # noqa: F401
+from confab_devservers.pytest_plugin import clamd_server, s3_server  # noqa: F401
 from conversation.handlers.conversations import ConversationHandler, Created
 from conversation.handlers.messages import MessageHandler, Sent
 from conversation.handlers.unit import UnitOfWork

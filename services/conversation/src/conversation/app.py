@@ -74,6 +74,8 @@ from conversation.botdata_servicer import BotDataServicer
 from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
+from conversation.clients.scanner import ClamdScanner
+from conversation.files_worker import FileWorker
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.analytics import AnalyticsHandler
 from conversation.handlers.assignment import AssignmentHandler
@@ -81,6 +83,7 @@ from conversation.handlers.audit import AuditTrail
 from conversation.handlers.botdata import BotDataHandler
 from conversation.handlers.canned import CannedHandler
 from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.fileprocess import FileProcessor, FileWork, default_image_policy
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.membership import MembershipHandler
@@ -146,6 +149,13 @@ def key_provider(settings: ConversationSettings) -> KeyProvider:
     if settings.key_file is None:
         raise ValueError("CONVERSATION_KEY_FILE is required with the local key provider")
     return LocalKeyFileProvider(settings.key_file)
+
+
+def scanner(settings: ConversationSettings) -> ClamdScanner | None:
+    """None only when the settings allow no scanner (files then stay pending)."""
+    if not settings.clamd_host:
+        return None
+    return ClamdScanner(settings.clamd_host, settings.clamd_port, settings.clamd_timeout_seconds)
 
 
 def database(
@@ -397,6 +407,25 @@ async def build(
         lease_seconds=settings.reencrypt_lease_seconds,
     )
 
+    # The file processor: scans, previews, purges (docs/files.md#scanning). The
+    # upload handlers ring ``file_work`` once a file is committed pending.
+    file_work = FileWork()
+    file_worker = FileWorker(
+        FileProcessor(
+            unit,
+            files,
+            scanner(settings),
+            default_image_policy,
+            AuditTrail(db, clock, unit.locks),
+            clock,
+            lease_seconds=settings.files_worker_lease_seconds,
+            scratch_dir=settings.files_scratch_dir,
+        ),
+        file_work,
+        concurrency=settings.files_worker_concurrency,
+        poll_seconds=settings.files_worker_poll_seconds,
+    )
+
     analytics_handler = AnalyticsHandler(db)
     analytics = AnalyticsServicer(analytics_handler)
     server.add(
@@ -411,6 +440,7 @@ async def build(
         sla_scheduler.run,
         assigner.run,
         watch_presence,
+        file_worker.run,
     ]
     if settings.analytics_consumer:
         consumer = AnalyticsConsumer(db, analytics_handler)

@@ -8,9 +8,11 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as pb
+from confab.conversation.v1 import files_pb2
 from confab.conversation.v1 import support_pb2 as spb
 from conversation.handlers.ticketflow import STATUS_TO_PROTO
 from conversation.storage.conversations import Conversation
+from conversation.storage.files import FileRecord, FileStatus
 from conversation.storage.members import Member
 from conversation.storage.messages import Message
 from conversation.storage.tickets import Ticket
@@ -146,4 +148,37 @@ def ticket(t: Ticket) -> spb.Ticket:
         handoff_summary=t.handoff_summary,
         handed_off_at=ts(t.handed_off_at),
         agent_id=t.agent_id,
+    )
+
+
+FILE_STATUS_TO_PROTO: dict[FileStatus, files_pb2.FileStatus.ValueType] = {
+    FileStatus.UPLOADING: files_pb2.FILE_STATUS_UPLOADING,
+    FileStatus.PENDING: files_pb2.FILE_STATUS_PENDING,
+    FileStatus.CLEAN: files_pb2.FILE_STATUS_CLEAN,
+    FileStatus.INFECTED: files_pb2.FILE_STATUS_INFECTED,
+    FileStatus.REJECTED: files_pb2.FILE_STATUS_REJECTED,
+    FileStatus.DELETED: files_pb2.FILE_STATUS_DELETED,
+}
+
+
+def file(f: FileRecord) -> files_pb2.File:
+    return files_pb2.File(
+        id=f.id,
+        conversation_id=f.conversation_id,
+        uploader_id=f.uploader_id,
+        name=f.name,
+        content_type=f.content_type,
+        kind=f.kind,
+        size_bytes=f.size_bytes,
+        status=FILE_STATUS_TO_PROTO[f.status],
+        width=f.width,
+        height=f.height,
+        has_thumbnail=f.has_thumbnail,
+        has_preview=f.has_preview,
+        download_only=f.download_only,
+        message_id=f.message_id,
+        client_id=f.client_id,
+        sha256=f.sha256,
+        created_at=ts(f.created_at),
+        updated_at=ts(f.updated_at),
     )

@@ -57,6 +57,14 @@ class ConversationSettings(ServiceSettings):
     assign_lease_seconds: float = 15.0
     # How often the lease holder looks for tenants other replicas woke.
     assign_poll_seconds: float = 1.0
+    # The file processor (scan, previews, purge): files worked on at once per
+    # replica (thumbnails take CPU from chat traffic), how often it looks for
+    # work besides the uploads' wake-ups, its lease on a file, and where the
+    # private plaintext copies Pillow and pdfium read live (system temp if unset).
+    files_worker_concurrency: int = Field(default=2, gt=0)
+    files_worker_poll_seconds: float = Field(default=2.0, gt=0)
+    files_worker_lease_seconds: float = Field(default=300.0, gt=0)
+    files_scratch_dir: Path | None = None
     # The analytics consumer (group conversation-analytics) folds the service's
     # own events into per-day aggregates; off, the aggregates stop growing.
     analytics_consumer: bool = True

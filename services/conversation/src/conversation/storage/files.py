@@ -678,6 +678,10 @@ class FileWorkQueue:
         """A PENDING file due for scanning that no live lease holds, now leased to ``owner``."""
         return await self._claim({"status": FileStatus.PENDING.value}, now, owner, lease)
 
+    async def count_pending(self) -> int:
+        """Files of every tenant waiting for the processor (its backlog gauge)."""
+        return await self._col.count_documents({"status": FileStatus.PENDING.value})
+
     async def renew(
         self, tenant_id: str, file_id: str, owner: str, now: datetime, lease: timedelta
     ) -> bool:
