@@ -5,7 +5,11 @@ from __future__ import annotations
 import grpc
 
 from confab_core.errors import ERROR_CODE_METADATA_KEY, ConfabError, from_grpc
-from confab_core.grpcx.interceptors import ClientInterceptor
+from confab_core.grpcx.interceptors import (
+    ClientInterceptor,
+    DownloadInterceptor,
+    UploadInterceptor,
+)
 from confab_core.servicetoken import InternalAuth
 
 # Retries UNAVAILABLE (a peer restarting) transparently; every call that can be
@@ -28,7 +32,11 @@ def channel(target: str, auth: InternalAuth, audience: str) -> grpc.aio.Channel:
     """A channel to the ``audience`` service at ``target``; every call on it is
     signed by ``auth`` for the caller current at the time of the call, over mTLS
     when ``auth`` has a certificate."""
-    interceptors = [ClientInterceptor(auth.signer, audience)]
+    interceptors: list[grpc.aio.ClientInterceptor] = [
+        ClientInterceptor(auth.signer, audience),
+        UploadInterceptor(auth.signer, audience),
+        DownloadInterceptor(auth.signer, audience),
+    ]
     options = [
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -54,9 +54,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Verifies the service token, restores the caller and trace context,
     records metrics, maps errors.
 
-    Only unary-unary methods carry business calls; health and reflection
-    streams pass through untouched. A call without a token runs with no caller
-    and no service (health checks): every business method then refuses it.
+    Unary-unary methods carry most business calls; client-streaming and
+    server-streaming ones (file uploads and downloads) get the same treatment.
+    Bidirectional streams (health, reflection) pass through untouched. A call
+    without a token runs with no caller and no service (health checks): every
+    business method then refuses it.
     """
 
     def __init__(self, verifier: TokenVerifier) -> None:
@@ -68,12 +70,36 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> MethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method: str = handler_call_details.method
-        inner = cast(Handler, handler.unary_unary)
-
         verifier = self._verifier
+        if handler.stream_unary is not None:
+            upload = cast(Handler, handler.stream_unary)
+
+            async def stream_in(requests: Any, context: Ctx) -> Any:
+                return await _handle(method, upload, verifier, requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_in,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            download = cast(Callable[[Any, Ctx], AsyncIterator[Any]], handler.unary_stream)
+
+            async def stream_out(request: Any, context: Ctx) -> AsyncIterator[Any]:
+                async for item in _handle_stream(method, download, verifier, request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream_out,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_unary is None:
+            return handler
+        inner = cast(Handler, handler.unary_unary)
 
         async def wrapper(request: Any, context: Ctx) -> Any:
             return await _handle(method, inner, verifier, request, context)
@@ -83,6 +109,54 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+async def _handle_stream(
+    method: str,
+    inner: Callable[[Any, Ctx], AsyncIterator[Any]],
+    verifier: TokenVerifier,
+    request: Any,
+    context: Ctx,
+) -> AsyncIterator[Any]:
+    """``_handle`` for a server-streaming method: the caller is set while the
+    stream runs, and an error raised before or between items ends it with its
+    status and stable code."""
+    queue: list[Any] = []
+
+    async def first(req: Any, ctx: Ctx) -> Any:
+        # Runs the stream's start under _handle (caller, metrics, error mapping):
+        # an error before the first item is a plain failed call.
+        stream = inner(req, ctx)
+        queue.append(stream)
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            return _END
+
+    head = await _handle(method, first, verifier, request, context)
+    if head is _END:
+        return
+    yield head
+    stream = queue[0]
+    metadata = tuple(context.invocation_metadata() or ())
+    verified = Verified("", None)
+    for key, value in metadata:
+        if key == CALLER_METADATA_KEY and isinstance(value, bytes):
+            verified = verifier.verify(value)
+    token = set_caller(verified.caller)
+    service_token = set_service(verified.service or None)
+    try:
+        async for item in stream:
+            yield item
+    except ConfabError as exc:
+        context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, exc.code),))
+        await context.abort(exc.grpc_status, exc.message)
+    finally:
+        reset_caller(token)
+        reset_service(service_token)
+
+
+_END = object()
 
 
 async def _handle(
@@ -159,14 +233,35 @@ async def _handle(
     raise AssertionError("unreachable: abort raises")
 
 
-class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Sends a token signed for ``audience``, naming the current caller (or
-    none: the service acting as itself), and the trace context, with every
-    outgoing call. The one way identity travels between services."""
+class _Signing:
+    """Signs the current caller into each outgoing call's metadata."""
 
     def __init__(self, signer: TokenSigner, audience: str) -> None:
         self._signer = signer
         self._audience = audience
+
+    def _details(
+        self, client_call_details: grpc.aio.ClientCallDetails
+    ) -> grpc.aio.ClientCallDetails:
+        metadata = list(client_call_details.metadata or ())
+        metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
+        metadata.extend(current_request().metadata())
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        metadata.extend(carrier.items())
+        return grpc.aio.ClientCallDetails(
+            client_call_details.method,
+            client_call_details.timeout,
+            grpc.aio.Metadata(*metadata),
+            client_call_details.credentials,
+            client_call_details.wait_for_ready,
+        )
+
+
+class ClientInterceptor(_Signing, grpc.aio.UnaryUnaryClientInterceptor):
+    """Sends a token signed for ``audience``, naming the current caller (or
+    none: the service acting as itself), and the trace context, with every
+    outgoing call. The one way identity travels between services."""
 
     async def intercept_unary_unary(
         self,
@@ -174,9 +269,6 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> Any:
-        metadata = list(client_call_details.metadata or ())
-        metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
-        metadata.extend(current_request().metadata())
         method = client_call_details.method
         name = method.decode() if isinstance(method, bytes) else str(method)
         with tracer().start_as_current_span(
@@ -184,17 +276,36 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "grpc", "rpc.method": name},
         ):
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
-            metadata.extend(carrier.items())
-            details = grpc.aio.ClientCallDetails(
-                client_call_details.method,
-                client_call_details.timeout,
-                grpc.aio.Metadata(*metadata),
-                client_call_details.credentials,
-                client_call_details.wait_for_ready,
-            )
+            # Inside the span: the trace context sent is the client span's.
+            details = self._details(client_call_details)
             call = await continuation(details, request)
             # Awaiting inside the span makes its duration the real call time.
             await call
             return call
+
+
+class UploadInterceptor(_Signing, grpc.aio.StreamUnaryClientInterceptor):
+    """``ClientInterceptor`` for client-streaming calls (grpc files each
+    interceptor under one kind only)."""
+
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        """An upload: the caller's token travels like a unary call's."""
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+class DownloadInterceptor(_Signing, grpc.aio.UnaryStreamClientInterceptor):
+    """``ClientInterceptor`` for server-streaming calls."""
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        """A download: the caller's token travels like a unary call's."""
+        return await continuation(self._details(client_call_details), request)
