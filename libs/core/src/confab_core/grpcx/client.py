@@ -7,8 +7,8 @@ import grpc
 from confab_core.errors import ERROR_CODE_METADATA_KEY, ConfabError, from_grpc
 from confab_core.grpcx.interceptors import (
     ClientInterceptor,
-    DownloadInterceptor,
-    UploadInterceptor,
+    StreamUnaryClientInterceptor,
+    UnaryStreamClientInterceptor,
 )
 from confab_core.servicetoken import InternalAuth
 
@@ -34,8 +34,8 @@ def channel(target: str, auth: InternalAuth, audience: str) -> grpc.aio.Channel:
     when ``auth`` has a certificate."""
     interceptors: list[grpc.aio.ClientInterceptor] = [
         ClientInterceptor(auth.signer, audience),
-        UploadInterceptor(auth.signer, audience),
-        DownloadInterceptor(auth.signer, audience),
+        UnaryStreamClientInterceptor(auth.signer, audience),
+        StreamUnaryClientInterceptor(auth.signer, audience),
     ]
     options = [
         ("grpc.service_config", _SERVICE_CONFIG),

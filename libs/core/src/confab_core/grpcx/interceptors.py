@@ -118,16 +118,15 @@ async def _handle_stream(
     request: Any,
     context: Ctx,
 ) -> AsyncIterator[Any]:
-    """``_handle`` for a server-streaming method: the caller is set while the
-    stream runs, and an error raised before or between items ends it with its
-    status and stable code."""
-    queue: list[Any] = []
+    """``_handle`` for a server-streaming method: its start (up to the first
+    item) runs under ``_handle`` (caller, metrics, error mapping); the caller
+    stays set while the rest streams, and an error between items ends the
+    stream with its status and stable code."""
+    started: list[AsyncIterator[Any]] = []
 
     async def first(req: Any, ctx: Ctx) -> Any:
-        # Runs the stream's start under _handle (caller, metrics, error mapping):
-        # an error before the first item is a plain failed call.
         stream = inner(req, ctx)
-        queue.append(stream)
+        started.append(stream)
         try:
             return await anext(stream)
         except StopAsyncIteration:
@@ -137,16 +136,14 @@ async def _handle_stream(
     if head is _END:
         return
     yield head
-    stream = queue[0]
-    metadata = tuple(context.invocation_metadata() or ())
     verified = Verified("", None)
-    for key, value in metadata:
+    for key, value in tuple(context.invocation_metadata() or ()):
         if key == CALLER_METADATA_KEY and isinstance(value, bytes):
             verified = verifier.verify(value)
     token = set_caller(verified.caller)
     service_token = set_service(verified.service or None)
     try:
-        async for item in stream:
+        async for item in started[0]:
             yield item
     except ConfabError as exc:
         context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, exc.code),))
@@ -156,6 +153,7 @@ async def _handle_stream(
         reset_service(service_token)
 
 
+# What a stream that ends before its first item answers ``first`` with.
 _END = object()
 
 
@@ -233,35 +231,14 @@ async def _handle(
     raise AssertionError("unreachable: abort raises")
 
 
-class _Signing:
-    """Signs the current caller into each outgoing call's metadata."""
+class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Sends a token signed for ``audience``, naming the current caller (or
+    none: the service acting as itself), and the trace context, with every
+    outgoing call. The one way identity travels between services."""
 
     def __init__(self, signer: TokenSigner, audience: str) -> None:
         self._signer = signer
         self._audience = audience
-
-    def _details(
-        self, client_call_details: grpc.aio.ClientCallDetails
-    ) -> grpc.aio.ClientCallDetails:
-        metadata = list(client_call_details.metadata or ())
-        metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
-        metadata.extend(current_request().metadata())
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        metadata.extend(carrier.items())
-        return grpc.aio.ClientCallDetails(
-            client_call_details.method,
-            client_call_details.timeout,
-            grpc.aio.Metadata(*metadata),
-            client_call_details.credentials,
-            client_call_details.wait_for_ready,
-        )
-
-
-class ClientInterceptor(_Signing, grpc.aio.UnaryUnaryClientInterceptor):
-    """Sends a token signed for ``audience``, naming the current caller (or
-    none: the service acting as itself), and the trace context, with every
-    outgoing call. The one way identity travels between services."""
 
     async def intercept_unary_unary(
         self,
@@ -269,6 +246,9 @@ class ClientInterceptor(_Signing, grpc.aio.UnaryUnaryClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> Any:
+        metadata = list(client_call_details.metadata or ())
+        metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
+        metadata.extend(current_request().metadata())
         method = client_call_details.method
         name = method.decode() if isinstance(method, bytes) else str(method)
         with tracer().start_as_current_span(
@@ -276,36 +256,64 @@ class ClientInterceptor(_Signing, grpc.aio.UnaryUnaryClientInterceptor):
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "grpc", "rpc.method": name},
         ):
-            # Inside the span: the trace context sent is the client span's.
-            details = self._details(client_call_details)
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            metadata.extend(carrier.items())
+            details = grpc.aio.ClientCallDetails(
+                client_call_details.method,
+                client_call_details.timeout,
+                grpc.aio.Metadata(*metadata),
+                client_call_details.credentials,
+                client_call_details.wait_for_ready,
+            )
             call = await continuation(details, request)
             # Awaiting inside the span makes its duration the real call time.
             await call
             return call
 
 
-class UploadInterceptor(_Signing, grpc.aio.StreamUnaryClientInterceptor):
-    """``ClientInterceptor`` for client-streaming calls (grpc files each
-    interceptor under one kind only)."""
+class _StreamMetadata:
+    """The metadata ClientInterceptor sends, for streamed calls (file uploads and
+    downloads). They get no client span of their own: their life is the transfer's.
 
-    async def intercept_stream_unary(
-        self,
-        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: Any,
-    ) -> Any:
-        """An upload: the caller's token travels like a unary call's."""
-        return await continuation(self._details(client_call_details), request_iterator)
+    A separate object per kind of call: grpc.aio files each interceptor under one
+    kind only."""
+
+    def __init__(self, signer: TokenSigner, audience: str) -> None:
+        self._signer = signer
+        self._audience = audience
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = list(details.metadata or ())
+        metadata.append((CALLER_METADATA_KEY, self._signer.token(maybe_caller(), self._audience)))
+        metadata.extend(current_request().metadata())
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        metadata.extend(carrier.items())
+        return grpc.aio.ClientCallDetails(
+            details.method,
+            details.timeout,
+            grpc.aio.Metadata(*metadata),
+            details.credentials,
+            details.wait_for_ready,
+        )
 
 
-class DownloadInterceptor(_Signing, grpc.aio.UnaryStreamClientInterceptor):
-    """``ClientInterceptor`` for server-streaming calls."""
-
+class UnaryStreamClientInterceptor(_StreamMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self,
         continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
         client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> Any:
-        """A download: the caller's token travels like a unary call's."""
         return await continuation(self._details(client_call_details), request)
+
+
+class StreamUnaryClientInterceptor(_StreamMetadata, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request_iterator)
