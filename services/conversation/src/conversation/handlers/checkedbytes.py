@@ -1,6 +1,6 @@
 """An upload's bytes as they stream in, judged on the way to storage.
 
-``FileBytes`` wraps the client's chunks: it holds back the first
+``CheckedBytes`` wraps the client's chunks: it holds back the first
 ``SNIFF_BYTES`` (or the whole file when shorter), decides the type from them and
 checks it against the policy (and an image's header dimensions), then passes
 every chunk on while counting the size and hashing. Any refusal raises inside
@@ -74,7 +74,7 @@ def judge(head: bytes, name: str, policy: FilePolicy, complete: bool) -> filetyp
     return sniffed
 
 
-class FileBytes:
+class CheckedBytes:
     """Async-iterable over the checked bytes; ``sniffed``, ``size`` and
     ``sha256`` are final once it is exhausted."""
 

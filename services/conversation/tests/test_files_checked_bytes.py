@@ -12,7 +12,7 @@ from PIL import Image
 
 from confab_core.errors import InvalidArgument, TooLarge
 from conversation.handlers import filetypes
-from conversation.handlers.filebytes import FileBytes, clean_name, valid_client_id
+from conversation.handlers.checkedbytes import CheckedBytes, clean_name, valid_client_id
 from conversation.handlers.filepolicy import FilePolicy
 
 pytestmark = pytest.mark.asyncio
@@ -23,7 +23,7 @@ async def _chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
         yield data[i : i + size]
 
 
-async def _drain(stream: FileBytes) -> bytes:
+async def _drain(stream: CheckedBytes) -> bytes:
     return b"".join([chunk async for chunk in stream])
 
 
@@ -35,7 +35,7 @@ def _png(size: tuple[int, int]) -> bytes:
 
 async def test_bytes_pass_through_counted_and_hashed() -> None:
     data = b"line of text\n" * 20_000
-    stream = FileBytes(_chunks(data, 7000), "notes.txt", FilePolicy(), 10**9)
+    stream = CheckedBytes(_chunks(data, 7000), "notes.txt", FilePolicy(), 10**9)
     assert await _drain(stream) == data
     assert stream.size == len(data)
     assert stream.sha256 == hashlib.sha256(data).hexdigest()
@@ -52,14 +52,14 @@ async def test_too_large_stops_as_soon_as_the_limit_is_passed() -> None:
             yield b"a" * 100_000
 
     with pytest.raises(TooLarge) as err:
-        await _drain(FileBytes(endless(), "a.txt", FilePolicy(), 1_000_000))
+        await _drain(CheckedBytes(endless(), "a.txt", FilePolicy(), 1_000_000))
     assert err.value.code == "file_too_large"
     assert seen == 11
 
 
 async def test_an_executable_is_refused_before_any_byte_passes() -> None:
     passed: list[bytes] = []
-    stream = FileBytes(_chunks(b"MZ" + b"\x00" * 200_000), "cat.png", FilePolicy(), 10**9)
+    stream = CheckedBytes(_chunks(b"MZ" + b"\x00" * 200_000), "cat.png", FilePolicy(), 10**9)
     with pytest.raises(InvalidArgument) as err:
         async for chunk in stream:
             passed.append(chunk)
@@ -69,31 +69,31 @@ async def test_an_executable_is_refused_before_any_byte_passes() -> None:
 async def test_kinds_and_svg_follow_the_policy() -> None:
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
     with pytest.raises(InvalidArgument) as err:
-        await _drain(FileBytes(_chunks(svg), "a.svg", FilePolicy(), 10**6))
+        await _drain(CheckedBytes(_chunks(svg), "a.svg", FilePolicy(), 10**6))
     assert err.value.code == "file_type_not_allowed"
-    stream = FileBytes(_chunks(svg), "a.svg", FilePolicy(svg_mode="download_only"), 10**6)
+    stream = CheckedBytes(_chunks(svg), "a.svg", FilePolicy(svg_mode="download_only"), 10**6)
     assert await _drain(stream) == svg and stream.sniffed is not None and stream.sniffed.svg
     only_pdf = FilePolicy(allowed_kinds=frozenset({"pdf"}))
     with pytest.raises(InvalidArgument):
-        await _drain(FileBytes(_chunks(b"text"), "a.txt", only_pdf, 10**6))
+        await _drain(CheckedBytes(_chunks(b"text"), "a.txt", only_pdf, 10**6))
 
 
 async def test_an_image_over_the_pixel_cap_is_refused_from_its_header() -> None:
     policy = FilePolicy(max_image_pixels=1_000_000)
     with pytest.raises(InvalidArgument) as err:
-        await _drain(FileBytes(_chunks(_png((1001, 1000))), "big.png", policy, 10**9))
+        await _drain(CheckedBytes(_chunks(_png((1001, 1000))), "big.png", policy, 10**9))
     assert err.value.code == "image_too_large"
     small = _png((1000, 1000))
-    assert await _drain(FileBytes(_chunks(small), "ok.png", policy, 10**9)) == small
+    assert await _drain(CheckedBytes(_chunks(small), "ok.png", policy, 10**9)) == small
 
 
 async def test_empty_files_and_oversized_chunks_are_refused() -> None:
     with pytest.raises(InvalidArgument) as err:
-        await _drain(FileBytes(_chunks(b""), "a.txt", FilePolicy(), 10))
+        await _drain(CheckedBytes(_chunks(b""), "a.txt", FilePolicy(), 10))
     assert err.value.code == "empty_file"
     with pytest.raises(InvalidArgument) as err:
         await _drain(
-            FileBytes(_chunks(b"a" * (2 * 1024 * 1024), 2 * 1024 * 1024), "a", FilePolicy(), 10**9)
+            CheckedBytes(_chunks(b"a" * (2 * 1024 * 1024), 2 * 1024 * 1024), "a", FilePolicy(), 10**9)
         )
     assert err.value.code == "chunk_too_large"
 
