@@ -392,17 +392,23 @@ class GetFileRequest(_message.Message):
 
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     FILE_ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     file_id: _builtins.str
+    ticket_id: _builtins.str
+    """Platform staff only: the escalated ticket whose conversation this is (the
+    read is audited in the tenant's chain); NOT_FOUND unless still escalated.
+    """
     def __init__(
         self,
         *,
         conversation_id: _builtins.str = ...,
         file_id: _builtins.str = ...,
+        ticket_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "file_id", b"file_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "file_id", b"file_id", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -435,19 +441,25 @@ class ListFilesRequest(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     limit: _builtins.int
     page_token: _builtins.str
+    ticket_id: _builtins.str
+    """Platform staff only: the escalated ticket whose conversation this is (the
+    read is audited in the tenant's chain); NOT_FOUND unless still escalated.
+    """
     def __init__(
         self,
         *,
         conversation_id: _builtins.str = ...,
         limit: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        ticket_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "limit", b"limit", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "limit", b"limit", "page_token", b"page_token", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -483,19 +495,25 @@ class DownloadFileRequest(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     FILE_ID_FIELD_NUMBER: _builtins.int
     VARIANT_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     file_id: _builtins.str
     variant: Global___FileVariant.ValueType
+    ticket_id: _builtins.str
+    """Platform staff only: the escalated ticket whose conversation this is (the
+    read is audited in the tenant's chain); NOT_FOUND unless still escalated.
+    """
     def __init__(
         self,
         *,
         conversation_id: _builtins.str = ...,
         file_id: _builtins.str = ...,
         variant: Global___FileVariant.ValueType = ...,
+        ticket_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "file_id", b"file_id", "variant", b"variant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "file_id", b"file_id", "ticket_id", b"ticket_id", "variant", b"variant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
