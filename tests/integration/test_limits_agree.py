@@ -166,6 +166,8 @@ async def conv(servers: tuple[str, str], tmp_path: Path) -> AsyncIterator[Conver
         mongo_database=f"limits_{new_id()}",
         internal_key=KEY.decode(),  # type: ignore[arg-type]
         key_file=dev_key_file(tmp_path / "kek"),
+        # No virus scanner here: new files would stay pending.
+        clamd_required=False,
     )
     async with conversation_app.running(settings) as port:
         ch = channel(f"127.0.0.1:{port}", InternalAuth(GATEWAY, KEY, SystemClock()), CONVERSATION)

@@ -84,6 +84,7 @@ async def fleet(exporter: InMemorySpanExporter, servers: dict[str, str]) -> Asyn
     env = {
         "OTEL_SDK_DISABLED": "true",
         "CONVERSATION_MONGO_URL": servers["mongo"],
+        "CONVERSATION_CLAMD_REQUIRED": "false",
         "CONVERSATION_KEY_FILE": str(dev_key_file()),
         "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": servers["kafka"],
         "CONVERSATION_GRPC_PORT": str(ports["conversation"]),

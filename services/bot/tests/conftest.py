@@ -111,6 +111,8 @@ async def conversation_addr(servers: Servers, conversation_db: str) -> AsyncIter
         grpc_port=0,
         mongo_database=conversation_db,
         key_file=dev_key_file(),
+        # No virus scanner here: new files would stay pending.
+        clamd_required=False,
     )
     async with conversation_app.running(settings, host=HOST) as port:
         yield f"{HOST}:{port}"

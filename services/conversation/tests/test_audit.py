@@ -192,6 +192,7 @@ async def test_the_verify_command_names_the_first_broken_link(
     env = {
         **os.environ,
         "CONVERSATION_MONGO_URL": mongo_server.url,
+        "CONVERSATION_CLAMD_REQUIRED": "false",
         "CONVERSATION_MONGO_DATABASE": db.db.name,
         "CONVERSATION_KAFKA_BOOTSTRAP_SERVERS": "unused:9092",
         "CONVERSATION_INTERNAL_KEY": "k" * 32,

@@ -430,6 +430,8 @@ async def test_key_service_over_grpc(mongo_server: MongoServer, key_file: Path) 
         grpc_port=0,
         internal_key=internal_key,  # type: ignore[arg-type]
         key_file=key_file,
+        # No virus scanner here: new files would stay pending.
+        clamd_required=False,
     )
     async with app.running(settings, FakeClock()) as port:
         target = f"127.0.0.1:{port}"
@@ -475,6 +477,8 @@ async def test_rotate_and_status_commands(mongo_server: MongoServer, key_file: P
         mongo_database=f"conv_{uuid.uuid4().hex[:12]}",
         internal_key="key-command-tests-internal-key-32b",  # type: ignore[arg-type]
         key_file=key_file,
+        # No virus scanner here: new files would stay pending.
+        clamd_required=False,
     )
     clock = FakeClock()
     rotated = json.loads(await keys_cli.run(["rotate", "--tenant", "t-cli"], settings, clock))

@@ -58,8 +58,11 @@ def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVERSATION_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("CONVERSATION_RELAY_BATCH_SIZE", "7")
     monkeypatch.setenv("CONVERSATION_KEY_FILE", str(dev_key_file()))
+    monkeypatch.setenv("CONVERSATION_CLAMD_HOST", "clamd")
     settings = load_settings(ConversationSettings)
     assert settings.kafka_bootstrap_servers == "kafka:9092"
+    assert settings.files_backend == "gridfs"
+    assert (settings.clamd_port, settings.s3_region) == (3310, "us-east-1")
     assert settings.relay_batch_size == 7
     assert settings.grpc_port == 50051
     assert settings.mongo_database == "confab_conversation"
@@ -69,6 +72,7 @@ def _base(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVERSATION_INTERNAL_KEY", "k" * 32)
     monkeypatch.setenv("CONVERSATION_MONGO_URL", "mongodb://db")
     monkeypatch.setenv("CONVERSATION_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("CONVERSATION_CLAMD_HOST", "clamd")
 
 
 @pytest.mark.parametrize(
@@ -110,3 +114,38 @@ def test_aws_kms_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVERSATION_KMS_REGION", "eu-west-2")
     settings = load_settings(ConversationSettings)
     assert (settings.kms_key_id, settings.key_file) == ("alias/confab", None)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CONVERSATION_FILES_BACKEND": "s3"}, "CONVERSATION_S3_BUCKET"),
+        ({"CONVERSATION_FILES_BACKEND": "ftp"}, "CONVERSATION_FILES_BACKEND"),
+        ({"CONVERSATION_S3_ACCESS_KEY_ID": "AKIA"}, "CONVERSATION_S3_SECRET_ACCESS_KEY"),
+        ({"CONVERSATION_CLAMD_HOST": ""}, "CONVERSATION_CLAMD_HOST"),
+        ({"CONVERSATION_CLAMD_PORT": "0"}, "CONVERSATION_CLAMD_PORT"),
+    ],
+)
+def test_files_settings_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    _base(monkeypatch)
+    monkeypatch.setenv("CONVERSATION_KEY_FILE", str(dev_key_file()))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(ConversationSettings)
+    assert named in str(info.value)
+
+
+def test_no_scanner_only_when_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    _base(monkeypatch)
+    monkeypatch.setenv("CONVERSATION_KEY_FILE", str(dev_key_file()))
+    monkeypatch.setenv("CONVERSATION_CLAMD_HOST", "")
+    monkeypatch.setenv("CONVERSATION_CLAMD_REQUIRED", "false")
+    monkeypatch.setenv("CONVERSATION_FILES_BACKEND", "s3")
+    monkeypatch.setenv("CONVERSATION_S3_BUCKET", "files")
+    monkeypatch.setenv("CONVERSATION_S3_ENDPOINT_URL", "http://s3.internal:9000")
+    settings = load_settings(ConversationSettings)
+    assert not settings.clamd_required
+    assert settings.s3_presign_endpoint_url == "http://s3.internal:9000"

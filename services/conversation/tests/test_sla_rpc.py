@@ -50,6 +50,8 @@ async def test_sla_service_over_grpc(mongo_server: MongoServer, key_file: Path) 
         grpc_port=0,
         internal_key=INTERNAL_KEY,  # type: ignore[arg-type]
         key_file=key_file,
+        # No virus scanner here: new files would stay pending.
+        clamd_required=False,
     )
     async with app.running(settings, FakeClock()) as port:
         auth = InternalAuth(GATEWAY, INTERNAL_KEY.encode(), FakeClock())

@@ -13,6 +13,7 @@ from conversation.settings import ConversationSettings
 def _base(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVERSATION_INTERNAL_KEY", "k" * 32)
     monkeypatch.setenv("CONVERSATION_MONGO_URL", "mongodb://db")
+    monkeypatch.setenv("CONVERSATION_CLAMD_REQUIRED", "false")
     monkeypatch.setenv("CONVERSATION_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("CONVERSATION_KEY_FILE", str(dev_key_file()))
 

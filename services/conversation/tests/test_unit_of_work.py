@@ -33,6 +33,8 @@ async def test_the_built_service_gives_every_handler_one_lock_table(
         grpc_port=0,
         internal_key="unit-of-work-tests-internal-key-32b",  # type: ignore[arg-type]
         key_file=dev_key_file(),
+        # No virus scanner here: new files would stay pending.
+        clamd_required=False,
     )
     service = await app.build(settings, FakeClock(), host="127.0.0.1")
     try:

@@ -164,6 +164,8 @@ async def conversation_addr(servers: Servers) -> AsyncIterator[str]:
         grpc_port=0,
         mongo_database=f"conv_{new_id()}",
         key_file=dev_key_file(),
+        # No virus scanner here: new files would stay pending.
+        clamd_required=False,
     )
     async with conversation_app.running(settings, host=HOST) as port:
         yield f"{HOST}:{port}"

@@ -112,7 +112,9 @@ from conversation.settings_servicer import SettingsServicer
 from conversation.sla_scheduler import SlaScheduler
 from conversation.sla_servicer import SlaServicer
 from conversation.staff_servicer import StaffServicer
+from conversation.storage.blobs import build_blob_store
 from conversation.storage.db import Database
+from conversation.storage.filebytes import FileBytes
 from conversation.support_admin_servicer import SupportAdminServicer
 from conversation.support_assign import AssignmentObserver, SystemAssign, TicketView
 from conversation.support_servicer import SupportServicer
@@ -128,6 +130,8 @@ class Service:
     background: list[Callable[[], Coroutine[Any, Any, None]]]
     close: Callable[[], Awaitable[None]]
     servicer: ConversationServicer
+    # File bytes, sealed, in the configured object store (docs/files.md#storage).
+    files: FileBytes
 
 
 def key_provider(settings: ConversationSettings) -> KeyProvider:
@@ -163,6 +167,8 @@ async def build(
     client = mongo.connect(settings.mongo_url, SERVICE)
     db = database(settings, client, clock)
     await db.ensure_indexes()
+    # Its clients live as long as the service: close() ends them.
+    files = FileBytes(await build_blob_store(settings, db.db), db.keys)
     wakeup = asyncio.Event()
     producer = Producer(settings.kafka_bootstrap_servers, settings.kafka_security())
     relay = OutboxRelay(
@@ -413,9 +419,10 @@ async def build(
         for peer_channel in peer_channels:
             await peer_channel.close()
         await producer.stop()
+        await files.blobs.close()
         await client.close()
 
-    return Service(server, background, close, servicer)
+    return Service(server, background, close, servicer, files)
 
 
 @asynccontextmanager

@@ -64,6 +64,23 @@ class ConversationSettings(ServiceSettings):
     # own (the service's API key goes with every request there); empty: none.
     # JSON, e.g. CONVERSATION_BOT_ALLOWED_BASE_URLS='["https://llm.example"]'.
     bot_allowed_base_urls: list[str] = []
+    # Where file bytes live (docs/files.md#storage): GridFS in the MongoDB-wire
+    # server, or an S3-compatible bucket. Presigned URLs use the public endpoint
+    # (what clients reach), the service the other one.
+    files_backend: Literal["gridfs", "s3"] = "gridfs"
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    # Both or neither: without them boto's chain (environment, instance role).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    # The virus scanner (clamd). No scanner refuses to start unless
+    # CLAMD_REQUIRED=false, which leaves every new file pending for good.
+    clamd_host: str = ""
+    clamd_port: int = Field(default=3310, gt=0, lt=65536)
+    clamd_timeout_seconds: float = Field(default=30.0, gt=0)
+    clamd_required: bool = True
 
     @field_validator("bot_allowed_base_urls")
     @classmethod
@@ -97,4 +114,19 @@ class ConversationSettings(ServiceSettings):
             raise ValueError("key_provider aws-kms needs CONVERSATION_KMS_REGION")
         if self.key_rotation_delay_seconds < self.key_cache_seconds:
             raise ValueError("key_rotation_delay_seconds must be at least key_cache_seconds")
+        if self.files_backend == "s3" and not self.s3_bucket:
+            raise ValueError("files_backend s3 needs CONVERSATION_S3_BUCKET")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ValueError(
+                "CONVERSATION_S3_ACCESS_KEY_ID and CONVERSATION_S3_SECRET_ACCESS_KEY go together"
+            )
+        if self.clamd_required and not self.clamd_host:
+            raise ValueError(
+                "CONVERSATION_CLAMD_HOST is required (or CONVERSATION_CLAMD_REQUIRED=false,"
+                " which keeps new files pending)"
+            )
         return self
+
+    @property
+    def s3_presign_endpoint_url(self) -> str | None:
+        return self.s3_public_endpoint_url or self.s3_endpoint_url

@@ -29,6 +29,7 @@ from conversation.storage.assignment import (
     AssignmentRepo,
 )
 from conversation.storage.audit import AUDIT_COLLECTION, HEADS_COLLECTION, AuditRepo
+from conversation.storage.blobs import INDEXES as BLOB_INDEXES
 from conversation.storage.botdata import (
     CALL_RETENTION,
     MEMORY_COLLECTION,
@@ -46,6 +47,9 @@ from conversation.storage.canned import (
 )
 from conversation.storage.conversations import ConversationRepo
 from conversation.storage.escalations import EscalationReader
+from conversation.storage.files import FILES_COLLECTION, FileRepo, FileUsageRepo, FileWorkQueue
+from conversation.storage.files import INDEXES as FILE_INDEXES
+from conversation.storage.files import USAGE_COLLECTION as FILE_USAGE_COLLECTION
 from conversation.storage.jobs import ChunkRepo, JobQueue, JobRepo
 from conversation.storage.keys import JOBS_COLLECTION, KEYS_COLLECTION, KeyJobRepo, KeyVault
 from conversation.storage.leases import LeaseRepo
@@ -244,6 +248,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("tenant_id", ASCENDING), ("created_at", ASCENDING)]),
     ],
     **SLA_INDEXES,
+    **FILE_INDEXES,
+    **BLOB_INDEXES,
     # One ticket per support conversation; the queue's order; a requester's tickets.
     TICKETS_COLLECTION: [
         IndexModel([("tenant_id", ASCENDING), ("conversation_id", ASCENDING)], unique=True),
@@ -310,6 +316,10 @@ DEFAULT_ROTATION_DELAY = timedelta(minutes=10)
 TENANT_COLLECTIONS = (
     SEARCH_COLLECTION,
     "messages",
+    # The bytes are not here: tenant erasure deletes them through
+    # BlobStore.delete_prefix (and the shredded key leaves any copy unreadable).
+    FILES_COLLECTION,
+    FILE_USAGE_COLLECTION,
     "outbox",
     "members",
     "users",
@@ -368,6 +378,8 @@ class TenantStore:
     usage: UsageRepo
     agents: AgentRepo
     settings: SettingsRepo
+    files: FileRepo
+    file_usage: FileUsageRepo
 
 
 class TenantPurge:
@@ -464,6 +476,17 @@ class Database:
 
     def sla_timers(self) -> SlaTimerQueue:
         return SlaTimerQueue(self.db[SLA_TIMER_COLLECTION])
+
+    def files(self, tenant_id: str) -> FileRepo:
+        return FileRepo(
+            TenantCollection(self.db[FILES_COLLECTION], tenant_id), self.keys.for_tenant(tenant_id)
+        )
+
+    def file_usage(self, tenant_id: str) -> FileUsageRepo:
+        return FileUsageRepo(TenantCollection(self.db[FILE_USAGE_COLLECTION], tenant_id))
+
+    def file_queue(self) -> FileWorkQueue:
+        return FileWorkQueue(self.db[FILES_COLLECTION], self.keys)
 
     def leases(self) -> LeaseRepo:
         return LeaseRepo(self.db["leases"])
@@ -616,4 +639,6 @@ class Database:
             ),
             agents=AgentRepo(scoped(TENANT_SETTINGS_COLLECTION), session),
             settings=SettingsRepo(scoped(SETTINGS_DOC_COLLECTION), crypto, session),
+            files=FileRepo(scoped(FILES_COLLECTION), crypto, session),
+            file_usage=FileUsageRepo(scoped(FILE_USAGE_COLLECTION), session),
         )
