@@ -93,7 +93,9 @@ async def test_empty_files_and_oversized_chunks_are_refused() -> None:
     assert err.value.code == "empty_file"
     with pytest.raises(InvalidArgument) as err:
         await _drain(
-            CheckedBytes(_chunks(b"a" * (2 * 1024 * 1024), 2 * 1024 * 1024), "a", FilePolicy(), 10**9)
+            CheckedBytes(
+                _chunks(b"a" * (2 * 1024 * 1024), 2 * 1024 * 1024), "a", FilePolicy(), 10**9
+            )
         )
     assert err.value.code == "chunk_too_large"
 

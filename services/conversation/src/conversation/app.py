@@ -23,6 +23,8 @@ from confab.conversation.v1 import (
     canned_pb2_grpc,
     conversation_pb2,
     conversation_pb2_grpc,
+    files_pb2,
+    files_pb2_grpc,
     governance_pb2,
     governance_pb2_grpc,
     jobs_pb2,
@@ -74,6 +76,7 @@ from conversation.botdata_servicer import BotDataServicer
 from conversation.canned_servicer import CannedReplyServicer, SupportProfileServicer
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
+from conversation.files_servicer import FileServicer
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.analytics import AnalyticsHandler
 from conversation.handlers.assignment import AssignmentHandler
@@ -81,6 +84,7 @@ from conversation.handlers.audit import AuditTrail
 from conversation.handlers.botdata import BotDataHandler
 from conversation.handlers.canned import CannedHandler
 from conversation.handlers.conversations import ConversationHandler
+from conversation.handlers.files import FileHandler, WakeEvent
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.membership import MembershipHandler
@@ -222,7 +226,8 @@ async def build(
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
     )
     # Platform staff: escalated tickets of every tenant, through the support desk.
-    platform = PlatformServicer(PlatformHandler(tickets))
+    platform_handler = PlatformHandler(tickets)
+    platform = PlatformServicer(platform_handler)
     server.add(
         lambda s: platform_pb2_grpc.add_PlatformServiceServicer_to_server(platform, s),
         platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name,
@@ -235,6 +240,15 @@ async def build(
     server.add(
         lambda s: settings_pb2_grpc.add_SettingsServiceServicer_to_server(settings_servicer, s),
         settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
+    )
+    # Files: uploads ring the processor's wake-up (files_wakeup) once a file waits.
+    files_wakeup = asyncio.Event()
+    file_servicer = FileServicer(
+        FileHandler(unit, files, chat_settings, WakeEvent(files_wakeup), platform_handler)
+    )
+    server.add(
+        lambda s: files_pb2_grpc.add_FileServiceServicer_to_server(file_servicer, s),
+        files_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
     )
     desk = SupportAdminServicer(
         SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks), chat_settings)

@@ -8,9 +8,11 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as pb
+from confab.conversation.v1 import files_pb2 as fpb
 from confab.conversation.v1 import support_pb2 as spb
 from conversation.handlers.ticketflow import STATUS_TO_PROTO
 from conversation.storage.conversations import Conversation
+from conversation.storage.files import FileRecord, FileStatus
 from conversation.storage.members import Member
 from conversation.storage.messages import Message
 from conversation.storage.tickets import Ticket
@@ -150,4 +152,37 @@ def ticket(t: Ticket) -> spb.Ticket:
         handoff_summary=t.handoff_summary,
         handed_off_at=ts(t.handed_off_at),
         agent_id=t.agent_id,
+    )
+
+
+_FILE_STATUSES = {
+    FileStatus.UPLOADING: fpb.FILE_STATUS_UPLOADING,
+    FileStatus.PENDING: fpb.FILE_STATUS_PENDING,
+    FileStatus.CLEAN: fpb.FILE_STATUS_CLEAN,
+    FileStatus.INFECTED: fpb.FILE_STATUS_INFECTED,
+    FileStatus.REJECTED: fpb.FILE_STATUS_REJECTED,
+    FileStatus.DELETED: fpb.FILE_STATUS_DELETED,
+}
+
+
+def file(f: FileRecord) -> fpb.File:
+    return fpb.File(
+        id=f.id,
+        conversation_id=f.conversation_id,
+        uploader_id=f.uploader_id,
+        name=f.name,
+        content_type=f.content_type,
+        kind=f.kind,
+        size_bytes=f.size_bytes,
+        status=_FILE_STATUSES.get(f.status, fpb.FILE_STATUS_UNSPECIFIED),
+        width=f.width,
+        height=f.height,
+        has_thumbnail=f.has_thumbnail,
+        has_preview=f.has_preview,
+        download_only=f.download_only,
+        message_id=f.message_id,
+        client_id=f.client_id,
+        sha256=f.sha256,
+        created_at=ts(f.created_at),
+        updated_at=ts(f.updated_at),
     )
