@@ -30,8 +30,8 @@ from conversation.handlers.messages import MessageHandler
 from conversation.handlers.tenant_settings import FILES, SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.blobs import GridFsBlobStore
-from conversation.storage.filebytes import FileBytes
 from conversation.storage.db import Database
+from conversation.storage.filebytes import FileBytes
 from conversation.storage.files import FileRecord, FileStatus
 from conversation.storage.settings import FilesRecord, SettingsRecord
 
