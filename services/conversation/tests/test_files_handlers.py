@@ -21,12 +21,19 @@ from confab_core.errors import (
     PermissionDenied,
     TooLarge,
 )
-from confab_core.identity import ROLE_MEMBER, ROLE_TENANT_ADMIN, Caller
+from confab_core.identity import (
+    PLATFORM_TENANT_ID,
+    ROLE_MEMBER,
+    ROLE_SUPER_ADMIN,
+    ROLE_TENANT_ADMIN,
+)
 from conversation.handlers import filepolicy
 from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.files import FileHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.platform import PlatformHandler
+from conversation.handlers.support import SupportHandler
 from conversation.handlers.tenant_settings import FILES, SettingsHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.blobs import GridFsBlobStore
@@ -40,6 +47,7 @@ from .conftest import ALICE, BOB, CAROL, MALLORY, TENANT_A, create, decode, outb
 pytestmark = pytest.mark.asyncio
 
 ADMIN = user("root", TENANT_A, ROLE_MEMBER, ROLE_TENANT_ADMIN)
+STAFF = user("pf", PLATFORM_TENANT_ID, ROLE_SUPER_ADMIN)
 TEXT = b"meeting notes\n" * 100
 
 
@@ -447,4 +455,33 @@ async def test_tenants_never_meet(files: FileHandler, conversations: Conversatio
     assert MALLORY.tenant_id != TENANT_A
 
 
-_ = Caller
+async def test_platform_staff_read_an_escalated_tickets_files_audited(
+    unit: UnitOfWork, blobs: FileBytes, settings: SettingsHandler, work: Work, db: Database
+) -> None:
+    support = SupportHandler(unit)
+    staff_files = FileHandler(unit, blobs, settings, work, PlatformHandler(support))
+    requester = user("mia", TENANT_A, ROLE_MEMBER)
+    opened = await support.open(requester, subject="Payout stuck", priority=0)
+    conv = opened.ticket.conversation_id
+    f = (await staff_files.upload(requester, _start(conv), _chunks(TEXT))).file
+    # Not escalated yet: nothing, whatever the ticket id.
+    with pytest.raises(NotFound):
+        await staff_files.get(STAFF, conv, f.id, opened.ticket.id)
+    await support.escalate(ADMIN, opened.ticket.id, "needs the platform")
+    with pytest.raises(NotFound):
+        await staff_files.get(STAFF, conv, f.id)
+    got = await staff_files.get(STAFF, conv, f.id, opened.ticket.id)
+    assert got.id == f.id
+    page = await staff_files.list(STAFF, conv, limit=10, page_token="", ticket_id=opened.ticket.id)
+    assert [x.id for x in page.files] == [f.id]
+    await _clean(db, f)
+    got_bytes = await staff_files.download(
+        STAFF, conv, f.id, fpb.FILE_VARIANT_ORIGINAL, opened.ticket.id
+    )
+    assert b"".join([c async for c in got_bytes.chunks]) == TEXT
+    reads = [d async for d in db.db["audit"].find({"action": "platform.files_read"})]
+    assert len(reads) == 3 and {r["tenant_id"] for r in reads} == {TENANT_A}
+    # Another conversation with the same ticket id is not theirs to read.
+    other = (await create(ConversationHandler(unit), ALICE, members=[])).conversation.id
+    with pytest.raises(NotFound):
+        await staff_files.list(STAFF, other, limit=10, page_token="", ticket_id=opened.ticket.id)
