@@ -131,7 +131,7 @@ async def test_an_upload_is_stored_pending_and_wakes_the_processor(
         "text",
     )
     assert f.size_bytes == len(TEXT) and f.uploader_id == "alice"
-    assert (await files.get(BOB, conv, f.id)).id == f.id
+    assert (await files.get(ALICE, conv, f.id)).id == f.id
     records, objects, held = await _stored(db)
     assert records == 1 and objects == 1 and held == 2 * len(TEXT)
 
@@ -294,7 +294,11 @@ async def test_another_tenants_or_conversations_file_is_not_found(
         await files.get(CAROL, conv, f.id)
     with pytest.raises(NotFound):
         await files.download(MALLORY, conv, f.id, fpb.FILE_VARIANT_ORIGINAL)
-    assert [x.id for x in (await files.list(BOB, conv, limit=10, page_token="")).files] == [f.id]
+    assert [x.id for x in (await files.list(ALICE, conv, limit=10, page_token="")).files] == [f.id]
+    # Not sent with a message yet: the uploader's draft, which nobody else sees.
+    assert (await files.list(BOB, conv, limit=10, page_token="")).files == []
+    with pytest.raises(NotFound):
+        await files.get(BOB, conv, f.id)
     assert (await files.list(ALICE, other, limit=10, page_token="")).files == []
 
 
@@ -311,10 +315,10 @@ async def test_only_clean_files_download_in_small_chunks(
     pdf = b"%PDF-1.4\n" + data
     f = (await files.upload(ALICE, _start(conv, name="r.pdf"), _chunks(pdf))).file
     with pytest.raises(FailedPrecondition) as err:
-        await files.download(BOB, conv, f.id, fpb.FILE_VARIANT_ORIGINAL)
+        await files.download(ALICE, conv, f.id, fpb.FILE_VARIANT_ORIGINAL)
     assert err.value.code == "file_pending"
     await _clean(db, f)
-    got = await files.download(BOB, conv, f.id, fpb.FILE_VARIANT_ORIGINAL)
+    got = await files.download(ALICE, conv, f.id, fpb.FILE_VARIANT_ORIGINAL)
     assert (got.content_type, got.attachment, got.size_bytes) == (
         "application/pdf",
         False,
@@ -323,7 +327,7 @@ async def test_only_clean_files_download_in_small_chunks(
     chunks = [c async for c in got.chunks]
     assert b"".join(chunks) == pdf and max(len(c) for c in chunks) <= 256 * 1024
     with pytest.raises(NotFound) as err:
-        await files.download(BOB, conv, f.id, fpb.FILE_VARIANT_THUMBNAIL)
+        await files.download(ALICE, conv, f.id, fpb.FILE_VARIANT_THUMBNAIL)
     assert err.value.code == "variant_not_found"
 
 
@@ -336,7 +340,7 @@ async def test_svg_download_only_is_an_attachment_of_octet_stream(
     f = (await files.upload(ALICE, _start(conv, name="a.svg"), _chunks(svg))).file
     assert f.download_only and f.content_type == "image/svg+xml"
     await _clean(db, f)
-    got = await files.download(BOB, conv, f.id, fpb.FILE_VARIANT_ORIGINAL)
+    got = await files.download(ALICE, conv, f.id, fpb.FILE_VARIANT_ORIGINAL)
     assert (got.content_type, got.attachment) == ("application/octet-stream", True)
 
 
@@ -381,7 +385,9 @@ async def test_a_file_message_attaches_an_uploaded_file(
         len(TEXT),
         "",
     )
+    # Sent: the conversation's to see.
     assert (await files.get(BOB, conv, f.id)).message_id == sent.message.id
+    assert [x.id for x in (await files.list(BOB, conv, limit=10, page_token="")).files] == [f.id]
     # A retry of the send is the stored message.
     again = await send(
         messages,
@@ -464,6 +470,16 @@ async def test_platform_staff_read_an_escalated_tickets_files_audited(
     opened = await support.open(requester, subject="Payout stuck", priority=0)
     conv = opened.ticket.conversation_id
     f = (await staff_files.upload(requester, _start(conv), _chunks(TEXT))).file
+    # Sent to the ticket (through the desk's send, which attaches it in its unit).
+    sent = await send(
+        MessageHandler(unit, tickets=support),
+        requester,
+        conv,
+        "the statement",
+        kind=pb.MESSAGE_KIND_FILE,
+        file={"file_id": f.id},
+    )
+    assert sent.message.file is not None and sent.message.file.file_id == f.id
     # Not escalated yet: nothing, whatever the ticket id.
     with pytest.raises(NotFound):
         await staff_files.get(STAFF, conv, f.id, opened.ticket.id)

@@ -30,7 +30,7 @@ from conversation.storage.db import Database
 from conversation.storage.filebytes import FileBytes
 from conversation.storage.files import FileStatus
 
-from .conftest import ALICE, BOB, MALLORY, create
+from .conftest import ALICE, MALLORY, create
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,7 +83,8 @@ async def test_upload_then_download_streamed(
         up = await stub.UploadFile(_upload(conv, data))
     assert up.created and up.file.status == fpb.FILE_STATUS_PENDING
     assert up.file.size_bytes == len(data) and up.file.kind == "text"
-    with acting_as(BOB):
+    # The uploader's own file (sent with no message yet: nobody else sees it).
+    with acting_as(ALICE):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             _ = [
                 m

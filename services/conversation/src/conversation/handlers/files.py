@@ -214,6 +214,14 @@ class FileHandler(HandlerBase):
             raise file_not_found()
         return found
 
+    async def _shown(self, caller: Caller, conversation_id: str, file_id: str) -> FileRecord:
+        """``_file``, as readers see it: an upload not yet sent with a message
+        is its uploader's draft, which nobody else sees."""
+        found = await self._file(caller, conversation_id, file_id)
+        if not _shown_to(caller, found):
+            raise file_not_found()
+        return found
+
     async def _audit_staff_read(
         self, scoped: Caller, conversation_id: str, target: Target, count: int
     ) -> None:
@@ -462,7 +470,7 @@ class FileHandler(HandlerBase):
         self, caller: Caller, conversation_id: str, file_id: str, ticket_id: str = ""
     ) -> FileRecord:
         acting, conv = await self._reader(caller, conversation_id, ticket_id)
-        file = await self._file(acting, conv.id, file_id)
+        file = await self._shown(acting, conv.id, file_id)
         if acting is not caller:
             await self._audit_staff_read(acting, conv.id, Target("file", file.id), 1)
         return file
@@ -483,11 +491,12 @@ class FileHandler(HandlerBase):
             raise InvalidArgument(
                 "page token is not valid for this list", "invalid_cursor"
             ) from None
+        shown = [f for f in page.files if _shown_to(acting, f)]
         if acting is not caller:
             await self._audit_staff_read(
-                acting, conv.id, Target("conversation", conv.id), len(page.files)
+                acting, conv.id, Target("conversation", conv.id), len(shown)
             )
-        return FilePage(page.files, page.next_token)
+        return FilePage(shown, page.next_token)
 
     async def download(
         self,
@@ -502,7 +511,7 @@ class FileHandler(HandlerBase):
         if name is None:
             raise InvalidArgument("variant: original, thumbnail or preview", "invalid_variant")
         acting, conv = await self._reader(caller, conversation_id, ticket_id)
-        file = await self._file(acting, conv.id, file_id)
+        file = await self._shown(acting, conv.id, file_id)
         if file.status != FileStatus.CLEAN:
             code = _NOT_SERVED.get(file.status, "file_pending")
             raise FailedPrecondition(f"the file cannot be downloaded ({code})", code)
@@ -575,3 +584,8 @@ class FileHandler(HandlerBase):
             await self.audit.transaction(caller.tenant_id, body)
         # The processor purges the bytes.
         self._work.wake()
+
+
+def _shown_to(caller: Caller, file: FileRecord) -> bool:
+    """Files sent with a message are the conversation's; others their uploader's."""
+    return bool(file.message_id) or file.uploader_id == caller.user_id
