@@ -32,6 +32,7 @@ from conversation.handlers.audit import AuditTrail
 from conversation.handlers.conversations import ConversationHandler
 from conversation.handlers.files import FileHandler
 from conversation.handlers.messages import MessageHandler
+from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.platform import PlatformHandler
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.tenant_settings import FILES, SettingsHandler
@@ -501,3 +502,39 @@ async def test_platform_staff_read_an_escalated_tickets_files_audited(
     other = (await create(ConversationHandler(unit), ALICE, members=[])).conversation.id
     with pytest.raises(NotFound):
         await staff_files.list(STAFF, other, limit=10, page_token="", ticket_id=opened.ticket.id)
+
+
+async def test_a_thread_reply_attaches_and_a_moderators_delete_takes_the_file(
+    unit: UnitOfWork,
+    files: FileHandler,
+    conversations: ConversationHandler,
+    messages: MessageHandler,
+    db: Database,
+) -> None:
+    conv = await _group(conversations)
+    root = (await send(messages, ALICE, conv, "root")).message
+    f = (await files.upload(BOB, _start(conv), _chunks(TEXT))).file
+    reply = await messages.send(
+        BOB,
+        conversation_id=conv,
+        client_msg_id="r1",
+        text="see attached",
+        kind=pb.MESSAGE_KIND_FILE,
+        thread_root_id=root.id,
+        file={"file_id": f.id},
+    )
+    assert (await files.get(ALICE, conv, f.id)).message_id == reply.message.id
+    moderation = ModerationHandler(unit)
+    entry = (
+        await moderation.report(
+            ALICE, conversation_id=conv, message_id=reply.message.id, reason="x"
+        )
+    ).entry
+    await moderation.resolve(
+        ADMIN, entry_id=entry.id, action="delete_message", expires_at=None, tenant_wide=False
+    )
+    with pytest.raises(NotFound):
+        await files.get(BOB, conv, f.id)
+    last = decode((await outbox(db, conv))[-1])
+    assert last.file_updated.file.id == f.id
+    assert last.file_updated.file.status == fpb.FILE_STATUS_DELETED
