@@ -34,6 +34,7 @@ from conversation.handlers.files import FileHandler
 from conversation.handlers.messages import MessageHandler
 from conversation.handlers.moderation import ModerationHandler
 from conversation.handlers.platform import PlatformHandler
+from conversation.handlers.policy import PolicyHandler, PolicyPatch
 from conversation.handlers.support import SupportHandler
 from conversation.handlers.tenant_settings import FILES, SettingsHandler
 from conversation.handlers.unit import UnitOfWork
@@ -538,3 +539,24 @@ async def test_a_thread_reply_attaches_and_a_moderators_delete_takes_the_file(
     last = decode((await outbox(db, conv))[-1])
     assert last.file_updated.file.id == f.id
     assert last.file_updated.file.status == fpb.FILE_STATUS_DELETED
+
+
+async def test_file_names_are_screened_like_text(
+    unit: UnitOfWork,
+    blobs: FileBytes,
+    settings: SettingsHandler,
+    work: Work,
+    conversations: ConversationHandler,
+    db: Database,
+) -> None:
+    pii = PolicyHandler(unit.database, unit.clock)
+    files = FileHandler(unit, blobs, settings, work, pii_policies=pii)
+    conv = await _group(conversations)
+    await pii.update(ADMIN, PolicyPatch(pii_mode="block"))
+    with pytest.raises(InvalidArgument) as err:
+        await files.upload(ALICE, _start(conv, name="AB123456C.pdf"), _chunks(TEXT))
+    assert err.value.code == "pii_blocked"
+    assert await _stored(db) == (0, 0, 0)
+    await pii.update(ADMIN, PolicyPatch(pii_mode="mask"))
+    masked = (await files.upload(ALICE, _start(conv, name="AB123456C.txt"), _chunks(TEXT))).file
+    assert "AB123456C" not in masked.name

@@ -244,7 +244,7 @@ async def build(
     # Files: uploads ring the processor's wake-up (files_wakeup) once a file waits.
     files_wakeup = asyncio.Event()
     file_servicer = FileServicer(
-        FileHandler(unit, files, chat_settings, WakeEvent(files_wakeup), platform_handler)
+        FileHandler(unit, files, chat_settings, WakeEvent(files_wakeup), platform_handler, policies)
     )
     server.add(
         lambda s: files_pb2_grpc.add_FileServiceServicer_to_server(file_servicer, s),

@@ -38,6 +38,7 @@ from conversation.handlers.checkedbytes import (
 )
 from conversation.handlers.filepolicy import FilePolicy
 from conversation.handlers.paging import page_limit
+from conversation.handlers.policy import PolicyHandler
 from conversation.handlers.unit import UnitOfWork
 from conversation.storage.audit import Target
 from conversation.storage.blobs import ObjectKey, Variant
@@ -168,8 +169,10 @@ class FileHandler(HandlerBase):
         policies: Policies,
         work: FileWork,
         escalations: EscalatedConversations | None = None,
+        pii_policies: PolicyHandler | None = None,
     ) -> None:
-        super().__init__(unit)
+        """``pii_policies``: the process's policy cache (names are screened like text)."""
+        super().__init__(unit, pii_policies)
         self.files = files
         self._policies = policies
         self._work = work
@@ -248,6 +251,7 @@ class FileHandler(HandlerBase):
         again = await store.files.by_client_id(conv.id, caller.user_id, client_id)
         if again is not None:
             return Uploaded(again, created=False)
+        name = await self._screened_name(caller, name)
         policy = await self._policies.file_policy(caller.tenant_id)
         await self._precheck(caller, policy, start.declared_size_bytes)
         file_id = new_id()
@@ -295,6 +299,11 @@ class FileHandler(HandlerBase):
             return Uploaded(done.file, created=False)
         self._work.wake()
         return Uploaded(done.file, created=True)
+
+    async def _screened_name(self, caller: Caller, name: str) -> str:
+        """The cleaned name as the tenant's PII policy lets it be stored (blocked:
+        422 ``pii_blocked``; masked); ``file`` when masking left nothing."""
+        return clean_name(await self.pii.screen_file_name(caller, name))
 
     async def _precheck(self, caller: Caller, policy: FilePolicy, declared: int) -> None:
         """A declared size over the limit or the quotas: refused before any byte."""
@@ -354,8 +363,8 @@ class FileHandler(HandlerBase):
         client_id = valid_client_id(client_id)
         if size_bytes <= 0:
             raise InvalidArgument("size_bytes: the exact size, at least 1", "invalid_size")
-        name = clean_name(name)
         conv = await self._uploader(caller, conversation_id)
+        name = await self._screened_name(caller, clean_name(name))
         if not self.files.blobs.direct_upload:
             raise FailedPrecondition(
                 "direct uploads need the S3 storage backend", "direct_upload_unavailable"

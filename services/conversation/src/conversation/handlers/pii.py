@@ -69,6 +69,17 @@ class PiiGuard:
             )
         return Screened(text, file_name, kinds)
 
+    async def screen_file_name(self, caller: Caller, name: str) -> str:
+        """An uploaded file's name as the tenant's policy lets it be stored:
+        ``pii_blocked`` (422, as for text) in block mode, masked in mask mode. In
+        flag mode it is stored as written and not counted here: the message that
+        attaches the file screens the name again with its text, and is flagged
+        and counted then, once."""
+        policy = await self._policies.current(caller.tenant_id)
+        if policy.pii_mode in ("off", "flag") or not name:
+            return name
+        return (await self.screen(caller, "", name)).file_name or ""
+
 
 async def queue_flagged(store: TenantStore, message: Message, now: datetime) -> None:
     """The one place a flagged message enters the moderation queue (owned by
