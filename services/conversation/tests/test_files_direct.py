@@ -100,9 +100,12 @@ async def test_a_direct_upload_is_checked_and_sealed_on_complete(
         await files.complete_upload(BOB, conversation_id=conv, file_id=made.file.id)
     done = await files.complete_upload(ALICE, conversation_id=conv, file_id=made.file.id)
     assert (done.status, done.content_type, done.kind) == (FileStatus.PENDING, "image/png", "image")
-    assert done.size_bytes == len(png) and done.key_id
+    assert done.size_bytes == len(png)
+    # The processor seals the client's plaintext into the original.
     staging = ObjectKey(TENANT_A, conv, done.id, "staging")
-    assert await s3.blobs.size(staging) is None
+    assert await s3.blobs.size(staging) == len(png)
+    sealed = await s3.seal_staging(ObjectKey(TENANT_A, conv, done.id, "original"))
+    assert sealed.size == len(png) and await s3.blobs.size(staging) is None
     opened = b"".join([c async for c in s3.open(ObjectKey(TENANT_A, conv, done.id, "original"))])
     assert opened == png
     # Completing again answers it unchanged.

@@ -429,18 +429,16 @@ class FileHandler(HandlerBase):
             await self._discard(staging)
             await self._reject(caller, file, refused.code)
             raise
-        # Sealed now (the staging object is the client's plaintext), so a
-        # PENDING file is always a sealed original, whichever way it came.
-        sealed = await self.files.seal_staging(
-            ObjectKey(caller.tenant_id, conv.id, file.id, "original")
-        )
+        # The processor seals the staging object into the original (a large
+        # file's sealing does not hold this call) before it scans.
         change = PendingChange(
-            size_bytes=sealed.size,
-            sha256=sealed.sha256,
+            size_bytes=size,
+            sha256="",
             content_type=sniffed.content_type,
             kind=sniffed.kind,
-            key_id=sealed.key_id,
+            key_id="",
             download_only=policy.download_only(sniffed),
+            variants=("staging",),
         )
         done = await self.store(caller).files.mark_pending(file.id, change, self.clock.now())
         if done is None:
