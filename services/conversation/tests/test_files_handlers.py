@@ -560,3 +560,15 @@ async def test_file_names_are_screened_like_text(
     await pii.update(ADMIN, PolicyPatch(pii_mode="mask"))
     masked = (await files.upload(ALICE, _start(conv, name="AB123456C.txt"), _chunks(TEXT))).file
     assert "AB123456C" not in masked.name
+
+
+async def test_racing_retries_of_one_upload_make_one_file(
+    files: FileHandler, conversations: ConversationHandler, db: Database
+) -> None:
+    conv = await _group(conversations)
+    results = await asyncio.gather(
+        *(files.upload(ALICE, _start(conv, client_id="same"), _chunks(TEXT, 500)) for _ in range(3))
+    )
+    assert len({r.file.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert await _stored(db) == (1, 1, 2 * len(TEXT))
