@@ -73,7 +73,10 @@ async def delete_with_message(t: Taken, file_id: str, now: datetime) -> None:
     conversation_id = t.change.conversation_id
     gone = await t.store.files.mark_deleted(conversation_id, file_id, now)
     if gone is not None:
-        await t.store.file_usage.release(gone.uploader_id, gone.reserved_bytes)
+        if gone.reserved_bytes > 0:
+            # Held no more by the record: a later compliance removal gives nothing back twice.
+            await t.store.files.set_reserved(gone.id, 0, now)
+            await t.store.file_usage.release(gone.uploader_id, gone.reserved_bytes)
         t.emit(file_updated(convert.file(gone)))
         return
     # Already deleted (or removed by a compliance job): the event claimed still

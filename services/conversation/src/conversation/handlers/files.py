@@ -43,7 +43,7 @@ from conversation.handlers.unit import UnitOfWork
 from conversation.storage.audit import Target
 from conversation.storage.blobs import ObjectKey, Variant
 from conversation.storage.conversations import Conversation
-from conversation.storage.db import Transaction
+from conversation.storage.db import TenantStore, Transaction
 from conversation.storage.filebytes import (
     FRAME_BYTES,
     SEALED_FRAME_BYTES,
@@ -453,7 +453,7 @@ class FileHandler(HandlerBase):
             store = tx.for_tenant(caller.tenant_id)
             gone = await store.files.mark_rejected(file.id, reason, self.clock.now())
             if gone is not None:
-                await store.file_usage.release(gone.uploader_id, gone.reserved_bytes)
+                await _release(store, gone, self.clock.now())
 
         await self._db.transaction(body)
 
@@ -571,7 +571,7 @@ class FileHandler(HandlerBase):
             gone = await store.files.mark_deleted(conv.id, file.id, self.clock.now())
             if gone is None:
                 return
-            await store.file_usage.release(gone.uploader_id, gone.reserved_bytes)
+            await _release(store, gone, self.clock.now())
             if not own:
                 await self.audit.append(
                     store,
@@ -596,3 +596,13 @@ class FileHandler(HandlerBase):
 def _shown_to(caller: Caller, file: FileRecord) -> bool:
     """Files sent with a message are the conversation's; others their uploader's."""
     return bool(file.message_id) or file.uploader_id == caller.user_id
+
+
+async def _release(store: TenantStore, gone: FileRecord, now: datetime) -> None:
+    """Inside the transaction that refused or deleted the file: the bytes it
+    held go back to the quotas, and the record holds none any more, so a
+    compliance job that removes it later does not give them back twice."""
+    if gone.reserved_bytes <= 0:
+        return
+    await store.files.set_reserved(gone.id, 0, now)
+    await store.file_usage.release(gone.uploader_id, gone.reserved_bytes)
