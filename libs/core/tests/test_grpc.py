@@ -72,6 +72,22 @@ async def abort(request: bytes, context: Ctx) -> bytes:
     raise AssertionError("unreachable")
 
 
+async def upload(requests: AsyncIterator[bytes], context: Ctx) -> bytes:
+    parts = [part async for part in requests]
+    if parts == [b"fail"]:
+        raise NotFound("thing is gone", "thing_not_found")
+    return f"{current_caller().user_id}:{b''.join(parts).decode()}".encode()
+
+
+async def download(request: bytes, context: Ctx) -> AsyncIterator[bytes]:
+    if request == b"fail-first":
+        raise NotFound("thing is gone", "thing_not_found")
+    yield current_caller().user_id.encode()
+    if request == b"fail-later":
+        raise NotFound("thing went", "thing_gone")
+    yield current_caller().tenant_id.encode()
+
+
 def register(server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers(
         (
@@ -82,6 +98,8 @@ def register(server: grpc.aio.Server) -> None:
                     "Fail": grpc.unary_unary_rpc_method_handler(fail),
                     "Crash": grpc.unary_unary_rpc_method_handler(crash),
                     "Abort": grpc.unary_unary_rpc_method_handler(abort),
+                    "Upload": grpc.stream_unary_rpc_method_handler(upload),
+                    "Download": grpc.unary_stream_rpc_method_handler(download),
                 },
             ),
         )
@@ -335,3 +353,31 @@ async def test_stop_enters_graceful_shutdown() -> None:
         )
     finally:
         await ch.close()
+
+
+@pytest.mark.asyncio
+async def test_streams_carry_the_caller_and_map_errors(running: Running) -> None:
+    """Uploads (client streams) and downloads (server streams) are business
+    calls too: the caller's token travels, and errors keep their codes."""
+    uploader = running.channel.stream_unary(f"/{SERVICE}/Upload")
+    downloader = running.channel.unary_stream(f"/{SERVICE}/Download")
+
+    async def parts(*chunks: bytes) -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    with acting_as(Caller("t1", "u1", frozenset({ROLE_AGENT}))):
+        assert await uploader(parts(b"ab", b"cd")) == b"u1:abcd"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await uploader(parts(b"fail"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert trailing_code(err.value) == "thing_not_found"
+        assert [m async for m in downloader(b"ok")] == [b"u1", b"t1"]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [m async for m in downloader(b"fail-first")]
+        assert trailing_code(err.value) == "thing_not_found"
+        got: list[bytes] = []
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for m in downloader(b"fail-later"):
+                got.append(m)
+        assert got == [b"u1"] and trailing_code(err.value) == "thing_gone"

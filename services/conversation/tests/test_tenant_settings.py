@@ -183,7 +183,7 @@ async def test_a_versioned_round_trip_sealed_at_rest_audited_and_announced(
     assert event_doc["sealed"] is False and event_doc["conversation_id"] == TENANT_A
     event = settings_pb2.TenantSettingsChanged.FromString(bytes(event_doc["payload"]))
     assert (event.tenant_id, event.version) == (TENANT_A, 1)
-    assert len(event.sections) == 6 and event.event_id == event_doc["_id"]
+    assert len(event.sections) == 7 and event.event_id == event_doc["_id"]
 
 
 async def test_a_section_write_keeps_the_others_and_a_stale_one_writes_nothing(

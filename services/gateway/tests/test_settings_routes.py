@@ -50,6 +50,12 @@ def sample() -> pb.TenantSettings:
             pb.RolePermissions(role="member", permissions=["chat.create_direct"]),
         ],
         ai_quota=pb.AiQuota(monthly_tokens=1000),
+        files=pb.FilePolicy(
+            max_size_bytes=1024,
+            allowed_kinds=["image", "pdf"],
+            svg_mode=pb.SVG_MODE_DOWNLOAD_ONLY,
+            max_image_pixels=2_000_000,
+        ),
         canned_replies_path="/api/v1/canned-replies",
         canned_reply_count=2,
         version=7,
@@ -159,6 +165,9 @@ BAD = [
     ("put", "/settings/ticket-categories", {"ticket_categories": ["x" * 257]}),
     ("put", "/settings/role-permissions", {"role_permissions": ["member"]}),
     ("put", "/settings/ai-quota", {"monthly_tokens": "many"}),
+    ("put", "/settings/files", {"max_size_bytes": "big"}),
+    ("put", "/settings/files", {"allowed_kinds": ["image"] * 21}),
+    ("put", "/settings", {"files": {"svg": "block"}}),
     ("put", "/platform/tenants/" + "t" * 129 + "/settings/ai-quota", {"monthly_tokens": 1}),
 ]
 
@@ -182,6 +191,7 @@ PUTS = [
     ("/settings/ticket-categories", {"ticket_categories": []}),
     ("/settings/role-permissions", {"role_permissions": {}}),
     ("/settings/ai-quota", {"monthly_tokens": 0}),
+    ("/settings/files", {"max_size_bytes": 1024, "svg_mode": "download_only"}),
     ("/platform/tenants/t2/settings/ai-quota", {"monthly_tokens": 0}),
 ]
 
@@ -213,6 +223,7 @@ ROUTES = [
     ("get", "/settings/ticket-categories", Action.SETTINGS_READ, "GetSettings"),
     ("get", "/settings/role-permissions", Action.SETTINGS_READ, "GetSettings"),
     ("get", "/settings/ai-quota", Action.SETTINGS_READ, "GetSettings"),
+    ("get", "/settings/files", Action.SETTINGS_READ, "GetSettings"),
     ("get", "/platform/tenants/t2/settings", Action.SETTINGS_READ, "GetSettings"),
     *[("put", path, Action.SETTINGS_WRITE, "UpdateSettings") for path, _ in PUTS],
 ]
@@ -262,16 +273,30 @@ async def test_sections_are_named_and_platform_routes_name_the_tenant(world: Wor
         [pb.SETTINGS_SECTION_TICKET_CATEGORIES],
         [pb.SETTINGS_SECTION_ROLE_PERMISSIONS],
         [pb.SETTINGS_SECTION_AI_QUOTA],
+        [pb.SETTINGS_SECTION_FILES],
         [pb.SETTINGS_SECTION_AI_QUOTA],
     ]
     # Only the platform routes name a tenant; every other call is the caller's own.
     tenants = [r.tenant_id for _, r in stub.calls]
-    assert tenants == ["", "", "", "", "", "", "", "t2", "t2"]
+    assert tenants == ["", "", "", "", "", "", "", "", "t2", "t2"]
+    files = next(
+        r
+        for name, r in stub.calls
+        if list(getattr(r, "sections", [])) == [pb.SETTINGS_SECTION_FILES]
+    )
+    assert files.settings.files.max_size_bytes == 1024
+    assert files.settings.files.svg_mode == pb.SVG_MODE_DOWNLOAD_ONLY
     # A whole document with its quota names that section too.
     await http.put("/settings", json={"ai_quota": {"monthly_tokens": 5}}, headers=MATCH)
     last = stub.calls[-1][1]
     assert pb.SETTINGS_SECTION_AI_QUOTA in last.sections
     assert last.settings.ai_quota.monthly_tokens == 5
+    assert pb.SETTINGS_SECTION_FILES not in last.sections
+    # A whole document with its files policy names that section.
+    await http.put("/settings", json={"files": {"max_size_bytes": 1}}, headers=MATCH)
+    last = stub.calls[-1][1]
+    assert pb.SETTINGS_SECTION_FILES in last.sections
+    assert last.settings.files.max_size_bytes == 1
 
 
 def _rpc_error(status: grpc.StatusCode, code: str) -> grpc.aio.AioRpcError:
@@ -325,6 +350,15 @@ async def test_translation_both_ways(world: World) -> None:
         "enabled": True,
     }
     assert got["role_permissions"] == {"member": ["chat.create_direct"]}
+    assert got["files"] == {
+        "max_size_bytes": 1024,
+        "allowed_kinds": ["image", "pdf"],
+        "svg_mode": "download_only",
+        "max_image_pixels": 2_000_000,
+        "user_quota_bytes": 0,
+        "tenant_quota_bytes": 0,
+        "keep_image_metadata": False,
+    }
     assert (got["version"], got["updated_at"], got["canned_reply_count"]) == (
         7,
         "2023-11-14T22:13:20Z",
@@ -378,6 +412,15 @@ async def test_the_public_part_comes_from_the_cache(cached: World) -> None:
                 }
             ],
             "version": 7,
+            "files": {
+                "max_size_bytes": 1024,
+                "allowed_kinds": ["image", "pdf"],
+                "svg_mode": "download_only",
+                "max_image_pixels": 2_000_000,
+                "user_quota_bytes": 0,
+                "tenant_quota_bytes": 0,
+                "keep_image_metadata": False,
+            },
         }
     # Loaded once, as the service role of the caller's own tenant.
     assert [name for name, _ in stub.calls] == ["GetServiceSettings"]

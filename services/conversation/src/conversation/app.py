@@ -23,6 +23,8 @@ from confab.conversation.v1 import (
     canned_pb2_grpc,
     conversation_pb2,
     conversation_pb2_grpc,
+    files_pb2,
+    files_pb2_grpc,
     governance_pb2,
     governance_pb2_grpc,
     jobs_pb2,
@@ -76,6 +78,7 @@ from conversation.clients.compliance import MissingPeer, NotificationPeer, Prese
 from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
 from conversation.clients.scanner import ClamdScanner
 from conversation.files_worker import FileWorker
+from conversation.files_servicer import FileServicer
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.analytics import AnalyticsHandler
 from conversation.handlers.assignment import AssignmentHandler
@@ -83,7 +86,8 @@ from conversation.handlers.audit import AuditTrail
 from conversation.handlers.botdata import BotDataHandler
 from conversation.handlers.canned import CannedHandler
 from conversation.handlers.conversations import ConversationHandler
-from conversation.handlers.fileprocess import FileProcessor, FileWork, default_image_policy
+from conversation.handlers.fileprocess import FileProcessor, FileWork, image_policies
+from conversation.handlers.files import FileHandler
 from conversation.handlers.jobs import JobHandler
 from conversation.handlers.keys import KeyHandler
 from conversation.handlers.membership import MembershipHandler
@@ -233,7 +237,8 @@ async def build(
         support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
     )
     # Platform staff: escalated tickets of every tenant, through the support desk.
-    platform = PlatformServicer(PlatformHandler(tickets))
+    platform_handler = PlatformHandler(tickets)
+    platform = PlatformServicer(platform_handler)
     server.add(
         lambda s: platform_pb2_grpc.add_PlatformServiceServicer_to_server(platform, s),
         platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name,
@@ -246,6 +251,15 @@ async def build(
     server.add(
         lambda s: settings_pb2_grpc.add_SettingsServiceServicer_to_server(settings_servicer, s),
         settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
+    )
+    # Files: uploads ring the processor's wake-up once a file waits.
+    file_work = FileWork()
+    file_servicer = FileServicer(
+        FileHandler(unit, files, chat_settings, file_work, platform_handler, policies)
+    )
+    server.add(
+        lambda s: files_pb2_grpc.add_FileServiceServicer_to_server(file_servicer, s),
+        files_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
     )
     desk = SupportAdminServicer(
         SupportAdminHandler(db, clock, AuditTrail(db, clock, unit.locks), chat_settings)
@@ -409,13 +423,12 @@ async def build(
 
     # The file processor: scans, previews, purges (docs/files.md#scanning). The
     # upload handlers ring ``file_work`` once a file is committed pending.
-    file_work = FileWork()
     file_worker = FileWorker(
         FileProcessor(
             unit,
             files,
             scanner(settings),
-            default_image_policy,
+            image_policies(chat_settings),
             AuditTrail(db, clock, unit.locks),
             clock,
             lease_seconds=settings.files_worker_lease_seconds,

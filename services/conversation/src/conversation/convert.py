@@ -88,7 +88,11 @@ def message(m: Message) -> pb.Message:
         reactions=reactions(m),
         file=(
             pb.FileAttachment(
-                url=f.url, name=f.name, content_type=f.content_type, size_bytes=f.size_bytes
+                url=f.url,
+                name=f.name,
+                content_type=f.content_type,
+                size_bytes=f.size_bytes,
+                file_id=f.file_id,
             )
             if f
             else None

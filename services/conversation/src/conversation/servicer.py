@@ -22,6 +22,7 @@ def _file(request: pb.SendMessageRequest) -> dict[str, Any] | None:
         "name": f.name,
         "content_type": f.content_type,
         "size_bytes": f.size_bytes,
+        "file_id": f.file_id,
     }
 
 

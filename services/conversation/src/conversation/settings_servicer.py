@@ -8,7 +8,7 @@ from confab_core.errors import InvalidArgument
 from confab_core.grpcx import Ctx
 from confab_core.identity import Caller, agent_user_id, current_caller
 from conversation.convert import ts
-from conversation.handlers import platformaccess
+from conversation.handlers import filepolicy, platformaccess
 from conversation.handlers.tenant_settings import (
     ASSISTANT,
     CANNED_REPLIES_PATH,
@@ -21,6 +21,7 @@ from conversation.handlers.tenant_settings import (
 from conversation.storage.settings import (
     AgentRecord,
     BrandingRecord,
+    FilesRecord,
     SettingsRecord,
     TopicRuleRecord,
     TopicsRecord,
@@ -87,6 +88,7 @@ def settings_message(view: SettingsView) -> pb.TenantSettings:
             pb.RolePermissions(role=role, permissions=perms) for role, perms in s.role_permissions
         ],
         ai_quota=pb.AiQuota(monthly_tokens=s.ai_quota_monthly_tokens),
+        files=files_message(s.files),
         canned_replies_path=CANNED_REPLIES_PATH,
         canned_reply_count=view.canned_reply_count,
         version=s.version,
@@ -110,6 +112,39 @@ def public_message(s: SettingsRecord) -> pb.PublicSettings:
             if a.enabled
         ],
         version=s.version,
+        files=files_message(s.files),
+    )
+
+
+_SVG_MODES = {
+    filepolicy.SVG_BLOCK: pb.SVG_MODE_BLOCK,
+    filepolicy.SVG_DOWNLOAD_ONLY: pb.SVG_MODE_DOWNLOAD_ONLY,
+}
+_SVG_NAMES = {v: k for k, v in _SVG_MODES.items()}
+
+
+def files_message(f: FilesRecord) -> pb.FilePolicy:
+    return pb.FilePolicy(
+        max_size_bytes=f.max_size_bytes,
+        allowed_kinds=f.allowed_kinds,
+        svg_mode=_SVG_MODES.get(f.svg_mode, pb.SVG_MODE_UNSPECIFIED),
+        max_image_pixels=f.max_image_pixels,
+        user_quota_bytes=f.user_quota_bytes,
+        tenant_quota_bytes=f.tenant_quota_bytes,
+        keep_image_metadata=f.keep_image_metadata,
+    )
+
+
+def _files(f: pb.FilePolicy) -> FilesRecord:
+    return FilesRecord(
+        max_size_bytes=f.max_size_bytes,
+        allowed_kinds=tuple(f.allowed_kinds),
+        # An unknown value is named by validation; unspecified is the default.
+        svg_mode=_SVG_NAMES.get(f.svg_mode, "" if f.svg_mode == 0 else "?"),
+        max_image_pixels=f.max_image_pixels,
+        user_quota_bytes=f.user_quota_bytes,
+        tenant_quota_bytes=f.tenant_quota_bytes,
+        keep_image_metadata=f.keep_image_metadata,
     )
 
 
@@ -162,6 +197,7 @@ def draft(s: pb.TenantSettings) -> SettingsRecord:
         ticket_categories=tuple(s.ticket_categories),
         role_permissions=tuple((r.role, tuple(r.permissions)) for r in s.role_permissions),
         ai_quota_monthly_tokens=s.ai_quota.monthly_tokens,
+        files=_files(s.files),
     )
 
 

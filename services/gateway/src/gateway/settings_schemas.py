@@ -93,6 +93,33 @@ class AiQuota(Strict):
     )
 
 
+class FilePolicy(Strict):
+    """docs/files.md#policy; 0 and empty mean the defaults (reads spell them out)."""
+
+    max_size_bytes: int = Field(
+        default=0, ge=-(2**62), le=2**62, description="largest upload; 0: 25 MiB; at most 5 GiB"
+    )
+    allowed_kinds: list[Short] = Field(
+        default_factory=list,
+        max_length=20,
+        description="image, pdf, text, document, spreadsheet, presentation, archive, audio, "
+        "video; empty: all",
+    )
+    svg_mode: Short = Field(default="", description='"block" (the default) or "download_only"')
+    max_image_pixels: int = Field(
+        default=0, ge=-(2**62), le=2**62, description="width x height; 0: 50 MP; 1 MP to 150 MP"
+    )
+    user_quota_bytes: int = Field(
+        default=0, ge=-(2**62), le=2**62, description="live bytes per user; 0: 1 GiB"
+    )
+    tenant_quota_bytes: int = Field(
+        default=0, ge=-(2**62), le=2**62, description="live bytes per tenant; 0: 50 GiB"
+    )
+    keep_image_metadata: bool = Field(
+        default=False, description="keep EXIF (GPS...) in images; false strips it"
+    )
+
+
 class SettingsIn(Strict):
     """Every section; ``ai_quota`` left out keeps its value (only platform staff
     change it)."""
@@ -103,6 +130,7 @@ class SettingsIn(Strict):
     ticket_categories: list[Short] = Field(default_factory=list, max_length=200)
     role_permissions: RolePermissionMap = Field(default_factory=dict)
     ai_quota: AiQuota | None = None
+    files: FilePolicy | None = Field(default=None, description="left out: keeps its value")
 
 
 class SettingsOut(Strict):
@@ -112,6 +140,7 @@ class SettingsOut(Strict):
     ticket_categories: list[str]
     role_permissions: dict[str, list[str]]
     ai_quota: AiQuota
+    files: FilePolicy
     canned_replies_path: str = Field(description="where the desk's canned replies live")
     canned_reply_count: int
     version: int = Field(description="also the ETag; PUT sends it back in If-Match")
@@ -131,3 +160,4 @@ class PublicSettingsOut(Strict):
     branding: Branding
     agents: list[PublicAgent] = Field(description="the enabled agents")
     version: int
+    files: FilePolicy = Field(description="so clients can refuse a file before uploading it")

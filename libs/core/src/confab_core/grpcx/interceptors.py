@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -54,9 +54,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Verifies the service token, restores the caller and trace context,
     records metrics, maps errors.
 
-    Only unary-unary methods carry business calls; health and reflection
-    streams pass through untouched. A call without a token runs with no caller
-    and no service (health checks): every business method then refuses it.
+    Unary-unary methods carry most business calls; client-streaming and
+    server-streaming ones (file uploads and downloads) get the same treatment.
+    Bidirectional streams (health, reflection) pass through untouched. A call
+    without a token runs with no caller and no service (health checks): every
+    business method then refuses it.
     """
 
     def __init__(self, verifier: TokenVerifier) -> None:
@@ -68,12 +70,36 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> MethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method: str = handler_call_details.method
-        inner = cast(Handler, handler.unary_unary)
-
         verifier = self._verifier
+        if handler.stream_unary is not None:
+            upload = cast(Handler, handler.stream_unary)
+
+            async def stream_in(requests: Any, context: Ctx) -> Any:
+                return await _handle(method, upload, verifier, requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_in,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            download = cast(Callable[[Any, Ctx], AsyncIterator[Any]], handler.unary_stream)
+
+            async def stream_out(request: Any, context: Ctx) -> AsyncIterator[Any]:
+                async for item in _handle_stream(method, download, verifier, request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream_out,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_unary is None:
+            return handler
+        inner = cast(Handler, handler.unary_unary)
 
         async def wrapper(request: Any, context: Ctx) -> Any:
             return await _handle(method, inner, verifier, request, context)
@@ -83,6 +109,52 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+async def _handle_stream(
+    method: str,
+    inner: Callable[[Any, Ctx], AsyncIterator[Any]],
+    verifier: TokenVerifier,
+    request: Any,
+    context: Ctx,
+) -> AsyncIterator[Any]:
+    """``_handle`` for a server-streaming method: its start (up to the first
+    item) runs under ``_handle`` (caller, metrics, error mapping); the caller
+    stays set while the rest streams, and an error between items ends the
+    stream with its status and stable code."""
+    started: list[AsyncIterator[Any]] = []
+
+    async def first(req: Any, ctx: Ctx) -> Any:
+        stream = inner(req, ctx)
+        started.append(stream)
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            return _END
+
+    head = await _handle(method, first, verifier, request, context)
+    if head is _END:
+        return
+    yield head
+    verified = Verified("", None)
+    for key, value in tuple(context.invocation_metadata() or ()):
+        if key == CALLER_METADATA_KEY and isinstance(value, bytes):
+            verified = verifier.verify(value)
+    token = set_caller(verified.caller)
+    service_token = set_service(verified.service or None)
+    try:
+        async for item in started[0]:
+            yield item
+    except ConfabError as exc:
+        context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, exc.code),))
+        await context.abort(exc.grpc_status, exc.message)
+    finally:
+        reset_caller(token)
+        reset_service(service_token)
+
+
+# What a stream that ends before its first item answers ``first`` with.
+_END = object()
 
 
 async def _handle(

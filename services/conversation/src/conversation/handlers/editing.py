@@ -14,7 +14,7 @@ from confab.conversation.v1 import events_pb2
 from confab_core.errors import FailedPrecondition, PermissionDenied
 from confab_core.identity import Caller
 from conversation import convert
-from conversation.handlers import access, audit, mentions
+from conversation.handlers import access, attach, audit, mentions
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.paging import message_not_found
@@ -22,7 +22,7 @@ from conversation.handlers.pii import queue_flagged
 from conversation.handlers.sending import validate_text
 from conversation.handlers.unit import Change, Taken
 from conversation.storage.audit import Target
-from conversation.storage.conversations import Conversation
+from conversation.storage.conversations import Claim, Conversation
 from conversation.storage.members import Member
 from conversation.storage.messages import Message
 
@@ -118,8 +118,10 @@ class Editing(HandlerBase):
             return message
         access.require_writable(conv)
 
+        file_id = attach.file_of(message)
+
         async def body(t: Taken) -> Message:
-            doc = await self.tombstone_in(t, message_id)
+            doc = await self.tombstone_in(t, message_id, file_id)
             if message.sender_id != caller.user_id:
                 await self.audit.in_unit(
                     t,
@@ -130,13 +132,20 @@ class Editing(HandlerBase):
                 )
             return doc
 
-        change = Change(caller, conversation_id, audited=message.sender_id != caller.user_id)
+        change = Change(
+            caller,
+            conversation_id,
+            Claim(events=2 if file_id else 1),
+            audited=message.sender_id != caller.user_id,
+        )
         doc, _ = await self.unit.one(change, body)
         return doc
 
-    async def tombstone_in(self, t: Taken, message_id: str) -> Message:
+    async def tombstone_in(self, t: Taken, message_id: str, file_id: str = "") -> Message:
         """Inside a unit on the message's conversation: the tombstone, its old
-        words gone from the event log, and the ``message_deleted`` event."""
+        words gone from the event log, and the ``message_deleted`` event; with
+        ``file_id`` (``attach.file_of`` the message, read before the unit, which
+        claimed an event more for it) its uploaded file goes too."""
         conversation_id = t.change.conversation_id
         doc = await t.store.messages.tombstone(conversation_id, message_id, self.clock.now())
         if doc is None:
@@ -148,4 +157,6 @@ class Editing(HandlerBase):
             ),
             message_id=message_id,
         )
+        if file_id:
+            await attach.delete_with_message(t, file_id, self.clock.now())
         return doc

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo.errors import PyMongoError
@@ -30,6 +30,7 @@ from conversation import convert
 from conversation.clients.scanner import Scanner, ScannerDown, TooLargeToScan
 from conversation.handlers import previews
 from conversation.handlers.audit import AuditTrail
+from conversation.handlers.filepolicy import FilePolicy
 from conversation.handlers.support import system_caller
 from conversation.handlers.unit import Change, Taken, UnitOfWork
 from conversation.storage.audit import Fields, Target
@@ -85,10 +86,19 @@ class ImagePolicy:
 ImagePolicies = Callable[[str], Awaitable[ImagePolicy]]
 
 
-async def default_image_policy(tenant_id: str) -> ImagePolicy:
-    """The policy's defaults (50 MP, metadata stripped), for every tenant: what
-    the processor uses until the tenant's files settings are wired in."""
-    return ImagePolicy()
+class FilePolicies(Protocol):
+    async def file_policy(self, tenant_id: str) -> FilePolicy: ...
+
+
+def image_policies(source: FilePolicies) -> ImagePolicies:
+    """The image part of each tenant's files policy, read as each file is
+    processed, so a change applies to the next file."""
+
+    async def of(tenant_id: str) -> ImagePolicy:
+        policy = await source.file_policy(tenant_id)
+        return ImagePolicy(policy.max_image_pixels, policy.keep_image_metadata)
+
+    return of
 
 
 class FileWork:

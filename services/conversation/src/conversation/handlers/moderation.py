@@ -34,7 +34,7 @@ from confab_core.errors import (
 )
 from confab_core.identity import Caller, is_service_user
 from confab_core.limits import MAX_ID_CHARS, MAX_PAGE, MAX_REASON_CHARS
-from conversation.handlers import access, audit
+from conversation.handlers import access, attach, audit
 from conversation.handlers import rolematrix as rm
 from conversation.handlers.conversations import role_name
 from conversation.handlers.editing import Editing
@@ -449,8 +449,10 @@ class ModerationHandler(Editing):
                     )
                 )
 
+                file_id = attach.file_of(message)
+
                 async def body(t: Taken) -> QueueEntry:
-                    await self.tombstone_in(t, entry.message_id)
+                    await self.tombstone_in(t, entry.message_id, file_id)
                     resolved = await t.store.moderation.resolve(
                         entry.id, action, caller.user_id, now
                     )
@@ -459,7 +461,12 @@ class ModerationHandler(Editing):
                     await self.audit.in_unit_all(t, items)
                     return resolved
 
-                change = Change(caller, entry.conversation_id, audited=True)
+                change = Change(
+                    caller,
+                    entry.conversation_id,
+                    Claim(events=2 if file_id else 1),
+                    audited=True,
+                )
                 done, _ = await self.unit.one(change, body)
                 return done
 

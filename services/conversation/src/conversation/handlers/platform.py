@@ -161,6 +161,12 @@ class PlatformHandler:
         )
         return after
 
+    async def escalated_conversation(self, staff: Caller, ticket_id: str) -> tuple[str, str]:
+        """The tenant and conversation of a ticket still escalated (files.py lets
+        staff read its files through it); ``ticket_not_found`` otherwise."""
+        esc, _ = await self._escalated(staff, ticket_id)
+        return esc.tenant_id, esc.conversation_id
+
     async def _escalated(self, staff: Caller, ticket_id: str) -> tuple[Escalation, spb.Ticket]:
         platformaccess.require_platform_staff(staff)
         if not ticket_id or len(ticket_id) > MAX_ID_CHARS:

@@ -20,12 +20,13 @@ from confab_core.limits import (
     MAX_CONTENT_TYPE_CHARS,
     MAX_FILE_BYTES,
     MAX_FILE_NAME_CHARS,
+    MAX_ID_CHARS,
     MAX_TEXT_CHARS,
     MAX_URL_CHARS,
 )
 from confab_core.telemetry import inject_headers, tracer
 from conversation import convert
-from conversation.handlers import access, mentions
+from conversation.handlers import access, attach, mentions
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.pii import queue_flagged
@@ -106,6 +107,18 @@ class Sending(HandlerBase):
                 access.require_file_sender(await self.granted(caller))
             support = conv.kind == pb.CONVERSATION_KIND_SUPPORT
             access.require_writable(conv)
+            if file is not None and file.get("file_id"):
+                try:
+                    file = await self._uploaded(caller, conversation_id, str(file["file_id"]))
+                except InvalidArgument:
+                    # A retry finds its file attached to the message it stored.
+                    again = await self.store(caller).messages.by_client_id(
+                        conversation_id, caller.user_id, client_msg_id
+                    )
+                    if again is None:
+                        raise
+                    span.set_attribute("confab.message.duplicate", True)
+                    return Sent(again, created=False)
             screened = await self.pii.screen(
                 caller, text, str(file["name"]) if file is not None else None
             )
@@ -153,6 +166,12 @@ class Sending(HandlerBase):
                     stored = ticketed
                 elif thread_root_id:
                     stored = await self._reply(caller, int(conv.kind), new)
+                elif attachment is not None and attachment.file_id:
+                    # Alone, not in a group commit: a file another send took
+                    # fails this unit, and must not fail a batch of others.
+                    pending = PendingSend(caller, int(conv.kind), new, inject_headers())
+                    await self._commit_sends([pending])
+                    stored = pending.done.result()
                 else:
                     pending = PendingSend(caller, int(conv.kind), new, inject_headers())
                     stored = await self._sends.submit(pending)
@@ -173,6 +192,20 @@ class Sending(HandlerBase):
             span.set_attribute("confab.message.seq", stored.seq)
             return Sent(stored, created=True)
 
+    async def _uploaded(self, caller: Caller, conversation_id: str, file_id: str) -> dict[str, Any]:
+        """A send's uploaded file: what the message stores of it comes from
+        the file's record, never from the client."""
+        found = await attach.attachable(
+            self.store(caller), conversation_id, caller.user_id, file_id
+        )
+        return {
+            "url": "",
+            "name": found.name,
+            "content_type": found.content_type,
+            "size_bytes": found.size_bytes,
+            "file_id": found.id,
+        }
+
     async def _bot_may_reply(self, caller: Caller, conversation_id: str) -> None:
         if self.tickets is not None and not await self.tickets.bot_may_reply(
             caller, conversation_id
@@ -185,6 +218,7 @@ class Sending(HandlerBase):
 
         async def body(t: Taken) -> Message:
             (stored,) = await t.store.messages.insert_many([(new, t.first_seq)])
+            await attach.attach_all(t, [stored], self.clock.now())
             await queue_flagged(t.store, stored, self.clock.now())
             # The sender has read everything up to their own message.
             await t.store.members.advance_read(conversation_id, caller.user_id, stored.seq)
@@ -244,6 +278,7 @@ class Sending(HandlerBase):
             stored_all: list[Message] = []
             for sends in per_tenant.values():
                 stored = await sends.taken.store.messages.insert_many(sends.placed)
+                await attach.attach_all(sends.taken, stored, self.clock.now())
                 for message in stored:
                     await queue_flagged(sends.taken.store, message, self.clock.now())
                 # Each sender has read everything up to their own message.
@@ -285,6 +320,7 @@ def _attachment(file: dict[str, Any] | None) -> FileAttachment | None:
         name=str(file["name"]),
         content_type=str(file.get("content_type", "")),
         size_bytes=int(file.get("size_bytes", 0)),
+        file_id=str(file.get("file_id", "")),
     )
 
 
@@ -336,6 +372,12 @@ def _validate_stream(caller: Caller, message_id: str, stream_state: int) -> None
 def _validate_file(file: dict[str, Any] | None) -> None:
     if not file:
         raise InvalidArgument("a file message needs a file", "file_required")
+    file_id = str(file.get("file_id", ""))
+    if file_id:
+        # An uploaded file: the server fills in the rest from its record.
+        if len(file_id) > MAX_ID_CHARS or file.get("url"):
+            raise InvalidArgument("a file message has a file_id or a url", "invalid_file")
+        return
     parts = urlsplit(str(file.get("url", "")))
     if (
         parts.scheme not in ("http", "https")

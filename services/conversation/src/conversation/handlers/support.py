@@ -43,7 +43,7 @@ from confab_core.limits import (
     MAX_TITLE_CHARS,
 )
 from conversation import convert
-from conversation.handlers import access, ticketflow, ticketpage
+from conversation.handlers import access, attach, ticketflow, ticketpage
 from conversation.handlers import text as textutil
 from conversation.handlers.base import HandlerBase
 from conversation.handlers.pii import queue_flagged
@@ -941,6 +941,7 @@ class SupportHandler:
                 text = "The requester replied; the ticket is active again"
                 placed.append((_system_message(before.conversation_id, text, now), t.first_seq + 1))
             stored = await t.store.messages.insert_many(placed)
+            await attach.attach_all(t, stored[:1], now)
             await queue_flagged(t.store, stored[0], now)
             await t.store.members.advance_read(new.conversation_id, caller.user_id, t.first_seq)
             after = before

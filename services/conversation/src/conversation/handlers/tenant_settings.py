@@ -41,7 +41,7 @@ from confab_core.limits import (
 )
 from confab_core.telemetry import inject_headers
 from confab_core.tenant_settings import TENANT_SETTINGS_EVENT_TYPE, TENANT_SETTINGS_TOPIC
-from conversation.handlers import access, rolematrix
+from conversation.handlers import access, filepolicy, rolematrix
 from conversation.handlers.audit import AuditTrail, entry
 from conversation.storage.audit import Target
 from conversation.storage.canned import SHARED_OWNER
@@ -50,6 +50,7 @@ from conversation.storage.outbox import OutboxRecord
 from conversation.storage.settings import (
     AgentRecord,
     BrandingRecord,
+    FilesRecord,
     SettingsRecord,
     TopicRuleRecord,
     TopicsRecord,
@@ -61,6 +62,7 @@ TOPICS = "topics"
 TICKET_CATEGORIES = "ticket_categories"
 ROLE_PERMISSIONS = "role_permissions"
 AI_QUOTA = "ai_quota"
+FILES = "files"
 SECTIONS: tuple[str, ...] = (
     BRANDING,
     AGENTS,
@@ -68,6 +70,7 @@ SECTIONS: tuple[str, ...] = (
     TICKET_CATEGORIES,
     ROLE_PERMISSIONS,
     AI_QUOTA,
+    FILES,
 )
 SECTION_VALUES: dict[str, settings_pb2.SettingsSection.ValueType] = {
     BRANDING: settings_pb2.SETTINGS_SECTION_BRANDING,
@@ -76,6 +79,7 @@ SECTION_VALUES: dict[str, settings_pb2.SettingsSection.ValueType] = {
     TICKET_CATEGORIES: settings_pb2.SETTINGS_SECTION_TICKET_CATEGORIES,
     ROLE_PERMISSIONS: settings_pb2.SETTINGS_SECTION_ROLE_PERMISSIONS,
     AI_QUOTA: settings_pb2.SETTINGS_SECTION_AI_QUOTA,
+    FILES: settings_pb2.SETTINGS_SECTION_FILES,
 }
 
 SETTINGS_UPDATED = "settings.update"
@@ -330,6 +334,8 @@ def validate(
         raise _invalid(
             "invalid_quota", f"ai_quota.monthly_tokens: 0 (unlimited) to {MAX_MONTHLY_TOKENS}"
         )
+    if FILES in sections:
+        out = replace(out, files=filepolicy.validate(draft.files))
     return out
 
 
@@ -340,6 +346,7 @@ def with_defaults(s: SettingsRecord) -> SettingsRecord:
     return replace(
         s,
         role_permissions=tuple((r, rolematrix.ordered(matrix[r])) for r in rolematrix.ROLES),
+        files=filepolicy.spelled_out(s.files),
     )
 
 
@@ -353,6 +360,7 @@ def _merged(
         TICKET_CATEGORIES: ("ticket_categories",),
         ROLE_PERMISSIONS: ("role_permissions",),
         AI_QUOTA: ("ai_quota_monthly_tokens",),
+        FILES: ("files",),
     }
     changes = {f: getattr(draft, f) for s in sections for f in fields[s]}
     return replace(before, **changes)
@@ -368,6 +376,7 @@ def _changed(before: SettingsRecord, after: SettingsRecord) -> list[str]:
             (TICKET_CATEGORIES, "ticket_categories"),
             (ROLE_PERMISSIONS, "role_permissions"),
             (AI_QUOTA, "ai_quota_monthly_tokens"),
+            (FILES, "files"),
         )
         if getattr(before, f) != getattr(after, f)
     ]
@@ -419,6 +428,11 @@ class SettingsHandler:
         if not caller.has_role(ROLE_SERVICE):
             raise PermissionDenied("internal services only", "forbidden")
         return await self._view(caller.tenant_id)
+
+    async def file_policy(self, tenant_id: str) -> filepolicy.FilePolicy:
+        """The files policy in force for the tenant (defaults filled in)."""
+        stored = await self._db.for_tenant(tenant_id).settings.get()
+        return filepolicy.policy(stored.files if stored is not None else FilesRecord())
 
     async def public(self, caller: Caller) -> SettingsRecord:
         """Any caller of the tenant; what of it is public is the servicer's to pick."""

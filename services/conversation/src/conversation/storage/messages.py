@@ -22,6 +22,8 @@ class FileAttachment:
     name: str
     content_type: str
     size_bytes: int
+    # An uploaded file of the conversation (storage/files.py); empty for a link.
+    file_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +124,15 @@ class NewMessage:
 def _file_document(f: FileAttachment | None) -> Doc | None:
     if f is None:
         return None
-    return {
+    doc: Doc = {
         "url": f.url,
         "name": f.name,
         "content_type": f.content_type,
         "size_bytes": f.size_bytes,
     }
+    if f.file_id:
+        doc["file_id"] = f.file_id
+    return doc
 
 
 def _sealed_file(c: TenantCipher, message_id: str, f: FileAttachment | None) -> bytes | str | None:
@@ -211,6 +216,7 @@ def _record(doc: Doc, c: TenantCipher) -> Message:
                 name=str(f.get("name", "")),
                 content_type=str(f.get("content_type", "")),
                 size_bytes=int(f.get("size_bytes", 0)),
+                file_id=str(f.get("file_id", "")),
             )
             if f
             else None

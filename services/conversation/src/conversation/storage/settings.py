@@ -69,6 +69,21 @@ class AgentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FilesRecord:
+    """The files policy as stored: 0 and empty mean the defaults
+    (handlers/filepolicy.py applies them)."""
+
+    max_size_bytes: int = 0
+    allowed_kinds: tuple[str, ...] = ()
+    # "block", "download_only", or "" (the default, block).
+    svg_mode: str = ""
+    max_image_pixels: int = 0
+    user_quota_bytes: int = 0
+    tenant_quota_bytes: int = 0
+    keep_image_metadata: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SettingsRecord:
     branding: BrandingRecord = field(default_factory=BrandingRecord)
     agents: tuple[AgentRecord, ...] = ()
@@ -77,6 +92,7 @@ class SettingsRecord:
     # (role, permissions) in the admin's order; a role left out keeps its default.
     role_permissions: tuple[tuple[str, tuple[str, ...]], ...] = ()
     ai_quota_monthly_tokens: int = 0
+    files: FilesRecord = field(default_factory=FilesRecord)
     # 0 while the tenant has never saved its settings.
     version: int = 0
     updated_at: datetime | None = None
@@ -162,6 +178,15 @@ def _document(s: SettingsRecord, sealed_text: bytes | str) -> Doc:
         "ticket_categories": list(s.ticket_categories),
         "role_permissions": {role: list(perms) for role, perms in s.role_permissions},
         "ai_quota": {"monthly_tokens": s.ai_quota_monthly_tokens},
+        "files": {
+            "max_size_bytes": s.files.max_size_bytes,
+            "allowed_kinds": list(s.files.allowed_kinds),
+            "svg_mode": s.files.svg_mode,
+            "max_image_pixels": s.files.max_image_pixels,
+            "user_quota_bytes": s.files.user_quota_bytes,
+            "tenant_quota_bytes": s.files.tenant_quota_bytes,
+            "keep_image_metadata": s.files.keep_image_metadata,
+        },
         TEXT_FIELD: sealed_text,
         "version": s.version,
         "updated_at": s.updated_at,
@@ -209,9 +234,22 @@ def _record(doc: Doc, text: str) -> SettingsRecord:
             for role, perms in doc.get("role_permissions", {}).items()
         ),
         ai_quota_monthly_tokens=int(doc.get("ai_quota", {}).get("monthly_tokens", 0)),
+        files=_files(doc.get("files") or {}),
         version=int(doc["version"]),
         updated_at=doc.get("updated_at"),
         updated_by=str(doc.get("updated_by", "")),
+    )
+
+
+def _files(d: dict[str, Any]) -> FilesRecord:
+    return FilesRecord(
+        max_size_bytes=int(d.get("max_size_bytes", 0)),
+        allowed_kinds=tuple(str(k) for k in d.get("allowed_kinds", ())),
+        svg_mode=str(d.get("svg_mode", "")),
+        max_image_pixels=int(d.get("max_image_pixels", 0)),
+        user_quota_bytes=int(d.get("user_quota_bytes", 0)),
+        tenant_quota_bytes=int(d.get("tenant_quota_bytes", 0)),
+        keep_image_metadata=bool(d.get("keep_image_metadata", False)),
     )
 
 

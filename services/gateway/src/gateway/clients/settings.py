@@ -4,7 +4,7 @@ translation between its messages and the public JSON shapes."""
 from __future__ import annotations
 
 from datetime import UTC
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from confab.conversation.v1 import settings_pb2 as pb
 from confab_core.identity import ROLE_SERVICE, Caller, agent_user_id
@@ -23,6 +23,7 @@ TOPICS = pb.SETTINGS_SECTION_TOPICS
 TICKET_CATEGORIES = pb.SETTINGS_SECTION_TICKET_CATEGORIES
 ROLE_PERMISSIONS = pb.SETTINGS_SECTION_ROLE_PERMISSIONS
 AI_QUOTA = pb.SETTINGS_SECTION_AI_QUOTA
+FILES = pb.SETTINGS_SECTION_FILES
 ALL_BUT_QUOTA = [BRANDING, AGENTS, TOPICS, TICKET_CATEGORIES, ROLE_PERMISSIONS]
 
 _ROLES = {
@@ -87,6 +88,7 @@ def public_of(settings: pb.TenantSettings) -> pb.PublicSettings:
             if a.enabled
         ],
         version=settings.version,
+        files=settings.files,
     )
 
 
@@ -149,6 +151,7 @@ def settings_out(p: pb.TenantSettings) -> s.SettingsOut:
         ticket_categories=list(p.ticket_categories),
         role_permissions=role_permissions_out(p),
         ai_quota=s.AiQuota(monthly_tokens=p.ai_quota.monthly_tokens),
+        files=files_out(p.files),
         canned_replies_path=p.canned_replies_path,
         canned_reply_count=p.canned_reply_count,
         version=p.version,
@@ -171,6 +174,37 @@ def public_out(p: pb.PublicSettings) -> s.PublicSettingsOut:
             for a in p.agents
         ],
         version=p.version,
+        files=files_out(p.files),
+    )
+
+
+_SVG_MODES = {pb.SVG_MODE_BLOCK: "block", pb.SVG_MODE_DOWNLOAD_ONLY: "download_only"}
+_SVG_MODE_VALUES = {name: value for value, name in _SVG_MODES.items()}
+
+
+def files_out(f: pb.FilePolicy) -> s.FilePolicy:
+    return s.FilePolicy(
+        max_size_bytes=f.max_size_bytes,
+        allowed_kinds=list(f.allowed_kinds),
+        svg_mode=_SVG_MODES.get(f.svg_mode, ""),
+        max_image_pixels=f.max_image_pixels,
+        user_quota_bytes=f.user_quota_bytes,
+        tenant_quota_bytes=f.tenant_quota_bytes,
+        keep_image_metadata=f.keep_image_metadata,
+    )
+
+
+def files_in(f: s.FilePolicy) -> pb.FilePolicy:
+    # An unknown mode becomes a value the service refuses with invalid_svg_mode.
+    mode = _SVG_MODE_VALUES.get(f.svg_mode, pb.SVG_MODE_UNSPECIFIED if not f.svg_mode else 99)
+    return pb.FilePolicy(
+        max_size_bytes=f.max_size_bytes,
+        allowed_kinds=f.allowed_kinds,
+        svg_mode=cast(pb.SvgMode.ValueType, mode),
+        max_image_pixels=f.max_image_pixels,
+        user_quota_bytes=f.user_quota_bytes,
+        tenant_quota_bytes=f.tenant_quota_bytes,
+        keep_image_metadata=f.keep_image_metadata,
     )
 
 
@@ -232,4 +266,5 @@ def settings_in(body: s.SettingsIn) -> pb.TenantSettings:
         ticket_categories=body.ticket_categories,
         role_permissions=role_permissions_in(body.role_permissions),
         ai_quota=pb.AiQuota(monthly_tokens=body.ai_quota.monthly_tokens if body.ai_quota else 0),
+        files=files_in(body.files) if body.files is not None else None,
     )

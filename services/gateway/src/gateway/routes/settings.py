@@ -147,6 +147,8 @@ async def put_settings(
     it, an admin sending a changed one gets 403 ``forbidden``). Invalid values are
     422 with the rule's code (docs/settings.md)."""
     sections = c.ALL_BUT_QUOTA if body.ai_quota is None else [*c.ALL_BUT_QUOTA, c.AI_QUOTA]
+    if body.files is not None:
+        sections = [*sections, c.FILES]
     stored = await ops.put(caller, if_match, c.settings_in(body), sections)
     return _answer(response, stored, c.settings_out)
 
@@ -254,6 +256,27 @@ async def put_role_permissions(
     draft = pb.TenantSettings(role_permissions=c.role_permissions_in(body.role_permissions))
     stored = await ops.put(caller, if_match, draft, [c.ROLE_PERMISSIONS])
     return _answer(response, stored, _roles)
+
+
+@router.get("/settings/files", response_model=s.FilePolicy, responses=READ_ERRORS)
+async def get_file_policy(caller: CallerDep, ops: OpsDep, response: Response) -> s.FilePolicy:
+    """The files policy with every default spelled out (docs/files.md#policy)."""
+    return _answer(response, await ops.get(caller), lambda p: c.files_out(p.files))
+
+
+@router.put("/settings/files", response_model=s.FilePolicy, responses=PUT_ERRORS)
+async def put_file_policy(
+    body: s.FilePolicy,
+    caller: CallerDep,
+    ops: OpsDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> s.FilePolicy:
+    """``invalid_max_size``, ``unknown_file_kind``, ``invalid_svg_mode``,
+    ``invalid_image_pixels`` and ``invalid_file_quota`` are 422s."""
+    draft = pb.TenantSettings(files=c.files_in(body))
+    stored = await ops.put(caller, if_match, draft, [c.FILES])
+    return _answer(response, stored, lambda p: c.files_out(p.files))
 
 
 def _quota(p: pb.TenantSettings) -> s.AiQuota:
