@@ -9,7 +9,7 @@ from confab_core import redisx
 from confab_core.clock import FakeClock
 from confab_core.identity import Caller
 from confab_devservers import RedisServer
-from gateway.ratelimit import (
+from gateway.ratelimit import _NOUNS, (
     DEFAULT_LIMITS,
     WINDOW_SECONDS,
     Action,
@@ -118,6 +118,11 @@ async def test_a_tenant_override_changes_only_that_tenant_and_action(
 
 def test_every_action_has_a_default() -> None:
     assert set(DEFAULT_LIMITS) == set(Action)
+
+
+def test_every_action_names_what_it_limits() -> None:
+    # A refusal's message names the action: a missing noun was a 500, not a 429.
+    assert set(_NOUNS) == set(Action)
 
 
 def test_limits_come_from_settings_and_bad_ones_fail_fast(

@@ -8,7 +8,7 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from confab.conversation.v1 import conversation_pb2 as pb
-from confab.conversation.v1 import files_pb2
+from confab.conversation.v1 import events_pb2, files_pb2
 from confab.conversation.v1 import support_pb2 as spb
 from conversation.handlers.ticketflow import STATUS_TO_PROTO
 from conversation.storage.conversations import Conversation
@@ -186,3 +186,14 @@ def file(f: FileRecord) -> files_pb2.File:
         created_at=ts(f.created_at),
         updated_at=ts(f.updated_at),
     )
+
+
+def file_updated(f: FileRecord) -> events_pb2.ConversationEvent:
+    """A file's FileUpdated event. Every member hears it (event_seq is gapless per
+    conversation), but an unattached file is still its uploader's draft, hidden
+    from the others: its event leaves out the name, hash and client id."""
+    out = file(f)
+    if not f.message_id:
+        for field in ("name", "sha256", "client_id"):
+            out.ClearField(field)
+    return events_pb2.ConversationEvent(file_updated=files_pb2.FileUpdated(file=out))

@@ -77,7 +77,7 @@ async def delete_with_message(t: Taken, file_id: str, now: datetime) -> None:
             # Held no more by the record: a later compliance removal gives nothing back twice.
             await t.store.files.set_reserved(gone.id, 0, now)
             await t.store.file_usage.release(gone.uploader_id, gone.reserved_bytes)
-        t.emit(file_updated(convert.file(gone)))
+        t.emit(convert.file_updated(gone))
         return
     # Already deleted (or removed by a compliance job): the event claimed still
     # says so.

@@ -358,7 +358,7 @@ class FileProcessor:
             if after is None:
                 raise LeaseLost(record.id)
             await self._settle_quota(t, record, size)
-            t.emit(_updated(after))
+            t.emit(convert.file_updated(after))
 
         await self._unit.one(Change(system_caller(record.tenant_id), record.conversation_id), body)
 
@@ -397,7 +397,7 @@ class FileProcessor:
                 raise LeaseLost(record.id)
             await self._settle_quota(t, record, 0)
             await self._audit.in_unit(t, action, Target("file", record.id), {}, after)
-            t.emit(_updated(ended))
+            t.emit(convert.file_updated(ended))
 
         change = Change(system_caller(record.tenant_id), record.conversation_id, audited=True)
         await self._unit.one(change, body)
@@ -419,12 +419,6 @@ class FileProcessor:
             PURGED.inc()
             done += 1
         return done
-
-
-def _updated(record: FileRecord) -> events_pb2.ConversationEvent:
-    return events_pb2.ConversationEvent(
-        file_updated=files_pb2.FileUpdated(file=convert.file(record))
-    )
 
 
 async def _chunks(path: Path) -> AsyncIterable[bytes]:
