@@ -9,7 +9,8 @@ from confab_core import redisx
 from confab_core.clock import FakeClock
 from confab_core.identity import Caller
 from confab_devservers import RedisServer
-from gateway.ratelimit import _NOUNS, (
+from gateway.ratelimit import (
+    _NOUNS,
     DEFAULT_LIMITS,
     WINDOW_SECONDS,
     Action,
