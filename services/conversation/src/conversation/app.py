@@ -77,8 +77,8 @@ from conversation.canned_servicer import CannedReplyServicer, SupportProfileServ
 from conversation.clients.compliance import MissingPeer, NotificationPeer, PresencePeer
 from conversation.clients.presence import NoPresence, OnlineAgents, PresenceClient
 from conversation.clients.scanner import ClamdScanner
-from conversation.files_worker import FileWorker
 from conversation.files_servicer import FileServicer
+from conversation.files_worker import FileWorker
 from conversation.governance_servicer import AuditServicer, ModerationServicer
 from conversation.handlers.analytics import AnalyticsHandler
 from conversation.handlers.assignment import AssignmentHandler

@@ -22,7 +22,6 @@ from typing import BinaryIO, Protocol
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo.errors import PyMongoError
 
-from confab.conversation.v1 import events_pb2, files_pb2
 from confab_core.clock import Clock
 from confab_core.errors import NotFound
 from confab_core.ids import new_id
