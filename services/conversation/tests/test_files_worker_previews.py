@@ -7,6 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from PIL import Image, TiffImagePlugin
 
@@ -163,6 +164,28 @@ def test_tiff_gets_a_png_preview_and_loses_its_tags(tmp_path: Path) -> None:
         assert clean.format == "TIFF"
 
 
+def test_a_phone_heic_photo_gets_a_png_preview_and_loses_its_gps(tmp_path: Path) -> None:
+    src = tmp_path / "photo.heic"
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0)}  # GPS
+    pillow_heif.register_heif_opener()
+    Image.new("RGB", (320, 240), "teal").save(src, "HEIF", exif=exif.tobytes())
+    out = previews.render_image(
+        src, tmp_path, "image/heic", max_pixels=50_000_000, keep_metadata=False
+    )
+    assert (out.width, out.height) == (320, 240)
+    assert out.preview is not None
+    with Image.open(out.preview) as preview:
+        assert preview.format == "PNG"
+        assert preview.size == (320, 240)
+    assert out.stripped is not None
+    with Image.open(out.stripped, formats=("HEIF",)) as clean:
+        assert clean.size == (320, 240)
+        assert dict(clean.getexif()) == {}
+    assert out.thumbnail is not None
+
+
 def test_bmp_gets_a_png_preview(tmp_path: Path) -> None:
     src = tmp_path / "old.bmp"
     Image.new("RGB", (64, 48), "yellow").save(src, "BMP")
@@ -203,7 +226,7 @@ def test_bytes_that_do_not_decode_are_undecodable(tmp_path: Path) -> None:
 def test_which_types_must_decode() -> None:
     assert previews.pillow_decodes("image/png")
     assert previews.pillow_decodes("image/tiff")
-    assert not previews.pillow_decodes("image/heic")
+    assert previews.pillow_decodes("image/heic")
     assert not previews.pillow_decodes("image/svg+xml")
 
 

@@ -8,11 +8,13 @@ records or storage.
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import pillow_heif
 import pypdfium2
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
@@ -26,7 +28,7 @@ BROWSER_IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "AVIF"})
 # Formats whose metadata is stripped by saving the pixels again. Animated images
 # keep their bytes: re-encoding every frame costs more than GIF's comments are
 # worth (GIF has no EXIF), and animated WebP rarely carries any.
-STRIPPED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF"})
+STRIPPED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF", "HEIF"})
 # Info keys that carry metadata rather than pixels; the ICC profile and the
 # resolution stay (they change how the picture looks).
 METADATA_KEYS = frozenset(
@@ -49,6 +51,9 @@ PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
     "image/bmp": ("BMP", "DIB"),
     "image/tiff": ("TIFF",),
     "image/avif": ("AVIF",),
+    # Phones' photos (pillow-heif's decoder, registered on first use).
+    "image/heic": ("HEIF",),
+    "image/heif": ("HEIF",),
 }
 # pdfium is not thread-safe: one render at a time per process.
 _PDFIUM = threading.Lock()
@@ -97,6 +102,8 @@ def render_image(
         formats = PILLOW_FORMATS.get(content_type)
         if formats is None:
             raise Undecodable(f"no decoder for {content_type}")
+        if "HEIF" in formats:
+            _register_heif()
         return _render_image(src, scratch, formats, max_pixels, keep_metadata)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
@@ -136,6 +143,13 @@ def _render_image(
     return Rendered(width, height, _thumbnail(src, formats), preview, stripped)
 
 
+@functools.cache
+def _register_heif() -> None:
+    """Pillow learns HEIF from pillow-heif once, when the first such photo comes,
+    not at import."""
+    pillow_heif.register_heif_opener()
+
+
 def _save_stripped(im: Image.Image, dest: Path) -> None:
     """Saves the pixels again (orientation applied, so nothing is lost with the
     EXIF) in the same format, with no EXIF, XMP, comments or text chunks."""
@@ -160,6 +174,9 @@ def _save_stripped(im: Image.Image, dest: Path) -> None:
         options |= {"quality": 90, "method": 4}
     elif fmt == "TIFF":
         options |= {"tiffinfo": {}, "compression": im.info.get("compression", "raw")}
+    elif fmt == "HEIF":
+        # pillow-heif writes no EXIF or XMP when given none (b"" is not "none").
+        options = {"quality": 90, **kept}
     upright.save(dest, format=fmt, **options)
 
 
