@@ -40,11 +40,15 @@ install: .cache/stamps/uv .cache/stamps/sync .cache/stamps/servers $(BUF) $(E2E_
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
-.cache/stamps/servers: scripts/install-redis.sh scripts/install-kafka.sh tools/kafka/pom.xml scripts/install-local-kms.sh
+# versitygw is the slowest step (a Go build of minutes, CPU-bound), so it runs
+# beside the others (apt-get, Maven downloads), which mostly wait on the network.
+.cache/stamps/servers: scripts/install-redis.sh scripts/install-clamav.sh scripts/install-kafka.sh \
+		tools/kafka/pom.xml scripts/install-local-kms.sh scripts/install-s3.sh
 	@mkdir -p $(@D)
-	scripts/install-redis.sh
-	scripts/install-kafka.sh
-	scripts/install-local-kms.sh
+	@scripts/install-s3.sh & s3=$$!; \
+	  scripts/install-redis.sh && scripts/install-clamav.sh && scripts/install-kafka.sh && \
+	  scripts/install-local-kms.sh; rc=$$?; \
+	  wait $$s3 || rc=1; exit $$rc
 	@touch $@
 
 $(BUF): tools/buf/package.json tools/buf/package-lock.json

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import socketio
-from confab_devfleet import Fleet, FleetOptions
+from confab_devfleet import FilesBackend, Fleet, FleetOptions
 
 from confab_devservers import FakeOpenAI
 from gateway.ratelimit import Action
@@ -48,20 +48,45 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> Iterator[Fleet]:
-    workdir = Path(os.environ.get("CONFAB_E2E_WORKDIR") or tmp_path_factory.mktemp("fleet"))
-    fleet = Fleet(
+def _session_fleet(
+    workdir: Path, fake_openai: FakeOpenAI, *, gateways: int, files_backend: FilesBackend
+) -> Fleet:
+    return Fleet(
         FleetOptions(
             workdir=workdir,
-            # Two pods, so that a test can watch what crosses pods (a bot reply streamed
-            # through Kafka to every gateway); the other tests use gateway 0.
-            gateways=2,
+            gateways=gateways,
             openai_base_url=fake_openai.base_url,
             openai_api_key="test-key",
             extra_env={"gateway": {"GATEWAY_TENANT_RATE_LIMITS": json.dumps(TENANT_RATE_LIMITS)}},
             grpc_tls=True,
+            files_backend=files_backend,
         )
+    )
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> Iterator[Fleet]:
+    """The shared fleet, files in GridFS."""
+    workdir = Path(os.environ.get("CONFAB_E2E_WORKDIR") or tmp_path_factory.mktemp("fleet"))
+    # Two pods, so that a test can watch what crosses pods (a bot reply streamed
+    # through Kafka to every gateway); the other tests use gateway 0.
+    fleet = _session_fleet(workdir, fake_openai, gateways=2, files_backend="gridfs")
+    try:
+        fleet.start()
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> Iterator[Fleet]:
+    """A second fleet, files in a local versitygw (S3 API), started only when a test asks.
+
+    The same tenants and limits as ``fleet``, one gateway; a suite parametrized over
+    ``("fleet", "s3_fleet")`` (``request.getfixturevalue``) runs on both backends.
+    """
+    fleet = _session_fleet(
+        tmp_path_factory.mktemp("s3-fleet"), fake_openai, gateways=1, files_backend="s3"
     )
     try:
         fleet.start()
@@ -72,7 +97,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> 
 
 @contextlib.contextmanager
 def running_fleet(
-    workdir: Path, *, gateways: int, extra_env: dict[str, dict[str, str]] | None = None
+    workdir: Path,
+    *,
+    gateways: int,
+    extra_env: dict[str, dict[str, str]] | None = None,
+    files_backend: FilesBackend = "gridfs",
 ) -> Iterator[Fleet]:
     """A fleet of its own for a module that needs more gateways or breaks things.
 
@@ -84,7 +113,15 @@ def running_fleet(
     env = {"gateway": {"GATEWAY_RATE_LIMITS": json.dumps(limits)}}
     for name, values in (extra_env or {}).items():
         env[name] = {**env.get(name, {}), **values}
-    fleet = Fleet(FleetOptions(workdir=workdir, gateways=gateways, extra_env=env, grpc_tls=True))
+    fleet = Fleet(
+        FleetOptions(
+            workdir=workdir,
+            gateways=gateways,
+            extra_env=env,
+            grpc_tls=True,
+            files_backend=files_backend,
+        )
+    )
     try:
         fleet.start()
         yield fleet

@@ -4,9 +4,11 @@ from confab_devservers.pytest_plugin import (  # noqa: F401
     _confab_kafka,
     _confab_mongo,
     _confab_redis,
+    clamd_server,
     fake_openai,
     kafka_server,
     mongo_server,
     redis_server,
+    s3_server,
     smtp_sink,
 )

@@ -1,5 +1,5 @@
-"""The whole Confab fleet as real processes on local Kafka, MongoDB-wire and Redis."""
+"""The whole Confab fleet as real processes on local Kafka, MongoDB-wire, Redis and clamd."""
 
-from confab_devfleet.fleet import Fleet, FleetOptions, ServiceProcess
+from confab_devfleet.fleet import FilesBackend, Fleet, FleetOptions, ServiceProcess
 
-__all__ = ["Fleet", "FleetOptions", "ServiceProcess"]
+__all__ = ["FilesBackend", "Fleet", "FleetOptions", "ServiceProcess"]

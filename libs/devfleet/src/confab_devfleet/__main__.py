@@ -23,6 +23,12 @@ def main() -> int:
     parser.add_argument(
         "--grpc-tls", action="store_true", help="mTLS between the services, with a dev CA"
     )
+    parser.add_argument(
+        "--files-backend",
+        choices=["gridfs", "s3"],
+        default="gridfs",
+        help="where uploaded files go: GridFS in the MongoDB-wire server, or a local versitygw",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -34,6 +40,7 @@ def main() -> int:
             openai_base_url=args.openai_base_url,
             openai_api_key=args.openai_api_key,
             grpc_tls=args.grpc_tls,
+            files_backend=args.files_backend,
         )
     )
     stop = threading.Event()
@@ -50,6 +57,9 @@ def main() -> int:
         out.write(f"  API docs:       {fleet.gateway_url()}/api/v1/docs\n")
         if fleet.smtp_sink is not None:
             out.write(f"  SMTP sink:      {fleet.smtp_sink.host}:{fleet.smtp_sink.port}\n")
+        out.write(f"  clamd:          {fleet.clamd.host}:{fleet.clamd.port}\n")
+        if fleet.s3 is not None:
+            out.write(f"  S3 (versitygw): {fleet.s3.endpoint_url}   bucket {fleet.s3.bucket}\n")
         for name, svc in fleet.services.items():
             out.write(f"  {name + ' metrics:':<16}{svc.metrics_url}\n")
         out.write(f"  logs:           {args.workdir}/services/*.log\n\n")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,10 +22,12 @@ from confab_core.auth import mint_hs256
 from confab_devservers import (
     CertFiles,
     ChildServer,
+    ClamdServer,
     DevCA,
     KafkaServer,
     MongoServer,
     RedisServer,
+    S3Server,
     SmtpSink,
     dev_key_file,
     free_port,
@@ -32,6 +36,8 @@ from confab_devservers import (
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+
+FilesBackend = Literal["gridfs", "s3"]
 
 
 class ServiceProcess(ChildServer):
@@ -115,6 +121,12 @@ class FleetOptions:
     # mTLS on every gRPC hop, with a CA and per-service certificates made at start
     # (tests/e2e turn it on; `make run` and the benchmarks stay plaintext).
     grpc_tls: bool = False
+    # Where uploaded files' bytes go: GridFS in the MongoDB-wire server (nothing more
+    # to run), or an S3 API (a local versitygw is started for it).
+    files_backend: FilesBackend = "gridfs"
+    # Signs the gateway's short-lived download URLs; a fresh one per run when None
+    # (the URLs live two minutes, so nothing outlives a restart that would need it).
+    file_url_key: str | None = None
 
 
 class Fleet:
@@ -124,6 +136,10 @@ class Fleet:
         self.kafka = KafkaServer(root / "kafka")
         self.mongo = MongoServer(root / "mongo")
         self.redis = RedisServer(root / "redis")
+        # Always: the conversation service refuses to start without a scanner.
+        self.clamd = ClamdServer(root / "clamd")
+        self.s3 = S3Server(root / "s3") if options.files_backend == "s3" else None
+        self.file_url_key = options.file_url_key or secrets.token_urlsafe(32)
         self.smtp_sink: SmtpSink | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.gateways: list[ServiceProcess] = []
@@ -131,7 +147,10 @@ class Fleet:
 
     @property
     def servers(self) -> list[ChildServer]:
-        return [self.redis, self.mongo, self.kafka]
+        servers: list[ChildServer] = [self.redis, self.mongo, self.kafka, self.clamd]
+        if self.s3 is not None:
+            servers.append(self.s3)
+        return servers
 
     def start(self) -> None:
         for server in self.servers:
@@ -189,6 +208,7 @@ class Fleet:
                 # Erasure, export and retention reach notifications and presence.
                 "NOTIFICATION_ADDR": addr["notification"],
                 "PRESENCE_ADDR": addr["presence"],
+                **self._files_env(),
             },
             "presence": {
                 "REDIS_URL": self.redis.url,
@@ -233,11 +253,31 @@ class Fleet:
                     "GATEWAY_ID": f"gateway-{i}",
                     # Heartbeats every few seconds so tests of expiry stay short.
                     "HEARTBEAT_SECONDS": "5",
+                    "FILE_URL_KEY": self.file_url_key,
                 },
             )
             gw = ServiceProcess(root, "gateway", gw_env, port=port, http=True)
             gw.name = f"gateway-{i}"
             self.gateways.append(gw)
+
+    def _files_env(self) -> dict[str, str]:
+        """The conversation service's storage and scanner settings (CONVERSATION_ prefix)."""
+        values = {
+            "FILES_BACKEND": self.options.files_backend,
+            "CLAMD_HOST": self.clamd.host,
+            "CLAMD_PORT": str(self.clamd.port),
+        }
+        if self.s3 is not None:
+            values.update(
+                {
+                    "S3_ENDPOINT_URL": self.s3.endpoint_url,
+                    "S3_BUCKET": self.s3.bucket,
+                    "S3_REGION": self.s3.region,
+                    "S3_ACCESS_KEY_ID": self.s3.access_key,
+                    "S3_SECRET_ACCESS_KEY": self.s3.secret_key,
+                }
+            )
+        return values
 
     def token(
         self,

@@ -8,6 +8,10 @@ the rootdir conftest)::
 ``key_file`` is the conversation service's dev key file
 (``CONVERSATION_KEY_FILE``), one per test session.
 
+``s3_server`` (versitygw, its bucket created) and ``clamd_server`` (clamd with
+the EICAR test signature) are started once per session, so once per xdist
+worker; a test that stops one starts it again before it ends.
+
 The child servers are started once per test module and shared; each test gets
 them *running* (a test that stopped or killed a server gets it restarted,
 with its data, for the next test). The in-process SMTP sink and fake OpenAI
@@ -21,11 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from .clamd_server import ClamdServer
 from .fake_openai import FakeOpenAI
 from .kafka_server import KafkaServer
 from .keys import dev_key_file
 from .mongo_server import MongoServer
 from .redis_server import RedisServer
+from .s3_server import S3Server
 from .smtp_sink import SmtpSink
 
 
@@ -92,3 +98,23 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 @pytest.fixture(scope="session")
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dev_key_file(tmp_path_factory.mktemp("keys") / "kek")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def clamd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdServer]:
+    server = ClamdServer(tmp_path_factory.mktemp("clamd"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
