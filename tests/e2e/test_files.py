@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from confab_devfleet import Fleet, FleetOptions
+from confab_devfleet import Fleet
 from PIL import Image
 
-from .conftest import Api, Socket, eventually
+from .conftest import Api, Socket, eventually, running_fleet
 from .files_helpers import (
     GPS_IFD,
     MIB,
@@ -53,36 +53,26 @@ def uid(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def s3_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def short_url_s3_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """The smallest fleet on versitygw: one gateway, URLs that expire in seconds."""
+    limits = {"send": UNLIMITED, "connect": UNLIMITED, "file_download": UNLIMITED}
+    env = {
+        "gateway": {
+            "GATEWAY_FILE_URL_TTL_SECONDS": str(SHORT_URL_TTL_SECONDS),
+            # The expiry test polls its URL until it runs out.
+            "GATEWAY_RATE_LIMITS": json.dumps(limits),
+        }
+    }
     workdir = Path(tmp_path_factory.mktemp("files-s3-fleet"))
-    fleet = Fleet(
-        FleetOptions(
-            workdir=workdir,
-            gateways=1,
-            files_backend="s3",
-            grpc_tls=True,
-            extra_env={
-                "gateway": {
-                    "GATEWAY_FILE_URL_TTL_SECONDS": str(SHORT_URL_TTL_SECONDS),
-                    # The expiry test polls its URL until it runs out.
-                    "GATEWAY_RATE_LIMITS": json.dumps({"file_download": UNLIMITED}),
-                }
-            },
-        )
-    )
-    try:
-        fleet.start()
+    with running_fleet(workdir, gateways=1, extra_env=env, files_backend="s3") as fleet:
         yield fleet
-    finally:
-        fleet.stop()
 
 
 @pytest.fixture(scope="module", params=["gridfs", "s3"])
 def backend(request: pytest.FixtureRequest) -> tuple[str, Fleet]:
     """The session fleet (GridFS, what `make run` uses) or the S3 one."""
     name: str = request.param
-    fixture = "fleet" if name == "gridfs" else "s3_fleet"
+    fixture = "fleet" if name == "gridfs" else "short_url_s3_fleet"
     return name, request.getfixturevalue(fixture)
 
 
