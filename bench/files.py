@@ -42,7 +42,7 @@ import socketio
 from confab_devfleet import Fleet, FleetOptions
 
 from gateway.ratelimit import Action
-from tests.e2e.files_helpers import MIB, file_of, noisy_jpeg
+from tests.e2e.files_helpers import MIB, file_of, noisy_jpeg, set_file_policy
 
 from .loadgen.targets import RUST_SECANTUS_DEFAULT, UNLIMITED
 from .run import machine_facts
@@ -204,7 +204,7 @@ async def run_backend(bench: Bench, tmp: Path, size_mib: int, photo_mib: float) 
     api = bench.api(owner)
     events = Events()
     try:
-        policy = await admin.put("/settings/files", json={"max_size_bytes": POLICY_MAX_BYTES})
+        policy = await set_file_policy(admin, max_size_bytes=POLICY_MAX_BYTES)
         assert policy.status_code == 200, policy.text
         created = await api.post("/conversations", json={"kind": "group", "member_ids": ["b"]})
         assert created.status_code in (200, 201), created.text

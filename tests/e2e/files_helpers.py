@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from typing import Any
 
 import httpx
@@ -49,6 +50,28 @@ def png(width: int = 32, height: int = 24) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (20, 120, 220)).save(out, "PNG")
     return out.getvalue()
+
+
+def png_bomb(side: int = 10_000) -> bytes:
+    """A PNG whose header claims side x side pixels (100 MP at the default, over the
+    default policy's 50 MP) over a few bytes of zlib data: a decompression bomb,
+    judged by its header alone."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\0" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+SVG = (
+    b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b"<script>alert(document.cookie)</script></svg>"
+)
 
 
 def pdf() -> bytes:
@@ -107,6 +130,15 @@ async def upload(
         files={"file": (name, data, content_type)},
         data={"client_id": client_id} if client_id else None,
         timeout=120,
+    )
+
+
+async def set_file_policy(admin: httpx.AsyncClient, **policy: Any) -> httpx.Response:
+    """A tenant admin changes the files section (read first: a PUT needs its ETag)."""
+    current = await admin.get("/settings/files")
+    assert current.status_code == 200, current.text
+    return await admin.put(
+        "/settings/files", json=policy, headers={"If-Match": current.headers["etag"]}
     )
 
 

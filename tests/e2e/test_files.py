@@ -24,6 +24,7 @@ from .conftest import Api, Socket, eventually, running_fleet
 from .files_helpers import (
     GPS_IFD,
     MIB,
+    SVG,
     absolute,
     eicar,
     file_of,
@@ -34,6 +35,8 @@ from .files_helpers import (
     pdf,
     pe_executable,
     png,
+    png_bomb,
+    set_file_policy,
     upload,
 )
 
@@ -285,6 +288,10 @@ async def test_types_are_judged_by_content_not_by_name(env: Env) -> None:
     for name, content_type in (("cat.png", "image/png"), ("cat.exe", "image/png")):
         resp = await upload(ann_api, conv, name, pe_executable(), content_type)
         err(resp, 422, "file_type_not_allowed")
+    # SVG can carry script: blocked under the default policy, whatever it is called.
+    err(await upload(ann_api, conv, "logo.png", SVG, "image/png"), 422, "file_type_not_allowed")
+    # A decompression bomb is refused by its header, before anything decodes it.
+    err(await upload(ann_api, conv, "huge.png", png_bomb(), "image/png"), 422, "image_too_large")
     assert [f["id"] for f in await list_files(ann_api, conv)] == [disguised_image["id"]]
 
 
@@ -429,3 +436,30 @@ async def test_the_signed_url_expires(env: Env) -> None:
     # A fresh URL works again.
     fresh = absolute(env.url, (await urls(bob_api, conv, made["id"]))["url"])
     assert (await bob_api.get(fresh)).status_code == 200
+
+
+async def test_a_full_user_quota_is_413_and_deleting_a_file_frees_it(env: Env) -> None:
+    tenant = uid("tenant-files")
+    ann, bob = uid("ann"), uid("bob")
+    admin = env.api(tenant, uid("root"), roles=["tenant_admin"])
+    ok(await set_file_policy(admin, user_quota_bytes=150_000))
+    ann_api, bob_api = env.api(tenant, ann), env.api(tenant, bob)
+    conv = await create(ann_api, [bob])
+    text = b"minutes of the meeting\n" * 4000
+
+    first = await uploaded(ann_api, conv, "one.txt", text, "text/plain")
+    err(await upload(ann_api, conv, "two.txt", text, "text/plain"), 413, "quota_exceeded")
+    # The quota is per user: bob still has his.
+    await uploaded(bob_api, conv, "bobs.txt", text, "text/plain")
+    assert len(await list_files(ann_api, conv)) == 2
+
+    deleted = await ann_api.delete(f"/conversations/{conv}/files/{first['id']}")
+    assert deleted.status_code == 204, deleted.text
+    err(await get_file(ann_api, conv, first["id"]), 404)
+
+    # The freed bytes count again (released with the record, or once purged).
+    async def again() -> httpx.Response:
+        return await upload(ann_api, conv, "two.txt", text, "text/plain", client_id="again")
+
+    second = await eventually(again, lambda r: r.status_code != 413, timeout=30)
+    assert second.status_code == 201, second.text
