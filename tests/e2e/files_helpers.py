@@ -112,7 +112,8 @@ def padded_pdf(size: int) -> bytes:
 
 
 def file_of(body: dict[str, Any]) -> dict[str, Any]:
-    """The file in an answer or an event: ``{"file": {...}, ...}`` or the file itself."""
+    """The file in an answer: nested in a direct upload's (``{"file": ..., "url": ...}``),
+    the answer itself elsewhere (uploads, ``complete``, ``file:updated``)."""
     inner = body.get("file")
     return dict(inner) if isinstance(inner, dict) else body
 
