@@ -161,7 +161,7 @@ async def test_images_and_pdfs_are_scanned_previewed_and_served_to_members_only(
     ann, bob, eve = uid("ann"), uid("bob"), uid("eve")
     ann_api, bob_api = env.api(tenant, ann), env.api(tenant, bob)
     conv = await create(ann_api, [bob])
-    bob_sock = await env.socket(tenant, bob)
+    ann_sock = await env.socket(tenant, ann)
 
     photo = jpeg_with_gps()
     assert Image.open(io.BytesIO(photo)).getexif().get_ifd(GPS_IFD)
@@ -177,16 +177,24 @@ async def test_images_and_pdfs_are_scanned_previewed_and_served_to_members_only(
     assert paper["content_type"] == "application/pdf"
 
     # Nobody downloads a file before its scan (the scan may win the race to here).
-    before = await urls(bob_api, conv, image["id"])
+    before = await urls(ann_api, conv, image["id"])
     if before["status"] == "pending":
-        early = await bob_api.get(absolute(env.url, before["url"]))
+        early = await ann_api.get(absolute(env.url, before["url"]))
         if early.status_code != 200:
             err(early, 409, "file_pending")
+    # Until it is sent with a message, an upload is its uploader's draft.
+    err(await get_file(bob_api, conv, image["id"]), 404, "file_not_found")
 
-    done_image = await processed(bob_sock, image["id"])
+    done_image = await processed(ann_sock, image["id"])
     assert done_image["has_thumbnail"] and (done_image["width"], done_image["height"]) == (640, 480)
-    done_paper = await processed(bob_sock, paper["id"])
+    done_paper = await processed(ann_sock, paper["id"])
     assert done_paper["has_thumbnail"]
+    for made in (image, paper):
+        sent = await ann_api.post(
+            f"/conversations/{conv}/messages",
+            json={"file": {"file_id": made["id"]}, "client_msg_id": uid("m")},
+        )
+        assert sent.status_code == 201, sent.text
     listed = {f["id"]: f["status"] for f in await list_files(bob_api, conv)}
     assert listed == {image["id"]: "clean", paper["id"]: "clean"}
 
@@ -241,18 +249,19 @@ async def test_the_eicar_file_is_infected_and_never_served(env: Env) -> None:
     ann, bob = uid("ann"), uid("bob")
     ann_api, bob_api = env.api(tenant, ann), env.api(tenant, bob)
     conv = await create(ann_api, [bob])
-    bob_sock = await env.socket(tenant, bob)
+    ann_sock = await env.socket(tenant, ann)
 
     bad = await uploaded(ann_api, conv, "notes.txt", eicar(), "text/plain")
     assert bad["status"] == "pending"
-    early = await urls(bob_api, conv, bad["id"])
-    await processed(bob_sock, bad["id"], status="infected")
-    got = await urls(bob_api, conv, bad["id"])
+    early = await urls(ann_api, conv, bad["id"])
+    await processed(ann_sock, bad["id"], status="infected")
+    got = await urls(ann_api, conv, bad["id"])
     assert got["status"] == "infected" and not got["url"] and not got["thumbnail_url"], got
     if early["url"]:
         # A URL issued while it was pending serves nothing either.
-        err(await bob_api.get(absolute(env.url, early["url"])), 409, "file_infected")
-    assert [f["status"] for f in await list_files(bob_api, conv)] == ["infected"]
+        err(await ann_api.get(absolute(env.url, early["url"])), 409, "file_infected")
+    assert [f["status"] for f in await list_files(ann_api, conv)] == ["infected"]
+    err(await get_file(bob_api, conv, bad["id"]), 404)
     # An infected file cannot be attached to a message.
     refused = await ann_api.post(
         f"/conversations/{conv}/messages",
@@ -377,7 +386,7 @@ async def test_direct_upload_to_object_storage(env: Env) -> None:
     body = ok(resp, 200, 201)
     made = file_of(body)
     assert made["status"] == "uploading"
-    bob_sock = await env.socket(tenant, bob)
+    ann_sock = await env.socket(tenant, ann)
 
     # Completing before the PUT finds no object: refused, the file stays uploading.
     early = await ann_api.post(f"/conversations/{conv}/files/{made['id']}/complete")
@@ -393,9 +402,10 @@ async def test_direct_upload_to_object_storage(env: Env) -> None:
         len(document),
     )
     assert done["content_type"] == "application/pdf"
-    await processed(bob_sock, made["id"])
-    got = await urls(bob_api, conv, made["id"])
-    served = await bob_api.get(absolute(env.url, got["url"]))
+    await processed(ann_sock, made["id"])
+    got = await urls(ann_api, conv, made["id"])
+    served = await ann_api.get(absolute(env.url, got["url"]))
+    err(await get_file(bob_api, conv, made["id"]), 404)
     assert served.status_code == 200 and served.content == document
 
     # A direct upload whose bytes are an executable is refused on complete.
@@ -416,15 +426,15 @@ async def test_the_signed_url_expires(env: Env) -> None:
         )
     tenant = uid("tenant-files")
     ann, bob = uid("ann"), uid("bob")
-    ann_api, bob_api = env.api(tenant, ann), env.api(tenant, bob)
+    ann_api = env.api(tenant, ann)
     conv = await create(ann_api, [bob])
-    bob_sock = await env.socket(tenant, bob)
+    ann_sock = await env.socket(tenant, ann)
     made = await uploaded(ann_api, conv, "p.png", png(), "image/png")
-    await processed(bob_sock, made["id"])
-    url = absolute(env.url, (await urls(bob_api, conv, made["id"]))["url"])
+    await processed(ann_sock, made["id"])
+    url = absolute(env.url, (await urls(ann_api, conv, made["id"]))["url"])
 
     async def fetch() -> httpx.Response:
-        return await bob_api.get(url)
+        return await ann_api.get(url)
 
     first = await fetch()
     assert first.status_code in (200, 403), first.text
@@ -433,8 +443,8 @@ async def test_the_signed_url_expires(env: Env) -> None:
     )
     err(expired, 403, "url_expired")
     # A fresh URL works again.
-    fresh = absolute(env.url, (await urls(bob_api, conv, made["id"]))["url"])
-    assert (await bob_api.get(fresh)).status_code == 200
+    fresh = absolute(env.url, (await urls(ann_api, conv, made["id"]))["url"])
+    assert (await ann_api.get(fresh)).status_code == 200
 
 
 async def test_a_full_user_quota_is_413_and_deleting_a_file_frees_it(env: Env) -> None:
@@ -450,7 +460,9 @@ async def test_a_full_user_quota_is_413_and_deleting_a_file_frees_it(env: Env) -
     err(await upload(ann_api, conv, "two.txt", text, "text/plain"), 413, "quota_exceeded")
     # The quota is per user: bob still has his.
     await uploaded(bob_api, conv, "bobs.txt", text, "text/plain")
-    assert len(await list_files(ann_api, conv)) == 2
+    # Unsent uploads are each uploader's drafts: each lists their own.
+    assert [f["name"] for f in await list_files(ann_api, conv)] == ["one.txt"]
+    assert [f["name"] for f in await list_files(bob_api, conv)] == ["bobs.txt"]
 
     deleted = await ann_api.delete(f"/conversations/{conv}/files/{first['id']}")
     assert deleted.status_code == 204, deleted.text
