@@ -21,7 +21,7 @@ BUF := tools/buf/node_modules/.bin/buf
 PYTEST := $(UV) run --frozen pytest
 
 .PHONY: help install run test lint proto-lint proto-check protos test-unit test-e2e fuzz openapi clean \
-	deploy-check deploy-render bench bench-full
+	deploy-check deploy-render bench bench-full bench-files
 
 help:
 	@echo "make run    - start the whole fleet on local Kafka, MongoDB-wire, Redis and clamd, with a demo tenant"
@@ -112,6 +112,9 @@ deploy-render:
 BENCH := $(UV) run --frozen python -m bench.run
 bench: install
 	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(BENCH) --profile short
+	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(UV) run --frozen python -m bench.files
+bench-files: install
+	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(UV) run --frozen python -m bench.files
 bench-full: install
 	@bin=$$(bench/install-secantus-rs.sh) && CONFAB_SECANTUS_BIN="$$bin" $(BENCH) --profile full --gateways 3
 
