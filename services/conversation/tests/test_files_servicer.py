@@ -133,3 +133,36 @@ async def test_refusals_keep_their_codes(
                 )
             )
         assert _code(err.value) == "direct_upload_unavailable"
+
+
+async def _streamed(
+    conv: str, client_id: str, chunks: int, declared: int = 0
+) -> AsyncIterator[fpb.UploadFileRequest]:
+    yield fpb.UploadFileRequest(
+        start=fpb.UploadStart(
+            conversation_id=conv, client_id=client_id, name="a.txt", declared_size_bytes=declared
+        )
+    )
+    for _ in range(chunks):
+        yield fpb.UploadFileRequest(chunk=b"line of text\n" * 80_000)
+
+
+async def test_answers_before_the_body_ends_reach_the_client_as_sent(
+    stub: fpb_grpc.FileServiceStub, conversations: ConversationHandler
+) -> None:
+    # The service answers at the start (a declared size over the policy, a retry
+    # of a stored upload) while the client still streams: the client must get
+    # that answer, not the INTERNAL grpcio's asyncio client makes of a write
+    # after the status (grpc/grpc#36066). Rounds, since it is a race.
+    conv = (await create(conversations, ALICE, members=["bob"])).conversation.id
+    with acting_as(ALICE):
+        stored = await stub.UploadFile(_streamed(conv, "kept", 1))
+        for _ in range(8):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.UploadFile(_streamed(conv, "big", 30, declared=30 * 1024 * 1024))
+            assert (err.value.code(), _code(err.value)) == (
+                grpc.StatusCode.OUT_OF_RANGE,
+                "file_too_large",
+            )
+            again = await stub.UploadFile(_streamed(conv, "kept", 10))
+            assert (again.file.id, again.created) == (stored.file.id, False)

@@ -123,7 +123,8 @@ class FakeFiles:
             self.completed = True
             return fpb.UploadFileResponse(file=self.file, created=self.created)
 
-        return run()
+        # Like a grpc.aio call: awaitable, and done() once the service answered.
+        return asyncio.ensure_future(run())
 
     def DownloadFile(self, request: fpb.DownloadFileRequest, **_: Any) -> DownloadCall:
         self.calls.append(("DownloadFile", request))

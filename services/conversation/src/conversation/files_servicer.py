@@ -25,6 +25,24 @@ async def _chunks(requests: AsyncIterator[fpb.UploadFileRequest]) -> AsyncIterat
         yield request.chunk
 
 
+# How much of an upload's remaining body is read (and dropped) when it was
+# answered early: see _drained.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+async def _drained(requests: AsyncIterator[fpb.UploadFileRequest]) -> None:
+    """Reads what the client still sends of an upload answered early, up to its
+    end or DRAIN_LIMIT_BYTES. Ending the call while the client is still writing
+    makes grpcio's asyncio client replace the answer with INTERNAL
+    (grpc/grpc#36066): the gateway would say 502 instead of 413, 422 or the
+    stored file."""
+    drained = 0
+    async for request in requests:
+        drained += len(request.chunk)
+        if drained > DRAIN_LIMIT_BYTES:
+            return
+
+
 class FileServicer(fpb_grpc.FileServiceServicer):
     def __init__(self, files: FileHandler) -> None:
         self._files = files
@@ -39,7 +57,12 @@ class FileServicer(fpb_grpc.FileServiceServicer):
             raise _no_start() from None
         if first.WhichOneof("part") != "start":
             raise _no_start()
-        done = await self._files.upload(current_caller(), first.start, _chunks(requests))
+        try:
+            done = await self._files.upload(current_caller(), first.start, _chunks(requests))
+        finally:
+            # A refusal, or a retry answered with the stored file, comes before
+            # the body ends.
+            await _drained(requests)
         return fpb.UploadFileResponse(file=convert.file(done.file), created=done.created)
 
     async def CreateUploadUrl(
