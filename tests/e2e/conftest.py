@@ -130,9 +130,13 @@ def running_fleet(
 
 
 async def eventually(
-    probe: Callable[[], Any], check: Callable[[Any], bool], timeout: float = 10
+    probe: Callable[[], Any],
+    check: Callable[[Any], bool],
+    timeout: float = 10,
+    interval: float = 0.1,
 ) -> Any:
-    """Polls a public API until ``check`` holds on its answer, or fails at the deadline."""
+    """Polls a public API until ``check`` holds on its answer, or fails at the
+    deadline; ``interval`` keeps a probe of a rate-limited call under its limit."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = await probe()
@@ -140,7 +144,7 @@ async def eventually(
             return value
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
 
 
 class Api:
