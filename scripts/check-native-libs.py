@@ -19,6 +19,8 @@ BASE_IMAGE = {
     "ld-linux-x86-64.so.2",
     "libc.so.6",
     "libm.so.6",
+    # glibc's vector math library (package libc6, like libm): pillow-heif's x265 links it.
+    "libmvec.so.1",
     "libdl.so.2",
     "libpthread.so.0",
     "librt.so.1",
