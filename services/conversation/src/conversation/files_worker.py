@@ -40,6 +40,7 @@ class FileWorker:
     async def run(self) -> None:
         pause = self._poll
         while True:
+            _stop_if_cancelled()
             try:
                 busy = await self.run_once()
                 pause = self._poll
@@ -53,6 +54,7 @@ class FileWorker:
                 # outlive it (files stay as they were and are tried again).
                 log.exception("file processor pass failed")
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            _stop_if_cancelled()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await self._work.wait()
@@ -68,3 +70,12 @@ class FileWorker:
         purged = await self._processor.purge_deleted(self._concurrency)
         await self._processor.measure_backlog()
         return len(claimed) >= self._concurrency or purged >= self._concurrency
+
+
+def _stop_if_cancelled() -> None:
+    """Ends the loop once it was asked to stop, even when the cancellation was
+    swallowed during a pass (a driver that reports it as its own error): the
+    service's shutdown waits for this task."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
